@@ -1,0 +1,103 @@
+//! The state every connection shares: configuration, topics, cluster identity.
+
+use std::fs;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::producer_ids::ProducerIds;
+use crate::topic_config::TopicOverrides;
+use crate::topics::{Topic, TopicRegistry};
+use std::sync::Arc;
+
+/// A running broker's shared state.
+pub struct Broker {
+    /// The configuration the broker started with.
+    pub config: BrokerConfig,
+    /// The topics and their partitions.
+    pub topics: TopicRegistry,
+    /// The cluster id, generated on first start and kept in `meta.properties`.
+    pub cluster_id: String,
+    /// Allocator of idempotent producer ids.
+    pub producer_ids: ProducerIds,
+}
+
+impl Broker {
+    /// Opens the data directory (creating it on first start) and recovers every topic.
+    pub fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        fs::create_dir_all(&config.data_dir)?;
+        let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
+        let topics = TopicRegistry::open(&config)?;
+        let producer_ids = ProducerIds::open(&config.data_dir)?;
+        Ok(Broker {
+            config,
+            topics,
+            cluster_id,
+            producer_ids,
+        })
+    }
+
+    /// Looks a topic up, creating it with the broker defaults when auto-creation is enabled and
+    /// the caller allows it. `Ok(None)` means the topic does not exist.
+    pub fn topic_or_auto_create(
+        &self,
+        name: &str,
+        allow_auto_create: bool,
+    ) -> Result<Option<Arc<Topic>>, BrokerError> {
+        if let Some(topic) = self.topics.get(name) {
+            return Ok(Some(topic));
+        }
+        if !(allow_auto_create && self.config.auto_create_topics_enable) {
+            return Ok(None);
+        }
+        crate::topics::validate_topic_name(name)?;
+        match self
+            .topics
+            .create(name, self.config.num_partitions, TopicOverrides::new())
+        {
+            Ok(topic) => Ok(Some(topic)),
+            Err(BrokerError::TopicAlreadyExists(_)) => Ok(self.topics.get(name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Flushes and closes everything; called once at shutdown.
+    pub fn shutdown(&self) {
+        self.topics.flush_all();
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads `cluster.id` from Kafka's `meta.properties`, writing a new one on first start.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String, BrokerError> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = fs::read_to_string(&path) {
+        if let Some(id) = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("cluster.id="))
+        {
+            return Ok(id.to_string());
+        }
+    }
+    let id = new_cluster_id();
+    let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+    fs::write(&path, text)?;
+    Ok(id)
+}
+
+/// A Kafka-style cluster id: 16 random bytes in URL-safe base64 without padding (22 chars).
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = uuid::Uuid::new_v4().as_u128();
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}

@@ -1,0 +1,292 @@
+//! Broker configuration, named with Kafka's property names wherever Kafka has one.
+//!
+//! Every source (TOML file, `PARTITA_*` variables, `--set name=value`) ends up as a
+//! sequence of `(name, value)` strings applied with [`BrokerConfig::set`], so all of them
+//! accept exactly the same names and report mistakes the same way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use partita_log::{CleanupPolicy, LogConfig, TimestampType};
+
+/// Everything the broker needs to know to start.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where partition directories and broker metadata live (`log.dirs`).
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds to (`listeners`).
+    pub listen: SocketAddr,
+    /// Host and port given to clients in Metadata and FindCoordinator (`advertised.listeners`).
+    pub advertised_host: String,
+    /// Port given to clients; see [`BrokerConfig::advertised_host`].
+    pub advertised_port: u16,
+    /// This broker's id (`node.id` / `broker.id`).
+    pub node_id: i32,
+    /// Partitions of an auto-created topic, or of a CreateTopics with `-1` (`num.partitions`).
+    pub num_partitions: i32,
+    /// Whether a Metadata request for an unknown topic creates it.
+    pub auto_create_topics_enable: bool,
+    /// Largest request frame accepted, checked before the frame is buffered.
+    pub socket_request_max_bytes: usize,
+    /// Defaults for every partition's log; topics may override them.
+    pub log: LogConfig,
+    /// How often retention and time-based segment rolls are checked.
+    pub log_retention_check_interval_ms: u64,
+    /// How often logs with a `flush.ms` policy are flushed by the background task.
+    pub log_flush_scheduler_interval_ms: u64,
+    /// Whether DeleteTopics is allowed.
+    pub delete_topic_enable: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            node_id: 1,
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            socket_request_max_bytes: 104_857_600,
+            log: LogConfig::default(),
+            log_retention_check_interval_ms: 300_000,
+            log_flush_scheduler_interval_ms: 1_000,
+            delete_topic_enable: true,
+        }
+    }
+}
+
+/// What happened to one `name=value` setting.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// The property was understood and applied.
+    Applied,
+    /// A Kafka property this broker accepts but has no use for (replication, ZooKeeper, ...).
+    Ignored,
+    /// Not a property this broker or Kafka knows; the caller logs a warning.
+    Unknown,
+}
+
+/// A property with a value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value {value:?} for {name}: {reason}")]
+pub struct ConfigError {
+    /// The property name.
+    pub name: String,
+    /// The value given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Kafka broker properties that make no difference to a single-node broker without replication.
+const IGNORED_PROPERTIES: &[&str] = &[
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "zookeeper.connect",
+    "default.replication.factor",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "min.insync.replicas",
+    "num.network.threads",
+    "num.io.threads",
+    "num.recovery.threads.per.data.dir",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable",
+    "log.message.format.version",
+    "inter.broker.protocol.version",
+    "replica.lag.time.max.ms",
+    "num.replica.fetchers",
+];
+
+/// Group-coordinator and offsets properties; accepted now so configs written for Kafka start
+/// cleanly, and given effect by the group coordinator.
+const GROUP_PROPERTIES: &[&str] = &[
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
+    "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offset.metadata.max.bytes",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.assignors",
+];
+
+impl BrokerConfig {
+    /// Applies one property given as text, as from `--set name=value`.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<SetOutcome, ConfigError> {
+        let value = value.trim();
+        let bad = |reason: &str| ConfigError {
+            name: name.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let int = || value.parse::<i64>().map_err(|_| bad("not an integer"));
+        let positive = || match int()? {
+            n if n > 0 => Ok(n),
+            _ => Err(bad("must be positive")),
+        };
+        let boolean = || value.parse::<bool>().map_err(|_| bad("not true or false"));
+        match name {
+            "log.dirs" | "log.dir" | "data.dir" | "data-dir" => {
+                let first = value.split(',').next().unwrap_or(value);
+                self.data_dir = PathBuf::from(first);
+            }
+            "listeners" | "listen" => self.listen = parse_listener(value).map_err(|r| bad(&r))?,
+            "advertised.listeners" | "advertised" => {
+                let (host, port) = parse_host_port(value).map_err(|r| bad(&r))?;
+                self.advertised_host = host;
+                self.advertised_port = port;
+            }
+            "node.id" | "broker.id" => self.node_id = int()? as i32,
+            "num.partitions" => self.num_partitions = positive()? as i32,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = boolean()?,
+            "delete.topic.enable" => self.delete_topic_enable = boolean()?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = positive()? as usize,
+            "message.max.bytes" => self.log.max_message_bytes = positive()? as u32,
+            "log.segment.bytes" => self.log.segment_bytes = positive()? as u64,
+            "log.roll.ms" => self.log.segment_ms = positive()?,
+            "log.roll.hours" => self.log.segment_ms = positive()? * 3_600_000,
+            "log.retention.ms" => self.log.retention_ms = int()?,
+            "log.retention.minutes" => self.log.retention_ms = int()? * 60_000,
+            "log.retention.hours" => self.log.retention_ms = int()? * 3_600_000,
+            "log.retention.bytes" => self.log.retention_bytes = int()?,
+            "log.flush.interval.messages" => self.log.flush_messages = positive()? as u64,
+            "log.flush.interval.ms" => self.log.flush_ms = positive()? as u64,
+            "log.index.interval.bytes" => self.log.index_interval_bytes = positive()? as u32,
+            "log.cleanup.policy" => {
+                self.log.cleanup_policy = parse_cleanup_policy(value).map_err(|r| bad(&r))?
+            }
+            "log.message.timestamp.type" => {
+                self.log.timestamp_type = parse_timestamp_type(value).map_err(|r| bad(&r))?
+            }
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = positive()? as u64
+            }
+            "log.flush.scheduler.interval.ms" => {
+                self.log_flush_scheduler_interval_ms = positive()? as u64
+            }
+            _ if GROUP_PROPERTIES.contains(&name) => {
+                int()?;
+                return Ok(SetOutcome::Ignored);
+            }
+            _ if IGNORED_PROPERTIES.contains(&name) => return Ok(SetOutcome::Ignored),
+            _ => return Ok(SetOutcome::Unknown),
+        }
+        Ok(SetOutcome::Applied)
+    }
+}
+
+/// Parses `cleanup.policy` values: `delete`, `compact` or both, comma separated.
+pub fn parse_cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
+    let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    match parts.as_slice() {
+        ["delete"] => Ok(CleanupPolicy::Delete),
+        ["compact"] => Ok(CleanupPolicy::Compact),
+        ["compact", "delete"] => Ok(CleanupPolicy::CompactDelete),
+        _ => Err("expected delete, compact or compact,delete".to_string()),
+    }
+}
+
+/// Parses `message.timestamp.type` values.
+pub fn parse_timestamp_type(value: &str) -> Result<TimestampType, String> {
+    match value {
+        "CreateTime" => Ok(TimestampType::CreateTime),
+        "LogAppendTime" => Ok(TimestampType::LogAppendTime),
+        _ => Err("expected CreateTime or LogAppendTime".to_string()),
+    }
+}
+
+/// Accepts `HOST:PORT` or Kafka's `PLAINTEXT://HOST:PORT` (first listener of a list).
+fn parse_host_port(value: &str) -> Result<(String, u16), String> {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    let address = first.rsplit_once("://").map_or(first, |(_, rest)| rest);
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| "expected HOST:PORT".to_string())?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+fn parse_listener(value: &str) -> Result<SocketAddr, String> {
+    let (host, port) = parse_host_port(value)?;
+    let host = if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
+    let ip = host
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| format!("listen address must be an IP address, got {host:?}"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_property_names_are_applied() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(
+            config.set("num.partitions", "3").unwrap(),
+            SetOutcome::Applied
+        );
+        assert_eq!(
+            config.set("log.segment.bytes", "1048576").unwrap(),
+            SetOutcome::Applied
+        );
+        assert_eq!(
+            config
+                .set("advertised.listeners", "PLAINTEXT://example:19092")
+                .unwrap(),
+            SetOutcome::Applied
+        );
+        assert_eq!(config.num_partitions, 3);
+        assert_eq!(config.log.segment_bytes, 1_048_576);
+        assert_eq!(
+            (config.advertised_host.as_str(), config.advertised_port),
+            ("example", 19092)
+        );
+    }
+
+    #[test]
+    fn unknown_and_ignored_properties_are_told_apart() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(
+            config.set("no.such.thing", "1").unwrap(),
+            SetOutcome::Unknown
+        );
+        assert_eq!(
+            config.set("default.replication.factor", "3").unwrap(),
+            SetOutcome::Ignored
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut config = BrokerConfig::default();
+        assert!(config.set("num.partitions", "zero").is_err());
+        assert!(config.set("num.partitions", "0").is_err());
+        assert!(config.set("listeners", "nohost").is_err());
+        assert!(config.set("log.cleanup.policy", "shred").is_err());
+    }
+}

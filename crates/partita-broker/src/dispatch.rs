@@ -1,0 +1,150 @@
+//! Request routing: the table of every API this broker serves, at which versions, and the
+//! handler each one goes to.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// The APIs served and the versions of each, as advertised by ApiVersions.
+///
+/// A version is listed only when its every field is honoured; clients fall back to the
+/// highest version both sides know.
+pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The version range served for `api_key`, if it is served at all.
+pub(crate) fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// An encoded response body, with what the connection needs to frame it.
+pub(crate) struct Reply {
+    pub(crate) api_key: i16,
+    pub(crate) version: i16,
+    pub(crate) body: BytesMut,
+}
+
+/// A request that cannot be answered: the connection is closed, as Kafka does.
+#[derive(Debug)]
+pub(crate) enum DispatchError {
+    Close(String),
+}
+
+/// Decodes one request frame, runs its handler and encodes the response. `Ok(None)` means
+/// no response is due (a produce with `acks=0`).
+pub(crate) async fn dispatch(
+    broker: &Broker,
+    mut frame: Bytes,
+) -> Result<Option<Reply>, DispatchError> {
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api_key = ApiKey::try_from(raw_key)
+        .map_err(|_| DispatchError::Close(format!("unknown api key {raw_key}")))?;
+    let Some((min, max)) = supported_versions(api_key) else {
+        return Err(DispatchError::Close(format!(
+            "{api_key:?} is not supported"
+        )));
+    };
+    if version < min || version > max {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with a v0 response carrying
+            // UNSUPPORTED_VERSION and the versions we do serve.
+            return encode(raw_key, 0, &handlers::api_versions::unsupported_version());
+        }
+        return Err(DispatchError::Close(format!(
+            "{api_key:?} v{version} is not supported (served: v{min}..=v{max})"
+        )));
+    }
+    let header = kafka_protocol::protocol::decode_request_header_from_buffer(&mut frame)
+        .map_err(|e| DispatchError::Close(format!("malformed request header: {e}")))?;
+    let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
+    tracing::trace!(?api_key, version, client_id, "request");
+
+    macro_rules! route {
+        ($request:ty, $handler:expr) => {{
+            let request = <$request>::decode(&mut frame, version).map_err(|e| {
+                DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
+            })?;
+            let response = $handler(broker, request, version).await;
+            encode(raw_key, version, &response)
+        }};
+    }
+
+    match api_key {
+        ApiKey::Produce => {
+            let request = ProduceRequest::decode(&mut frame, version).map_err(|e| {
+                DispatchError::Close(format!("malformed Produce v{version} request: {e}"))
+            })?;
+            match handlers::produce::handle(broker, request, version).await {
+                Some(response) => encode(raw_key, version, &response),
+                None => Ok(None),
+            }
+        }
+        ApiKey::Fetch => route!(FetchRequest, handlers::fetch::handle),
+        ApiKey::ListOffsets => route!(ListOffsetsRequest, handlers::list_offsets::handle),
+        ApiKey::Metadata => route!(MetadataRequest, handlers::metadata::handle),
+        ApiKey::FindCoordinator => {
+            route!(FindCoordinatorRequest, handlers::find_coordinator::handle)
+        }
+        ApiKey::ApiVersions => route!(ApiVersionsRequest, handlers::api_versions::handle),
+        ApiKey::CreateTopics => route!(CreateTopicsRequest, handlers::create_topics::handle),
+        ApiKey::DeleteTopics => route!(DeleteTopicsRequest, handlers::delete_topics::handle),
+        ApiKey::InitProducerId => {
+            route!(InitProducerIdRequest, handlers::init_producer_id::handle)
+        }
+        ApiKey::OffsetForLeaderEpoch => route!(
+            OffsetForLeaderEpochRequest,
+            handlers::offset_for_leader_epoch::handle
+        ),
+        ApiKey::DescribeConfigs => route!(DescribeConfigsRequest, handlers::configs::describe),
+        ApiKey::AlterConfigs => route!(AlterConfigsRequest, handlers::configs::alter),
+        ApiKey::IncrementalAlterConfigs => route!(
+            IncrementalAlterConfigsRequest,
+            handlers::configs::incremental_alter
+        ),
+        ApiKey::CreatePartitions => {
+            route!(CreatePartitionsRequest, handlers::create_partitions::handle)
+        }
+        ApiKey::DescribeCluster => {
+            route!(DescribeClusterRequest, handlers::describe_cluster::handle)
+        }
+        other => Err(DispatchError::Close(format!("{other:?} is not supported"))),
+    }
+}
+
+fn encode(
+    api_key: i16,
+    version: i16,
+    response: &impl Encodable,
+) -> Result<Option<Reply>, DispatchError> {
+    let mut body = BytesMut::new();
+    response
+        .encode(&mut body, version)
+        .map_err(|e| DispatchError::Close(format!("could not encode response: {e}")))?;
+    Ok(Some(Reply {
+        api_key,
+        version,
+        body,
+    }))
+}

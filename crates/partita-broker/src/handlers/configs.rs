@@ -1,0 +1,308 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and a read-only view
+//! of the broker's own settings).
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC_OVERRIDE};
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIG_NAMES};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+pub(crate) async fn describe(
+    broker: &Broker,
+    request: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let wanted = |name: &str| {
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
+            match resource.resource_type {
+                RESOURCE_TOPIC => match broker.topics.get(resource.resource_name.as_str()) {
+                    None => result
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(Some(str_bytes("unknown topic"))),
+                    Some(topic) => result.with_configs(
+                        TOPIC_CONFIG_NAMES
+                            .iter()
+                            .filter(|name| wanted(name))
+                            .map(|name| {
+                                topic_entry(
+                                    broker,
+                                    name,
+                                    &topic.overrides,
+                                    request.include_synonyms,
+                                )
+                            })
+                            .collect(),
+                    ),
+                },
+                RESOURCE_BROKER => result.with_configs(
+                    TOPIC_CONFIG_NAMES
+                        .iter()
+                        .filter_map(|name| {
+                            topic_config::broker_property_for(name).map(|b| (name, b))
+                        })
+                        .filter(|(_, broker_name)| wanted(broker_name))
+                        .map(|(name, broker_name)| {
+                            let value = topic_config::default_value(&broker.config, name);
+                            entry(broker_name, value, SOURCE_DEFAULT, config_type(name))
+                                .with_read_only(true)
+                        })
+                        .collect(),
+                ),
+                other => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(&format!(
+                        "resource type {other} is not supported"
+                    )))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn topic_entry(
+    broker: &Broker,
+    name: &str,
+    overrides: &TopicOverrides,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let default = topic_config::default_value(&broker.config, name);
+    let (value, source) = match overrides.get(name) {
+        Some(value) => (Some(value.clone()), SOURCE_TOPIC_OVERRIDE),
+        None => (default.clone(), SOURCE_DEFAULT),
+    };
+    let mut result = entry(name, value.clone(), source, config_type(name));
+    if include_synonyms {
+        let mut synonyms = Vec::new();
+        if source == SOURCE_TOPIC_OVERRIDE {
+            synonyms.push(synonym(name, value, SOURCE_TOPIC_OVERRIDE));
+        }
+        if let Some(broker_name) = topic_config::broker_property_for(name) {
+            synonyms.push(synonym(broker_name, default, SOURCE_DEFAULT));
+        }
+        result = result.with_synonyms(synonyms);
+    }
+    result
+}
+
+fn entry(name: &str, value: Option<String>, source: i8, kind: i8) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(value.as_deref().map(str_bytes))
+        .with_config_source(source)
+        .with_config_type(kind)
+}
+
+fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(value.as_deref().map(str_bytes))
+        .with_source(source)
+}
+
+/// DescribeConfigs v3+ config types: 2 STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST.
+fn config_type(name: &str) -> i8 {
+    match name {
+        "cleanup.policy" => 7,
+        "compression.type" | "message.timestamp.type" => 2,
+        "min.cleanable.dirty.ratio" => 6,
+        "min.insync.replicas" | "index.interval.bytes" | "max.message.bytes" | "segment.bytes" => 3,
+        _ => 5,
+    }
+}
+
+pub(crate) async fn incremental_alter(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+    _version: i16,
+) -> IncrementalAlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let changes: Vec<(String, i8, Option<String>)> = resource
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            let outcome = alter_topic(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                request.validate_only,
+                |overrides| {
+                    for (name, operation, value) in &changes {
+                        apply_operation(overrides, name, *operation, value.as_deref())?;
+                    }
+                    Ok(())
+                },
+            );
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match outcome {
+                Ok(()) => response,
+                Err((code, message)) => response
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(&message))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(crate) async fn alter(
+    broker: &Broker,
+    request: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let outcome = alter_topic(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                request.validate_only,
+                |overrides| {
+                    // AlterConfigs replaces the whole set of overrides.
+                    overrides.clear();
+                    for config in &resource.configs {
+                        if let Some(value) = &config.value {
+                            overrides.insert(config.name.to_string(), value.to_string());
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            let response = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match outcome {
+                Ok(()) => response,
+                Err((code, message)) => response
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(&message))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Applies `change` to a copy of a topic's overrides, validates the result and stores it.
+fn alter_topic(
+    broker: &Broker,
+    resource_type: i8,
+    name: &StrBytes,
+    validate_only: bool,
+    change: impl FnOnce(&mut TopicOverrides) -> Result<(), BrokerError>,
+) -> Result<(), (i16, String)> {
+    let fail = |e: BrokerError| (e.code(), e.to_string());
+    if resource_type != RESOURCE_TOPIC {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!("altering resource type {resource_type} is not supported"),
+        ));
+    }
+    let topic = broker
+        .topics
+        .get(name.as_str())
+        .ok_or_else(|| fail(BrokerError::UnknownTopic(name.to_string())))?;
+    let mut overrides = topic.overrides.clone();
+    change(&mut overrides).map_err(fail)?;
+    for (key, value) in &overrides {
+        topic_config::validate(key, value)
+            .map_err(|reason| fail(BrokerError::InvalidConfig(reason)))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .topics
+        .set_overrides(name.as_str(), overrides)
+        .map_err(fail)
+}
+
+fn apply_operation(
+    overrides: &mut TopicOverrides,
+    name: &str,
+    operation: i8,
+    value: Option<&str>,
+) -> Result<(), BrokerError> {
+    match operation {
+        OP_SET => {
+            let value = value.ok_or_else(|| {
+                BrokerError::InvalidConfig(format!("SET of {name} needs a value"))
+            })?;
+            overrides.insert(name.to_string(), value.to_string());
+        }
+        OP_DELETE => {
+            overrides.remove(name);
+        }
+        OP_APPEND | OP_SUBTRACT if name == "cleanup.policy" => {
+            let current = overrides
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "delete".to_string());
+            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).collect();
+            let given = value.unwrap_or_default();
+            for item in given.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if operation == OP_APPEND {
+                    if !items.iter().any(|i| i == item) {
+                        items.push(item.to_string());
+                    }
+                } else {
+                    items.retain(|i| i != item);
+                }
+            }
+            overrides.insert(name.to_string(), items.join(","));
+        }
+        OP_APPEND | OP_SUBTRACT => {
+            return Err(BrokerError::InvalidConfig(format!(
+                "{name} is not a list; APPEND and SUBTRACT do not apply"
+            )))
+        }
+        other => {
+            return Err(BrokerError::InvalidRequest(format!(
+                "unknown config operation {other}"
+            )))
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! CreateTopics, including `validate_only`.
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIG_NAMES};
+
+/// Config source codes of DescribeConfigs and CreateTopics v5+.
+pub(crate) const SOURCE_TOPIC_OVERRIDE: i8 = 1;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+
+pub(crate) async fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    _version: i16,
+) -> CreateTopicsResponse {
+    let validate_only = request.validate_only;
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|wanted| {
+            let name = wanted.name.clone();
+            let result = CreatableTopicResult::default().with_name(name.clone());
+            match create_one(broker, wanted, validate_only) {
+                Ok((partitions, id, overrides)) => result
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)
+                    .with_configs(Some(describe(broker, &overrides))),
+                Err(error) => {
+                    tracing::info!(topic = name.as_str(), %error, "create topic refused");
+                    result
+                        .with_error_code(error.code())
+                        .with_error_message(Some(str_bytes(&error.to_string())))
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1)
+                }
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn create_one(
+    broker: &Broker,
+    wanted: CreatableTopic,
+    validate_only: bool,
+) -> Result<(i32, uuid::Uuid, TopicOverrides), BrokerError> {
+    let name = wanted.name.as_str();
+    let partitions = match (wanted.num_partitions, wanted.assignments.len()) {
+        (-1, 0) => broker.config.num_partitions,
+        (-1, assigned) => assigned as i32,
+        (_, assigned) if assigned > 0 => {
+            return Err(BrokerError::InvalidRequest(
+                "both num_partitions and replica assignments were given".to_string(),
+            ))
+        }
+        (n, _) => n,
+    };
+    if let Some(bad) = wanted
+        .assignments
+        .iter()
+        .flat_map(|a| a.broker_ids.iter())
+        .find(|id| id.0 != broker.config.node_id)
+    {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "replica assignment names broker {} but only broker {} exists",
+            bad.0, broker.config.node_id
+        )));
+    }
+    if !matches!(wanted.replication_factor, -1 | 1) {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered.",
+            rf = wanted.replication_factor
+        )));
+    }
+    let mut overrides = TopicOverrides::new();
+    for config in wanted.configs {
+        if let Some(value) = config.value {
+            overrides.insert(config.name.to_string(), value.to_string());
+        }
+    }
+    if validate_only {
+        broker.topics.validate_new(name, partitions, &overrides)?;
+        return Ok((partitions, uuid::Uuid::nil(), overrides));
+    }
+    let topic = broker.topics.create(name, partitions, overrides)?;
+    Ok((partitions, topic.id, topic.overrides.clone()))
+}
+
+fn describe(broker: &Broker, overrides: &TopicOverrides) -> Vec<CreatableTopicConfigs> {
+    TOPIC_CONFIG_NAMES
+        .iter()
+        .map(|name| {
+            let (value, source) = match overrides.get(*name) {
+                Some(value) => (value.clone(), SOURCE_TOPIC_OVERRIDE),
+                None => (
+                    topic_config::default_value(&broker.config, name).unwrap_or_default(),
+                    SOURCE_DEFAULT,
+                ),
+            };
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(&value)))
+                .with_config_source(source)
+        })
+        .collect()
+}

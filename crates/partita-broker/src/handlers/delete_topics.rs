@@ -1,0 +1,69 @@
+//! DeleteTopics, by name (all versions) or by topic id (v6+).
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+
+pub(crate) async fn handle(
+    broker: &Broker,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|name| (Some(name), Uuid::nil()))
+            .collect()
+    };
+    let responses = wanted
+        .into_iter()
+        .map(|(name, id)| delete_one(broker, name, id))
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+    let topic = match &name {
+        Some(name) => broker.topics.get(name.as_str()),
+        None => broker.topics.get_by_id(id),
+    };
+    let result = DeletableTopicResult::default()
+        .with_name(name.clone())
+        .with_topic_id(id);
+    let Some(topic) = topic else {
+        let error = if name.is_some() {
+            ResponseError::UnknownTopicOrPartition
+        } else {
+            ResponseError::UnknownTopicId
+        };
+        return result.with_error_code(error.code());
+    };
+    let result = result
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(topic.id);
+    if !broker.config.delete_topic_enable {
+        return result.with_error_code(ResponseError::TopicDeletionDisabled.code());
+    }
+    if topic.is_internal() {
+        return result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(str_bytes("internal topics cannot be deleted")));
+    }
+    match broker.topics.delete(&topic.name) {
+        Ok(_) => result,
+        Err(error) => result
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(&error.to_string()))),
+    }
+}

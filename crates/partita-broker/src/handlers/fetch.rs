@@ -1,0 +1,133 @@
+//! Fetch: hand stored batches back, long-polling until `min_bytes` have arrived or
+//! `max_wait_ms` has passed. Waiting fetches are woken by appends, never by a timer loop.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response says session id 0, which tells the
+//! client to send full requests, as the protocol allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::error::log_error;
+use crate::topics::Topic;
+
+/// Topic ids replace names in Fetch from this version on (KIP-516).
+const TOPIC_ID_VERSION: i16 = 13;
+
+pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let waiter = Arc::new(Notify::new());
+    loop {
+        // Register before reading, so an append between the read and the wait still wakes us.
+        let (responses, bytes, errors) = read_all(broker, &request, version, Some(&waiter));
+        if bytes >= min_bytes || errors || Instant::now() >= deadline {
+            return FetchResponse::default().with_responses(responses);
+        }
+        tokio::select! {
+            _ = waiter.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                let (responses, _, _) = read_all(broker, &request, version, None);
+                return FetchResponse::default().with_responses(responses);
+            }
+        }
+    }
+}
+
+/// Reads every requested partition. Returns the per-topic results, the bytes gathered and
+/// whether any partition had an error (which ends the wait, as in Kafka).
+fn read_all(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+    waiter: Option<&Arc<Notify>>,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut gathered = 0usize;
+    let mut errors = false;
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for wanted in &request.topics {
+        let topic = resolve_topic(broker, version, &wanted.topic, wanted.topic_id);
+        let mut partitions = Vec::with_capacity(wanted.partitions.len());
+        for p in &wanted.partitions {
+            let answer = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_records(Some(Bytes::new()));
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+                errors = true;
+                let code = if version >= TOPIC_ID_VERSION {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                partitions.push(answer.with_error_code(code.code()));
+                continue;
+            };
+            if let Some(waiter) = waiter {
+                partition.register_waiter(waiter);
+            }
+            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            match partition.read(p.fetch_offset, limit) {
+                Ok((records, offsets)) => {
+                    // The first data in a response may exceed the limits (KIP-74) so that a
+                    // batch larger than max_bytes still makes progress; later ones may not.
+                    let records = if gathered > 0 && records.len() > limit {
+                        Bytes::new()
+                    } else {
+                        records
+                    };
+                    gathered += records.len();
+                    remaining = remaining.saturating_sub(records.len());
+                    partitions.push(
+                        answer
+                            .with_high_watermark(offsets.log_end_offset)
+                            .with_last_stable_offset(offsets.log_end_offset)
+                            .with_log_start_offset(offsets.log_start_offset)
+                            .with_records(Some(records)),
+                    );
+                }
+                Err(error) => {
+                    errors = true;
+                    let offsets = partition.offsets();
+                    partitions.push(
+                        answer
+                            .with_error_code(log_error(&error).code())
+                            .with_high_watermark(offsets.log_end_offset)
+                            .with_last_stable_offset(offsets.log_end_offset)
+                            .with_log_start_offset(offsets.log_start_offset),
+                    );
+                }
+            }
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(wanted.topic.clone())
+                .with_topic_id(topic.as_ref().map_or(wanted.topic_id, |t| t.id))
+                .with_partitions(partitions),
+        );
+    }
+    (responses, gathered, errors)
+}
+
+fn resolve_topic(broker: &Broker, version: i16, name: &TopicName, id: Uuid) -> Option<Arc<Topic>> {
+    if version >= TOPIC_ID_VERSION {
+        broker.topics.get_by_id(id)
+    } else {
+        broker.topics.get(name.as_str())
+    }
+}

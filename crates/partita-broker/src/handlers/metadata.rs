@@ -1,0 +1,100 @@
+//! Metadata: the broker, the topics, their partitions and leaders; creates topics on demand
+//! when `auto.create.topics.enable` allows.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::topics::Topic;
+
+pub(crate) async fn handle(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let node = BrokerId(broker.config.node_id);
+    // v0: an empty list means every topic; v1+: a null list does.
+    let requested = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(topics),
+    };
+    let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    let topics = match requested {
+        None => broker
+            .topics
+            .all()
+            .iter()
+            .map(|t| describe_topic(node, t))
+            .collect(),
+        Some(requested) => requested
+            .into_iter()
+            .map(|wanted| match (wanted.name, wanted.topic_id) {
+                (Some(name), _) => lookup_by_name(broker, node, &name, allow_auto_create),
+                (None, id) => lookup_by_id(broker, node, id),
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(str_bytes(&broker.config.advertised_host))
+            .with_port(i32::from(broker.config.advertised_port))])
+        .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
+        .with_controller_id(node)
+        .with_topics(topics)
+}
+
+fn lookup_by_name(
+    broker: &Broker,
+    node: BrokerId,
+    name: &TopicName,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    match broker.topic_or_auto_create(name.as_str(), allow_auto_create) {
+        Ok(Some(topic)) => describe_topic(node, &topic),
+        Ok(None) => MetadataResponseTopic::default()
+            .with_name(Some(name.clone()))
+            .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        Err(error) => {
+            tracing::debug!(topic = name.as_str(), %error, "metadata lookup failed");
+            MetadataResponseTopic::default()
+                .with_name(Some(name.clone()))
+                .with_error_code(error.code())
+        }
+    }
+}
+
+fn lookup_by_id(broker: &Broker, node: BrokerId, id: Uuid) -> MetadataResponseTopic {
+    match broker.topics.get_by_id(id) {
+        Some(topic) => describe_topic(node, &topic),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(ResponseError::UnknownTopicId.code()),
+    }
+}
+
+fn describe_topic(node: BrokerId, topic: &Topic) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.is_internal())
+        .with_partitions(partitions)
+}

@@ -1,0 +1,18 @@
+//! Partita's Kafka protocol server: accepts connections, frames requests, routes each to the
+//! handler for its API, and keeps the topics and their partition logs.
+
+pub mod broker;
+pub mod config;
+mod connection;
+mod dispatch;
+pub mod error;
+mod handlers;
+pub mod partition;
+mod producer_ids;
+mod server;
+pub mod topic_config;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, ConfigError, SetOutcome};
+pub use server::{serve, Shutdown};

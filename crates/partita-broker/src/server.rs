@@ -1,0 +1,135 @@
+//! The accept loop and clean shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::{now_ms, Broker};
+use crate::connection::Connection;
+
+/// Tells every task the broker is stopping; cloned into each connection.
+#[derive(Clone)]
+pub struct Shutdown {
+    receiver: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Whether shutdown has begun.
+    pub fn is_shutdown(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Completes once shutdown has begun.
+    pub async fn recv(&mut self) {
+        let _ = self.receiver.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// Serves Kafka clients on `listener` until `stop` completes, then answers the requests in
+/// flight, closes every connection and flushes every log.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let (shutdown_sender, shutdown_receiver) = watch::channel(false);
+    let (done_sender, mut done_receiver) = mpsc::channel::<()>(1);
+    let shutdown = Shutdown {
+        receiver: shutdown_receiver,
+    };
+    let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
+
+    tokio::select! {
+        _ = accept_loop(&broker, &listener, &shutdown, &done_sender) => {}
+        _ = stop => tracing::info!("shutting down"),
+    }
+
+    let _ = shutdown_sender.send(true);
+    drop(done_sender);
+    drop(listener);
+    // Each connection holds a clone of `done_sender`; all are gone once every in-flight
+    // request has been answered.
+    if tokio::time::timeout(Duration::from_secs(30), done_receiver.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; closing anyway");
+    }
+    let _ = housekeeping.await;
+    broker.shutdown();
+    tracing::info!("stopped");
+}
+
+async fn accept_loop(
+    broker: &Arc<Broker>,
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+    done: &mpsc::Sender<()>,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                backoff = Duration::from_millis(10);
+                let _ = socket.set_nodelay(true);
+                let connection = Connection::new(
+                    Arc::clone(broker),
+                    socket,
+                    peer,
+                    shutdown.clone(),
+                    done.clone(),
+                );
+                tokio::spawn(connection.run());
+            }
+            Err(error) => {
+                // Usually out of file descriptors: wait rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Periodic log maintenance: time-based rolls, retention, and `flush.ms`.
+async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    let flush_every = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms);
+    let mut retention = tokio::time::interval(retention_every);
+    let mut flush = tokio::time::interval(flush_every);
+    loop {
+        tokio::select! {
+            _ = retention.tick() => {
+                let now = now_ms();
+                for topic in broker.topics.all() {
+                    for partition in &topic.partitions {
+                        let mut log = partition.log();
+                        if let Err(error) = log.roll_if_due(now) {
+                            tracing::error!(topic = %topic.name, partition = partition.index, %error, "segment roll failed");
+                        }
+                        match log.enforce_retention(now) {
+                            Ok(0) => {}
+                            Ok(deleted) => tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments"),
+                            Err(error) => tracing::error!(topic = %topic.name, partition = partition.index, %error, "retention failed"),
+                        }
+                    }
+                }
+            }
+            _ = flush.tick() => {
+                for topic in broker.topics.all() {
+                    for partition in &topic.partitions {
+                        let mut log = partition.log();
+                        if log.config().flush_ms != u64::MAX {
+                            if let Err(error) = log.flush() {
+                                tracing::error!(topic = %topic.name, partition = partition.index, %error, "flush failed");
+                            }
+                        }
+                    }
+                }
+            }
+            _ = shutdown.recv() => return,
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The topics this broker holds: creation, lookup, growth, deletion, and their persistence.
+//!
+//! Each topic has a small properties file in `<data>/.topics/<name>.properties` (its id,
+//! partition count and config overrides); each partition's log lives in
+//! `<data>/<name>-<partition>/`, Kafka's layout. The properties file is written before the
+//! partitions exist and removed before they are deleted, so a crash never leaves a topic that
+//! half exists.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use partita_log::Log;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::topic_config::{self, TopicOverrides};
+
+/// Longest legal topic name, as in Kafka.
+pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
+
+/// A topic: an immutable snapshot, replaced whole when partitions are added or configs change.
+pub struct Topic {
+    /// The topic's name.
+    pub name: String,
+    /// The topic id (KIP-516), stable across restarts.
+    pub id: Uuid,
+    /// Partitions, indexed by partition number.
+    pub partitions: Vec<Arc<Partition>>,
+    /// Config overrides of the broker defaults.
+    pub overrides: TopicOverrides,
+}
+
+impl Topic {
+    /// Whether this is one of the broker's internal topics.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+
+    /// The partition with this index, if the topic has it.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// All topics, by name and by id.
+pub struct TopicRegistry {
+    config: BrokerConfig,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+}
+
+impl TopicRegistry {
+    /// Opens every topic found under the data directory, recovering each partition's log.
+    pub fn open(config: &BrokerConfig) -> Result<TopicRegistry, BrokerError> {
+        let registry = TopicRegistry {
+            config: config.clone(),
+            topics: RwLock::new(HashMap::new()),
+        };
+        let meta_dir = registry.meta_dir();
+        fs::create_dir_all(&meta_dir)?;
+        let mut topics = HashMap::new();
+        for entry in fs::read_dir(&meta_dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("properties") {
+                continue;
+            }
+            let topic = registry.load_topic(&path)?;
+            tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "loaded topic");
+            topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        *registry.write() = topics;
+        Ok(registry)
+    }
+
+    /// The topic with this name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read().get(name).cloned()
+    }
+
+    /// The topic with this id.
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.read().values().find(|t| t.id == id).cloned()
+    }
+
+    /// Every topic, sorted by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = self.read().values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Checks that a topic could be created, without creating it.
+    pub fn validate_new(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: &TopicOverrides,
+    ) -> Result<(), BrokerError> {
+        validate_topic_name(name)?;
+        let topics = self.read();
+        if topics.contains_key(name) {
+            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+        }
+        let collision_key = name.replace('.', "_");
+        if let Some(other) = topics.keys().find(|t| t.replace('.', "_") == collision_key) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "topic '{name}' collides with existing topic '{other}'"
+            )));
+        }
+        if partitions < 1 {
+            return Err(BrokerError::InvalidPartitions(
+                "number of partitions must be larger than 0".to_string(),
+            ));
+        }
+        for (key, value) in overrides {
+            topic_config::validate(key, value).map_err(BrokerError::InvalidConfig)?;
+        }
+        Ok(())
+    }
+
+    /// Creates a topic and its partitions on disk.
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: TopicOverrides,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        self.validate_new(name, partitions, &overrides)?;
+        let mut topics = self.write();
+        if topics.contains_key(name) {
+            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+        }
+        let id = Uuid::new_v4();
+        self.save_topic(name, id, partitions, &overrides)?;
+        let log_config = topic_config::log_config(&self.config, &overrides);
+        let opened = (0..partitions)
+            .map(|p| self.open_partition(name, p, log_config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions: opened,
+            overrides,
+        });
+        topics.insert(name.to_string(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions; shrinking is refused as in Kafka.
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let mut topics = self.write();
+        let topic = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.save_topic(name, topic.id, count, &topic.overrides)?;
+        let log_config = topic_config::log_config(&self.config, &topic.overrides);
+        let mut partitions = topic.partitions.clone();
+        for p in current..count {
+            partitions.push(self.open_partition(name, p, log_config.clone())?);
+        }
+        topics.insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions,
+                overrides: topic.overrides.clone(),
+            }),
+        );
+        tracing::info!(topic = name, from = current, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides and applies them to its partitions.
+    pub fn set_overrides(&self, name: &str, overrides: TopicOverrides) -> Result<(), BrokerError> {
+        let mut topics = self.write();
+        let topic = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        self.save_topic(name, topic.id, topic.partitions.len() as i32, &overrides)?;
+        let log_config = topic_config::log_config(&self.config, &overrides);
+        for partition in &topic.partitions {
+            partition.set_config(log_config.clone());
+        }
+        topics.insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: topic.partitions.clone(),
+                overrides,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete(&self, name: &str) -> Result<Uuid, BrokerError> {
+        let topic = self
+            .write()
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        fs::remove_file(self.topic_file(name))?;
+        for partition in &topic.partitions {
+            let dir = self.partition_dir(name, partition.index);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Flushes every partition to disk.
+    pub fn flush_all(&self) {
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                if let Err(e) = partition.log().flush() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
+    /// The broker configuration topics default to.
+    pub fn broker_config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    fn open_partition(
+        &self,
+        name: &str,
+        index: i32,
+        config: partita_log::LogConfig,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let log = Log::open(&self.partition_dir(name, index), config)?;
+        Ok(Arc::new(Partition::new(index, log)))
+    }
+
+    fn load_topic(&self, path: &Path) -> Result<Topic, BrokerError> {
+        let text = fs::read_to_string(path)?;
+        let mut id = None;
+        let mut name = None;
+        let mut partitions = None;
+        let mut overrides = TopicOverrides::new();
+        for line in text.lines().map(str::trim) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            match key {
+                "topic.name" => name = Some(value.to_string()),
+                "topic.id" => id = Uuid::parse_str(value).ok(),
+                "partitions" => partitions = value.parse::<i32>().ok(),
+                _ => {
+                    if let Some(config) = key.strip_prefix("config.") {
+                        overrides.insert(config.to_string(), value.to_string());
+                    }
+                }
+            }
+        }
+        let (Some(name), Some(id), Some(count)) = (name, id, partitions) else {
+            return Err(BrokerError::Storage(format!(
+                "unreadable topic file {}",
+                path.display()
+            )));
+        };
+        let log_config = topic_config::log_config(&self.config, &overrides);
+        let partitions = (0..count)
+            .map(|p| self.open_partition(&name, p, log_config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Topic {
+            name,
+            id,
+            partitions,
+            overrides,
+        })
+    }
+
+    fn save_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: &TopicOverrides,
+    ) -> Result<(), BrokerError> {
+        let mut text = format!("topic.name={name}\ntopic.id={id}\npartitions={partitions}\n");
+        for (key, value) in overrides {
+            text.push_str(&format!("config.{key}={value}\n"));
+        }
+        let path = self.topic_file(name);
+        let temporary = path.with_extension("properties.tmp");
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)?;
+        fs::File::open(self.meta_dir())?.sync_all()?;
+        Ok(())
+    }
+
+    fn meta_dir(&self) -> PathBuf {
+        self.config.data_dir.join(".topics")
+    }
+
+    fn topic_file(&self, name: &str) -> PathBuf {
+        self.meta_dir().join(format!("{name}.properties"))
+    }
+
+    fn partition_dir(&self, name: &str, index: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{name}-{index}"))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Kafka's rules for topic names: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
+    let invalid = |why: String| Err(BrokerError::InvalidTopic(why));
+    if name.is_empty() {
+        return invalid("topic name is illegal, it can't be empty".to_string());
+    }
+    if name == "." || name == ".." {
+        return invalid("topic name cannot be \".\" or \"..\"".to_string());
+    }
+    if name.len() > MAX_TOPIC_NAME_LENGTH {
+        return invalid(format!(
+            "topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid(format!(
+            "topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(dir: &Path) -> TopicRegistry {
+        let config = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        TopicRegistry::open(&config).unwrap()
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("with space").is_err());
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn dot_and_underscore_names_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = registry(dir.path());
+        topics.create("a.b", 1, TopicOverrides::new()).unwrap();
+        let err = topics
+            .create("a_b", 1, TopicOverrides::new())
+            .err()
+            .unwrap();
+        assert!(matches!(err, BrokerError::InvalidTopic(_)), "{err:?}");
+    }
+
+    #[test]
+    fn topics_survive_reopening_with_id_partitions_and_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut overrides = TopicOverrides::new();
+        overrides.insert("retention.ms".into(), "60000".into());
+        let id = {
+            let topics = registry(dir.path());
+            let id = topics.create("events", 2, overrides.clone()).unwrap().id;
+            topics.add_partitions("events", 3, false).unwrap();
+            id
+        };
+        let topics = registry(dir.path());
+        let topic = topics.get("events").unwrap();
+        assert_eq!(topic.id, id);
+        assert_eq!(topic.partitions.len(), 3);
+        assert_eq!(topic.overrides, overrides);
+        topics.delete("events").unwrap();
+        assert!(registry(dir.path()).get("events").is_none());
+    }
+}

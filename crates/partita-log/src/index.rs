@@ -1,0 +1,140 @@
+//! Sparse offset and time indexes of a segment, in Kafka's file layout.
+//!
+//! The entries live in memory; the files are a cache written alongside, rebuilt from the
+//! segment's batches whenever they disagree with it (see `Segment::open_existing`).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// One fixed-size entry of an index file.
+pub(crate) trait IndexEntry: Copy + PartialEq {
+    /// Bytes per entry on disk.
+    const SIZE: usize;
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// `.index` entry: a batch's base offset relative to the segment's, and its file position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub(crate) relative_offset: u32,
+    pub(crate) position: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+}
+
+/// `.timeindex` entry: the largest timestamp in the segment up to and including the batch at
+/// `relative_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub(crate) timestamp: i64,
+    pub(crate) relative_offset: u32,
+}
+
+impl IndexEntry for TimeEntry {
+    const SIZE: usize = 12;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+}
+
+/// An index: sorted entries in memory, mirrored to a file.
+pub(crate) struct Index<E: IndexEntry> {
+    path: PathBuf,
+    file: File,
+    entries: Vec<E>,
+}
+
+impl<E: IndexEntry> Index<E> {
+    /// Opens the file at `path` with the authoritative `entries` rebuilt from the segment,
+    /// rewriting the file if it does not hold exactly those entries.
+    pub(crate) fn open(path: &Path, entries: Vec<E>) -> io::Result<Index<E>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let index = Index {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        };
+        let expected = index.encoded();
+        let on_disk = std::fs::read(path)?;
+        if on_disk != expected {
+            if !on_disk.is_empty() || !expected.is_empty() {
+                tracing::info!(
+                    path = %path.display(),
+                    file_bytes = on_disk.len(),
+                    rebuilt_bytes = expected.len(),
+                    "rebuilt index file from the segment"
+                );
+            }
+            index.file.set_len(0)?;
+            index.file.write_all_at(&expected, 0)?;
+        }
+        Ok(index)
+    }
+
+    fn encoded(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * E::SIZE);
+        for entry in &self.entries {
+            entry.encode(&mut out);
+        }
+        out
+    }
+
+    pub(crate) fn append(&mut self, entry: E) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(E::SIZE);
+        entry.encode(&mut bytes);
+        let position = (self.entries.len() * E::SIZE) as u64;
+        self.file.write_all_at(&bytes, position)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Index<OffsetEntry> {
+    /// File position of the indexed batch with the largest relative offset `<= relative_offset`,
+    /// or 0 if there is none.
+    pub(crate) fn lookup(&self, relative_offset: u32) -> u32 {
+        let after = self
+            .entries
+            .partition_point(|entry| entry.relative_offset <= relative_offset);
+        match after {
+            0 => 0,
+            n => self.entries[n - 1].position,
+        }
+    }
+}
+
+impl Index<TimeEntry> {
+    /// Relative offset from which to scan for the first batch with a timestamp `>= timestamp`:
+    /// the last entry whose timestamp is still below it (everything before is older), or 0.
+    pub(crate) fn lookup(&self, timestamp: i64) -> u32 {
+        let after = self
+            .entries
+            .partition_point(|entry| entry.timestamp < timestamp);
+        match after {
+            0 => 0,
+            n => self.entries[n - 1].relative_offset,
+        }
+    }
+}

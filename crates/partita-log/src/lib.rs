@@ -1,0 +1,18 @@
+//! Partition storage for Partita: segmented logs of Kafka record batches.
+//!
+//! One [`Log`] per topic-partition, in its own directory. Batches (Kafka magic v2) are stored
+//! as opaque bytes exactly as produced; see [`batch`] for the header format. Segments, sparse
+//! offset and time indexes, crash recovery, retention and idempotent-producer checks follow
+//! Kafka's behaviour and file layout.
+
+pub mod batch;
+mod config;
+mod error;
+mod index;
+mod log;
+mod producer_state;
+mod segment;
+
+pub use config::{CleanupPolicy, LogConfig, TimestampType};
+pub use error::LogError;
+pub use log::{AppendInfo, CompactionStats, Log};

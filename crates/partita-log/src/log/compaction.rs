@@ -1,0 +1,164 @@
+//! Log compaction: keep only the newest record per key in closed segments.
+
+use std::collections::HashMap;
+use std::fs;
+
+use super::Log;
+use crate::batch::{self, BatchHeader, BatchWriter, Compression, Record};
+use crate::error::LogError;
+use crate::segment::{segment_path, Segment};
+
+/// Extension of a segment file being rewritten by compaction; left-overs are deleted at open.
+pub(super) const CLEANED_EXTENSION: &str = "log.cleaned";
+
+/// What one [`Log::compact`] run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Closed segments that were rewritten.
+    pub segments_cleaned: usize,
+    /// Size of the closed segments before compaction.
+    pub bytes_before: u64,
+    /// Size of the closed segments after compaction.
+    pub bytes_after: u64,
+    /// Records dropped because a newer record has the same key.
+    pub records_removed: u64,
+}
+
+impl Log {
+    /// Rewrites the closed segments keeping only the newest record of each key; offsets are
+    /// preserved. The active segment is left alone, as are compressed and control batches
+    /// (never decompressed: their records are all kept). Tombstones are kept for now.
+    pub fn compact(&mut self) -> Result<CompactionStats, LogError> {
+        let mut stats = CompactionStats::default();
+        let closed: Vec<i64> = self.segments.keys().copied().rev().skip(1).rev().collect();
+        if closed.is_empty() {
+            return Ok(stats);
+        }
+        let mut newest_offset_by_key = HashMap::new();
+        for base_offset in &closed {
+            for_each_batch(&self.segments[base_offset], |header, bytes| {
+                for record in decodable_records(header, bytes) {
+                    if let Some(key) = record.key {
+                        newest_offset_by_key.insert(key.to_vec(), record.offset);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for base_offset in closed {
+            let segment = &self.segments[&base_offset];
+            stats.bytes_before += segment.size();
+            let mut cleaned = Vec::with_capacity(segment.size() as usize);
+            let mut removed = 0;
+            for_each_batch(segment, |header, bytes| {
+                let (batch, dropped) = clean_batch(header, bytes, &newest_offset_by_key);
+                cleaned.extend_from_slice(batch.as_deref().unwrap_or(bytes));
+                removed += dropped;
+                Ok(())
+            })?;
+            stats.bytes_after += cleaned.len() as u64;
+            if removed == 0 {
+                continue;
+            }
+            stats.records_removed += removed;
+            stats.segments_cleaned += 1;
+            self.replace_segment(base_offset, &cleaned)?;
+        }
+        Ok(stats)
+    }
+
+    /// Swaps a segment's file for `contents` (same base offset) and rebuilds its indexes.
+    fn replace_segment(&mut self, base_offset: i64, contents: &[u8]) -> Result<(), LogError> {
+        let temporary = segment_path(&self.dir, base_offset, CLEANED_EXTENSION);
+        fs::write(&temporary, contents)?;
+        fs::File::open(&temporary)?.sync_all()?;
+        fs::rename(&temporary, segment_path(&self.dir, base_offset, "log"))?;
+        let (segment, truncation) = Segment::open_existing(
+            &self.dir,
+            base_offset,
+            base_offset,
+            false,
+            self.config.index_interval_bytes,
+            &mut |_| {},
+        )?;
+        if let Some(truncation) = truncation {
+            return Err(LogError::Corrupt(format!(
+                "compacted segment {base_offset} is damaged: {}",
+                truncation.reason
+            )));
+        }
+        self.segments.insert(base_offset, segment);
+        Ok(())
+    }
+}
+
+/// Calls `visit` with each batch of `segment` in order.
+fn for_each_batch(
+    segment: &Segment,
+    mut visit: impl FnMut(&BatchHeader, &[u8]) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let mut position = 0;
+    while let Some(header) = segment.header_at(position)? {
+        let bytes = segment.read_at(position, header.total_size())?;
+        visit(&header, &bytes)?;
+        position += header.total_size() as u64;
+    }
+    Ok(())
+}
+
+/// Records of a batch compaction may rewrite: uncompressed, not control, and well-formed.
+fn decodable_records<'a>(header: &BatchHeader, bytes: &'a [u8]) -> Vec<Record<'a>> {
+    if header.compression() != Compression::None || header.is_control() {
+        return Vec::new();
+    }
+    batch::decode_records(bytes).unwrap_or_default()
+}
+
+/// The batch rewritten without superseded records, or `None` to keep it as is, and how many
+/// records were dropped.
+///
+/// A batch left without records is dropped, except an idempotent producer's, which stays as
+/// an empty batch so that its sequence numbers survive a restart (as Kafka does).
+fn clean_batch(
+    header: &BatchHeader,
+    bytes: &[u8],
+    newest_offset_by_key: &HashMap<Vec<u8>, i64>,
+) -> (Option<Vec<u8>>, u64) {
+    let records = decodable_records(header, bytes);
+    let superseded = |record: &Record<'_>| {
+        record
+            .key
+            .and_then(|key| newest_offset_by_key.get(key))
+            .is_some_and(|newest| *newest > record.offset)
+    };
+    let dropped = records.iter().filter(|r| superseded(r)).count() as u64;
+    if dropped == 0 {
+        return (None, 0);
+    }
+    let kept: Vec<&Record<'_>> = records.iter().filter(|r| !superseded(r)).collect();
+    if kept.is_empty() && header.producer_id < 0 {
+        return (Some(Vec::new()), dropped);
+    }
+    let mut writer = BatchWriter::new(
+        header.base_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+    );
+    for record in kept {
+        let offset_delta = (record.offset - header.base_offset) as i32;
+        writer.add_record(
+            offset_delta,
+            record.timestamp,
+            record.key,
+            record.value,
+            &record.headers,
+        );
+    }
+    writer.raise_max_timestamp(header.max_timestamp);
+    let mut rewritten = writer.finish(header.attributes, header.last_offset_delta);
+    batch::set_base_offset(&mut rewritten, header.base_offset);
+    // The partition leader epoch is not covered by the CRC.
+    rewritten[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    (Some(rewritten.to_vec()), dropped)
+}

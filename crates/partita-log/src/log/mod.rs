@@ -1,0 +1,299 @@
+//! The partition log: an ordered set of segments with one active segment at the end.
+
+mod compaction;
+mod recovery;
+mod retention;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::batch::{self, Compression};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::LogError;
+use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::segment::Segment;
+
+pub use compaction::CompactionStats;
+
+/// The outcome of a successful [`Log::append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record of the batch.
+    pub base_offset: i64,
+    /// Offset of the last record of the batch.
+    pub last_offset: i64,
+    /// The append time written into the batch, or -1 unless the log uses LogAppendTime.
+    pub log_append_time: i64,
+    /// The batch was a retry of one already appended by the same idempotent producer: nothing
+    /// was written and the offsets are those of the original append.
+    pub duplicate: bool,
+}
+
+/// The storage of one topic-partition, in its own directory.
+///
+/// Batches are stored exactly as produced (only the base offset, and for LogAppendTime the
+/// timestamp and CRC, are rewritten), in segment files named by their first offset.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Segments by base offset; never empty, the last one is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    producers: ProducerStateTable,
+    unflushed_messages: u64,
+    last_flush_ms: Option<i64>,
+}
+
+impl Log {
+    /// Appends one validated batch (see [`batch::validate`]) and returns its offsets.
+    ///
+    /// Assigns the base offset, applies LogAppendTime when configured, and rolls to a new
+    /// segment first when the active one is full or old enough. `batch` is modified in place.
+    pub fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if batch.len() > self.config.max_message_bytes as usize {
+            return Err(LogError::MessageTooLarge);
+        }
+        let header = batch::parse_header(batch)?;
+        if header.total_size() != batch.len() || header.last_offset_delta < 0 {
+            return Err(LogError::Corrupt(format!(
+                "batch of {} bytes has batchLength {} and lastOffsetDelta {}",
+                batch.len(),
+                header.batch_length,
+                header.last_offset_delta
+            )));
+        }
+        if let SequenceCheck::Duplicate(original) = self.producers.check(&header)? {
+            return Ok(AppendInfo {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                log_append_time: -1,
+                duplicate: true,
+            });
+        }
+        batch::set_base_offset(batch, self.log_end_offset);
+        let mut log_append_time = -1;
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time(batch, now_ms);
+            log_append_time = now_ms;
+        }
+        let header = batch::parse_header(batch)?;
+        if self.roll_due(batch.len(), header.last_offset(), now_ms) {
+            self.roll()?;
+        }
+        let index_interval_bytes = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        active.rolling_base_ms.get_or_insert(now_ms);
+        active.append(batch, &header, index_interval_bytes)?;
+        self.log_end_offset = header.last_offset() + 1;
+        self.producers.record(&header);
+        self.unflushed_messages = self
+            .unflushed_messages
+            .saturating_add(header.record_count.max(1) as u64);
+        self.flush_if_due(now_ms)?;
+        Ok(AppendInfo {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            log_append_time,
+            duplicate: false,
+        })
+    }
+
+    /// Whole batches starting with the one that contains `offset`, up to `max_bytes` but always
+    /// at least one batch when there is one.
+    ///
+    /// Returns empty bytes at the log end offset, and [`LogError::OffsetOutOfRange`] below the
+    /// log start or past the log end.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(LogError::OffsetOutOfRange);
+        }
+        let first_base = match self.segments.range(..=offset).next_back() {
+            Some((base, _)) => *base,
+            None => return Ok(Bytes::new()),
+        };
+        let mut out = Vec::new();
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            let Some((start, mut header)) = segment.find_batch(offset)? else {
+                continue;
+            };
+            let mut end = start;
+            let mut full = false;
+            loop {
+                let size = header.total_size() as u64;
+                let taken = out.len() as u64 + (end - start);
+                if taken > 0 && taken + size > max_bytes as u64 {
+                    full = true;
+                    break;
+                }
+                end += size;
+                match segment.header_at(end)? {
+                    Some(next) => header = next,
+                    None => break,
+                }
+            }
+            out.extend_from_slice(&segment.read_at(start, (end - start) as usize)?);
+            if full {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next appended record gets (the high watermark on a single broker).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+
+    /// The first record at or after the log start whose timestamp is `>= ts`, as
+    /// `(offset, timestamp)`; `None` if every record is older.
+    ///
+    /// Exact for uncompressed batches; for a compressed batch (never decompressed) it answers
+    /// with the batch's first offset and its max timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for segment in self.segments.values() {
+            let newer = matches!(segment.max_timestamp(), Some((_, max)) if max >= ts);
+            if !newer || segment.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            let Some((position, header)) =
+                segment.find_batch_by_timestamp(ts, self.log_start_offset)?
+            else {
+                continue;
+            };
+            let fallback = (
+                header.base_offset.max(self.log_start_offset),
+                header.max_timestamp,
+            );
+            if header.compression() != Compression::None {
+                return Ok(Some(fallback));
+            }
+            let bytes = segment.read_at(position, header.total_size())?;
+            let records = batch::decode_records(&bytes)?;
+            let exact = records
+                .iter()
+                .find(|r| r.offset >= self.log_start_offset && r.timestamp >= ts)
+                .map(|r| (r.offset, r.timestamp));
+            return Ok(Some(exact.unwrap_or(fallback)));
+        }
+        Ok(None)
+    }
+
+    /// The largest batch timestamp in the log and the last offset of its batch, for
+    /// ListOffsets with MAX_TIMESTAMP; `None` for an empty log.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for (offset, ts) in self.segments.values().filter_map(Segment::max_timestamp) {
+            if best.is_none_or(|(_, best_ts)| ts > best_ts) {
+                best = Some((offset, ts));
+            }
+        }
+        best
+    }
+
+    /// Total bytes of all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; it applies from the next operation on.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// Fsyncs the active segment and its indexes (older segments are synced when rolled).
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.active().sync()?;
+        self.unflushed_messages = 0;
+        Ok(())
+    }
+
+    /// Rolls to a new segment if the active one is older than `segment_ms`.
+    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if self.roll_due(0, self.log_end_offset, now_ms) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the log.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.flush()
+    }
+
+    /// Closes the log and removes its directory with everything in it.
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// The directory holding this log's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log has an active segment")
+    }
+
+    /// Whether a batch of `size` bytes ending at `last_offset` needs a new segment first.
+    fn roll_due(&self, size: usize, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let too_old = active
+            .rolling_base_ms
+            .is_some_and(|base| now_ms.saturating_sub(base) >= self.config.segment_ms);
+        too_old || !active.fits(size, last_offset, self.config.segment_bytes)
+    }
+
+    /// Syncs the active segment and starts a new one at the log end offset.
+    fn roll(&mut self) -> Result<(), LogError> {
+        self.active().sync()?;
+        let segment = Segment::create(&self.dir, self.log_end_offset)?;
+        tracing::debug!(path = %segment.log_path().display(), "rolled new segment");
+        self.segments.insert(self.log_end_offset, segment);
+        Ok(())
+    }
+
+    fn flush_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let last_flush_ms = *self.last_flush_ms.get_or_insert(now_ms);
+        let elapsed = u64::try_from(now_ms.saturating_sub(last_flush_ms)).unwrap_or(0);
+        if self.unflushed_messages >= self.config.flush_messages || elapsed >= self.config.flush_ms
+        {
+            self.flush()?;
+            self.last_flush_ms = Some(now_ms);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
+mod tests;

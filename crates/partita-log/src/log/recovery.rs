@@ -1,0 +1,150 @@
+//! Opening a log: finding its segments, the recovery scan, and rebuilding derived state.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::compaction::CLEANED_EXTENSION;
+use super::Log;
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::producer_state::ProducerStateTable;
+use crate::segment::{segment_path, Segment};
+
+/// File holding a log start offset moved by DeleteRecords.
+const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+
+impl Log {
+    /// Opens the log in `dir`, creating the directory if missing.
+    ///
+    /// Every segment's batch headers are scanned to rebuild the indexes and the idempotent
+    /// producer state; the last segment's CRCs are verified too. At the first torn or corrupt
+    /// batch the file is truncated and any later segments are deleted, with a warning saying
+    /// what was dropped. (Older segments were fsynced when rolled, so only the last one can
+    /// hold a torn write.)
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        fs::create_dir_all(dir)?;
+        let base_offsets = list_segments(dir)?;
+        let mut producers = ProducerStateTable::default();
+        let mut segments = BTreeMap::new();
+        let mut min_offset = 0;
+        for (i, &base_offset) in base_offsets.iter().enumerate() {
+            let is_last = i + 1 == base_offsets.len();
+            let (segment, truncation) = Segment::open_existing(
+                dir,
+                base_offset,
+                min_offset,
+                is_last,
+                config.index_interval_bytes,
+                &mut |header| producers.record(header),
+            )?;
+            min_offset = segment.next_offset();
+            if let Some(truncation) = truncation {
+                tracing::warn!(
+                    file = %segment.log_path().display(),
+                    position = truncation.position,
+                    dropped_bytes = truncation.dropped_bytes,
+                    reason = %truncation.reason,
+                    "truncated damaged log segment"
+                );
+                segments.insert(base_offset, segment);
+                drop_later_segments(dir, &base_offsets[i + 1..])?;
+                break;
+            }
+            segments.insert(base_offset, segment);
+        }
+        let persisted_start = read_log_start_offset(dir)?;
+        if segments.is_empty() {
+            let base_offset = persisted_start.unwrap_or(0).max(0);
+            segments.insert(base_offset, Segment::create(dir, base_offset)?);
+        }
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let log_end_offset = segments
+            .values()
+            .next_back()
+            .expect("segment")
+            .next_offset();
+        let log_start_offset = persisted_start
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end_offset);
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            producers,
+            unflushed_messages: 0,
+            last_flush_ms: None,
+        })
+    }
+
+    /// Writes the log start offset so that a DeleteRecords survives a restart.
+    pub(super) fn persist_log_start_offset(&self) -> io::Result<()> {
+        let path = self.dir.join(LOG_START_OFFSET_FILE);
+        let temporary = self.dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
+        fs::write(&temporary, self.log_start_offset.to_string())?;
+        fs::File::open(&temporary)?.sync_all()?;
+        fs::rename(&temporary, &path)
+    }
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending.
+fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut base_offsets = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(name) = name.to_str().filter(|n| n.ends_with(CLEANED_EXTENSION)) {
+            // An interrupted compaction: the original segment is still in place.
+            tracing::warn!(file = name, "removing unfinished compaction output");
+            fs::remove_file(dir.join(name))?;
+            continue;
+        }
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(base_offset) = stem.parse::<i64>() {
+                base_offsets.push(base_offset);
+            }
+        }
+    }
+    base_offsets.sort_unstable();
+    Ok(base_offsets)
+}
+
+/// Deletes the files of segments that follow a truncated one: their data no longer connects.
+fn drop_later_segments(dir: &Path, base_offsets: &[i64]) -> io::Result<()> {
+    for &base_offset in base_offsets {
+        let path = segment_path(dir, base_offset, "log");
+        let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        tracing::warn!(
+            file = %path.display(),
+            dropped_bytes = bytes,
+            "deleted log segment following a truncated one"
+        );
+        for extension in ["log", "index", "timeindex"] {
+            match fs::remove_file(segment_path(dir, base_offset, extension)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_log_start_offset(dir: &Path) -> io::Result<Option<i64>> {
+    match fs::read_to_string(dir.join(LOG_START_OFFSET_FILE)) {
+        Ok(text) => match text.trim().parse::<i64>() {
+            Ok(offset) => Ok(Some(offset)),
+            Err(_) => {
+                tracing::warn!(dir = %dir.display(), "ignoring unreadable log-start-offset file");
+                Ok(None)
+            }
+        },
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}

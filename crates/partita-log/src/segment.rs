@@ -1,0 +1,397 @@
+//! One segment: a `.log` file of whole batches plus its offset and time indexes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE};
+use crate::error::LogError;
+use crate::index::{Index, OffsetEntry, TimeEntry};
+
+/// Path of a segment file: the base offset in 20 digits, as Kafka names them.
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, extension: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{extension}"))
+}
+
+/// Where recovery cut a segment short, and why.
+#[derive(Debug)]
+pub(crate) struct Truncation {
+    pub(crate) position: u64,
+    pub(crate) dropped_bytes: u64,
+    pub(crate) reason: String,
+}
+
+/// Running totals that decide when the next index entries are due.
+#[derive(Clone, Debug)]
+struct Tracker {
+    base_offset: i64,
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_index_entry: u64,
+    last_indexed_timestamp: i64,
+}
+
+impl Tracker {
+    fn new(base_offset: i64) -> Tracker {
+        Tracker {
+            base_offset,
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            bytes_since_index_entry: 0,
+            last_indexed_timestamp: -1,
+        }
+    }
+
+    /// Accounts for a batch written at the current end and returns the index entries it needs.
+    fn observe(
+        &mut self,
+        header: &BatchHeader,
+        index_interval_bytes: u32,
+    ) -> (Option<OffsetEntry>, Option<TimeEntry>) {
+        let position = self.size;
+        let relative_offset = (header.base_offset - self.base_offset) as u32;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        let mut offset_entry = None;
+        let mut time_entry = None;
+        if position == 0 || self.bytes_since_index_entry >= u64::from(index_interval_bytes) {
+            offset_entry = Some(OffsetEntry {
+                relative_offset,
+                position: position as u32,
+            });
+            self.bytes_since_index_entry = 0;
+            if self.max_timestamp > self.last_indexed_timestamp {
+                self.last_indexed_timestamp = self.max_timestamp;
+                time_entry = Some(TimeEntry {
+                    timestamp: self.max_timestamp,
+                    relative_offset,
+                });
+            }
+        }
+        self.size += header.total_size() as u64;
+        self.bytes_since_index_entry += header.total_size() as u64;
+        self.next_offset = header.last_offset() + 1;
+        (offset_entry, time_entry)
+    }
+}
+
+/// A segment of the log. Offsets in it are `base_offset..next_offset`.
+pub(crate) struct Segment {
+    dir: PathBuf,
+    file: File,
+    offset_index: Index<OffsetEntry>,
+    time_index: Index<TimeEntry>,
+    tracker: Tracker,
+    /// Wall-clock (or first batch) time the segment's age is measured from, for time rolls.
+    pub(crate) rolling_base_ms: Option<i64>,
+}
+
+impl Segment {
+    /// Creates an empty segment, replacing any files of the same name.
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+        let path = segment_path(dir, base_offset, "log");
+        let file = open_rw(&path)?;
+        file.set_len(0)?;
+        Ok(Segment {
+            dir: dir.to_path_buf(),
+            file,
+            offset_index: Index::open(&segment_path(dir, base_offset, "index"), Vec::new())?,
+            time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), Vec::new())?,
+            tracker: Tracker::new(base_offset),
+            rolling_base_ms: None,
+        })
+    }
+
+    /// Opens an existing segment, scanning every batch header (and, with `verify_crc`, every
+    /// CRC). The file is truncated at the first damaged batch. `on_batch` sees each good header.
+    pub(crate) fn open_existing(
+        dir: &Path,
+        base_offset: i64,
+        min_offset: i64,
+        verify_crc: bool,
+        index_interval_bytes: u32,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<(Segment, Option<Truncation>), LogError> {
+        let path = segment_path(dir, base_offset, "log");
+        let file = open_rw(&path)?;
+        let file_len = file.metadata()?.len();
+        let mut tracker = Tracker::new(base_offset);
+        let mut offset_entries = Vec::new();
+        let mut time_entries = Vec::new();
+        let mut first_batch_timestamp = None;
+        let mut reader = BufReader::with_capacity(64 * 1024, &file);
+        let mut batch_buf = Vec::new();
+        let mut failure = None;
+        let mut expected_min = min_offset.max(base_offset);
+        while tracker.size < file_len {
+            let remaining = file_len - tracker.size;
+            match scan_one(&mut reader, &mut batch_buf, remaining, verify_crc) {
+                Ok(header) => {
+                    if let Err(reason) = check_offsets(&header, base_offset, expected_min) {
+                        failure = Some(reason);
+                        break;
+                    }
+                    if tracker.size + header.total_size() as u64 > u64::from(u32::MAX) {
+                        failure = Some("segment larger than 4 GiB".to_string());
+                        break;
+                    }
+                    first_batch_timestamp.get_or_insert(header.max_timestamp);
+                    let (offset_entry, time_entry) = tracker.observe(&header, index_interval_bytes);
+                    offset_entries.extend(offset_entry);
+                    time_entries.extend(time_entry);
+                    expected_min = header.last_offset() + 1;
+                    on_batch(&header);
+                }
+                Err(reason) => {
+                    failure = Some(reason);
+                    break;
+                }
+            }
+        }
+        drop(reader);
+        let truncation = match failure {
+            Some(reason) => {
+                file.set_len(tracker.size)?;
+                file.sync_all()?;
+                Some(Truncation {
+                    position: tracker.size,
+                    dropped_bytes: file_len - tracker.size,
+                    reason,
+                })
+            }
+            None => None,
+        };
+        let segment = Segment {
+            dir: dir.to_path_buf(),
+            file,
+            offset_index: Index::open(&segment_path(dir, base_offset, "index"), offset_entries)?,
+            time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), time_entries)?,
+            tracker,
+            rolling_base_ms: first_batch_timestamp.filter(|ts| *ts >= 0),
+        };
+        Ok((segment, truncation))
+    }
+
+    /// Offset after the last batch (the base offset if empty).
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.tracker.next_offset
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.tracker.size
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tracker.size == 0
+    }
+
+    /// Largest batch timestamp and the last offset of its batch; `None` if no batch has one.
+    pub(crate) fn max_timestamp(&self) -> Option<(i64, i64)> {
+        (self.tracker.max_timestamp >= 0).then_some((
+            self.tracker.offset_of_max_timestamp,
+            self.tracker.max_timestamp,
+        ))
+    }
+
+    /// Whether a batch of `size` bytes ending at `last_offset` still fits the index formats
+    /// and `segment_bytes`.
+    pub(crate) fn fits(&self, size: usize, last_offset: i64, segment_bytes: u64) -> bool {
+        let limit = segment_bytes.min(u64::from(u32::MAX));
+        let offset_fits = last_offset - self.tracker.base_offset <= i64::from(u32::MAX);
+        self.is_empty() || (self.tracker.size + size as u64 <= limit && offset_fits)
+    }
+
+    /// Appends one batch whose base offset is already assigned.
+    pub(crate) fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        index_interval_bytes: u32,
+    ) -> io::Result<()> {
+        self.file.write_all_at(batch, self.tracker.size)?;
+        let (offset_entry, time_entry) = self.tracker.observe(header, index_interval_bytes);
+        if let Some(entry) = offset_entry {
+            self.offset_index.append(entry)?;
+        }
+        if let Some(entry) = time_entry {
+            self.time_index.append(entry)?;
+        }
+        Ok(())
+    }
+
+    /// Header of the batch starting at `position`, if a whole batch starts there.
+    pub(crate) fn header_at(&self, position: u64) -> Result<Option<BatchHeader>, LogError> {
+        if position + HEADER_SIZE as u64 > self.tracker.size {
+            return Ok(None);
+        }
+        let mut buf = [0u8; HEADER_SIZE];
+        self.file.read_exact_at(&mut buf, position)?;
+        let header = batch::parse_header(&buf)?;
+        if position + header.total_size() as u64 > self.tracker.size {
+            return Err(LogError::Corrupt(format!(
+                "batch at {position} in {} overruns the segment",
+                self.log_path().display()
+            )));
+        }
+        Ok(Some(header))
+    }
+
+    /// Position of the first batch whose last offset is `>= offset`, with its header.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let relative = (offset - self.tracker.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        self.scan_from(u64::from(self.offset_index.lookup(relative)), |h| {
+            h.last_offset() >= offset
+        })
+    }
+
+    /// Position and header of the first batch ending at or after `min_offset` whose max
+    /// timestamp is `>= timestamp`.
+    pub(crate) fn find_batch_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let relative = self.time_index.lookup(timestamp);
+        let start = self.offset_index.lookup(relative);
+        self.scan_from(u64::from(start), |h| {
+            h.max_timestamp >= timestamp && h.last_offset() >= min_offset
+        })
+    }
+
+    fn scan_from(
+        &self,
+        mut position: u64,
+        wanted: impl Fn(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        while let Some(header) = self.header_at(position)? {
+            if wanted(&header) {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads `len` bytes at `position`.
+    pub(crate) fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position)?;
+        Ok(buf)
+    }
+
+    /// Fsyncs the data and both indexes.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        segment_path(&self.dir, self.tracker.base_offset, "log")
+    }
+
+    /// Removes the segment's files.
+    pub(crate) fn delete(self) -> io::Result<()> {
+        let paths = [
+            self.log_path(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for path in paths {
+            match fs::remove_file(&path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Modification time of the `.log` file in milliseconds since the epoch, if known.
+    pub(crate) fn modified_ms(&self) -> Option<i64> {
+        let modified = self.file.metadata().ok()?.modified().ok()?;
+        let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(since_epoch.as_millis()).ok()
+    }
+}
+
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// Reads the next batch from `reader`: all of it when verifying the CRC, else only its header.
+/// Returns why it is unusable on error (the caller truncates there).
+fn scan_one(
+    reader: &mut BufReader<&File>,
+    batch_buf: &mut Vec<u8>,
+    remaining: u64,
+    verify_crc: bool,
+) -> Result<BatchHeader, String> {
+    if remaining < HEADER_SIZE as u64 {
+        return Err(format!(
+            "{remaining} trailing bytes are shorter than a batch header"
+        ));
+    }
+    batch_buf.resize(HEADER_SIZE, 0);
+    reader
+        .read_exact(batch_buf)
+        .map_err(|e| format!("read failed: {e}"))?;
+    let header = batch::parse_header(batch_buf).map_err(|e| e.to_string())?;
+    let size = header.total_size();
+    if size as u64 > remaining {
+        return Err(format!(
+            "batch of {size} bytes is cut off after {remaining} bytes"
+        ));
+    }
+    if verify_crc {
+        batch_buf.resize(size, 0);
+        reader
+            .read_exact(&mut batch_buf[HEADER_SIZE..])
+            .map_err(|e| format!("read failed: {e}"))?;
+        batch::validate(batch_buf).map_err(|e| e.to_string())?;
+    } else {
+        reader
+            .seek_relative((size - HEADER_SIZE) as i64)
+            .map_err(|e| format!("seek failed: {e}"))?;
+        if header.last_offset_delta < 0 {
+            return Err(format!(
+                "negative lastOffsetDelta {}",
+                header.last_offset_delta
+            ));
+        }
+    }
+    Ok(header)
+}
+
+/// Offsets must grow through the log and stay within the segment's 32-bit relative range.
+fn check_offsets(header: &BatchHeader, base_offset: i64, expected_min: i64) -> Result<(), String> {
+    if header.base_offset < expected_min {
+        return Err(format!(
+            "batch base offset {} is below the expected {expected_min}",
+            header.base_offset
+        ));
+    }
+    let last_offset = header
+        .base_offset
+        .checked_add(i64::from(header.last_offset_delta))
+        .ok_or_else(|| "offset overflow".to_string())?;
+    if last_offset - base_offset > i64::from(u32::MAX) {
+        return Err(format!(
+            "offset {} is too far from segment base {base_offset}",
+            header.last_offset()
+        ));
+    }
+    Ok(())
+}

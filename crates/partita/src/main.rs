@@ -1,0 +1,132 @@
+//! The `partita` command: the broker, and (later) the operator tools.
+
+mod settings;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use partita_broker::Broker;
+
+/// Partita: a Kafka-compatible broker built around consumer groups.
+#[derive(Parser)]
+#[command(name = "partita", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Broker(BrokerArgs),
+}
+
+/// Options of `partita broker`. Flags override `PARTITA_*` variables, which override the
+/// config file, which overrides the embedded defaults.
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// Data directory (Kafka's `log.dirs`). Default: ./data
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on. Default: 127.0.0.1:9092
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address given to clients. Default: the listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised: Option<String>,
+    /// TOML file of broker properties, with Kafka's property names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Any broker property, with Kafka's name: --set num.partitions=3. Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Broker(args) => run_broker(args),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARTITA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let mut properties = Vec::new();
+    if let Some(path) = &args.config {
+        properties.extend(settings::from_toml_file(path)?);
+    }
+    properties.extend(settings::from_environment(std::env::vars()));
+    if let Some(dir) = &args.data_dir {
+        properties.push(("log.dirs".to_string(), dir.display().to_string()));
+    }
+    if let Some(listen) = &args.listen {
+        properties.push(("listeners".to_string(), listen.clone()));
+        if args.advertised.is_none() {
+            properties.push(("advertised.listeners".to_string(), listen.clone()));
+        }
+    }
+    if let Some(advertised) = &args.advertised {
+        properties.push(("advertised.listeners".to_string(), advertised.clone()));
+    }
+    for pair in &args.set {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--set expects NAME=VALUE, got {pair:?}"))?;
+        properties.push((name.trim().to_string(), value.to_string()));
+    }
+    let config = settings::build(properties)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let broker =
+            Arc::new(Broker::open(config.clone()).with_context(|| {
+                format!("opening data directory {}", config.data_dir.display())
+            })?);
+        tracing::info!(
+            listen = %config.listen,
+            advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+            data_dir = %config.data_dir.display(),
+            cluster_id = %broker.cluster_id,
+            "partita broker started"
+        );
+        partita_broker::serve(broker, listener, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
