@@ -1,7 +1,8 @@
 //! The topics this broker holds: creation, lookup, growth, deletion, and their persistence.
 //!
-//! Each topic has a small properties file in `<data>/.topics/<name>.properties` (its id,
-//! partition count and config overrides); each partition's log lives in
+//! Each topic has a small properties file in `<data>/.topics/<topic id>.properties` (its
+//! name, partition count and config overrides; named by id because a 249-character topic
+//! name would not fit in a file name with a suffix); each partition's log lives in
 //! `<data>/<name>-<partition>/`, Kafka's layout. The properties file is written before the
 //! partitions exist and removed before they are deleted, so a crash never leaves a topic that
 //! half exists.
@@ -140,7 +141,7 @@ impl TopicRegistry {
         self.save_topic(name, id, partitions, &overrides)?;
         let log_config = topic_config::log_config(&self.config, &overrides);
         let opened = (0..partitions)
-            .map(|p| self.open_partition(name, p, log_config.clone()))
+            .map(|p| self.new_partition(name, p, log_config.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
@@ -178,7 +179,7 @@ impl TopicRegistry {
         let log_config = topic_config::log_config(&self.config, &topic.overrides);
         let mut partitions = topic.partitions.clone();
         for p in current..count {
-            partitions.push(self.open_partition(name, p, log_config.clone())?);
+            partitions.push(self.new_partition(name, p, log_config.clone())?);
         }
         topics.insert(
             name.to_string(),
@@ -223,7 +224,7 @@ impl TopicRegistry {
             .write()
             .remove(name)
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        fs::remove_file(self.topic_file(name))?;
+        fs::remove_file(self.topic_file(topic.id))?;
         for partition in &topic.partitions {
             let dir = self.partition_dir(name, partition.index);
             if let Err(e) = fs::remove_dir_all(&dir) {
@@ -258,6 +259,22 @@ impl TopicRegistry {
     ) -> Result<Arc<Partition>, BrokerError> {
         let log = Log::open(&self.partition_dir(name, index), config)?;
         Ok(Arc::new(Partition::new(index, log)))
+    }
+
+    /// Opens a partition that must start empty: a directory left behind by a topic of the
+    /// same name whose deletion was interrupted is removed first.
+    fn new_partition(
+        &self,
+        name: &str,
+        index: i32,
+        config: partita_log::LogConfig,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let dir = self.partition_dir(name, index);
+        if dir.exists() {
+            tracing::warn!(dir = %dir.display(), "removing a stale partition directory");
+            fs::remove_dir_all(&dir)?;
+        }
+        self.open_partition(name, index, config)
     }
 
     fn load_topic(&self, path: &Path) -> Result<Topic, BrokerError> {
@@ -310,7 +327,7 @@ impl TopicRegistry {
         for (key, value) in overrides {
             text.push_str(&format!("config.{key}={value}\n"));
         }
-        let path = self.topic_file(name);
+        let path = self.topic_file(id);
         let temporary = path.with_extension("properties.tmp");
         let mut file = fs::File::create(&temporary)?;
         file.write_all(text.as_bytes())?;
@@ -324,8 +341,8 @@ impl TopicRegistry {
         self.config.data_dir.join(".topics")
     }
 
-    fn topic_file(&self, name: &str) -> PathBuf {
-        self.meta_dir().join(format!("{name}.properties"))
+    fn topic_file(&self, id: Uuid) -> PathBuf {
+        self.meta_dir().join(format!("{id}.properties"))
     }
 
     fn partition_dir(&self, name: &str, index: i32) -> PathBuf {

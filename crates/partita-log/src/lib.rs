@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Partition storage for Partita: segmented logs of Kafka record batches.
 //!
 //! One [`Log`] per topic-partition, in its own directory. Batches (Kafka magic v2) are stored

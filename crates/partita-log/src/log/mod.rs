@@ -294,6 +294,8 @@ impl Log {
 }
 
 #[cfg(test)]
+mod compaction_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod tests;

@@ -359,3 +359,9 @@ fn flush_every_message_and_delete() {
     log.delete().unwrap();
     assert!(!path.exists());
 }
+
+#[test]
+fn a_log_can_move_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+}

@@ -1,0 +1,358 @@
+//! The broker over a real socket: what a Kafka client sees, including for bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::{Client, TestBroker};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::ResponseError;
+use partita_log::batch::{build_batch, build_idempotent_batch};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+async fn create_topic(client: &mut Client, topic: &str, partitions: i32) -> i16 {
+    create_topic_with(client, topic, partitions, &[]).await
+}
+
+async fn create_topic_with(
+    client: &mut Client,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> i16 {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(configs)]);
+    client.send(&request, 7).await.topics[0].error_code
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
+async fn produce(client: &mut Client, topic: &str, records: BytesMut) -> (i16, i64) {
+    let response = client
+        .send(&produce_request(topic, 0, records.freeze(), -1), 9)
+        .await;
+    let partition = &response.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+fn values(values: &[&str]) -> BytesMut {
+    let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    build_batch(&records, 1_700_000_000_000)
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_versions_lists_served_apis_and_answers_unknown_versions_with_v0() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let response = client.send(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(response.error_code, 0);
+    let produce = response
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .expect("Produce advertised");
+    assert!(produce.min_version <= 3 && produce.max_version >= 9);
+
+    // ApiVersions v99: a v0 response with UNSUPPORTED_VERSION and the list.
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
+    body.extend_from_slice(&99i16.to_be_bytes());
+    body.extend_from_slice(&7i32.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes());
+    client.send_raw(&body).await;
+    let (correlation_id, mut payload) = client.read_v0_response().await.expect("a response");
+    assert_eq!(correlation_id, 7);
+    let fallback = ApiVersionsResponse::decode(&mut payload, 0).unwrap();
+    assert_eq!(
+        fallback.error_code,
+        ResponseError::UnsupportedVersion.code()
+    );
+    assert!(!fallback.api_keys.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_and_malformed_requests_close_only_their_connection() {
+    let broker = TestBroker::start(&[("socket.request.max.bytes", "1024")]).await;
+    let mut bystander = broker.client().await;
+    assert_eq!(create_topic(&mut bystander, "steady", 1).await, 0);
+
+    // A frame claiming 2 GiB is refused before anything is buffered.
+    let mut oversized = broker.client().await;
+    oversized.write_bytes(&i32::MAX.to_be_bytes()).await;
+    assert!(oversized.read_frame().await.is_none(), "connection closed");
+
+    // A known API with a garbage body.
+    let mut garbage = broker.client().await;
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+    body.extend_from_slice(&9i16.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&[0xff; 40]);
+    garbage.send_raw(&body).await;
+    assert!(garbage.read_frame().await.is_none(), "connection closed");
+
+    // An unknown API key, and an unsupported version of a known API.
+    for (key, version) in [(999i16, 0i16), (ApiKey::Produce as i16, 99)] {
+        let mut unknown = broker.client().await;
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&key.to_be_bytes());
+        body.extend_from_slice(&version.to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        unknown.send_raw(&body).await;
+        assert!(unknown.read_frame().await.is_none(), "connection closed");
+    }
+
+    // The first connection never noticed.
+    let (error, offset) = produce(&mut bystander, "steady", values(&["still here"])).await;
+    assert_eq!((error, offset), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn produce_errors_are_kafkas() {
+    let broker = TestBroker::start(&[("auto.create.topics.enable", "false")]).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_topic_with(&mut client, "small", 1, &[("max.message.bytes", "200")]).await,
+        0
+    );
+
+    let mut corrupt = values(&["a", "b"]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x01;
+    assert_eq!(
+        produce(&mut client, "small", corrupt).await.0,
+        ResponseError::CorruptMessage.code()
+    );
+
+    let big = "x".repeat(500);
+    assert_eq!(
+        produce(&mut client, "small", values(&[&big])).await.0,
+        ResponseError::MessageTooLarge.code()
+    );
+
+    assert_eq!(
+        produce(&mut client, "no-such-topic", values(&["a"]))
+            .await
+            .0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+
+    let bad_acks = produce_request("small", 0, values(&["a"]).freeze(), 5);
+    let response = client.send(&bad_acks, 9).await;
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidRequiredAcks.code()
+    );
+
+    // Nothing refused was stored; a good batch still lands at offset 0.
+    assert_eq!(produce(&mut client, "small", values(&["ok"])).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_names_follow_kafka_rules() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let invalid = ResponseError::InvalidTopicException.code();
+    assert_eq!(create_topic(&mut client, "has space", 1).await, invalid);
+    assert_eq!(
+        create_topic(&mut client, &"a".repeat(250), 1).await,
+        invalid
+    );
+    assert_eq!(create_topic(&mut client, "metrics.cpu", 1).await, 0);
+    assert_eq!(create_topic(&mut client, "metrics_cpu", 1).await, invalid);
+    assert_eq!(
+        create_topic(&mut client, "metrics.cpu", 1).await,
+        ResponseError::TopicAlreadyExists.code()
+    );
+    assert_eq!(create_topic(&mut client, &"b".repeat(249), 1).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_auto_creates_topics_only_when_enabled() {
+    let request = |topic: &str| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(topic)))
+            ]))
+            .with_allow_auto_topic_creation(true)
+    };
+    let enabled = TestBroker::start(&[("num.partitions", "3")]).await;
+    let response = enabled.client().await.send(&request("auto"), 12).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    assert_eq!(response.topics[0].partitions.len(), 3);
+
+    let disabled = TestBroker::start(&[("auto.create.topics.enable", "false")]).await;
+    let response = disabled.client().await.send(&request("auto"), 12).await;
+    assert_eq!(
+        response.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_fetch_is_woken_by_new_data() {
+    let broker = TestBroker::start(&[]).await;
+    let mut producer = broker.client().await;
+    assert_eq!(create_topic(&mut producer, "wake", 1).await, 0);
+
+    let mut consumer = broker.client().await;
+    // A minute-long wait: only an append can end it before the test's deadline.
+    let waiting =
+        tokio::spawn(async move { consumer.send(&fetch_request("wake", 0, 60_000), 12).await });
+    tokio::task::yield_now().await;
+    assert_eq!(
+        produce(&mut producer, "wake", values(&["hello"])).await,
+        (0, 0)
+    );
+
+    let response = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the fetch was not woken by the append")
+        .unwrap();
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 1);
+    assert!(!partition.records.as_ref().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_past_the_end_is_offset_out_of_range() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(create_topic(&mut client, "short", 1).await, 0);
+    produce(&mut client, "short", values(&["a", "b"])).await;
+    let response = client.send(&fetch_request("short", 5, 0), 12).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, ResponseError::OffsetOutOfRange.code());
+    assert_eq!(partition.high_watermark, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_retries_are_dropped_and_gaps_refused() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(create_topic(&mut client, "idem", 1).await, 0);
+    let init = client
+        .send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+            4,
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    let producer_id = init.producer_id.0;
+    let batch = |sequence: i32, value: &str| {
+        build_idempotent_batch(
+            &[(None, Some(value.as_bytes()))],
+            1,
+            producer_id,
+            0,
+            sequence,
+        )
+    };
+
+    assert_eq!(
+        produce(&mut client, "idem", batch(0, "first")).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut client, "idem", batch(1, "second")).await,
+        (0, 1)
+    );
+    // A retry of sequence 1 gets its original offset and is not stored twice.
+    assert_eq!(
+        produce(&mut client, "idem", batch(1, "second")).await,
+        (0, 1)
+    );
+    // Sequence 3 skips 2.
+    assert_eq!(
+        produce(&mut client, "idem", batch(3, "fourth")).await.0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    let response = client.send(&fetch_request("idem", 0, 0), 12).await;
+    assert_eq!(response.responses[0].partitions[0].high_watermark, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_and_topics_survive_a_clean_restart() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(create_topic(&mut client, "durable", 2).await, 0);
+    assert_eq!(
+        produce(&mut client, "durable", values(&["a", "b", "c"])).await,
+        (0, 0)
+    );
+    drop(client);
+
+    let broker = broker.restart(&[]).await;
+    let mut client = broker.client().await;
+    let response = client.send(&fetch_request("durable", 0, 0), 12).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "{partition:?}");
+    assert_eq!(partition.high_watermark, 3);
+    assert_eq!(
+        produce(&mut client, "durable", values(&["d"])).await,
+        (0, 3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_zero_gets_no_response_but_is_stored() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(create_topic(&mut client, "fire", 1).await, 0);
+    client
+        .send_only(&produce_request("fire", 0, values(&["x"]).freeze(), 0), 9)
+        .await;
+    // The next response on this connection is the fetch's, not a produce response.
+    let response = client.send(&fetch_request("fire", 0, 5_000), 12).await;
+    assert_eq!(response.responses[0].partitions[0].high_watermark, 1);
+}
