@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -194,7 +195,7 @@ class Broker:
             return "(no broker log)"
 
     def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        text = self.log_text()
+        text = _ANSI.sub("", self.log_text())
         if len(text) > chars:
             return "...(truncated)...\n" + text[-chars:]
         return text
@@ -202,6 +203,9 @@ class Broker:
     def _note(self, line: str) -> None:
         with open(self.log_path, "ab") as log:
             log.write(f"{line}\n".encode())
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _setting_value(v: object) -> str:

@@ -87,7 +87,7 @@ def test_produce_consume_roundtrip(broker, topic_name, codec, acks):
     reports = produce(broker.bootstrap, topic_name, sent, **{
         "compression.type": codec, "acks": acks, "enable.idempotence": False,
         "batch.num.messages": 50})
-    check_roundtrip(broker.bootstrap, topic_name, sent, reports, 0 if acks == 0 else acks)
+    check_roundtrip(broker.bootstrap, topic_name, sent, reports, acks)
 
 
 def test_idempotent_producer_roundtrip(broker, topic_name):
@@ -366,9 +366,11 @@ def test_describe_and_alter_topic_configs(broker, topic_name):
         ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
     for f in admin.incremental_alter_configs([res], request_timeout=OP_TIMEOUT).values():
         f.result(timeout=OP_TIMEOUT)
-    cfg = wait_until(lambda: (c := _describe_topic_configs(admin, topic_name))
-                     if c["retention.ms"].value == "3600000" else None,
-                     15, "retention.ms=3600000 to show in DescribeConfigs")
+    def altered():
+        c = _describe_topic_configs(admin, topic_name)
+        return c if c["retention.ms"].value == "3600000" else None
+
+    cfg = wait_until(altered, 15, "retention.ms=3600000 to show in DescribeConfigs")
     assert _source(cfg["retention.ms"]) == ConfigSource.DYNAMIC_TOPIC_CONFIG
     assert not cfg["retention.ms"].is_default
 

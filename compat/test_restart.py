@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Producer
 
-from confluent_util import admin_client, consume_all, create_topic, wait_topic_ready
+from confluent_util import admin_client, consume_all, create_topic, produce, wait_topic_ready
 from partita_compat import wait_until
 
 PARTITIONS = 3
@@ -110,6 +110,8 @@ def test_acknowledged_records_survive_kill9(start_broker, topic_name):
     b.restart()
     wait_topic_ready(admin_client(b.bootstrap), topic_name, PARTITIONS)
     records = consume_all(b.bootstrap, topic_name, range(PARTITIONS))
+    print(f"produced {lp.sent}, acknowledged {len(acked)} ({len(acked_before)} before the kill), "
+          f"failed {len(lp.failed)}, stored {len(records)}")
     check_log(records, acked)
     assert len(records) >= len(acked)
 
@@ -139,5 +141,25 @@ def test_idempotent_producer_rides_through_kill9(start_broker, topic_name):
     assert len(lp.acked) == lp.sent
 
     records = consume_all(b.bootstrap, topic_name, range(PARTITIONS))
+    print(f"produced {lp.sent}, acknowledged {len(lp.acked)}, stored {len(records)}")
     check_log(records, lp.acked)
     assert len(records) == lp.sent, f"{len(records)} records stored, {lp.sent} produced"
+
+
+def test_clean_shutdown_keeps_everything(start_broker, topic_name):
+    """Ctrl-C (SIGINT) with the default flush policy: the broker exits 0 promptly, and after a
+    restart on the same data directory every record produced before is there."""
+    b = start_broker()
+    create_topic(admin_client(b.bootstrap), topic_name, PARTITIONS)
+    sent = [{"key": f"k{i}".encode(), "value": f"clean-{i:05d}".encode()} for i in range(600)]
+    reports = produce(b.bootstrap, topic_name, sent, acks=1, **{"compression.type": "gzip"})
+    assert all(d.err is None for d in reports)
+
+    status = b.stop()
+    assert status == 0, f"broker exited with status {status} on SIGINT"
+    b.start()
+    wait_topic_ready(admin_client(b.bootstrap), topic_name, PARTITIONS)
+    records = consume_all(b.bootstrap, topic_name, range(PARTITIONS))
+    assert sorted(r.value for r in records) == sorted(r["value"] for r in sent)
+    where = {d.value: (d.partition, d.offset) for d in reports}
+    assert all(where[r.value] == (r.partition, r.offset) for r in records)

@@ -18,7 +18,7 @@ const EARLIEST_LOCAL: i64 = -4;
 pub(crate) async fn handle(
     broker: &Broker,
     request: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let topics = request
         .topics
@@ -36,7 +36,7 @@ pub(crate) async fn handle(
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_timestamp(-1)
                             .with_offset(-1),
-                        Some(partition) => lookup(partition, p.timestamp, answer),
+                        Some(partition) => lookup(partition, p.timestamp, answer, version),
                     }
                 })
                 .collect();
@@ -52,7 +52,10 @@ fn lookup(
     partition: &Partition,
     timestamp: i64,
     answer: ListOffsetsPartitionResponse,
+    version: i16,
 ) -> ListOffsetsPartitionResponse {
+    // The leader epoch exists from v4 on; earlier versions must not carry it.
+    let epoch = if version >= 4 { 0 } else { -1 };
     let log = partition.log();
     let found = match timestamp {
         LATEST => Ok(Some((log.log_end_offset(), -1))),
@@ -65,7 +68,7 @@ fn lookup(
         Ok(Some((offset, timestamp))) => answer
             .with_offset(offset)
             .with_timestamp(timestamp)
-            .with_leader_epoch(0),
+            .with_leader_epoch(epoch),
         Ok(None) => answer
             .with_offset(-1)
             .with_timestamp(-1)
