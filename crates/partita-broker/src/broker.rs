@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::groups::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
@@ -21,20 +22,26 @@ pub struct Broker {
     pub cluster_id: String,
     /// Allocator of idempotent producer ids.
     pub producer_ids: ProducerIds,
+    /// The group coordinator's shards.
+    pub groups: GroupCoordinator,
 }
 
 impl Broker {
-    /// Opens the data directory (creating it on first start) and recovers every topic.
+    /// Opens the data directory (creating it on first start), recovers every topic and
+    /// starts the group coordinator from `__consumer_offsets`. Must be called within the
+    /// runtime, which runs the coordinator's shards.
     pub fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
         fs::create_dir_all(&config.data_dir)?;
         let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
         let topics = TopicRegistry::open(&config)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
+        let groups = GroupCoordinator::start(&topics, &config.groups)?;
         Ok(Broker {
             config,
             topics,
             cluster_id,
             producer_ids,
+            groups,
         })
     }
 

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use partita_groups::GroupConfig;
 use partita_log::{CleanupPolicy, LogConfig, TimestampType};
 
 /// Everything the broker needs to know to start.
@@ -36,6 +37,8 @@ pub struct BrokerConfig {
     pub log_flush_scheduler_interval_ms: u64,
     /// Whether DeleteTopics is allowed.
     pub delete_topic_enable: bool,
+    /// The group coordinator's settings.
+    pub groups: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -53,6 +56,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 1_000,
             delete_topic_enable: true,
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -82,6 +86,12 @@ pub struct ConfigError {
 
 /// Kafka broker properties that make no difference to a single-node broker without replication.
 const IGNORED_PROPERTIES: &[&str] = &[
+    "offsets.topic.segment.bytes",
+    "offsets.commit.timeout.ms",
+    "offsets.load.buffer.size",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.assignors",
     "process.roles",
     "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
@@ -105,23 +115,6 @@ const IGNORED_PROPERTIES: &[&str] = &[
     "inter.broker.protocol.version",
     "replica.lag.time.max.ms",
     "num.replica.fetchers",
-];
-
-/// Group-coordinator and offsets properties; accepted now so configs written for Kafka start
-/// cleanly, and given effect by the group coordinator.
-const GROUP_PROPERTIES: &[&str] = &[
-    "group.initial.rebalance.delay.ms",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
-    "group.max.size",
-    "offsets.topic.num.partitions",
-    "offsets.topic.segment.bytes",
-    "offsets.retention.minutes",
-    "offsets.retention.check.interval.ms",
-    "offset.metadata.max.bytes",
-    "group.consumer.heartbeat.interval.ms",
-    "group.consumer.session.timeout.ms",
-    "group.consumer.assignors",
 ];
 
 impl BrokerConfig {
@@ -178,9 +171,25 @@ impl BrokerConfig {
             "log.flush.scheduler.interval.ms" => {
                 self.log_flush_scheduler_interval_ms = positive()? as u64
             }
-            _ if GROUP_PROPERTIES.contains(&name) => {
-                int()?;
-                return Ok(SetOutcome::Ignored);
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms = int()?.max(0)
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.min_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.max_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.max.size" => self.groups.max_size = positive()? as usize,
+            "offsets.topic.num.partitions" => {
+                self.groups.offsets_topic_num_partitions = positive()?.min(10_000) as i32
+            }
+            "offsets.retention.minutes" => self.groups.offsets_retention_ms = positive()? * 60_000,
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms = positive()?
+            }
+            "offset.metadata.max.bytes" => {
+                self.groups.offset_metadata_max_bytes = positive()? as usize
             }
             _ if IGNORED_PROPERTIES.contains(&name) => return Ok(SetOutcome::Ignored),
             _ => return Ok(SetOutcome::Unknown),

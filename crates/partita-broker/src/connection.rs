@@ -105,7 +105,7 @@ impl Connection {
         let api_key = peek.get_i16();
         let api_version = peek.get_i16();
         let correlation_id = peek.get_i32();
-        let reply = match dispatch(&self.broker, frame).await {
+        let reply = match dispatch(&self.broker, self.peer, frame).await {
             Ok(reply) => reply,
             Err(DispatchError::Close(reason)) => {
                 return Err(format!(

@@ -6,7 +6,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, groups};
+use partita_groups::ClientContext;
+use std::net::SocketAddr;
 
 /// The APIs served and the versions of each, as advertised by ApiVersions.
 ///
@@ -28,6 +30,16 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The version range served for `api_key`, if it is served at all.
@@ -55,6 +67,7 @@ pub(crate) enum DispatchError {
 /// no response is due (a produce with `acks=0`).
 pub(crate) async fn dispatch(
     broker: &Broker,
+    peer: SocketAddr,
     mut frame: Bytes,
 ) -> Result<Option<Reply>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -80,6 +93,10 @@ pub(crate) async fn dispatch(
         .map_err(|e| DispatchError::Close(format!("malformed request header: {e}")))?;
     let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
     tracing::trace!(?api_key, version, client_id, "request");
+    let client = ClientContext {
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", peer.ip()),
+    };
 
     macro_rules! route {
         ($request:ty, $handler:expr) => {{
@@ -91,7 +108,28 @@ pub(crate) async fn dispatch(
         }};
     }
 
+    // Group APIs also need to know who is asking.
+    macro_rules! route_group {
+        ($request:ty, $handler:expr) => {{
+            let request = <$request>::decode(&mut frame, version).map_err(|e| {
+                DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
+            })?;
+            let response = $handler(broker, &client, request, version).await;
+            encode(raw_key, version, &response)
+        }};
+    }
+
     match api_key {
+        ApiKey::JoinGroup => route_group!(JoinGroupRequest, groups::join_group),
+        ApiKey::SyncGroup => route_group!(SyncGroupRequest, groups::sync_group),
+        ApiKey::Heartbeat => route_group!(HeartbeatRequest, groups::heartbeat),
+        ApiKey::LeaveGroup => route_group!(LeaveGroupRequest, groups::leave_group),
+        ApiKey::OffsetCommit => route_group!(OffsetCommitRequest, groups::offset_commit),
+        ApiKey::OffsetFetch => route_group!(OffsetFetchRequest, groups::offset_fetch),
+        ApiKey::OffsetDelete => route_group!(OffsetDeleteRequest, groups::offset_delete),
+        ApiKey::DescribeGroups => route_group!(DescribeGroupsRequest, groups::describe_groups),
+        ApiKey::ListGroups => route_group!(ListGroupsRequest, groups::list_groups),
+        ApiKey::DeleteGroups => route_group!(DeleteGroupsRequest, groups::delete_groups),
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed Produce v{version} request: {e}"))

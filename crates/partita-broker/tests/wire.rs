@@ -66,7 +66,15 @@ async fn produce(client: &mut Client, topic: &str, records: BytesMut) -> (i16, i
 
 fn values(values: &[&str]) -> BytesMut {
     let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
-    build_batch(&records, 1_700_000_000_000)
+    // Current timestamps: older ones would be removed by time-based retention.
+    build_batch(&records, now_ms())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -292,7 +300,7 @@ async fn idempotent_retries_are_dropped_and_gaps_refused() {
     let batch = |sequence: i32, value: &str| {
         build_idempotent_batch(
             &[(None, Some(value.as_bytes()))],
-            1,
+            now_ms(),
             producer_id,
             0,
             sequence,

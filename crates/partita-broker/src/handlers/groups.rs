@@ -1,0 +1,350 @@
+//! The classic group APIs: each request goes to the coordinator shard of its group (or to
+//! every shard, for ListGroups), and the shard's answer comes back as the response.
+
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use partita_groups::coordinator::OffsetFetchGroup;
+use partita_groups::{ClientContext, Request, Response};
+
+use crate::broker::Broker;
+
+/// OffsetFetch and DescribeGroups name several groups from these versions on.
+const OFFSET_FETCH_BATCHED_VERSION: i16 = 8;
+
+async fn call(
+    broker: &Broker,
+    group_id: &str,
+    client: &ClientContext,
+    request: Request,
+) -> Option<Response> {
+    broker.groups.call(group_id, client, request).await.ok()
+}
+
+pub(crate) async fn join_group(
+    broker: &Broker,
+    client: &ClientContext,
+    request: JoinGroupRequest,
+    version: i16,
+) -> JoinGroupResponse {
+    let group_id = request.group_id.to_string();
+    match call(
+        broker,
+        &group_id,
+        client,
+        Request::JoinGroup(request, version),
+    )
+    .await
+    {
+        // Fields newer than the request's version must not be sent.
+        Some(Response::JoinGroup(mut response)) => {
+            if version < 7 {
+                response.protocol_type = None;
+            }
+            if version < 9 {
+                response.skip_assignment = false;
+            }
+            if version < 5 {
+                for member in &mut response.members {
+                    member.group_instance_id = None;
+                }
+            }
+            response
+        }
+        _ => JoinGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_generation_id(-1),
+    }
+}
+
+pub(crate) async fn sync_group(
+    broker: &Broker,
+    client: &ClientContext,
+    request: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    let group_id = request.group_id.to_string();
+    match call(
+        broker,
+        &group_id,
+        client,
+        Request::SyncGroup(request, version),
+    )
+    .await
+    {
+        Some(Response::SyncGroup(mut response)) => {
+            if version < 5 {
+                response.protocol_type = None;
+                response.protocol_name = None;
+            }
+            response
+        }
+        _ => SyncGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub(crate) async fn heartbeat(
+    broker: &Broker,
+    client: &ClientContext,
+    request: HeartbeatRequest,
+    _version: i16,
+) -> HeartbeatResponse {
+    let group_id = request.group_id.to_string();
+    match call(broker, &group_id, client, Request::Heartbeat(request)).await {
+        Some(Response::Heartbeat(response)) => response,
+        _ => HeartbeatResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub(crate) async fn leave_group(
+    broker: &Broker,
+    client: &ClientContext,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let group_id = request.group_id.to_string();
+    match call(
+        broker,
+        &group_id,
+        client,
+        Request::LeaveGroup(request, version),
+    )
+    .await
+    {
+        Some(Response::LeaveGroup(response)) => response,
+        _ => LeaveGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub(crate) async fn offset_commit(
+    broker: &Broker,
+    client: &ClientContext,
+    request: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    let group_id = request.group_id.to_string();
+    let fallback = request.clone();
+    match call(
+        broker,
+        &group_id,
+        client,
+        Request::OffsetCommit(request, version),
+    )
+    .await
+    {
+        Some(Response::OffsetCommit(response)) => response,
+        _ => {
+            let code = ResponseError::CoordinatorNotAvailable.code();
+            let topics = fallback
+                .topics
+                .into_iter()
+                .map(|t| {
+                    offset_commit_response::OffsetCommitResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(
+                            t.partitions
+                                .into_iter()
+                                .map(|p| {
+                                    offset_commit_response::OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            OffsetCommitResponse::default().with_topics(topics)
+        }
+    }
+}
+
+pub(crate) async fn offset_fetch(
+    broker: &Broker,
+    client: &ClientContext,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= OFFSET_FETCH_BATCHED_VERSION {
+        let mut groups = Vec::with_capacity(request.groups.len());
+        for wanted in request.groups {
+            let group = OffsetFetchGroup {
+                group_id: wanted.group_id.to_string(),
+                topics: wanted.topics.map(|topics| {
+                    topics
+                        .into_iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes))
+                        .collect()
+                }),
+            };
+            groups.push(fetch_group(broker, client, group).await);
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let group = OffsetFetchGroup {
+        group_id: request.group_id.to_string(),
+        topics: request.topics.map(|topics| {
+            topics
+                .into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect()
+        }),
+    };
+    let answer = fetch_group(broker, client, group).await;
+    let topics = answer
+        .topics
+        .into_iter()
+        .map(|t| {
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_committed_offset(p.committed_offset)
+                                .with_committed_leader_epoch(if version >= 5 {
+                                    p.committed_leader_epoch
+                                } else {
+                                    -1
+                                })
+                                .with_metadata(p.metadata)
+                                .with_error_code(p.error_code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let response = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        response.with_error_code(answer.error_code)
+    } else {
+        response
+    }
+}
+
+async fn fetch_group(
+    broker: &Broker,
+    client: &ClientContext,
+    group: OffsetFetchGroup,
+) -> OffsetFetchResponseGroup {
+    let group_id = group.group_id.clone();
+    match call(broker, &group_id, client, Request::OffsetFetch(group)).await {
+        Some(Response::OffsetFetch(answer)) => answer,
+        _ => OffsetFetchResponseGroup::default()
+            .with_group_id(GroupId(group_id.into()))
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub(crate) async fn offset_delete(
+    broker: &Broker,
+    client: &ClientContext,
+    request: OffsetDeleteRequest,
+    _version: i16,
+) -> OffsetDeleteResponse {
+    let group_id = request.group_id.to_string();
+    match call(broker, &group_id, client, Request::OffsetDelete(request)).await {
+        Some(Response::OffsetDelete(response)) => response,
+        _ => OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub(crate) async fn describe_groups(
+    broker: &Broker,
+    client: &ClientContext,
+    request: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for group_id in request.groups {
+        let id = group_id.to_string();
+        let described = match call(broker, &id, client, Request::DescribeGroup(id.clone())).await {
+            Some(Response::DescribeGroup(mut described)) => {
+                if version < 4 {
+                    for member in &mut described.members {
+                        member.group_instance_id = None;
+                    }
+                }
+                described
+            }
+            _ => DescribedGroup::default()
+                .with_group_id(group_id)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        };
+        groups.push(described);
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub(crate) async fn list_groups(
+    broker: &Broker,
+    client: &ClientContext,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let wants_classic = version < 5
+        || request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut groups = Vec::new();
+    if wants_classic {
+        for shard in 0..broker.groups.shard_count() {
+            match broker
+                .groups
+                .call_shard(shard, client, Request::ListGroups(states.clone()))
+                .await
+            {
+                Ok(Response::ListGroups(mut listed)) => {
+                    if version < 5 {
+                        for group in &mut listed {
+                            group.group_type = Default::default();
+                        }
+                    }
+                    groups.extend(listed)
+                }
+                _ => {
+                    return ListGroupsResponse::default()
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                }
+            }
+        }
+    }
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub(crate) async fn delete_groups(
+    broker: &Broker,
+    client: &ClientContext,
+    request: DeleteGroupsRequest,
+    _version: i16,
+) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group_id in request.groups_names {
+        let id = group_id.to_string();
+        let code = match call(broker, &id, client, Request::DeleteGroup(id.clone())).await {
+            Some(Response::DeleteGroup(code)) => code,
+            _ => ResponseError::CoordinatorNotAvailable.code(),
+        };
+        results.push(
+            delete_groups_response::DeletableGroupResult::default()
+                .with_group_id(group_id)
+                .with_error_code(code),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}

@@ -1,0 +1,70 @@
+//! Group coordinator settings, with Kafka's property names and defaults.
+
+/// Settings of the group coordinator.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members before completing.
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`: members (and members being admitted) a group may hold.
+    pub max_size: usize,
+    /// `offsets.retention.minutes`, in milliseconds: how long the offsets of an empty group
+    /// are kept after their last commit.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`: the largest commit metadata string accepted.
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.topic.num.partitions`: coordinator shards, one per `__consumer_offsets` partition.
+    pub offsets_topic_num_partitions: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            offsets_topic_num_partitions: 50,
+        }
+    }
+}
+
+/// How long a member that joined during a rebalance may take to complete it before it is
+/// dropped, when it was admitted to the group by this very rebalance (Kafka's
+/// `NewMemberJoinTimeoutMs`).
+pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
+
+/// The `__consumer_offsets` partition, and so the coordinator shard, of a group: the Java
+/// `String.hashCode` of the group id, made non-negative as Kafka's `Utils.abs` does, modulo
+/// the partition count.
+pub fn partition_for_group(group_id: &str, partitions: i32) -> i32 {
+    let mut hash: i32 = 0;
+    for unit in group_id.encode_utf16() {
+        hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
+    }
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_land_on_kafkas_partitions() {
+        // Values computed with Java: Math.abs("...".hashCode()) % 50.
+        assert_eq!(partition_for_group("", 50), 0);
+        assert_eq!(partition_for_group("a", 50), 97 % 50);
+        // "billing".hashCode() == -109829509
+        assert_eq!(partition_for_group("billing", 50), 9);
+    }
+}

@@ -1,0 +1,115 @@
+//! DescribeGroups, ListGroups and DeleteGroups for the groups of this shard.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::GroupId;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::offsets::offset_record;
+use super::{Coordinator, Journal, Record, Response, Token};
+use crate::classic::GroupState;
+use crate::records::RecordKey;
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+impl Coordinator {
+    /// Kafka's summary: members with their metadata and assignment only once the group is
+    /// stable; a group this shard does not know is reported as Dead.
+    pub(super) fn describe_group(&mut self, token: Token, group_id: &str) {
+        let described = DescribedGroup::default().with_group_id(GroupId(text(group_id)));
+        let Some(group) = self.groups.get(group_id) else {
+            let dead = described
+                .with_group_state(text(GroupState::Dead.name()))
+                .with_protocol_type(text(""))
+                .with_protocol_data(text(""));
+            return self.respond(token, Response::DescribeGroup(dead));
+        };
+        let stable = group.state == GroupState::Stable;
+        let protocol = group.protocol.clone().unwrap_or_default();
+        let members = group
+            .members
+            .values()
+            .map(|m| {
+                let member = DescribedGroupMember::default()
+                    .with_member_id(text(&m.member_id))
+                    .with_group_instance_id(m.group_instance_id.as_deref().map(text))
+                    .with_client_id(text(&m.client_id))
+                    .with_client_host(text(&m.client_host));
+                if stable {
+                    member
+                        .with_member_metadata(m.metadata_for(&protocol))
+                        .with_member_assignment(m.assignment.clone())
+                } else {
+                    member
+                }
+            })
+            .collect();
+        let described = described
+            .with_group_state(text(group.state.name()))
+            .with_protocol_type(text(group.protocol_type.as_deref().unwrap_or("")))
+            .with_protocol_data(text(if stable { &protocol } else { "" }))
+            .with_members(members);
+        self.respond(token, Response::DescribeGroup(described));
+    }
+
+    pub(super) fn list_groups(&mut self, token: Token, states: &[String]) {
+        let mut listed: Vec<ListedGroup> = self
+            .groups
+            .values()
+            .filter(|g| g.state != GroupState::Dead)
+            .filter(|g| {
+                states.is_empty()
+                    || states
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+            })
+            .map(|g| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(text(&g.group_id)))
+                    .with_protocol_type(text(g.protocol_type.as_deref().unwrap_or("")))
+                    .with_group_state(text(g.state.name()))
+                    .with_group_type(text("classic"))
+            })
+            .collect();
+        listed.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
+        self.respond(token, Response::ListGroups(listed));
+    }
+
+    /// Deletes an empty group: tombstones for its offsets and its metadata.
+    pub(super) fn delete_group(&mut self, journal: &mut dyn Journal, token: Token, group_id: &str) {
+        let error = match self.groups.get(group_id) {
+            None => Some(ResponseError::GroupIdNotFound),
+            Some(group) if group.state == GroupState::Dead => Some(ResponseError::GroupIdNotFound),
+            Some(group) if !group.is_empty() => Some(ResponseError::NonEmptyGroup),
+            Some(group) => {
+                let mut records: Vec<Record> = group
+                    .offsets
+                    .keys()
+                    .map(|(topic, partition)| offset_record(group_id, topic, *partition, None))
+                    .collect();
+                records.push(Record {
+                    key: RecordKey::GroupMetadata {
+                        group: group_id.to_string(),
+                    }
+                    .encode(),
+                    value: None,
+                });
+                match journal.append(records) {
+                    Ok(()) => {
+                        self.groups.remove(group_id);
+                        tracing::info!(group = group_id, "group deleted");
+                        None
+                    }
+                    Err(failure) => {
+                        tracing::warn!(group = group_id, %failure, "group deletion could not be stored");
+                        Some(ResponseError::CoordinatorNotAvailable)
+                    }
+                }
+            }
+        };
+        self.respond(token, Response::DeleteGroup(error.map_or(0, |e| e.code())));
+    }
+}

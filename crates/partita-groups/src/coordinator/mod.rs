@@ -1,0 +1,283 @@
+//! One coordinator shard: the groups whose `__consumer_offsets` partition it owns.
+//!
+//! A sans-io state machine. Input: a request or the passing of time, always with `now`.
+//! Output: responses (some held back until the group moves on), records appended through a
+//! [`Journal`] before anything they acknowledge is answered, and the next instant at which
+//! time matters ([`Coordinator::next_deadline`]). No sockets, no clock, no runtime: tests drive
+//! it with a virtual clock.
+
+mod admin;
+mod membership;
+mod offsets;
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use crate::classic::{Group, GroupState};
+use crate::config::GroupConfig;
+use crate::records::{RecordError, RecordKey, RecordValue};
+
+pub use offsets::OffsetFetchGroup;
+
+/// Identifies a request to the driver, so that a response given later finds its way back.
+pub type Token = u64;
+
+/// Who sent a request.
+#[derive(Clone, Debug, Default)]
+pub struct ClientContext {
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
+}
+
+/// A request for this shard, decoded and normalised across API versions where that helps.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// JoinGroup at the given version.
+    JoinGroup(JoinGroupRequest, i16),
+    /// SyncGroup at the given version.
+    SyncGroup(SyncGroupRequest, i16),
+    /// Heartbeat.
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup at the given version.
+    LeaveGroup(LeaveGroupRequest, i16),
+    /// OffsetCommit at the given version.
+    OffsetCommit(OffsetCommitRequest, i16),
+    /// The offsets of one group; `None` topics means all of them.
+    OffsetFetch(OffsetFetchGroup),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteRequest),
+    /// DescribeGroups for one group.
+    DescribeGroup(String),
+    /// ListGroups, with the states filter (empty: all).
+    ListGroups(Vec<String>),
+    /// DeleteGroups for one group.
+    DeleteGroup(String),
+}
+
+/// A response from this shard.
+#[derive(Clone, Debug)]
+pub enum Response {
+    /// For JoinGroup.
+    JoinGroup(JoinGroupResponse),
+    /// For SyncGroup.
+    SyncGroup(SyncGroupResponse),
+    /// For Heartbeat.
+    Heartbeat(HeartbeatResponse),
+    /// For LeaveGroup.
+    LeaveGroup(LeaveGroupResponse),
+    /// For OffsetCommit.
+    OffsetCommit(OffsetCommitResponse),
+    /// For one group of an OffsetFetch.
+    OffsetFetch(offset_fetch_response::OffsetFetchResponseGroup),
+    /// For OffsetDelete.
+    OffsetDelete(OffsetDeleteResponse),
+    /// For one group of a DescribeGroups.
+    DescribeGroup(describe_groups_response::DescribedGroup),
+    /// This shard's part of a ListGroups.
+    ListGroups(Vec<list_groups_response::ListedGroup>),
+    /// For one group of a DeleteGroups: the error code.
+    DeleteGroup(i16),
+}
+
+/// A record of `__consumer_offsets`: key, and value or `None` for a tombstone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The encoded key.
+    pub key: Vec<u8>,
+    /// The encoded value, or `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Where the shard's records go: its `__consumer_offsets` partition, or a `Vec` in tests.
+pub trait Journal {
+    /// Appends records durably (as the log's flush policy makes durable) and in order.
+    fn append(&mut self, records: Vec<Record>) -> Result<(), String>;
+}
+
+impl Journal for Vec<Record> {
+    fn append(&mut self, records: Vec<Record>) -> Result<(), String> {
+        self.extend(records);
+        Ok(())
+    }
+}
+
+/// The state of one coordinator shard.
+pub struct Coordinator {
+    config: GroupConfig,
+    groups: HashMap<String, Group>,
+    responses: Vec<(Token, Response)>,
+    next_offsets_expiry: i64,
+    id_seed: u64,
+    ids_issued: u64,
+}
+
+impl Coordinator {
+    /// A shard with no groups. `id_seed` makes the member ids it hands out unique across
+    /// restarts; tests pass a constant to get the same ids every run.
+    pub fn new(config: GroupConfig, id_seed: u64) -> Coordinator {
+        Coordinator {
+            next_offsets_expiry: config.offsets_retention_check_interval_ms,
+            config,
+            groups: HashMap::new(),
+            responses: Vec::new(),
+            id_seed,
+            ids_issued: 0,
+        }
+    }
+
+    /// Handles one request. Returns every response that is now due: this request's, unless
+    /// it waits, and those of earlier requests it released.
+    pub fn handle(
+        &mut self,
+        now: i64,
+        journal: &mut dyn Journal,
+        token: Token,
+        client: &ClientContext,
+        request: Request,
+    ) -> Vec<(Token, Response)> {
+        match request {
+            Request::JoinGroup(request, version) => {
+                self.join_group(now, journal, token, version, client, request)
+            }
+            Request::SyncGroup(request, version) => {
+                self.sync_group(now, journal, token, version, request)
+            }
+            Request::Heartbeat(request) => self.heartbeat(now, token, request),
+            Request::LeaveGroup(request, version) => {
+                self.leave_group(now, journal, token, version, request)
+            }
+            Request::OffsetCommit(request, version) => {
+                self.offset_commit(now, journal, token, version, request)
+            }
+            Request::OffsetFetch(request) => self.offset_fetch(token, request),
+            Request::OffsetDelete(request) => self.offset_delete(journal, token, request),
+            Request::DescribeGroup(group_id) => self.describe_group(token, &group_id),
+            Request::ListGroups(states) => self.list_groups(token, &states),
+            Request::DeleteGroup(group_id) => self.delete_group(journal, token, &group_id),
+        }
+        self.advance(now, journal);
+        std::mem::take(&mut self.responses)
+    }
+
+    /// Lets time pass: session timeouts, join and sync deadlines, offset expiry.
+    pub fn tick(&mut self, now: i64, journal: &mut dyn Journal) -> Vec<(Token, Response)> {
+        self.advance(now, journal);
+        std::mem::take(&mut self.responses)
+    }
+
+    /// The next instant at which [`Coordinator::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let groups = self.groups.values().flat_map(|group| {
+            let members = group.members.values().map(|m| m.session_deadline);
+            let pending = group.pending_members.values().copied();
+            members
+                .chain(pending)
+                .chain(group.join_deadline)
+                .chain(group.sync_deadline)
+        });
+        groups.chain([self.next_offsets_expiry]).min()
+    }
+
+    /// Applies one record read back from `__consumer_offsets` at start-up.
+    pub fn replay(
+        &mut self,
+        now: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), RecordError> {
+        let key = RecordKey::decode(key)?;
+        let value = match value {
+            Some(bytes) => RecordValue::decode(&key, bytes)?,
+            None => None,
+        };
+        match (key, value) {
+            (
+                RecordKey::OffsetCommit {
+                    group,
+                    topic,
+                    partition,
+                },
+                Some(RecordValue::OffsetCommit(value)),
+            ) => self.replay_offset(now, group, topic, partition, Some(value)),
+            (
+                RecordKey::OffsetCommit {
+                    group,
+                    topic,
+                    partition,
+                },
+                None,
+            ) => self.replay_offset(now, group, topic, partition, None),
+            (RecordKey::GroupMetadata { group }, Some(RecordValue::GroupMetadata(value))) => {
+                self.replay_group(now, group, Some(value))
+            }
+            (RecordKey::GroupMetadata { group }, None) => self.replay_group(now, group, None),
+            // Record types of other group kinds are not served by this shard yet.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The groups of this shard, for describing and for metrics.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// Queues a response.
+    fn respond(&mut self, token: Token, response: Response) {
+        self.responses.push((token, response));
+    }
+
+    /// Runs every deadline that has passed.
+    fn advance(&mut self, now: i64, journal: &mut dyn Journal) {
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for group_id in ids {
+            self.expire_members(now, journal, &group_id);
+            self.run_join_deadline(now, journal, &group_id);
+            self.run_sync_deadline(now, journal, &group_id);
+        }
+        if now >= self.next_offsets_expiry {
+            self.expire_offsets(now, journal);
+            self.next_offsets_expiry = now + self.config.offsets_retention_check_interval_ms;
+        }
+    }
+
+    /// A new member id: `prefix-` and a UUID-shaped string unique to this shard's run.
+    fn new_member_id(&mut self, prefix: &str) -> String {
+        self.ids_issued += 1;
+        let a = mix(self.id_seed ^ self.ids_issued);
+        let b = mix(a ^ self.ids_issued.rotate_left(17));
+        format!(
+            "{prefix}-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn error_code_for_missing_group(&self, group_id: &str) -> Option<ResponseError> {
+        match self.groups.get(group_id) {
+            None => Some(ResponseError::UnknownMemberId),
+            Some(group) if group.state == GroupState::Dead => {
+                Some(ResponseError::CoordinatorNotAvailable)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// SplitMix64: a well-spread 64-bit hash, enough to make member ids look random.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;

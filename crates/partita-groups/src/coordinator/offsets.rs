@@ -1,0 +1,410 @@
+//! Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete, and their expiry.
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartitions, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::membership::check_member;
+use super::{Coordinator, Journal, Record, Response, Token};
+use crate::classic::{CommittedOffset, Group, GroupState};
+use crate::records::{OffsetCommitValue, RecordKey, RecordValue};
+
+/// One group's part of an OffsetFetch, the same for every request version.
+#[derive(Clone, Debug)]
+pub struct OffsetFetchGroup {
+    /// The group.
+    pub group_id: String,
+    /// Topics and partitions wanted; `None` for every committed offset of the group.
+    pub topics: Option<Vec<(String, Vec<i32>)>>,
+}
+
+/// OffsetCommit v2-v4 carried a retention time; -1 means the broker default.
+const DEFAULT_RETENTION: i64 = -1;
+
+impl Coordinator {
+    pub(super) fn offset_commit(
+        &mut self,
+        now: i64,
+        journal: &mut dyn Journal,
+        token: Token,
+        version: i16,
+        request: OffsetCommitRequest,
+    ) {
+        let group_id = request.group_id.to_string();
+        let error = self.validate_commit(now, &group_id, &request);
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
+                        let code = match error {
+                            Some(error) => error.code(),
+                            None if metadata.len() > self.config.offset_metadata_max_bytes => {
+                                ResponseError::OffsetMetadataTooLarge.code()
+                            }
+                            None => {
+                                let value = CommittedOffset {
+                                    offset: p.committed_offset,
+                                    leader_epoch: p.committed_leader_epoch,
+                                    metadata: metadata.to_string(),
+                                    commit_timestamp: now,
+                                    expire_timestamp: (version <= 4
+                                        && request.retention_time_ms != DEFAULT_RETENTION)
+                                        .then(|| now + request.retention_time_ms),
+                                };
+                                records.push(offset_record(
+                                    &group_id,
+                                    topic.name.as_str(),
+                                    p.partition_index,
+                                    Some(&value),
+                                ));
+                                accepted.push((topic.name.to_string(), p.partition_index, value));
+                                0
+                            }
+                        };
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect::<Vec<_>>();
+        let mut topics = topics;
+        if !records.is_empty() {
+            if let Err(failure) = journal.append(records) {
+                tracing::warn!(group = %group_id, %failure, "offset commit could not be stored");
+                for topic in &mut topics {
+                    for partition in &mut topic.partitions {
+                        if partition.error_code == 0 {
+                            partition.error_code = ResponseError::CoordinatorNotAvailable.code();
+                        }
+                    }
+                }
+                accepted.clear();
+            }
+            if !accepted.is_empty() {
+                let group = self
+                    .groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(&group_id, now));
+                for (topic, partition, value) in accepted {
+                    group.offsets.insert((topic, partition), value);
+                }
+            }
+        }
+        self.respond(
+            token,
+            Response::OffsetCommit(OffsetCommitResponse::default().with_topics(topics)),
+        );
+    }
+
+    /// Who may commit: a member of the current generation, or anyone when the group has no
+    /// members and the commit names no generation (consumers that assign partitions
+    /// themselves, and admin tools).
+    fn validate_commit(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        request: &OffsetCommitRequest,
+    ) -> Option<ResponseError> {
+        if group_id.is_empty() {
+            return Some(ResponseError::InvalidGroupId);
+        }
+        let member_id = request.member_id.as_str();
+        let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
+        let generation = request.generation_id_or_member_epoch;
+        let Some(group) = self.groups.get(group_id) else {
+            return (generation >= 0).then_some(ResponseError::IllegalGeneration);
+        };
+        if group.state == GroupState::Dead {
+            return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation < 0 && member_id.is_empty() && instance.is_none() {
+            return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);
+        }
+        if let Some(error) = check_member(group, member_id, instance) {
+            return Some(error);
+        }
+        if !group.members.contains_key(member_id) {
+            return Some(ResponseError::UnknownMemberId);
+        }
+        if generation != group.generation_id {
+            return Some(ResponseError::IllegalGeneration);
+        }
+        if group.state == GroupState::CompletingRebalance {
+            return Some(ResponseError::RebalanceInProgress);
+        }
+        self.touch_member(now, group_id, member_id);
+        None
+    }
+
+    pub(super) fn offset_fetch(&mut self, token: Token, request: OffsetFetchGroup) {
+        let group = self.groups.get(&request.group_id);
+        let committed = |topic: &str, partition: i32| {
+            group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)))
+        };
+        let answer = |partition: i32, offset: Option<&CommittedOffset>| {
+            let base = OffsetFetchResponsePartitions::default().with_partition_index(partition);
+            match offset {
+                Some(c) => base
+                    .with_committed_offset(c.offset)
+                    .with_committed_leader_epoch(c.leader_epoch)
+                    .with_metadata(Some(StrBytes::from_string(c.metadata.clone()))),
+                None => base
+                    .with_committed_offset(-1)
+                    .with_committed_leader_epoch(-1)
+                    .with_metadata(Some(StrBytes::from_static_str(""))),
+            }
+        };
+        let topics: Vec<OffsetFetchResponseTopics> = match request.topics {
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|p| answer(p, committed(&topic, p)))
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: Vec<OffsetFetchResponseTopics> = Vec::new();
+                for ((topic, partition), offset) in group.iter().flat_map(|g| g.offsets.iter()) {
+                    if by_topic.last().is_none_or(|t| t.name.as_str() != topic) {
+                        by_topic.push(
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(StrBytes::from_string(topic.clone()))),
+                        );
+                    }
+                    if let Some(last) = by_topic.last_mut() {
+                        last.partitions.push(answer(*partition, Some(offset)));
+                    }
+                }
+                by_topic
+            }
+        };
+        self.respond(
+            token,
+            Response::OffsetFetch(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_string(request.group_id)))
+                    .with_topics(topics),
+            ),
+        );
+    }
+
+    pub(super) fn offset_delete(
+        &mut self,
+        journal: &mut dyn Journal,
+        token: Token,
+        request: OffsetDeleteRequest,
+    ) {
+        let group_id = request.group_id.to_string();
+        let top_error = |error: ResponseError| {
+            Response::OffsetDelete(OffsetDeleteResponse::default().with_error_code(error.code()))
+        };
+        let Some(group) = self
+            .groups
+            .get(&group_id)
+            .filter(|g| g.state != GroupState::Dead)
+        else {
+            return self.respond(token, top_error(ResponseError::GroupIdNotFound));
+        };
+        let subscribed = group.subscribed_topics();
+        if !group.members.is_empty() && subscribed.is_none() {
+            return self.respond(token, top_error(ResponseError::NonEmptyGroup));
+        }
+        let mut records = Vec::new();
+        let mut deleted = Vec::new();
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let name = topic.name.as_str();
+                let in_use = !group.members.is_empty()
+                    && subscribed.as_ref().is_some_and(|s| s.contains(name));
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let code = if in_use {
+                            ResponseError::GroupSubscribedToTopic.code()
+                        } else {
+                            if group
+                                .offsets
+                                .contains_key(&(name.to_string(), p.partition_index))
+                            {
+                                records.push(offset_record(
+                                    &group_id,
+                                    name,
+                                    p.partition_index,
+                                    None,
+                                ));
+                                deleted.push((name.to_string(), p.partition_index));
+                            }
+                            0
+                        };
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        if !records.is_empty() {
+            if let Err(failure) = journal.append(records) {
+                tracing::warn!(group = %group_id, %failure, "offset deletion could not be stored");
+                return self.respond(token, top_error(ResponseError::CoordinatorNotAvailable));
+            }
+            let group = self.groups.get_mut(&group_id).expect("group exists");
+            for key in deleted {
+                group.offsets.remove(&key);
+            }
+        }
+        self.respond(
+            token,
+            Response::OffsetDelete(OffsetDeleteResponse::default().with_topics(topics)),
+        );
+    }
+
+    /// Removes the offsets of empty groups once they are older than `offsets.retention.minutes`
+    /// (counted from when a consumer group became empty, or from the commit for groups that
+    /// never had members), and groups left with nothing.
+    pub(super) fn expire_offsets(&mut self, now: i64, journal: &mut dyn Journal) {
+        let retention = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        let mut expired = Vec::new();
+        for group in self.groups.values() {
+            if group.state != GroupState::Empty {
+                continue;
+            }
+            for ((topic, partition), offset) in &group.offsets {
+                let expires_at = offset.expire_timestamp.unwrap_or_else(|| {
+                    let base = if group.protocol_type.is_some() {
+                        group.state_timestamp.max(offset.commit_timestamp)
+                    } else {
+                        offset.commit_timestamp
+                    };
+                    base.saturating_add(retention)
+                });
+                if expires_at <= now {
+                    records.push(offset_record(&group.group_id, topic, *partition, None));
+                    expired.push((group.group_id.clone(), topic.clone(), *partition));
+                }
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        if let Err(failure) = journal.append(records) {
+            tracing::warn!(%failure, "expired offsets could not be removed");
+            return;
+        }
+        for (group_id, topic, partition) in expired {
+            let group = self.groups.get_mut(&group_id).expect("group exists");
+            group.offsets.remove(&(topic, partition));
+            tracing::info!(group = %group_id, "expired offsets removed");
+        }
+        let emptied: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.state == GroupState::Empty && g.offsets.is_empty() && g.is_empty())
+            .map(|g| g.group_id.clone())
+            .collect();
+        for group_id in emptied {
+            let tombstone = Record {
+                key: RecordKey::GroupMetadata {
+                    group: group_id.clone(),
+                }
+                .encode(),
+                value: None,
+            };
+            if journal.append(vec![tombstone]).is_ok() {
+                self.groups.remove(&group_id);
+            }
+        }
+    }
+
+    pub(super) fn replay_offset(
+        &mut self,
+        now: i64,
+        group_id: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetCommitValue>,
+    ) {
+        match value {
+            Some(value) => {
+                let group = self
+                    .groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(&group_id, now));
+                group.offsets.insert(
+                    (topic, partition),
+                    CommittedOffset {
+                        offset: value.offset,
+                        leader_epoch: value.leader_epoch,
+                        metadata: value.metadata,
+                        commit_timestamp: value.commit_timestamp,
+                        expire_timestamp: value.expire_timestamp,
+                    },
+                );
+            }
+            None => {
+                if let Some(group) = self.groups.get_mut(&group_id) {
+                    group.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+    }
+}
+
+/// The `__consumer_offsets` record of a commit, or its tombstone.
+pub(super) fn offset_record(
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    value: Option<&CommittedOffset>,
+) -> Record {
+    Record {
+        key: RecordKey::OffsetCommit {
+            group: group_id.to_string(),
+            topic: topic.to_string(),
+            partition,
+        }
+        .encode(),
+        value: value.map(|c| {
+            RecordValue::OffsetCommit(OffsetCommitValue {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone(),
+                commit_timestamp: c.commit_timestamp,
+                expire_timestamp: c.expire_timestamp,
+            })
+            .encode()
+        }),
+    }
+}

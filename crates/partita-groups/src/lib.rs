@@ -1,0 +1,13 @@
+//! Group coordination for Partita: consumer groups and their committed offsets.
+//!
+//! [`coordinator::Coordinator`] is one shard's sans-io state machine; the broker runs one per
+//! `__consumer_offsets` partition and feeds it requests, time, and the records it replays.
+
+pub mod classic;
+pub mod config;
+pub mod consumer_protocol;
+pub mod coordinator;
+pub mod records;
+
+pub use config::{partition_for_group, GroupConfig};
+pub use coordinator::{ClientContext, Coordinator, Journal, Record, Request, Response, Token};
