@@ -85,7 +85,13 @@ impl Member {
             .unwrap_or_default()
     }
 
-    /// Whether it supports every one of `protocols` by name... and the other way round.
+    /// A member waiting in a rebalance is not expired by its session timeout: the rebalance
+    /// timeout governs it. New members get a bounded wait of their own.
+    pub fn keeps_alive(&self) -> bool {
+        (self.awaiting_join.is_some() && !self.is_new) || self.awaiting_sync.is_some()
+    }
+
+    /// Whether it sent exactly these protocols, with the same metadata, last time.
     pub fn same_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
         self.protocols == protocols
     }

@@ -951,7 +951,7 @@ impl Coordinator {
         let expired: Vec<String> = group
             .members
             .values()
-            .filter(|m| m.session_deadline <= now && !keeps_alive(m))
+            .filter(|m| m.session_deadline <= now && !m.keeps_alive())
             .map(|m| m.member_id.clone())
             .collect();
         for member_id in &expired {
@@ -1088,10 +1088,4 @@ pub(super) fn check_member(
         return Some(ResponseError::FencedInstanceId);
     }
     None
-}
-
-/// A member waiting in a rebalance is not expired by its session timeout: the rebalance
-/// timeout governs it. New members get a bounded wait of their own.
-fn keeps_alive(member: &Member) -> bool {
-    (member.awaiting_join.is_some() && !member.is_new) || member.awaiting_sync.is_some()
 }

@@ -171,13 +171,25 @@ impl Coordinator {
 
     /// The next instant at which [`Coordinator::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
+        // Only deadlines that `tick` acts on: a deadline it would ignore would wake the driver
+        // again and again.
         let groups = self.groups.values().flat_map(|group| {
-            let members = group.members.values().map(|m| m.session_deadline);
+            let members = group
+                .members
+                .values()
+                .filter(|m| !m.keeps_alive())
+                .map(|m| m.session_deadline);
             let pending = group.pending_members.values().copied();
-            members
-                .chain(pending)
-                .chain(group.join_deadline)
-                .chain(group.sync_deadline)
+            let join = group
+                .join_deadline
+                .filter(|_| group.state == GroupState::PreparingRebalance);
+            let sync = group.sync_deadline.filter(|_| {
+                matches!(
+                    group.state,
+                    GroupState::CompletingRebalance | GroupState::Stable
+                ) && !group.pending_sync.is_empty()
+            });
+            members.chain(pending).chain(join).chain(sync)
         });
         groups.chain([self.next_offsets_expiry]).min()
     }
