@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use partita_log::CleanupPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -93,7 +94,8 @@ async fn accept_loop(
     }
 }
 
-/// Periodic log maintenance: time-based rolls, retention, and `flush.ms`.
+/// Periodic log maintenance: time-based rolls, compaction of compacted topics, retention,
+/// and `flush.ms`.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
     let flush_every = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms);
@@ -108,6 +110,13 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
                         let mut log = partition.log();
                         if let Err(error) = log.roll_if_due(now) {
                             tracing::error!(topic = %topic.name, partition = partition.index, %error, "segment roll failed");
+                        }
+                        if log.config().cleanup_policy != CleanupPolicy::Delete {
+                            match log.compact() {
+                                Ok(stats) if stats.records_removed > 0 => tracing::info!(topic = %topic.name, partition = partition.index, removed = stats.records_removed, bytes_before = stats.bytes_before, bytes_after = stats.bytes_after, "compacted"),
+                                Ok(_) => {}
+                                Err(error) => tracing::error!(topic = %topic.name, partition = partition.index, %error, "compaction failed"),
+                            }
                         }
                         match log.enforce_retention(now) {
                             Ok(0) => {}
