@@ -1,5 +1,6 @@
 //! The accept loop and clean shutdown.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,44 +102,74 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let flush_every = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms);
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(flush_every);
+    let mut last_flush = HashMap::new();
     loop {
         tokio::select! {
-            _ = retention.tick() => {
-                let now = now_ms();
-                for topic in broker.topics.all() {
-                    for partition in &topic.partitions {
-                        let mut log = partition.log();
-                        if let Err(error) = log.roll_if_due(now) {
-                            tracing::error!(topic = %topic.name, partition = partition.index, %error, "segment roll failed");
-                        }
-                        if log.config().cleanup_policy != CleanupPolicy::Delete {
-                            match log.compact() {
-                                Ok(stats) if stats.records_removed > 0 => tracing::info!(topic = %topic.name, partition = partition.index, removed = stats.records_removed, bytes_before = stats.bytes_before, bytes_after = stats.bytes_after, "compacted"),
-                                Ok(_) => {}
-                                Err(error) => tracing::error!(topic = %topic.name, partition = partition.index, %error, "compaction failed"),
-                            }
-                        }
-                        match log.enforce_retention(now) {
-                            Ok(0) => {}
-                            Ok(deleted) => tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments"),
-                            Err(error) => tracing::error!(topic = %topic.name, partition = partition.index, %error, "retention failed"),
-                        }
-                    }
-                }
-            }
-            _ = flush.tick() => {
-                for topic in broker.topics.all() {
-                    for partition in &topic.partitions {
-                        let mut log = partition.log();
-                        if log.config().flush_ms != u64::MAX {
-                            if let Err(error) = log.flush() {
-                                tracing::error!(topic = %topic.name, partition = partition.index, %error, "flush failed");
-                            }
-                        }
-                    }
-                }
-            }
+            _ = retention.tick() => maintain_logs(&broker),
+            _ = flush.tick() => flush_due_logs(&broker, &mut last_flush),
             _ = shutdown.recv() => return,
+        }
+    }
+}
+
+/// Rolls, compacts and applies retention to every partition.
+fn maintain_logs(broker: &Broker) {
+    let now = now_ms();
+    for topic in broker.topics.all() {
+        for partition in &topic.partitions {
+            let mut log = partition.log();
+            let (name, index) = (&topic.name, partition.index);
+            if let Err(error) = log.roll_if_due(now) {
+                tracing::error!(topic = %name, partition = index, %error, "segment roll failed");
+            }
+            if log.config().cleanup_policy != CleanupPolicy::Delete {
+                match log.compact() {
+                    Ok(stats) if stats.records_removed > 0 => tracing::info!(
+                        topic = %name,
+                        partition = index,
+                        removed = stats.records_removed,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        "compacted"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(topic = %name, partition = index, %error, "compaction failed")
+                    }
+                }
+            }
+            match log.enforce_retention(now) {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(topic = %name, partition = index, deleted, "retention deleted segments")
+                }
+                Err(error) => {
+                    tracing::error!(topic = %name, partition = index, %error, "retention failed")
+                }
+            }
+        }
+    }
+}
+
+/// Fsyncs the logs whose `flush.ms` has passed since their last flush.
+fn flush_due_logs(broker: &Broker, last_flush: &mut HashMap<(String, i32), i64>) {
+    let now = now_ms();
+    for topic in broker.topics.all() {
+        for partition in &topic.partitions {
+            let mut log = partition.log();
+            let flush_ms = log.config().flush_ms;
+            if flush_ms == u64::MAX {
+                continue;
+            }
+            let last = last_flush
+                .entry((topic.name.clone(), partition.index))
+                .or_insert(now);
+            if now - *last >= flush_ms as i64 {
+                *last = now;
+                if let Err(error) = log.flush() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "flush failed");
+                }
+            }
         }
     }
 }
