@@ -116,26 +116,22 @@ impl Log {
         };
         let mut out = Vec::new();
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
-            let Some((start, mut header)) = segment.find_batch(offset)? else {
+            let Some((start, header)) = segment.find_batch(offset)? else {
                 continue;
             };
-            let mut end = start;
-            let mut full = false;
-            loop {
-                let size = header.total_size() as u64;
-                let taken = out.len() as u64 + (end - start);
-                if taken > 0 && taken + size > max_bytes as u64 {
-                    full = true;
-                    break;
-                }
-                end += size;
-                match segment.header_at(end)? {
-                    Some(next) => header = next,
-                    None => break,
-                }
-            }
-            out.extend_from_slice(&segment.read_at(start, (end - start) as usize)?);
-            if full {
+            // One read of what may fit, cut back to whole batches in memory; the first batch
+            // of the response is read whole even when it alone exceeds `max_bytes`.
+            let room = max_bytes.saturating_sub(out.len());
+            let wanted = if out.is_empty() {
+                room.max(header.total_size())
+            } else {
+                room
+            };
+            let available = segment.size().saturating_sub(start);
+            let chunk = segment.read_at(start, (wanted as u64).min(available) as usize)?;
+            let whole = whole_batches_len(&chunk);
+            out.extend_from_slice(&chunk[..whole]);
+            if whole < chunk.len() || (wanted as u64) < available || out.len() >= max_bytes {
                 break;
             }
         }
@@ -291,6 +287,20 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// The length of the whole batches at the start of `bytes`, judged by their length fields.
+fn whole_batches_len(bytes: &[u8]) -> usize {
+    let mut end = 0;
+    while let Some(length) = bytes.get(end + 8..end + 12) {
+        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        let size = usize::try_from(length).unwrap_or(0) + 12;
+        if length <= 0 || end + size > bytes.len() {
+            break;
+        }
+        end += size;
+    }
+    end
 }
 
 #[cfg(test)]
