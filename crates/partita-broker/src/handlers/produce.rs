@@ -44,7 +44,7 @@ pub(crate) async fn handle(
                         return answer
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match append_records(partition, data.records) {
+                    match may_block(|| append_records(partition, data.records)) {
                         Ok(appended) => answer
                             .with_base_offset(appended.base_offset)
                             .with_log_append_time_ms(appended.log_append_time)
@@ -111,6 +111,15 @@ fn append_records(
         });
     }
     Ok(first.expect("at least one batch was appended"))
+}
+
+/// Runs a log append that may fsync (`flush.messages`) without stalling the other tasks of
+/// this worker thread.
+fn may_block<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 fn batch_error(error: BatchError) -> (ResponseError, String) {
