@@ -6,9 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseHeader};
-use kafka_protocol::protocol::Encodable;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -116,24 +114,8 @@ impl Connection {
         let Some(reply) = reply else {
             return Ok(());
         };
-        let header_version = ApiKey::try_from(reply.api_key)
-            .map(|key| key.response_header_version(reply.version))
-            .unwrap_or(0);
-        let header = ResponseHeader::default().with_correlation_id(correlation_id);
-        let header_size = header
-            .compute_size(header_version)
-            .map_err(|e| e.to_string())?;
-        let mut out = BytesMut::with_capacity(4 + header_size + reply.body.len());
-        out.put_i32((header_size + reply.body.len()) as i32);
-        header
-            .encode(&mut out, header_version)
-            .map_err(|e| e.to_string())?;
         self.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.stream
-            .write_all(&reply.body)
+            .write_all(&reply.frame)
             .await
             .map_err(|e| e.to_string())?;
         self.stream.flush().await.map_err(|e| e.to_string())

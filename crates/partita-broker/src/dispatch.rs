@@ -1,14 +1,15 @@
 //! Request routing: the table of every API this broker serves, at which versions, and the
 //! handler each one goes to.
 
-use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
+use partita_groups::ClientContext;
 
 use crate::broker::Broker;
 use crate::handlers::{self, groups};
-use partita_groups::ClientContext;
-use std::net::SocketAddr;
 
 /// The APIs served and the versions of each, as advertised by ApiVersions.
 ///
@@ -50,11 +51,9 @@ pub(crate) fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, min, max)| (*min, *max))
 }
 
-/// An encoded response body, with what the connection needs to frame it.
+/// An encoded response, framed and ready to write.
 pub(crate) struct Reply {
-    pub(crate) api_key: i16,
-    pub(crate) version: i16,
-    pub(crate) body: BytesMut,
+    pub(crate) frame: BytesMut,
 }
 
 /// A request that cannot be answered: the connection is closed, as Kafka does.
@@ -72,6 +71,7 @@ pub(crate) async fn dispatch(
 ) -> Result<Option<Reply>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let api_key = ApiKey::try_from(raw_key)
         .map_err(|_| DispatchError::Close(format!("unknown api key {raw_key}")))?;
     let Some((min, max)) = supported_versions(api_key) else {
@@ -83,7 +83,12 @@ pub(crate) async fn dispatch(
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with a v0 response carrying
             // UNSUPPORTED_VERSION and the versions we do serve.
-            return encode(raw_key, 0, &handlers::api_versions::unsupported_version());
+            return encode(
+                raw_key,
+                0,
+                correlation_id,
+                &handlers::api_versions::unsupported_version(),
+            );
         }
         return Err(DispatchError::Close(format!(
             "{api_key:?} v{version} is not supported (served: v{min}..=v{max})"
@@ -104,7 +109,7 @@ pub(crate) async fn dispatch(
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
             let response = $handler(broker, request, version).await;
-            encode(raw_key, version, &response)
+            encode(raw_key, version, correlation_id, &response)
         }};
     }
 
@@ -115,7 +120,7 @@ pub(crate) async fn dispatch(
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
             let response = $handler(broker, &client, request, version).await;
-            encode(raw_key, version, &response)
+            encode(raw_key, version, correlation_id, &response)
         }};
     }
 
@@ -135,7 +140,7 @@ pub(crate) async fn dispatch(
                 DispatchError::Close(format!("malformed Produce v{version} request: {e}"))
             })?;
             match handlers::produce::handle(broker, request, version).await {
-                Some(response) => encode(raw_key, version, &response),
+                Some(response) => encode(raw_key, version, correlation_id, &response),
                 None => Ok(None),
             }
         }
@@ -171,18 +176,24 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// Encodes the whole response frame (size, header, body) into one buffer sized up front, so
+/// a large Fetch response is neither regrown while encoding nor written in pieces.
 fn encode(
     api_key: i16,
     version: i16,
+    correlation_id: i32,
     response: &impl Encodable,
 ) -> Result<Option<Reply>, DispatchError> {
-    let mut body = BytesMut::new();
-    response
-        .encode(&mut body, version)
-        .map_err(|e| DispatchError::Close(format!("could not encode response: {e}")))?;
-    Ok(Some(Reply {
-        api_key,
-        version,
-        body,
-    }))
+    let failed = |e: anyhow::Error| DispatchError::Close(format!("could not encode response: {e}"));
+    let header_version = ApiKey::try_from(api_key)
+        .map(|key| key.response_header_version(version))
+        .unwrap_or(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_size = header.compute_size(header_version).map_err(failed)?;
+    let body_size = response.compute_size(version).map_err(failed)?;
+    let mut frame = BytesMut::with_capacity(4 + header_size + body_size);
+    frame.put_i32((header_size + body_size) as i32);
+    header.encode(&mut frame, header_version).map_err(failed)?;
+    response.encode(&mut frame, version).map_err(failed)?;
+    Ok(Some(Reply { frame }))
 }
