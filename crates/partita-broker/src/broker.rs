@@ -6,11 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::group_events::GroupEventLog;
 use crate::groups::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
 use std::sync::Arc;
+
+/// How many group events are kept for the timeline.
+const GROUP_EVENTS_RETAINED: usize = 10_000;
 
 /// A running broker's shared state.
 pub struct Broker {
@@ -24,6 +28,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// The group coordinator's shards.
     pub groups: GroupCoordinator,
+    /// Recent group events, for the rebalance timeline and metrics.
+    pub group_events: Arc<GroupEventLog>,
 }
 
 impl Broker {
@@ -35,13 +41,15 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
         let topics = TopicRegistry::open(&config)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
-        let groups = GroupCoordinator::start(&topics, &config.groups)?;
+        let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
+        let groups = GroupCoordinator::start(&topics, &config.groups, Arc::clone(&group_events))?;
         Ok(Broker {
             config,
             topics,
             cluster_id,
             producer_ids,
             groups,
+            group_events,
         })
     }
 

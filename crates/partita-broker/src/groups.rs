@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::broker::now_ms;
 use crate::error::BrokerError;
+use crate::group_events::GroupEventLog;
 use crate::partition::Partition;
 use crate::topic_config::TopicOverrides;
 use crate::topics::TopicRegistry;
@@ -44,6 +45,7 @@ impl GroupCoordinator {
     pub fn start(
         topics: &TopicRegistry,
         config: &GroupConfig,
+        events: Arc<GroupEventLog>,
     ) -> Result<GroupCoordinator, BrokerError> {
         let topic = match topics.get(CONSUMER_OFFSETS) {
             Some(topic) => topic,
@@ -74,7 +76,12 @@ impl GroupCoordinator {
                 );
             }
             let (sender, receiver) = mpsc::channel(1024);
-            tokio::spawn(run_shard(coordinator, Arc::clone(partition), receiver));
+            tokio::spawn(run_shard(
+                coordinator,
+                Arc::clone(partition),
+                receiver,
+                Arc::clone(&events),
+            ));
             shards.push(sender);
         }
         Ok(GroupCoordinator { shards })
@@ -179,6 +186,7 @@ async fn run_shard(
     mut coordinator: Coordinator,
     partition: Arc<Partition>,
     mut requests: mpsc::Receiver<ShardMessage>,
+    events: Arc<GroupEventLog>,
 ) {
     let mut journal = PartitionJournal { partition };
     let mut waiting: HashMap<Token, oneshot::Sender<Response>> = HashMap::new();
@@ -202,6 +210,7 @@ async fn run_shard(
             }
             _ = timer => coordinator.tick(now_ms(), &mut journal),
         };
+        events.record(coordinator.take_events());
         for (token, response) in responses {
             if let Some(reply) = waiting.remove(&token) {
                 // The client may have gone; its answer is simply dropped.

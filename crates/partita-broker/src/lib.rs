@@ -6,6 +6,7 @@ pub mod config;
 mod connection;
 mod dispatch;
 pub mod error;
+pub mod group_events;
 pub mod groups;
 mod handlers;
 pub mod partition;

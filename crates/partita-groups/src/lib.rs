@@ -7,7 +7,9 @@ pub mod classic;
 pub mod config;
 pub mod consumer_protocol;
 pub mod coordinator;
+pub mod events;
 pub mod records;
 
 pub use config::{partition_for_group, GroupConfig};
 pub use coordinator::{ClientContext, Coordinator, Journal, Record, Request, Response, Token};
+pub use events::{GroupEvent, GroupEventKind, RebalanceCause, RemovalReason};

@@ -144,6 +144,8 @@ pub struct Group {
     pub sync_deadline: Option<i64>,
     /// When the group entered its current state.
     pub state_timestamp: i64,
+    /// When the rebalance in progress started, and why.
+    pub rebalance: Option<(i64, crate::events::RebalanceCause)>,
     /// Committed offsets by topic and partition.
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
@@ -175,6 +177,7 @@ impl Group {
             initial_delay: None,
             sync_deadline: None,
             state_timestamp: now,
+            rebalance: None,
             offsets: BTreeMap::new(),
         }
     }

@@ -79,7 +79,13 @@ impl Coordinator {
     }
 
     /// Deletes an empty group: tombstones for its offsets and its metadata.
-    pub(super) fn delete_group(&mut self, journal: &mut dyn Journal, token: Token, group_id: &str) {
+    pub(super) fn delete_group(
+        &mut self,
+        now: i64,
+        journal: &mut dyn Journal,
+        token: Token,
+        group_id: &str,
+    ) {
         let error = match self.groups.get(group_id) {
             None => Some(ResponseError::GroupIdNotFound),
             Some(group) if group.state == GroupState::Dead => Some(ResponseError::GroupIdNotFound),
@@ -100,7 +106,7 @@ impl Coordinator {
                 match journal.append(records) {
                     Ok(()) => {
                         self.groups.remove(group_id);
-                        tracing::info!(group = group_id, "group deleted");
+                        self.emit(now, group_id, crate::events::GroupEventKind::GroupDeleted);
                         None
                     }
                     Err(failure) => {

@@ -11,6 +11,8 @@ use kafka_protocol::ResponseError;
 use super::{ClientContext, Coordinator, Journal, Record, Response, Token};
 use crate::classic::{Group, GroupState, InitialDelay, Member, Waiting};
 use crate::config::NEW_MEMBER_JOIN_TIMEOUT_MS;
+use crate::consumer_protocol;
+use crate::events::{GroupEventKind, RebalanceCause, RemovalReason};
 use crate::records::{GroupMetadataValue, MemberMetadata, RecordKey, RecordValue};
 
 /// JoinGroup v4+ makes a new dynamic member come back with the id it is given (KIP-394).
@@ -221,7 +223,7 @@ impl Coordinator {
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 self.update_member(now, group_id, &member_id, client, join);
-                self.prepare_rebalance(now, journal, group_id, "member rejoined with new metadata");
+                self.prepare_rebalance(now, journal, group_id, RebalanceCause::MetadataChanged);
             }
             GroupState::Empty | GroupState::Dead => {
                 self.respond(
@@ -275,10 +277,21 @@ impl Coordinator {
                 is_new: true,
             },
         );
-        tracing::info!(group = group_id, member = %member_id, "member joined");
-        match group.state {
+        let state = group.state;
+        let client_id = client.client_id.clone();
+        let group_instance_id = group.members[&member_id].group_instance_id.clone();
+        self.emit(
+            now,
+            group_id,
+            GroupEventKind::MemberJoined {
+                member_id,
+                client_id,
+                group_instance_id,
+            },
+        );
+        match state {
             GroupState::PreparingRebalance => self.maybe_complete_join(now, journal, group_id),
-            _ => self.prepare_rebalance(now, journal, group_id, "new member joined"),
+            _ => self.prepare_rebalance(now, journal, group_id, RebalanceCause::MemberJoined),
         }
     }
 
@@ -323,7 +336,14 @@ impl Coordinator {
         }
         group.members.insert(new_member_id.clone(), member);
         let state = group.state;
-        tracing::info!(group = group_id, old = old_member_id, new = %new_member_id, "static member rejoined");
+        self.emit(
+            now,
+            group_id,
+            GroupEventKind::StaticMemberRejoined {
+                old_member_id: old_member_id.to_string(),
+                new_member_id: new_member_id.clone(),
+            },
+        );
         for (token, is_join) in fenced {
             let error = ResponseError::FencedInstanceId;
             let response = if is_join {
@@ -364,7 +384,7 @@ impl Coordinator {
                     now,
                     journal,
                     group_id,
-                    "static member rejoined with new metadata",
+                    RebalanceCause::StaticMemberRestarted,
                 );
             }
         }
@@ -417,7 +437,7 @@ impl Coordinator {
         now: i64,
         journal: &mut dyn Journal,
         group_id: &str,
-        reason: &str,
+        cause: RebalanceCause,
     ) {
         let initial_delay_ms = self.config.initial_rebalance_delay_ms;
         let group = self.groups.get_mut(group_id).expect("group exists");
@@ -441,12 +461,15 @@ impl Coordinator {
             group.join_deadline = Some(now + rebalance_timeout);
         }
         group.transition(GroupState::PreparingRebalance, now);
-        tracing::info!(
-            group = group_id,
-            generation = group.generation_id,
-            reason,
-            "rebalance started"
-        );
+        if group.rebalance.is_none() {
+            group.rebalance = Some((now, cause));
+            let generation = group.generation_id;
+            self.emit(
+                now,
+                group_id,
+                GroupEventKind::RebalanceStarted { generation, cause },
+            );
+        }
         for token in interrupted_syncs {
             self.respond(token, sync_error(ResponseError::RebalanceInProgress));
         }
@@ -511,8 +534,13 @@ impl Coordinator {
             .map(|m| m.member_id.clone())
             .collect();
         for member_id in missing {
-            tracing::info!(group = group_id, member = %member_id, "member removed: did not rejoin within the rebalance timeout");
             self.remove_member(group_id, &member_id);
+            let reason = RemovalReason::MissedPoll;
+            self.emit(
+                now,
+                group_id,
+                GroupEventKind::MemberRemoved { member_id, reason },
+            );
         }
         let group = self.groups.get_mut(group_id).expect("group exists");
         group.initial_delay = None;
@@ -522,11 +550,9 @@ impl Coordinator {
             group.protocol = None;
             group.leader = None;
             group.transition(GroupState::Empty, now);
-            tracing::info!(
-                group = group_id,
-                generation = group.generation_id,
-                "group is empty"
-            );
+            group.rebalance = None;
+            let generation = group.generation_id;
+            self.emit(now, group_id, GroupEventKind::GroupEmptied { generation });
             if let Err(error) = self.store_group(journal, group_id) {
                 tracing::warn!(group = group_id, %error, "could not store empty group");
             }
@@ -701,16 +727,32 @@ impl Coordinator {
             for token in waiting {
                 self.respond(token, sync_error(ResponseError::CoordinatorNotAvailable));
             }
-            self.prepare_rebalance(now, journal, group_id, "assignment could not be stored");
+            self.prepare_rebalance(now, journal, group_id, RebalanceCause::StorageFailure);
             return;
         }
         let group = self.groups.get_mut(group_id).expect("group exists");
         group.transition(GroupState::Stable, now);
-        tracing::info!(
-            group = group_id,
-            generation = group.generation_id,
-            "rebalance complete"
-        );
+        let (started_at_ms, cause) = group
+            .rebalance
+            .take()
+            .unwrap_or((now, RebalanceCause::MemberJoined));
+        let generation = group.generation_id;
+        let assignment = group
+            .members
+            .values()
+            .map(|m| {
+                let partitions = consumer_protocol::assigned_partitions(&m.assignment);
+                (m.member_id.clone(), partitions.unwrap_or_default())
+            })
+            .collect();
+        let completed = GroupEventKind::RebalanceCompleted {
+            generation,
+            started_at_ms,
+            cause,
+            assignment,
+        };
+        self.emit(now, group_id, completed);
+        let group = self.groups.get_mut(group_id).expect("group exists");
         let waiting: Vec<(String, Token)> = group
             .members
             .values_mut()
@@ -767,11 +809,16 @@ impl Coordinator {
         if missing.is_empty() {
             return;
         }
-        for member_id in &missing {
-            tracing::info!(group = group_id, member = %member_id, "member removed: no SyncGroup within the rebalance timeout");
-            self.remove_member(group_id, member_id);
+        for member_id in missing {
+            self.remove_member(group_id, &member_id);
+            let reason = RemovalReason::SyncTimeout;
+            self.emit(
+                now,
+                group_id,
+                GroupEventKind::MemberRemoved { member_id, reason },
+            );
         }
-        self.prepare_rebalance(now, journal, group_id, "members did not sync");
+        self.prepare_rebalance(now, journal, group_id, RebalanceCause::SyncTimeout);
     }
 
     pub(super) fn heartbeat(&mut self, now: i64, token: Token, request: HeartbeatRequest) {
@@ -842,7 +889,7 @@ impl Coordinator {
         let mut results = Vec::new();
         let mut removed_any = false;
         for (member_id, instance) in leaving {
-            let error = self.remove_leaving_member(&group_id, &member_id, instance.as_deref());
+            let error = self.remove_leaving_member(now, &group_id, &member_id, instance.as_deref());
             removed_any |= error.is_none();
             results.push(
                 MemberResponse::default()
@@ -858,13 +905,14 @@ impl Coordinator {
         };
         self.respond(token, Response::LeaveGroup(response));
         if removed_any {
-            self.after_members_removed(now, journal, &group_id, "member left the group");
+            self.after_members_removed(now, journal, &group_id, RebalanceCause::MemberLeft);
         }
     }
 
     /// Removes one member named by a LeaveGroup, or says why not.
     fn remove_leaving_member(
         &mut self,
+        now: i64,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -888,8 +936,12 @@ impl Coordinator {
                 member_id.to_string()
             }
         };
-        tracing::info!(group = group_id, member = %target, "member left");
         self.remove_member(group_id, &target);
+        self.emit(
+            now,
+            group_id,
+            GroupEventKind::MemberLeft { member_id: target },
+        );
         None
     }
 
@@ -900,11 +952,11 @@ impl Coordinator {
         now: i64,
         journal: &mut dyn Journal,
         group_id: &str,
-        reason: &str,
+        cause: RebalanceCause,
     ) {
         match self.groups.get(group_id).map(|g| g.state) {
             Some(GroupState::Stable | GroupState::CompletingRebalance) => {
-                self.prepare_rebalance(now, journal, group_id, reason)
+                self.prepare_rebalance(now, journal, group_id, cause)
             }
             Some(GroupState::PreparingRebalance) => {
                 self.maybe_complete_join(now, journal, group_id)
@@ -954,12 +1006,18 @@ impl Coordinator {
             .filter(|m| m.session_deadline <= now && !m.keeps_alive())
             .map(|m| m.member_id.clone())
             .collect();
-        for member_id in &expired {
-            tracing::info!(group = group_id, member = %member_id, "member removed: session timed out");
-            self.remove_member(group_id, member_id);
+        let any_expired = !expired.is_empty();
+        for member_id in expired {
+            self.remove_member(group_id, &member_id);
+            let reason = RemovalReason::SessionTimeout;
+            self.emit(
+                now,
+                group_id,
+                GroupEventKind::MemberRemoved { member_id, reason },
+            );
         }
-        if !expired.is_empty() || pending_expired {
-            self.after_members_removed(now, journal, group_id, "session timed out");
+        if any_expired || pending_expired {
+            self.after_members_removed(now, journal, group_id, RebalanceCause::SessionTimeout);
         }
     }
 

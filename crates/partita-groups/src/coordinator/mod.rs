@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 
 use crate::classic::{Group, GroupState};
 use crate::config::GroupConfig;
+use crate::events::{GroupEvent, GroupEventKind};
 use crate::records::{RecordError, RecordKey, RecordValue};
 
 pub use offsets::OffsetFetchGroup;
@@ -110,6 +111,7 @@ pub struct Coordinator {
     config: GroupConfig,
     groups: HashMap<String, Group>,
     responses: Vec<(Token, Response)>,
+    events: Vec<GroupEvent>,
     next_offsets_expiry: i64,
     id_seed: u64,
     ids_issued: u64,
@@ -124,6 +126,7 @@ impl Coordinator {
             config,
             groups: HashMap::new(),
             responses: Vec::new(),
+            events: Vec::new(),
             id_seed,
             ids_issued: 0,
         }
@@ -157,7 +160,7 @@ impl Coordinator {
             Request::OffsetDelete(request) => self.offset_delete(journal, token, request),
             Request::DescribeGroup(group_id) => self.describe_group(token, &group_id),
             Request::ListGroups(states) => self.list_groups(token, &states),
-            Request::DeleteGroup(group_id) => self.delete_group(journal, token, &group_id),
+            Request::DeleteGroup(group_id) => self.delete_group(now, journal, token, &group_id),
         }
         self.advance(now, journal);
         std::mem::take(&mut self.responses)
@@ -238,6 +241,21 @@ impl Coordinator {
         self.groups.values()
     }
 
+    /// The group events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<GroupEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Records a group event and writes it as a structured log line.
+    fn emit(&mut self, now: i64, group_id: &str, kind: GroupEventKind) {
+        log_event(group_id, &kind);
+        self.events.push(GroupEvent {
+            at_ms: now,
+            group_id: group_id.to_string(),
+            kind,
+        });
+    }
+
     /// Queues a response.
     fn respond(&mut self, token: Token, response: Response) {
         self.responses.push((token, response));
@@ -279,6 +297,78 @@ impl Coordinator {
                 Some(ResponseError::CoordinatorNotAvailable)
             }
             Some(_) => None,
+        }
+    }
+}
+
+/// One structured log line per group event.
+fn log_event(group: &str, kind: &GroupEventKind) {
+    match kind {
+        GroupEventKind::MemberJoined {
+            member_id,
+            client_id,
+            group_instance_id,
+        } => tracing::info!(
+            event = "member_joined",
+            group,
+            member = %member_id,
+            client = %client_id,
+            instance = group_instance_id.as_deref().unwrap_or(""),
+            "member joined"
+        ),
+        GroupEventKind::MemberLeft { member_id } => {
+            tracing::info!(event = "member_left", group, member = %member_id, "member left")
+        }
+        GroupEventKind::MemberRemoved { member_id, reason } => tracing::info!(
+            event = "member_removed",
+            group,
+            member = %member_id,
+            reason = reason.name(),
+            "member removed: {}",
+            match reason {
+                crate::events::RemovalReason::SessionTimeout => "session timed out",
+                crate::events::RemovalReason::MissedPoll =>
+                    "did not rejoin within the rebalance timeout",
+                crate::events::RemovalReason::SyncTimeout =>
+                    "no SyncGroup within the rebalance timeout",
+            }
+        ),
+        GroupEventKind::StaticMemberRejoined {
+            old_member_id,
+            new_member_id,
+        } => tracing::info!(
+            event = "static_member_rejoined",
+            group,
+            old = %old_member_id,
+            new = %new_member_id,
+            "static member rejoined"
+        ),
+        GroupEventKind::RebalanceStarted { generation, cause } => tracing::info!(
+            event = "rebalance_started",
+            group,
+            generation,
+            cause = cause.name(),
+            "rebalance started"
+        ),
+        GroupEventKind::RebalanceCompleted {
+            generation,
+            started_at_ms,
+            cause,
+            assignment,
+        } => tracing::info!(
+            event = "rebalance_completed",
+            group,
+            generation,
+            cause = cause.name(),
+            started_at_ms,
+            members = assignment.len(),
+            "rebalance complete"
+        ),
+        GroupEventKind::GroupEmptied { generation } => {
+            tracing::info!(event = "group_emptied", group, generation, "group is empty")
+        }
+        GroupEventKind::GroupDeleted => {
+            tracing::info!(event = "group_deleted", group, "group deleted")
         }
     }
 }

@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 
 use super::*;
 use crate::classic::GroupState;
+use crate::events::{GroupEventKind, RebalanceCause, RemovalReason};
 
 const GROUP: &str = "billing";
 const SESSION: i32 = 10_000;
@@ -662,4 +663,38 @@ fn a_member_given_an_id_that_never_comes_back_does_not_block_the_group() {
     h.advance(i64::from(SESSION) + 1);
     assert_eq!(h.join_response(rejoin_a).members.len(), 2);
     h.join_response(rejoin_b);
+}
+
+#[test]
+fn evictions_and_rebalances_are_reported_as_events_with_their_cause() {
+    let mut h = Harness::new();
+    let (a, b, generation) = h.stable_pair();
+    h.coordinator.take_events();
+    for _ in 0..4 {
+        h.advance(i64::from(SESSION) / 3);
+        h.heartbeat(&a, None, generation);
+    }
+    let rejoin = h.join(&a, None, &[("range", b"m")]);
+    let response = h.join_response(rejoin);
+    let sync = h.sync(&a, response.generation_id, &[(&a, b"A")]);
+    h.sync_response(sync);
+    let events = h.coordinator.take_events();
+    let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
+    assert!(kinds.iter().any(|k| matches!(k, GroupEventKind::MemberRemoved { member_id, reason: RemovalReason::SessionTimeout } if *member_id == b)));
+    assert!(kinds.iter().any(|k| matches!(k, GroupEventKind::RebalanceStarted { generation: g, cause: RebalanceCause::SessionTimeout } if *g == generation)));
+    let completed = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            GroupEventKind::RebalanceCompleted {
+                generation,
+                started_at_ms,
+                cause,
+                ..
+            } => Some((*generation, e.at_ms - started_at_ms, *cause)),
+            _ => None,
+        })
+        .expect("a completed rebalance");
+    assert_eq!(completed.0, generation + 1);
+    assert_eq!(completed.2, RebalanceCause::SessionTimeout);
+    assert!(completed.1 >= 0);
 }
