@@ -5,6 +5,7 @@
 
 pub mod classic;
 pub mod config;
+pub mod consumer;
 pub mod consumer_protocol;
 pub mod coordinator;
 pub mod events;

@@ -1,5 +1,6 @@
-//! The `partita` command: the broker, and (later) the operator tools.
+//! The `partita` command: the broker and the operator tools.
 
+mod admin;
 mod settings;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Broker(BrokerArgs),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 /// Options of `partita broker`. Flags override `PARTITA_*` variables, which override the
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Broker(args) => run_broker(args),
+        Command::Admin(command) => admin::run(command),
     }
 }
 

@@ -1,0 +1,206 @@
+//! Consumer groups of the next-generation protocol (KIP-848, `group.protocol=consumer`): the
+//! broker computes a target assignment, and each member reconciles towards it on its own, so
+//! only the partitions that move ever pause.
+
+pub mod assignor;
+pub mod reconcile;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+/// Partitions by topic id.
+pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
+
+/// What the coordinator knows of the cluster's topics: name to id and partition count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicsImage {
+    /// Topics by name.
+    pub by_name: BTreeMap<String, TopicImage>,
+}
+
+/// One topic in a [`TopicsImage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicImage {
+    /// The topic id.
+    pub id: Uuid,
+    /// How many partitions it has.
+    pub partitions: i32,
+}
+
+impl TopicsImage {
+    /// The name of the topic with this id.
+    pub fn name_of(&self, id: Uuid) -> Option<&str> {
+        self.by_name
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+/// A shared, immutable image; the broker replaces it when topics change.
+pub type SharedTopics = Arc<TopicsImage>;
+
+/// Where a member is in its reconciliation towards the target assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// It owns exactly its target assignment, at the assignment epoch.
+    Stable,
+    /// It must give up partitions before it can move on.
+    UnrevokedPartitions,
+    /// It waits for partitions other members still have to release.
+    UnreleasedPartitions,
+}
+
+impl MemberState {
+    /// The state's number in `__consumer_offsets` records.
+    pub fn code(self) -> i8 {
+        match self {
+            MemberState::Stable => 0,
+            MemberState::UnrevokedPartitions => 1,
+            MemberState::UnreleasedPartitions => 2,
+        }
+    }
+
+    /// The state for a record's number.
+    pub fn from_code(code: i8) -> MemberState {
+        match code {
+            1 => MemberState::UnrevokedPartitions,
+            2 => MemberState::UnreleasedPartitions,
+            _ => MemberState::Stable,
+        }
+    }
+}
+
+/// A member of a consumer group.
+#[derive(Clone, Debug)]
+pub struct ConsumerMember {
+    /// Its member id.
+    pub member_id: String,
+    /// Its `group.instance.id`, for a static member.
+    pub instance_id: Option<String>,
+    /// Its rack.
+    pub rack_id: Option<String>,
+    /// Its `client.id`.
+    pub client_id: String,
+    /// Its address.
+    pub client_host: String,
+    /// How long it may take to revoke partitions.
+    pub rebalance_timeout_ms: i32,
+    /// Topics it subscribes to by name.
+    pub subscribed_topic_names: Vec<String>,
+    /// Topics it subscribes to by regular expression.
+    pub subscribed_topic_regex: Option<String>,
+    /// The server-side assignor it asked for.
+    pub server_assignor: Option<String>,
+    /// Its epoch: the assignment epoch it has reconciled to.
+    pub member_epoch: i32,
+    /// Its epoch before the last change, accepted once in case a response was lost.
+    pub previous_member_epoch: i32,
+    /// Reconciliation state.
+    pub state: MemberState,
+    /// Partitions it owns now.
+    pub assigned: Assignment,
+    /// Partitions it has been asked to give up.
+    pub pending_revocation: Assignment,
+    /// Evicted unless it heartbeats before.
+    pub session_deadline: i64,
+    /// Evicted unless it revokes before (set while it has partitions to revoke).
+    pub rebalance_deadline: Option<i64>,
+    /// The assignment last sent to it, to send a new one only when it changes.
+    pub last_sent: Option<(i32, Assignment)>,
+    /// A static member that left temporarily (epoch -2), keeping its place until its
+    /// session times out.
+    pub left_temporarily: bool,
+}
+
+/// A consumer group's membership and assignments.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerGroup {
+    /// Bumped by every change of membership, subscriptions or subscribed topics.
+    pub group_epoch: i32,
+    /// The group epoch the target assignment was computed for.
+    pub assignment_epoch: i32,
+    /// Target assignment by member id.
+    pub target: BTreeMap<String, Assignment>,
+    /// Members by member id.
+    pub members: BTreeMap<String, ConsumerMember>,
+    /// Static members: instance id to member id.
+    pub static_members: HashMap<String, String>,
+    /// Id and partition count of each subscribed topic when the group epoch was last bumped.
+    pub subscribed_topics: BTreeMap<String, TopicImage>,
+    /// The assignor of the last target assignment.
+    pub assignor: String,
+    /// When the reconciliation in progress started, and why.
+    pub rebalance: Option<(i64, crate::events::RebalanceCause)>,
+}
+
+impl ConsumerGroup {
+    /// The state KIP-848 reports: Empty, Assigning, Reconciling or Stable.
+    pub fn state_name(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.group_epoch > self.assignment_epoch {
+            "Assigning"
+        } else if self
+            .members
+            .values()
+            .any(|m| m.member_epoch != self.assignment_epoch || m.state != MemberState::Stable)
+        {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    /// The topic names the members subscribe to, by name or by regular expression, that
+    /// exist in `topics`.
+    pub fn subscribed_topic_names(&self, topics: &TopicsImage) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for member in self.members.values() {
+            names.extend(member_topics(member, topics));
+        }
+        names
+    }
+
+    /// Partitions owned (assigned or still being revoked) by members other than `except`.
+    pub fn owned_by_others(&self, except: &str) -> Assignment {
+        let mut owned = Assignment::new();
+        for member in self.members.values().filter(|m| m.member_id != except) {
+            for source in [&member.assigned, &member.pending_revocation] {
+                for (topic, partitions) in source {
+                    owned.entry(*topic).or_default().extend(partitions);
+                }
+            }
+        }
+        owned
+    }
+}
+
+/// The topics one member subscribes to that exist.
+pub fn member_topics(member: &ConsumerMember, topics: &TopicsImage) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = member
+        .subscribed_topic_names
+        .iter()
+        .filter(|name| topics.by_name.contains_key(*name))
+        .cloned()
+        .collect();
+    if let Some(pattern) = &member.subscribed_topic_regex {
+        if let Ok(regex) = regex::Regex::new(&format!("^(?:{pattern})$")) {
+            names.extend(
+                topics
+                    .by_name
+                    .keys()
+                    .filter(|name| !name.starts_with("__") && regex.is_match(name))
+                    .cloned(),
+            );
+        }
+    }
+    names
+}
+
+/// Counts the partitions in an assignment.
+pub fn partition_count(assignment: &Assignment) -> usize {
+    assignment.values().map(BTreeSet::len).sum()
+}
