@@ -39,6 +39,13 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
+    /// Address of the HTTP listener for `/metrics` and the dashboard (`http.listen`); `None`
+    /// (an empty value) turns it off.
+    pub http_listen: Option<SocketAddr>,
+    /// How much history the dashboard's charts keep, in minutes (`http.history.minutes`).
+    pub http_history_minutes: u64,
+    /// How often lag and traffic are sampled for that history (`http.history.interval.ms`).
+    pub http_history_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -57,6 +64,9 @@ impl Default for BrokerConfig {
             log_flush_scheduler_interval_ms: 1_000,
             delete_topic_enable: true,
             groups: GroupConfig::default(),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            http_history_minutes: 15,
+            http_history_interval_ms: 5_000,
         }
     }
 }
@@ -89,9 +99,6 @@ const IGNORED_PROPERTIES: &[&str] = &[
     "offsets.topic.segment.bytes",
     "offsets.commit.timeout.ms",
     "offsets.load.buffer.size",
-    "group.consumer.heartbeat.interval.ms",
-    "group.consumer.session.timeout.ms",
-    "group.consumer.assignors",
     "process.roles",
     "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
@@ -188,9 +195,33 @@ impl BrokerConfig {
             "offsets.retention.check.interval.ms" => {
                 self.groups.offsets_retention_check_interval_ms = positive()?
             }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.groups.consumer_heartbeat_interval_ms = positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.consumer.session.timeout.ms" => {
+                self.groups.consumer_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.consumer.max.size" => self.groups.consumer_max_size = positive()? as usize,
+            "group.consumer.assignors" => {
+                let assignors: Vec<String> = value
+                    .split(',')
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect();
+                if assignors.is_empty()
+                    || assignors.iter().any(|a| !matches!(a.as_str(), "uniform" | "range"))
+                {
+                    return Err(bad("assignors must be uniform and/or range"));
+                }
+                self.groups.consumer_assignors = assignors;
+            }
             "offset.metadata.max.bytes" => {
                 self.groups.offset_metadata_max_bytes = positive()? as usize
             }
+            "http.listen" if value.is_empty() => self.http_listen = None,
+            "http.listen" => self.http_listen = Some(parse_listener(value).map_err(|r| bad(&r))?),
+            "http.history.minutes" => self.http_history_minutes = positive()? as u64,
+            "http.history.interval.ms" => self.http_history_interval_ms = positive()? as u64,
             _ if IGNORED_PROPERTIES.contains(&name) => return Ok(SetOutcome::Ignored),
             _ => return Ok(SetOutcome::Unknown),
         }
@@ -297,5 +328,16 @@ mod tests {
         assert!(config.set("num.partitions", "0").is_err());
         assert!(config.set("listeners", "nohost").is_err());
         assert!(config.set("log.cleanup.policy", "shred").is_err());
+        assert!(config.set("http.listen", "nohost").is_err());
+    }
+
+    #[test]
+    fn http_listener_is_on_by_default_and_off_when_empty() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(config.http_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9644))));
+        config.set("http.listen", "0.0.0.0:9700").unwrap();
+        assert_eq!(config.http_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9700))));
+        config.set("http.listen", "").unwrap();
+        assert_eq!(config.http_listen, None);
     }
 }

@@ -35,12 +35,14 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The version range served for `api_key`, if it is served at all.
@@ -135,6 +137,14 @@ pub(crate) async fn dispatch(
         ApiKey::DescribeGroups => route_group!(DescribeGroupsRequest, groups::describe_groups),
         ApiKey::ListGroups => route_group!(ListGroupsRequest, groups::list_groups),
         ApiKey::DeleteGroups => route_group!(DeleteGroupsRequest, groups::delete_groups),
+        ApiKey::ConsumerGroupHeartbeat => route_group!(
+            ConsumerGroupHeartbeatRequest,
+            groups::consumer_group_heartbeat
+        ),
+        ApiKey::ConsumerGroupDescribe => route_group!(
+            ConsumerGroupDescribeRequest,
+            groups::consumer_group_describe
+        ),
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed Produce v{version} request: {e}"))

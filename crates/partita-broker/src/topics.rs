@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use partita_groups::consumer::{SharedTopics, TopicImage, TopicsImage};
 use partita_log::Log;
 use uuid::Uuid;
 
@@ -54,6 +55,8 @@ impl Topic {
 pub struct TopicRegistry {
     config: BrokerConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Names, ids and partition counts, rebuilt on every change, for the group coordinator.
+    image: RwLock<SharedTopics>,
 }
 
 impl TopicRegistry {
@@ -62,6 +65,7 @@ impl TopicRegistry {
         let registry = TopicRegistry {
             config: config.clone(),
             topics: RwLock::new(HashMap::new()),
+            image: RwLock::new(SharedTopics::default()),
         };
         let meta_dir = registry.meta_dir();
         fs::create_dir_all(&meta_dir)?;
@@ -76,7 +80,29 @@ impl TopicRegistry {
             topics.insert(topic.name.clone(), Arc::new(topic));
         }
         *registry.write() = topics;
+        registry.refresh_image();
         Ok(registry)
+    }
+
+    /// The current names, ids and partition counts of every topic.
+    pub fn image(&self) -> SharedTopics {
+        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the image after a change.
+    fn refresh_image(&self) {
+        let by_name = self
+            .read()
+            .values()
+            .map(|t| {
+                let image = TopicImage {
+                    id: t.id,
+                    partitions: t.partitions.len() as i32,
+                };
+                (t.name.clone(), image)
+            })
+            .collect();
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(TopicsImage { by_name });
     }
 
     /// The topic with this name.
@@ -150,6 +176,8 @@ impl TopicRegistry {
             overrides,
         });
         topics.insert(name.to_string(), Arc::clone(&topic));
+        drop(topics);
+        self.refresh_image();
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -190,6 +218,8 @@ impl TopicRegistry {
                 overrides: topic.overrides.clone(),
             }),
         );
+        drop(topics);
+        self.refresh_image();
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -224,6 +254,7 @@ impl TopicRegistry {
             .write()
             .remove(name)
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        self.refresh_image();
         fs::remove_file(self.topic_file(topic.id))?;
         for partition in &topic.partitions {
             let dir = self.partition_dir(name, partition.index);

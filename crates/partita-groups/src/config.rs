@@ -21,6 +21,15 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.topic.num.partitions`: coordinator shards, one per `__consumer_offsets` partition.
     pub offsets_topic_num_partitions: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members heartbeat.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.session.timeout.ms`: how long a consumer-protocol member may go
+    /// without a heartbeat.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.assignors`: the server-side assignors, the first being the default.
+    pub consumer_assignors: Vec<String>,
+    /// `group.consumer.max.size`: members a consumer-protocol group may hold.
+    pub consumer_max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -34,6 +43,10 @@ impl Default for GroupConfig {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
             offsets_topic_num_partitions: 50,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
+            consumer_max_size: i32::MAX as usize,
         }
     }
 }

@@ -181,6 +181,10 @@ pub(crate) async fn offset_fetch(
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 }),
+                // v9 names the asking member; only a named member is checked.
+                member: wanted
+                    .member_id
+                    .map(|member_id| (member_id.to_string(), wanted.member_epoch)),
             };
             groups.push(fetch_group(broker, client, group).await);
         }
@@ -194,6 +198,7 @@ pub(crate) async fn offset_fetch(
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         }),
+        member: None,
     };
     let answer = fetch_group(broker, client, group).await;
     let topics = answer
@@ -290,41 +295,66 @@ pub(crate) async fn list_groups(
     request: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
-    let wants_classic = version < 5
-        || request.types_filter.is_empty()
-        || request
-            .types_filter
-            .iter()
-            .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
-    let states: Vec<String> = request
-        .states_filter
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_string()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|t| t.to_string()).collect();
     let mut groups = Vec::new();
-    if wants_classic {
-        for shard in 0..broker.groups.shard_count() {
-            match broker
-                .groups
-                .call_shard(shard, client, Request::ListGroups(states.clone()))
-                .await
-            {
-                Ok(Response::ListGroups(mut listed)) => {
-                    if version < 5 {
-                        for group in &mut listed {
-                            group.group_type = Default::default();
-                        }
+    for shard in 0..broker.groups.shard_count() {
+        let request = Request::ListGroups(states.clone(), types.clone());
+        match broker.groups.call_shard(shard, client, request).await {
+            Ok(Response::ListGroups(mut listed)) => {
+                if version < 5 {
+                    for group in &mut listed {
+                        group.group_type = Default::default();
                     }
-                    groups.extend(listed)
                 }
-                _ => {
-                    return ListGroupsResponse::default()
-                        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                }
+                groups.extend(listed)
+            }
+            _ => {
+                return ListGroupsResponse::default()
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
             }
         }
     }
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// ConsumerGroupHeartbeat (KIP-848): the shard of the group decides, with the topics as this
+/// broker knows them now.
+pub(crate) async fn consumer_group_heartbeat(
+    broker: &Broker,
+    client: &ClientContext,
+    request: ConsumerGroupHeartbeatRequest,
+    version: i16,
+) -> ConsumerGroupHeartbeatResponse {
+    let group_id = request.group_id.to_string();
+    let topics = broker.topics.image();
+    let request = Request::ConsumerGroupHeartbeat(request, version, topics);
+    match call(broker, &group_id, client, request).await {
+        Some(Response::ConsumerGroupHeartbeat(response)) => response,
+        _ => ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+pub(crate) async fn consumer_group_describe(
+    broker: &Broker,
+    client: &ClientContext,
+    request: ConsumerGroupDescribeRequest,
+    _version: i16,
+) -> ConsumerGroupDescribeResponse {
+    let mut groups = Vec::with_capacity(request.group_ids.len());
+    for group_id in request.group_ids {
+        let id = group_id.to_string();
+        let request = Request::ConsumerGroupDescribe(id.clone(), broker.topics.image());
+        let described = match call(broker, &id, client, request).await {
+            Some(Response::ConsumerGroupDescribe(described)) => described,
+            _ => consumer_group_describe_response::DescribedGroup::default()
+                .with_group_id(group_id)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        };
+        groups.push(described);
+    }
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
 
 pub(crate) async fn delete_groups(

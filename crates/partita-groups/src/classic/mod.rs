@@ -148,6 +148,9 @@ pub struct Group {
     pub rebalance: Option<(i64, crate::events::RebalanceCause)>,
     /// Committed offsets by topic and partition.
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Set when the group speaks the consumer protocol (KIP-848) instead of the classic one;
+    /// its classic membership is then empty.
+    pub consumer: Option<crate::consumer::ConsumerGroup>,
 }
 
 /// The initial rebalance delay of a group that starts empty (KIP-134).
@@ -179,6 +182,7 @@ impl Group {
             state_timestamp: now,
             rebalance: None,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
     }
 
@@ -188,9 +192,11 @@ impl Group {
         self.state_timestamp = now;
     }
 
-    /// Whether the group has any member or member being admitted.
+    /// Whether the group has any member or member being admitted, of either protocol.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.pending_members.is_empty()
+        self.members.is_empty()
+            && self.pending_members.is_empty()
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
     }
 
     /// Members plus ids handed out and not yet used.

@@ -20,6 +20,11 @@ impl Coordinator {
     /// stable; a group this shard does not know is reported as Dead.
     pub(super) fn describe_group(&mut self, token: Token, group_id: &str) {
         let described = DescribedGroup::default().with_group_id(GroupId(text(group_id)));
+        if let Some(consumer) = self.groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
+            let described =
+                super::consumer_describe::describe_as_classic(group_id, consumer, &self.topics);
+            return self.respond(token, Response::DescribeGroup(described));
+        }
         let Some(group) = self.groups.get(group_id) else {
             let dead = described
                 .with_group_state(text(GroupState::Dead.name()))
@@ -55,23 +60,29 @@ impl Coordinator {
         self.respond(token, Response::DescribeGroup(described));
     }
 
-    pub(super) fn list_groups(&mut self, token: Token, states: &[String]) {
+    pub(super) fn list_groups(&mut self, token: Token, states: &[String], types: &[String]) {
         let mut listed: Vec<ListedGroup> = self
             .groups
             .values()
             .filter(|g| g.state != GroupState::Dead)
-            .filter(|g| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
-            })
             .map(|g| {
+                let (state, kind) = match &g.consumer {
+                    Some(consumer) => (consumer.state_name(), "consumer"),
+                    None => (g.state.name(), "classic"),
+                };
                 ListedGroup::default()
                     .with_group_id(GroupId(text(&g.group_id)))
                     .with_protocol_type(text(g.protocol_type.as_deref().unwrap_or("")))
-                    .with_group_state(text(g.state.name()))
-                    .with_group_type(text("classic"))
+                    .with_group_state(text(state))
+                    .with_group_type(text(kind))
+            })
+            .filter(|g| {
+                let state = g.group_state.as_str();
+                states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
+            })
+            .filter(|g| {
+                let kind = g.group_type.as_str();
+                types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(kind))
             })
             .collect();
         listed.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
@@ -96,6 +107,9 @@ impl Coordinator {
                     .keys()
                     .map(|(topic, partition)| offset_record(group_id, topic, *partition, None))
                     .collect();
+                if let Some(consumer) = &group.consumer {
+                    records.extend(super::persistence::group_tombstones(group_id, consumer));
+                }
                 records.push(Record {
                     key: RecordKey::GroupMetadata {
                         group: group_id.to_string(),

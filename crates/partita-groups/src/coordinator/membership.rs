@@ -105,6 +105,9 @@ impl Coordinator {
             self.groups
                 .insert(group_id.clone(), Group::new(&group_id, now));
         }
+        if let Err(error) = self.leave_consumer_protocol(journal, &group_id) {
+            return self.respond(token, join_error(error, &join.member_id));
+        }
         let group = &self.groups[&group_id];
         if group.state == GroupState::Dead {
             return self.respond(
@@ -388,6 +391,32 @@ impl Coordinator {
                 );
             }
         }
+    }
+
+    /// A classic join to a consumer-protocol group: refused while it has members (Kafka's
+    /// INCONSISTENT_GROUP_PROTOCOL); an empty one becomes a classic group again.
+    fn leave_consumer_protocol(
+        &mut self,
+        journal: &mut dyn Journal,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
+        let group = self.groups.get_mut(group_id).expect("group exists");
+        let Some(consumer) = &group.consumer else {
+            return Ok(());
+        };
+        if !consumer.members.is_empty() {
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
+        let records = super::persistence::group_tombstones(group_id, consumer);
+        journal
+            .append(records)
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        group.consumer = None;
+        tracing::info!(
+            group = group_id,
+            "empty consumer group converted to a classic group"
+        );
+        Ok(())
     }
 
     /// Takes a known member's new join: its protocols, timeouts, and the waiting response.

@@ -7,8 +7,11 @@
 //! it with a virtual clock.
 
 mod admin;
+mod consumer_describe;
+mod consumer_group;
 mod membership;
 mod offsets;
+mod persistence;
 
 use std::collections::HashMap;
 
@@ -17,6 +20,7 @@ use kafka_protocol::ResponseError;
 
 use crate::classic::{Group, GroupState};
 use crate::config::GroupConfig;
+use crate::consumer::SharedTopics;
 use crate::events::{GroupEvent, GroupEventKind};
 use crate::records::{RecordError, RecordKey, RecordValue};
 
@@ -53,8 +57,12 @@ pub enum Request {
     OffsetDelete(OffsetDeleteRequest),
     /// DescribeGroups for one group.
     DescribeGroup(String),
-    /// ListGroups, with the states filter (empty: all).
-    ListGroups(Vec<String>),
+    /// ListGroups, with the states and types filters (empty: all).
+    ListGroups(Vec<String>, Vec<String>),
+    /// ConsumerGroupHeartbeat at the given version, with the topics as the broker knows them.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest, i16, SharedTopics),
+    /// ConsumerGroupDescribe for one group.
+    ConsumerGroupDescribe(String, SharedTopics),
     /// DeleteGroups for one group.
     DeleteGroup(String),
 }
@@ -82,6 +90,10 @@ pub enum Response {
     ListGroups(Vec<list_groups_response::ListedGroup>),
     /// For one group of a DeleteGroups: the error code.
     DeleteGroup(i16),
+    /// For ConsumerGroupHeartbeat.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// For one group of a ConsumerGroupDescribe.
+    ConsumerGroupDescribe(consumer_group_describe_response::DescribedGroup),
 }
 
 /// A record of `__consumer_offsets`: key, and value or `None` for a tombstone.
@@ -112,6 +124,7 @@ pub struct Coordinator {
     groups: HashMap<String, Group>,
     responses: Vec<(Token, Response)>,
     events: Vec<GroupEvent>,
+    topics: SharedTopics,
     next_offsets_expiry: i64,
     id_seed: u64,
     ids_issued: u64,
@@ -127,6 +140,7 @@ impl Coordinator {
             groups: HashMap::new(),
             responses: Vec::new(),
             events: Vec::new(),
+            topics: SharedTopics::default(),
             id_seed,
             ids_issued: 0,
         }
@@ -159,7 +173,14 @@ impl Coordinator {
             Request::OffsetFetch(request) => self.offset_fetch(token, request),
             Request::OffsetDelete(request) => self.offset_delete(journal, token, request),
             Request::DescribeGroup(group_id) => self.describe_group(token, &group_id),
-            Request::ListGroups(states) => self.list_groups(token, &states),
+            Request::ListGroups(states, types) => self.list_groups(token, &states, &types),
+            Request::ConsumerGroupHeartbeat(request, version, topics) => {
+                self.consumer_heartbeat(now, journal, token, version, client, request, topics)
+            }
+            Request::ConsumerGroupDescribe(group_id, topics) => {
+                self.topics = topics;
+                self.consumer_group_describe(token, &group_id)
+            }
             Request::DeleteGroup(group_id) => self.delete_group(now, journal, token, &group_id),
         }
         self.advance(now, journal);
@@ -192,7 +213,17 @@ impl Coordinator {
                     GroupState::CompletingRebalance | GroupState::Stable
                 ) && !group.pending_sync.is_empty()
             });
-            members.chain(pending).chain(join).chain(sync)
+            let consumer = group.consumer.iter().flat_map(|c| {
+                c.members
+                    .values()
+                    .flat_map(|m| [Some(m.session_deadline), m.rebalance_deadline])
+                    .flatten()
+            });
+            members
+                .chain(pending)
+                .chain(join)
+                .chain(sync)
+                .chain(consumer)
         });
         groups.chain([self.next_offsets_expiry]).min()
     }
@@ -230,8 +261,8 @@ impl Coordinator {
                 self.replay_group(now, group, Some(value))
             }
             (RecordKey::GroupMetadata { group }, None) => self.replay_group(now, group, None),
-            // Record types of other group kinds are not served by this shard yet.
-            _ => {}
+            (RecordKey::Unknown { .. }, _) => {}
+            (key, value) => self.replay_consumer(now, key, value),
         }
         Ok(())
     }
@@ -268,6 +299,7 @@ impl Coordinator {
             self.expire_members(now, journal, &group_id);
             self.run_join_deadline(now, journal, &group_id);
             self.run_sync_deadline(now, journal, &group_id);
+            self.expire_consumer_members(now, journal, &group_id);
         }
         if now >= self.next_offsets_expiry {
             self.expire_offsets(now, journal);

@@ -25,7 +25,12 @@ pub struct OffsetFetchGroup {
     pub group_id: String,
     /// Topics and partitions wanted; `None` for every committed offset of the group.
     pub topics: Option<Vec<(String, Vec<i32>)>>,
+    /// The asking member and its epoch (OffsetFetch v9), checked when given.
+    pub member: Option<(String, i32)>,
 }
+
+/// OffsetCommit and OffsetFetch carry consumer-protocol member epochs from this version on.
+const MEMBER_EPOCH_VERSION: i16 = 9;
 
 /// OffsetCommit v2-v4 carried a retention time; -1 means the broker default.
 const DEFAULT_RETENTION: i64 = -1;
@@ -40,7 +45,7 @@ impl Coordinator {
         request: OffsetCommitRequest,
     ) {
         let group_id = request.group_id.to_string();
-        let error = self.validate_commit(now, &group_id, &request);
+        let error = self.validate_commit(now, &group_id, version, &request);
         let mut records = Vec::new();
         let mut accepted = Vec::new();
         let topics = request
@@ -123,6 +128,7 @@ impl Coordinator {
         &mut self,
         now: i64,
         group_id: &str,
+        version: i16,
         request: &OffsetCommitRequest,
     ) -> Option<ResponseError> {
         if group_id.is_empty() {
@@ -132,10 +138,29 @@ impl Coordinator {
         let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
         let generation = request.generation_id_or_member_epoch;
         let Some(group) = self.groups.get(group_id) else {
-            return (generation >= 0).then_some(ResponseError::IllegalGeneration);
+            return match (generation >= 0, version >= MEMBER_EPOCH_VERSION) {
+                (false, _) => None,
+                (true, true) => Some(ResponseError::GroupIdNotFound),
+                (true, false) => Some(ResponseError::IllegalGeneration),
+            };
         };
         if group.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        if let Some(consumer) = &group.consumer {
+            if generation < 0 && member_id.is_empty() && instance.is_none() {
+                return (!consumer.members.is_empty()).then_some(ResponseError::UnknownMemberId);
+            }
+            let Some(member) = consumer.members.get(member_id) else {
+                return Some(ResponseError::UnknownMemberId);
+            };
+            if version < MEMBER_EPOCH_VERSION {
+                return Some(ResponseError::UnsupportedVersion);
+            }
+            if generation != member.member_epoch {
+                return Some(ResponseError::StaleMemberEpoch);
+            }
+            return None;
         }
         if generation < 0 && member_id.is_empty() && instance.is_none() {
             return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);
@@ -157,6 +182,16 @@ impl Coordinator {
     }
 
     pub(super) fn offset_fetch(&mut self, token: Token, request: OffsetFetchGroup) {
+        if let Some(error) = self.validate_fetch(&request) {
+            return self.respond(
+                token,
+                Response::OffsetFetch(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_string(request.group_id)))
+                        .with_error_code(error.code()),
+                ),
+            );
+        }
         let group = self.groups.get(&request.group_id);
         let committed = |topic: &str, partition: i32| {
             group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)))
@@ -211,6 +246,27 @@ impl Coordinator {
                     .with_topics(topics),
             ),
         );
+    }
+
+    /// OffsetFetch v9 names the member; it must be current.
+    fn validate_fetch(&self, request: &OffsetFetchGroup) -> Option<ResponseError> {
+        let (member_id, epoch) = request.member.as_ref()?;
+        let group = self.groups.get(&request.group_id)?;
+        match &group.consumer {
+            Some(consumer) => match consumer.members.get(member_id) {
+                None => Some(ResponseError::UnknownMemberId),
+                Some(member) if member.member_epoch != *epoch => {
+                    Some(ResponseError::StaleMemberEpoch)
+                }
+                Some(_) => None,
+            },
+            None if *epoch < 0 && member_id.is_empty() => None,
+            None => match group.members.get(member_id) {
+                None => Some(ResponseError::UnknownMemberId),
+                Some(_) if *epoch != group.generation_id => Some(ResponseError::IllegalGeneration),
+                Some(_) => None,
+            },
+        }
     }
 
     pub(super) fn offset_delete(
@@ -298,7 +354,7 @@ impl Coordinator {
         let mut records = Vec::new();
         let mut expired = Vec::new();
         for group in self.groups.values() {
-            if group.state != GroupState::Empty {
+            if group.state != GroupState::Empty || !group.is_empty() {
                 continue;
             }
             for ((topic, partition), offset) in &group.offsets {

@@ -194,6 +194,7 @@ impl Harness {
         let token = self.send(Request::OffsetFetch(OffsetFetchGroup {
             group_id: GROUP.to_string(),
             topics: Some(vec![("orders".to_string(), vec![0])]),
+            member: None,
         }));
         match self.take(token) {
             Some(Response::OffsetFetch(group)) => group.topics[0].partitions[0].committed_offset,
