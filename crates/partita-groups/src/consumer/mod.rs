@@ -128,8 +128,10 @@ pub struct ConsumerGroup {
     pub members: BTreeMap<String, ConsumerMember>,
     /// Static members: instance id to member id.
     pub static_members: HashMap<String, String>,
-    /// Id and partition count of each subscribed topic when the group epoch was last bumped.
-    pub subscribed_topics: BTreeMap<String, TopicImage>,
+    /// A hash of the subscribed topics' names, ids and partition counts when the group epoch
+    /// was last bumped: a change means the target assignment must be recomputed. Stored in
+    /// the group's metadata record, as Kafka 4.1 does.
+    pub metadata_hash: i64,
     /// The assignor of the last target assignment.
     pub assignor: String,
     /// When the reconciliation in progress started, and why.
@@ -162,6 +164,25 @@ impl ConsumerGroup {
             names.extend(member_topics(member, topics));
         }
         names
+    }
+
+    /// The hash of the subscribed topics as `topics` has them (FNV-1a, stable across runs).
+    pub fn subscribed_metadata_hash(&self, topics: &TopicsImage) -> i64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for byte in bytes {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for name in self.subscribed_topic_names(topics) {
+            if let Some(topic) = topics.by_name.get(&name) {
+                feed(name.as_bytes());
+                feed(topic.id.as_bytes());
+                feed(&topic.partitions.to_be_bytes());
+            }
+        }
+        hash as i64
     }
 
     /// Partitions owned (assigned or still being revoked) by members other than `except`.

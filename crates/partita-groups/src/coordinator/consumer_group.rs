@@ -373,13 +373,9 @@ impl Coordinator {
         group
             .members
             .insert(member.member_id.clone(), member.clone());
-        let subscribed: BTreeMap<_, _> = group
-            .subscribed_topic_names(&topics)
-            .into_iter()
-            .filter_map(|name| topics.by_name.get(&name).map(|t| (name, *t)))
-            .collect();
-        if subscribed != group.subscribed_topics {
-            group.subscribed_topics = subscribed;
+        let metadata_hash = group.subscribed_metadata_hash(&topics);
+        if metadata_hash != group.metadata_hash {
+            group.metadata_hash = metadata_hash;
             bump.get_or_insert(RebalanceCause::MetadataChanged);
         }
         if group.group_epoch == 0 {
@@ -540,7 +536,8 @@ impl Coordinator {
                 },
             );
         }
-        group_metadata_record(group_id, epoch)
+        let hash = self.consumer_group_mut(group_id).metadata_hash;
+        group_metadata_record(group_id, epoch, hash)
     }
 
     /// Computes a new target assignment when the group epoch is ahead of it; returns the

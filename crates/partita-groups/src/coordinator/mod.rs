@@ -414,4 +414,6 @@ fn mix(mut z: u64) -> u64 {
 }
 
 #[cfg(test)]
+mod consumer_tests;
+#[cfg(test)]
 mod tests;

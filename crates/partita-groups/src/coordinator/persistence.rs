@@ -40,7 +40,7 @@ fn unwire(partitions: &[TopicPartitions]) -> Assignment {
 }
 
 /// The group epoch.
-pub(super) fn group_metadata_record(group: &str, epoch: i32) -> Record {
+pub(super) fn group_metadata_record(group: &str, epoch: i32, metadata_hash: i64) -> Record {
     record(
         RecordKey::ConsumerGroupMetadata {
             group: group.to_string(),
@@ -48,7 +48,7 @@ pub(super) fn group_metadata_record(group: &str, epoch: i32) -> Record {
         Some(RecordValue::ConsumerGroupMetadata(
             ConsumerGroupMetadataValue {
                 epoch,
-                metadata_hash: 0,
+                metadata_hash,
             },
         )),
     )
@@ -205,6 +205,7 @@ impl Coordinator {
                 Some(RecordValue::ConsumerGroupMetadata(v)),
             ) => {
                 consumer.group_epoch = v.epoch;
+                consumer.metadata_hash = v.metadata_hash;
             }
             (
                 RecordKey::ConsumerGroupTargetAssignmentMetadata { .. },

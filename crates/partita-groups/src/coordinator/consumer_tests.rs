@@ -1,0 +1,527 @@
+//! Deterministic tests of KIP-848 consumer groups, driven by a virtual clock: reconciliation,
+//! fencing, leaves, timeouts, static members, topic changes and replay.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::*;
+use crate::consumer::{TopicImage, TopicsImage};
+
+const GROUP: &str = "orders-app";
+const TOPIC: Uuid = Uuid::from_u128(0xAA);
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+type Owned = BTreeMap<Uuid, BTreeSet<i32>>;
+
+struct Harness {
+    coordinator: Coordinator,
+    journal: Vec<Record>,
+    now: i64,
+    next_token: Token,
+    topics: SharedTopics,
+}
+
+/// What one heartbeat got back.
+#[derive(Debug)]
+struct Beat {
+    error: i16,
+    epoch: i32,
+    assignment: Option<BTreeSet<i32>>,
+}
+
+impl Harness {
+    fn new(partitions: i32) -> Harness {
+        let config = GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            consumer_session_timeout_ms: 10_000,
+            ..GroupConfig::default()
+        };
+        let mut h = Harness {
+            coordinator: Coordinator::new(config, 3),
+            journal: Vec::new(),
+            now: 5_000_000,
+            next_token: 0,
+            topics: Arc::new(TopicsImage::default()),
+        };
+        h.set_partitions(partitions);
+        h
+    }
+
+    fn set_partitions(&mut self, partitions: i32) {
+        let mut by_name = BTreeMap::new();
+        if partitions > 0 {
+            by_name.insert(
+                "orders".to_string(),
+                TopicImage {
+                    id: TOPIC,
+                    partitions,
+                },
+            );
+        }
+        self.topics = Arc::new(TopicsImage { by_name });
+    }
+
+    fn send(&mut self, request: Request) -> Response {
+        self.next_token += 1;
+        let client = ClientContext {
+            client_id: "app".into(),
+            client_host: "/127.0.0.1".into(),
+        };
+        let mut due = self.coordinator.handle(
+            self.now,
+            &mut self.journal,
+            self.next_token,
+            &client,
+            request,
+        );
+        let position = due
+            .iter()
+            .position(|(t, _)| *t == self.next_token)
+            .expect("answered");
+        due.swap_remove(position).1
+    }
+
+    fn advance(&mut self, ms: i64) {
+        let target = self.now + ms;
+        while let Some(deadline) = self.coordinator.next_deadline().filter(|d| *d <= target) {
+            self.now = self.now.max(deadline);
+            self.coordinator.tick(self.now, &mut self.journal);
+        }
+        self.now = target;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn heartbeat_with(
+        &mut self,
+        member: &str,
+        epoch: i32,
+        instance: Option<&str>,
+        owned: Option<&Owned>,
+        join: bool,
+    ) -> Beat {
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_instance_id(instance.map(s))
+            .with_rebalance_timeout_ms(if join { 30_000 } else { -1 })
+            .with_topic_partitions(owned.map(|owned| {
+                owned
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        TopicPartitions::default()
+                            .with_topic_id(*topic)
+                            .with_partitions(partitions.iter().copied().collect())
+                    })
+                    .collect()
+            }));
+        if join {
+            request = request.with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
+        }
+        let topics = self.topics.clone();
+        match self.send(Request::ConsumerGroupHeartbeat(request, 1, topics)) {
+            Response::ConsumerGroupHeartbeat(r) => Beat {
+                error: r.error_code,
+                epoch: r.member_epoch,
+                assignment: r.assignment.map(|a| {
+                    a.topic_partitions
+                        .iter()
+                        .flat_map(|tp| tp.partitions.iter().copied())
+                        .collect()
+                }),
+            },
+            other => panic!("expected a heartbeat response, got {other:?}"),
+        }
+    }
+
+    fn join(&mut self, member: &str) -> Beat {
+        self.heartbeat_with(member, 0, None, Some(&Owned::new()), true)
+    }
+
+    /// A regular heartbeat reporting what the member owns.
+    fn beat(&mut self, member: &str, epoch: i32, owned: &BTreeSet<i32>) -> Beat {
+        let owned = Owned::from([(TOPIC, owned.clone())]);
+        self.heartbeat_with(member, epoch, None, Some(&owned), false)
+    }
+
+    fn group(&self) -> &crate::consumer::ConsumerGroup {
+        self.coordinator.groups[GROUP]
+            .consumer
+            .as_ref()
+            .expect("a consumer group")
+    }
+
+    /// No partition is held by two members at any time.
+    fn assert_single_owners(&self) {
+        let mut seen = BTreeSet::new();
+        for member in self.group().members.values() {
+            for set in [&member.assigned, &member.pending_revocation] {
+                for p in set.get(&TOPIC).into_iter().flatten() {
+                    assert!(seen.insert(*p), "partition {p} has two owners");
+                }
+            }
+        }
+    }
+
+    /// Heartbeats every member, each reporting what it was last given, until the group is
+    /// stable; returns each member's partitions.
+    fn settle(&mut self, members: &mut BTreeMap<String, (i32, BTreeSet<i32>)>) {
+        for _ in 0..10 {
+            let ids: Vec<String> = members.keys().cloned().collect();
+            for id in ids {
+                let (epoch, owned) = members[&id].clone();
+                let beat = self.beat(&id, epoch, &owned);
+                assert_eq!(beat.error, 0, "{id}: {beat:?}");
+                let owned = beat.assignment.unwrap_or(owned);
+                members.insert(id, (beat.epoch, owned));
+                self.assert_single_owners();
+            }
+            if self.group().state_name() == "Stable" {
+                return;
+            }
+        }
+        panic!("the group did not settle: {}", self.group().state_name());
+    }
+}
+
+fn set(ps: &[i32]) -> BTreeSet<i32> {
+    ps.iter().copied().collect()
+}
+
+#[test]
+fn a_lone_member_gets_every_partition_at_epoch_one() {
+    let mut h = Harness::new(4);
+    let beat = h.join("m1");
+    assert_eq!(beat.error, 0);
+    assert_eq!(beat.epoch, 1);
+    assert_eq!(beat.assignment, Some(set(&[0, 1, 2, 3])));
+    assert_eq!(h.group().state_name(), "Stable");
+}
+
+#[test]
+fn partitions_are_revoked_before_they_are_given_to_a_new_member() {
+    let mut h = Harness::new(4);
+    h.join("m1");
+    let joined = h.join("m2");
+    assert_eq!(joined.epoch, 2, "the newcomer is at the new epoch at once");
+    assert_eq!(
+        joined.assignment,
+        Some(BTreeSet::new()),
+        "but gets nothing m1 still owns"
+    );
+    h.assert_single_owners();
+
+    // m1 learns it must give up two partitions; its epoch stays until it has.
+    let told = h.beat("m1", 1, &set(&[0, 1, 2, 3]));
+    assert_eq!(told.epoch, 1);
+    let kept = told.assignment.expect("a new assignment");
+    assert_eq!(kept.len(), 2);
+    // m2 still waits: the partitions are not released yet.
+    let waiting = h.beat("m2", 2, &BTreeSet::new());
+    assert!(waiting.assignment.is_none_or(|a| a.is_empty()));
+    // m1 confirms; now it moves to epoch 2 and m2 gets the rest.
+    let confirmed = h.beat("m1", 1, &kept);
+    assert_eq!(confirmed.epoch, 2);
+    let given = h
+        .beat("m2", 2, &BTreeSet::new())
+        .assignment
+        .expect("released partitions");
+    assert_eq!(given.len(), 2);
+    assert!(given.is_disjoint(&kept));
+    h.assert_single_owners();
+    assert_eq!(h.group().state_name(), "Stable");
+}
+
+#[test]
+fn partitions_that_stay_with_their_owner_are_never_revoked() {
+    let mut h = Harness::new(6);
+    let mut members = BTreeMap::new();
+    for id in ["m1", "m2"] {
+        let beat = h.join(id);
+        members.insert(
+            id.to_string(),
+            (beat.epoch, beat.assignment.unwrap_or_default()),
+        );
+    }
+    h.settle(&mut members);
+    let before = members.clone();
+    let beat = h.join("m3");
+    members.insert(
+        "m3".to_string(),
+        (beat.epoch, beat.assignment.unwrap_or_default()),
+    );
+    h.settle(&mut members);
+    for id in ["m1", "m2"] {
+        let kept = members[id].1.intersection(&before[id].1).count();
+        assert_eq!(
+            kept, 2,
+            "{id} keeps 2 of its 3 partitions: {:?} -> {:?}",
+            before[id].1, members[id].1
+        );
+    }
+    assert_eq!(members["m3"].1.len(), 2);
+}
+
+#[test]
+fn stale_and_unknown_epochs_get_kafkas_errors() {
+    let mut h = Harness::new(2);
+    let first = h.join("m1");
+    assert_eq!(
+        h.beat("m1", 7, &set(&[0, 1])).error,
+        ResponseError::FencedMemberEpoch.code()
+    );
+    assert_eq!(
+        h.beat("ghost", 1, &BTreeSet::new()).error,
+        ResponseError::UnknownMemberId.code()
+    );
+    // A second member moves m1 to a new epoch; m1's previous epoch is still accepted once
+    // when it owns no more than it is assigned (its response may have been lost).
+    h.join("m2");
+    let revoking = h.beat("m1", first.epoch, &set(&[0, 1]));
+    let kept = revoking.assignment.expect("revocation");
+    let moved = h.beat("m1", first.epoch, &kept);
+    assert_eq!(moved.epoch, 2);
+    assert_eq!(
+        h.beat("m1", first.epoch, &kept).error,
+        0,
+        "previous epoch, owned subset"
+    );
+    assert_eq!(
+        h.beat("m1", first.epoch, &set(&[0, 1])).error,
+        ResponseError::FencedMemberEpoch.code(),
+        "previous epoch but owning partitions it no longer has"
+    );
+    // A fenced member rejoins with epoch 0 and the same id.
+    assert_eq!(h.join("m1").error, 0);
+}
+
+#[test]
+fn a_member_leaving_mid_reconciliation_frees_its_partitions() {
+    let mut h = Harness::new(4);
+    h.join("m1");
+    h.join("m2");
+    h.beat("m1", 1, &set(&[0, 1, 2, 3]));
+    // m1 leaves while it still has partitions to revoke.
+    let left = h.heartbeat_with("m1", -1, None, None, false);
+    assert_eq!((left.error, left.epoch), (0, -1));
+    let all = h.beat("m2", 2, &BTreeSet::new());
+    assert!(all.epoch > 2, "the leave bumped the group epoch");
+    assert_eq!(all.assignment, Some(set(&[0, 1, 2, 3])));
+    assert_eq!(
+        h.heartbeat_with("m1", 1, None, None, false).error,
+        ResponseError::UnknownMemberId.code()
+    );
+}
+
+#[test]
+fn a_deleted_topic_is_taken_away_from_its_subscribers() {
+    let mut h = Harness::new(3);
+    let joined = h.join("m1");
+    assert_eq!(joined.assignment, Some(set(&[0, 1, 2])));
+    h.set_partitions(0);
+    let beat = h.beat("m1", joined.epoch, &set(&[0, 1, 2]));
+    assert_eq!(beat.error, 0);
+    assert_eq!(beat.assignment, Some(BTreeSet::new()), "revoked");
+    let done = h.beat("m1", joined.epoch, &BTreeSet::new());
+    assert!(done.epoch > joined.epoch);
+    assert_eq!(h.group().state_name(), "Stable");
+}
+
+#[test]
+fn new_partitions_reach_subscribed_groups() {
+    let mut h = Harness::new(2);
+    let joined = h.join("m1");
+    h.set_partitions(4);
+    let beat = h.beat("m1", joined.epoch, &set(&[0, 1]));
+    assert_eq!(beat.assignment, Some(set(&[0, 1, 2, 3])));
+}
+
+#[test]
+fn a_silent_member_is_fenced_after_the_session_timeout() {
+    let mut h = Harness::new(2);
+    h.join("m1");
+    let mut members = BTreeMap::from([("m1".to_string(), (1, set(&[0, 1])))]);
+    let beat = h.join("m2");
+    members.insert(
+        "m2".to_string(),
+        (beat.epoch, beat.assignment.unwrap_or_default()),
+    );
+    h.settle(&mut members);
+    // m2 keeps heartbeating, m1 falls silent.
+    for _ in 0..4 {
+        h.advance(4_000);
+        let (epoch, owned) = members["m2"].clone();
+        let beat = h.beat("m2", epoch, &owned);
+        members.insert("m2".into(), (beat.epoch, beat.assignment.unwrap_or(owned)));
+    }
+    assert!(!h.group().members.contains_key("m1"), "m1 was fenced");
+    assert_eq!(members["m2"].1, set(&[0, 1]), "m2 took over m1's partition");
+}
+
+#[test]
+fn a_member_that_does_not_revoke_in_time_is_fenced() {
+    let mut h = Harness::new(2);
+    h.join("m1");
+    h.join("m2");
+    h.beat("m1", 1, &set(&[0, 1])); // told to revoke one partition, never confirms
+    for _ in 0..10 {
+        h.advance(4_000);
+        h.beat("m1", 1, &set(&[0, 1]));
+        let m2_epoch = h.group().members["m2"].member_epoch;
+        h.beat("m2", m2_epoch, &BTreeSet::new());
+    }
+    assert!(
+        !h.group().members.contains_key("m1"),
+        "fenced by its rebalance timeout"
+    );
+}
+
+#[test]
+fn a_static_member_that_comes_back_keeps_its_partitions_without_a_new_epoch() {
+    let mut h = Harness::new(2);
+    let joined = h.heartbeat_with("a-1", 0, Some("pod-a"), Some(&Owned::new()), true);
+    assert_eq!(joined.assignment, Some(set(&[0, 1])));
+    let epoch = h.group().group_epoch;
+    let left = h.heartbeat_with("a-1", -2, Some("pod-a"), None, false);
+    assert_eq!((left.error, left.epoch), (0, -2));
+    // Another process may not take the instance id while it is held...
+    // ...but the restarted one, with a new member id, gets the same partitions back.
+    let back = h.heartbeat_with("a-2", 0, Some("pod-a"), Some(&Owned::new()), true);
+    assert_eq!(back.error, 0);
+    assert_eq!(back.assignment, Some(set(&[0, 1])));
+    assert_eq!(h.group().group_epoch, epoch, "no new group epoch");
+    // The old member id is fenced; a third process with the same instance id is refused.
+    assert_eq!(
+        h.heartbeat_with("a-1", back.epoch, Some("pod-a"), None, false)
+            .error,
+        ResponseError::FencedInstanceId.code()
+    );
+    assert_eq!(
+        h.heartbeat_with("a-3", 0, Some("pod-a"), Some(&Owned::new()), true)
+            .error,
+        ResponseError::UnreleasedInstanceId.code()
+    );
+}
+
+#[test]
+fn a_restarted_coordinator_lets_members_carry_on_with_their_epochs() {
+    let mut h = Harness::new(4);
+    let mut members = BTreeMap::new();
+    for id in ["m1", "m2"] {
+        let beat = h.join(id);
+        members.insert(
+            id.to_string(),
+            (beat.epoch, beat.assignment.unwrap_or_default()),
+        );
+    }
+    h.settle(&mut members);
+    let mut restarted = Harness::new(4);
+    for record in &h.journal {
+        restarted
+            .coordinator
+            .replay(restarted.now, &record.key, record.value.as_deref())
+            .unwrap();
+    }
+    assert_eq!(restarted.group().state_name(), "Stable");
+    for (id, (epoch, owned)) in &members {
+        let beat = restarted.beat(id, *epoch, owned);
+        assert_eq!((beat.error, beat.epoch), (0, *epoch), "{id} continues");
+    }
+    restarted.assert_single_owners();
+}
+
+#[test]
+fn classic_and_consumer_groups_keep_their_protocol() {
+    let mut h = Harness::new(2);
+    h.join("m1");
+    let classic = JoinGroupRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(s("range"))
+        ]);
+    match h.send(Request::JoinGroup(classic, 7)) {
+        Response::JoinGroup(r) => {
+            assert_eq!(
+                r.error_code,
+                ResponseError::InconsistentGroupProtocol.code()
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The other way round: a consumer-protocol member cannot join an active classic group.
+    let classic = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("classic-app")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(s("range"))
+        ]);
+    h.send(Request::JoinGroup(classic, 3));
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("classic-app")))
+        .with_member_id(s("x"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(1000)
+        .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]))
+        .with_topic_partitions(Some(vec![]));
+    let topics = h.topics.clone();
+    match h.send(Request::ConsumerGroupHeartbeat(request, 1, topics)) {
+        Response::ConsumerGroupHeartbeat(r) => {
+            assert_eq!(r.error_code, ResponseError::GroupIdNotFound.code())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_heartbeats_are_refused_before_anything_changes() {
+    let mut h = Harness::new(2);
+    let bad_join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_member_id(s("m1"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(1000)
+        .with_topic_partitions(Some(vec![]));
+    let topics = h.topics.clone();
+    match h.send(Request::ConsumerGroupHeartbeat(bad_join, 1, topics.clone())) {
+        Response::ConsumerGroupHeartbeat(r) => {
+            assert_eq!(
+                r.error_code,
+                ResponseError::InvalidRequest.code(),
+                "no subscription"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad_assignor = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_member_id(s("m1"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(1000)
+        .with_server_assignor(Some(s("sticky-magic")))
+        .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]))
+        .with_topic_partitions(Some(vec![]));
+    match h.send(Request::ConsumerGroupHeartbeat(bad_assignor, 1, topics)) {
+        Response::ConsumerGroupHeartbeat(r) => {
+            assert_eq!(r.error_code, ResponseError::UnsupportedAssignor.code())
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!h.coordinator.groups.contains_key(GROUP));
+}
