@@ -10,6 +10,7 @@ pub mod consumer_protocol;
 pub mod coordinator;
 pub mod events;
 pub mod records;
+pub mod share;
 
 pub use config::{partition_for_group, GroupConfig};
 pub use coordinator::{ClientContext, Coordinator, Journal, Record, Request, Response, Token};
