@@ -20,6 +20,9 @@ import pytest
 from partita_compat import Broker, broker_binary, free_port, setting_names, unique_name
 
 BROKERS_ATTR = "_partita_brokers"
+# A test may attach more logs to its failure report: request.node._partita_extra_logs is a list of
+# (title, callable returning text) pairs (see the `extra_logs` fixture).
+EXTRA_LOGS_ATTR = "_partita_extra_logs"
 
 
 @pytest.fixture
@@ -48,6 +51,14 @@ def broker(start_broker) -> Broker:
 
 
 @pytest.fixture
+def extra_logs(request) -> list:
+    """Append (title, callable returning text) pairs: shown in the report when the test fails."""
+    logs: list = []
+    setattr(request.node, EXTRA_LOGS_ATTR, logs)
+    return logs
+
+
+@pytest.fixture
 def topic_name() -> str:
     return unique_name("t")
 
@@ -65,3 +76,8 @@ def pytest_runtest_makereport(item, call):
         for b in getattr(item, BROKERS_ATTR, []):
             report.sections.append(
                 (f"broker log ({b.bootstrap}, {b.log_path})", b.log_tail()))
+        for title, text in getattr(item, EXTRA_LOGS_ATTR, []):
+            try:
+                report.sections.append((title, text()))
+            except Exception as exc:  # noqa: BLE001 - a missing log must not hide the failure
+                report.sections.append((title, f"(could not read: {exc!r})"))

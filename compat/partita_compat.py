@@ -89,7 +89,10 @@ class Broker:
         self.port = port
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
-        self.settings = {k: _setting_value(v) for k, v in (settings or {}).items()}
+        # The HTTP listener is off unless a test asks for it: brokers of parallel tests
+        # would otherwise all try to bind the default port.
+        self.settings = {"http.listen": ""}
+        self.settings.update({k: _setting_value(v) for k, v in (settings or {}).items()})
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
 

@@ -8,6 +8,7 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::group_events::GroupEventLog;
 use crate::groups::GroupCoordinator;
+use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
@@ -30,6 +31,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Recent group events, for the rebalance timeline and metrics.
     pub group_events: Arc<GroupEventLog>,
+    /// Traffic, request and connection metrics, for `/metrics` and the dashboard.
+    pub metrics: BrokerMetrics,
 }
 
 impl Broker {
@@ -50,6 +53,7 @@ impl Broker {
             producer_ids,
             groups,
             group_events,
+            metrics: BrokerMetrics::default(),
         })
     }
 

@@ -209,7 +209,9 @@ impl BrokerConfig {
                     .filter(|a| !a.is_empty())
                     .collect();
                 if assignors.is_empty()
-                    || assignors.iter().any(|a| !matches!(a.as_str(), "uniform" | "range"))
+                    || assignors
+                        .iter()
+                        .any(|a| !matches!(a.as_str(), "uniform" | "range"))
                 {
                     return Err(bad("assignors must be uniform and/or range"));
                 }
@@ -334,9 +336,15 @@ mod tests {
     #[test]
     fn http_listener_is_on_by_default_and_off_when_empty() {
         let mut config = BrokerConfig::default();
-        assert_eq!(config.http_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9644))));
+        assert_eq!(
+            config.http_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9644)))
+        );
         config.set("http.listen", "0.0.0.0:9700").unwrap();
-        assert_eq!(config.http_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9700))));
+        assert_eq!(
+            config.http_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9700)))
+        );
         config.set("http.listen", "").unwrap();
         assert_eq!(config.http_listen, None);
     }

@@ -51,6 +51,8 @@ impl Connection {
     /// answered, or the broker shuts down.
     pub(crate) async fn run(mut self) {
         tracing::debug!(peer = %self.peer, "connection opened");
+        self.broker.metrics.connections_accepted.add(1);
+        self.broker.metrics.open_connections.add(1);
         let mut shutdown = self.shutdown.clone();
         loop {
             let frame = tokio::select! {
@@ -65,11 +67,18 @@ impl Connection {
                     break;
                 }
             };
-            if let Err(reason) = self.answer(frame).await {
+            // The API key is the frame's first two bytes; a frame is at least 8 bytes long.
+            let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+            let started = std::time::Instant::now();
+            let answered = self.answer(frame).await;
+            let metrics = &self.broker.metrics;
+            metrics.record_request(api_key, started.elapsed(), answered.is_err());
+            if let Err(reason) = answered {
                 tracing::warn!(peer = %self.peer, %reason, "closing connection");
                 break;
             }
         }
+        self.broker.metrics.open_connections.add(-1);
         let _ = self.stream.shutdown().await;
         tracing::debug!(peer = %self.peer, "connection closed");
     }

@@ -9,6 +9,8 @@ pub mod error;
 pub mod group_events;
 pub mod groups;
 mod handlers;
+mod http;
+pub mod metrics;
 pub mod partition;
 mod producer_ids;
 mod server;

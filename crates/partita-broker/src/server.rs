@@ -29,8 +29,9 @@ impl Shutdown {
     }
 }
 
-/// Serves Kafka clients on `listener` until `stop` completes, then answers the requests in
-/// flight, closes every connection and flushes every log.
+/// Serves Kafka clients on `listener` (and `/metrics` and the dashboard on `http.listen`)
+/// until `stop` completes, then answers the requests in flight, closes every connection and
+/// flushes every log.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
@@ -42,6 +43,7 @@ pub async fn serve(
         receiver: shutdown_receiver,
     };
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
+    let http = crate::http::start(&broker, shutdown.clone()).await;
 
     tokio::select! {
         _ = accept_loop(&broker, &listener, &shutdown, &done_sender) => {}
@@ -60,6 +62,9 @@ pub async fn serve(
         tracing::warn!("connections still open after 30 s; closing anyway");
     }
     let _ = housekeeping.await;
+    for task in http {
+        let _ = task.await;
+    }
     broker.shutdown();
     tracing::info!("stopped");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -34,16 +34,51 @@ pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         // Register before reading, so an append between the read and the wait still wakes us.
         let (responses, bytes, errors) = read_all(broker, &request, version, Some(&waiter));
         if bytes >= min_bytes || errors || Instant::now() >= deadline {
-            return FetchResponse::default().with_responses(responses);
+            return respond(broker, version, responses);
         }
         tokio::select! {
             _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {
                 let (responses, _, _) = read_all(broker, &request, version, None);
-                return FetchResponse::default().with_responses(responses);
+                return respond(broker, version, responses);
             }
         }
     }
+}
+
+/// The response, counted in the topics' traffic and the error metrics.
+fn respond(broker: &Broker, version: i16, responses: Vec<FetchableTopicResponse>) -> FetchResponse {
+    for response in &responses {
+        let mut traffic = None;
+        for partition in &response.partitions {
+            broker
+                .metrics
+                .record_error(ApiKey::Fetch, partition.error_code);
+            let records = partition.records.as_deref().unwrap_or_default();
+            if records.is_empty() {
+                continue;
+            }
+            // Records came back, so the topic exists.
+            let traffic = traffic.get_or_insert_with(|| {
+                let name = if version >= TOPIC_ID_VERSION {
+                    broker
+                        .topics
+                        .get_by_id(response.topic_id)
+                        .map(|t| t.name.clone())
+                } else {
+                    Some(response.topic.to_string())
+                };
+                name.map(|name| broker.metrics.topic(&name))
+            });
+            if let Some(traffic) = traffic {
+                traffic.bytes_out.add(records.len() as u64);
+                traffic
+                    .records_out
+                    .add(crate::metrics::count_records(records));
+            }
+        }
+    }
+    FetchResponse::default().with_responses(responses)
 }
 
 /// Reads every requested partition. Returns the per-topic results, the bytes gathered and

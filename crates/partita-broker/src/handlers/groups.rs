@@ -295,7 +295,11 @@ pub(crate) async fn list_groups(
     request: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
-    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_string()).collect();
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let types: Vec<String> = request.types_filter.iter().map(|t| t.to_string()).collect();
     let mut groups = Vec::new();
     for shard in 0..broker.groups.shard_count() {

@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use partita_log::batch::{self, BatchError};
 
@@ -27,6 +27,7 @@ pub(crate) async fn handle(
         .into_iter()
         .map(|topic_data| {
             let topic = broker.topics.get(topic_data.name.as_str());
+            let traffic = topic.as_ref().map(|t| broker.metrics.topic(&t.name));
             let partition_responses = topic_data
                 .partition_data
                 .into_iter()
@@ -45,10 +46,16 @@ pub(crate) async fn handle(
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     match may_block(|| append_records(partition, data.records)) {
-                        Ok(appended) => answer
+                        Ok(appended) => {
+                            if let Some(traffic) = &traffic {
+                                traffic.bytes_in.add(appended.bytes);
+                                traffic.records_in.add(appended.records);
+                            }
+                            answer
                             .with_base_offset(appended.base_offset)
                             .with_log_append_time_ms(appended.log_append_time)
-                            .with_log_start_offset(partition.offsets().log_start_offset),
+                            .with_log_start_offset(partition.offsets().log_start_offset)
+                        }
                         Err((error, message)) => {
                             tracing::debug!(topic = topic_data.name.as_str(), partition = data.index, error = ?error, %message, "produce refused");
                             answer
@@ -57,6 +64,7 @@ pub(crate) async fn handle(
                         }
                     }
                 })
+                .inspect(|answer| broker.metrics.record_error(ApiKey::Produce, answer.error_code))
                 .collect();
             TopicProduceResponse::default()
                 .with_name(topic_data.name)
@@ -70,6 +78,9 @@ pub(crate) async fn handle(
 struct Appended {
     base_offset: i64,
     log_append_time: i64,
+    /// Records and bytes appended (duplicates of an idempotent retry left out).
+    records: u64,
+    bytes: u64,
 }
 
 /// Validates every batch before appending any, so a request is taken whole or not at all.
@@ -100,17 +111,27 @@ fn append_records(
     }
     let now = now_ms();
     let mut first: Option<Appended> = None;
+    let (mut appended_records, mut appended_bytes) = (0, 0);
     for range in ranges {
         let mut owned = BytesMut::from(&records[range]);
         let info = partition
             .append(&mut owned, now)
             .map_err(|e| (log_error(&e), e.to_string()))?;
+        if !info.duplicate {
+            appended_records += crate::metrics::count_records(&owned);
+            appended_bytes += owned.len() as u64;
+        }
         first.get_or_insert(Appended {
             base_offset: info.base_offset,
             log_append_time: info.log_append_time,
+            records: 0,
+            bytes: 0,
         });
     }
-    Ok(first.expect("at least one batch was appended"))
+    let mut first = first.expect("at least one batch was appended");
+    first.records = appended_records;
+    first.bytes = appended_bytes;
+    Ok(first)
 }
 
 /// Runs a log append that may fsync (`flush.messages`) without stalling the other tasks of

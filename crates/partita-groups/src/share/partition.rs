@@ -202,8 +202,17 @@ impl SharePartition {
         }
     }
 
-    /// Acquires up to `max_records` records for `member`: first those offered before and
-    /// available again, then new ones up to `log_end_offset`.
+    /// The first offset that could be acquired now: the first available record of the
+    /// window, or the end of the window.
+    pub fn first_acquirable(&self) -> i64 {
+        self.records
+            .iter()
+            .find(|(_, r)| r.state == RecordState::Available)
+            .map_or(self.end_offset, |(offset, _)| *offset)
+    }
+
+    /// Acquires up to `max_records` records below `log_end_offset` for `member`: first those
+    /// offered before and available again, then new ones.
     pub fn acquire(
         &mut self,
         member: &str,
@@ -214,7 +223,7 @@ impl SharePartition {
         self.expire_locks(now);
         let mut acquired: Vec<(i64, i16)> = Vec::new();
         let lock_deadline = now + self.config.lock_duration_ms;
-        for (offset, record) in self.records.iter_mut() {
+        for (offset, record) in self.records.range_mut(..log_end_offset) {
             if acquired.len() >= max_records {
                 break;
             }

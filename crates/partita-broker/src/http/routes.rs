@@ -1,0 +1,239 @@
+//! What each path serves: the dashboard's assets, `/metrics`, and the JSON the dashboard polls.
+//!
+//! - `GET /api/groups`: every group with state, protocol, members, total lag and lag trend,
+//!   the lagging ones first;
+//! - `GET /api/groups/{id}`: one group: members and what they own (idle ones flagged), every
+//!   partition's committed offset, log-end offset and lag (the skewed ones flagged), the lag
+//!   history and the rebalance timeline;
+//! - `GET /api/topics` and `GET /api/topics/{name}`: topics with partitions, sizes, log-end
+//!   offsets and in/out rates.
+
+use serde_json::{json, Value};
+
+use super::history::rates;
+use super::rebalances::timeline;
+use super::server::{percent_decode, Reply};
+use super::snapshot::{self, GroupView, PartitionLag};
+use super::{exposition, Observer};
+use crate::broker::now_ms;
+use crate::metrics::Exposition;
+
+const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("../../assets/dashboard.css");
+
+/// Samples of lag trend given per group in the groups list.
+const TREND_SAMPLES: usize = 60;
+/// A partition is skewed when its lag is at least this many times the group's mean lag...
+const SKEW_FACTOR: f64 = 2.0;
+/// ...and at least this many records.
+const SKEW_MIN_LAG: i64 = 10;
+/// Topic rates are averaged over about this long.
+const RATE_WINDOW_MS: usize = 10_000;
+
+/// Serves one GET.
+pub(crate) async fn route(observer: &Observer, path: &str) -> Reply {
+    match path {
+        "/" | "/index.html" => Reply::new(200, "text/html; charset=utf-8", DASHBOARD_HTML),
+        "/dashboard.js" => Reply::new(200, "text/javascript; charset=utf-8", DASHBOARD_JS),
+        "/dashboard.css" => Reply::new(200, "text/css; charset=utf-8", DASHBOARD_CSS),
+        "/metrics" => {
+            let text = exposition::render(observer).await;
+            Reply::new(200, Exposition::CONTENT_TYPE, text)
+        }
+        "/api/groups" => json_reply(groups(observer).await),
+        "/api/topics" => json_reply(topics(observer)),
+        _ => {
+            if let Some(id) = path.strip_prefix("/api/groups/") {
+                let Some(id) = percent_decode(id) else {
+                    return Reply::text(400, "bad group id\n");
+                };
+                return match group(observer, &id).await {
+                    Some(value) => json_reply(value),
+                    None => Reply::text(404, "no such group\n"),
+                };
+            }
+            if let Some(name) = path.strip_prefix("/api/topics/") {
+                let name = percent_decode(name).unwrap_or_default();
+                return match topic(observer, &name) {
+                    Some(value) => json_reply(value),
+                    None => Reply::text(404, "no such topic\n"),
+                };
+            }
+            Reply::text(404, "not found\n")
+        }
+    }
+}
+
+fn json_reply(value: Value) -> Reply {
+    Reply::new(200, "application/json", value.to_string())
+}
+
+/// Every group, the lagging ones first.
+async fn groups(observer: &Observer) -> Value {
+    let broker = &observer.broker;
+    observer.tracker.update(&broker.group_events);
+    let now = now_ms();
+    let mut views = Vec::new();
+    for group_id in snapshot::list_groups(broker).await {
+        if let Some(view) = snapshot::describe_group(broker, &group_id, false, now).await {
+            views.push(view);
+        }
+    }
+    views.sort_by(|a, b| {
+        b.total_lag()
+            .cmp(&a.total_lag())
+            .then_with(|| a.group_id.cmp(&b.group_id))
+    });
+    let groups: Vec<Value> = views
+        .iter()
+        .map(|g| {
+            let trend: Vec<i64> = observer
+                .group_history
+                .last(&g.group_id, TREND_SAMPLES)
+                .iter()
+                .map(|s| s.total_lag)
+                .collect();
+            json!({
+                "group_id": g.group_id,
+                "state": g.state,
+                "protocol_type": g.protocol_type,
+                "protocol": g.protocol,
+                "members": g.members.len(),
+                "generation": observer.tracker.generation(&g.group_id),
+                "rebalances_total": observer.tracker.rebalance_count(&g.group_id),
+                "partitions": g.partitions.len(),
+                "total_lag": g.total_lag(),
+                "trend": trend,
+            })
+        })
+        .collect();
+    json!({ "now_ms": now, "groups": groups })
+}
+
+/// One group in full, or `None` if it does not exist.
+async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
+    let broker = &observer.broker;
+    observer.tracker.update(&broker.group_events);
+    let now = now_ms();
+    let view = snapshot::describe_group(broker, group_id, true, now).await?;
+    // Classic groups show assignments once stable; consumer-protocol groups always do.
+    let stable = view.state == "Stable" || view.members.iter().any(|m| !m.assignment.is_empty());
+    let members: Vec<Value> = view
+        .members
+        .iter()
+        .map(|m| {
+            let count: usize = m.assignment.iter().map(|(_, p)| p.len()).sum();
+            let assignment: Vec<Value> = m
+                .assignment
+                .iter()
+                .map(|(topic, partitions)| json!({ "topic": topic, "partitions": partitions }))
+                .collect();
+            json!({
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "assignment": assignment,
+                "partition_count": count,
+                "idle": stable && count == 0,
+            })
+        })
+        .collect();
+    let skewed = skewed_partitions(&view);
+    let partitions: Vec<Value> = view
+        .partitions
+        .iter()
+        .zip(&skewed)
+        .map(|(p, skewed)| {
+            json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed,
+                "log_end_offset": p.log_end_offset,
+                "lag": p.lag,
+                "lag_seconds": p.lag_seconds,
+                "owner": p.owner,
+                "skewed": skewed,
+            })
+        })
+        .collect();
+    let events = broker.group_events.recent(Some(group_id));
+    Some(json!({
+        "now_ms": now,
+        "group_id": view.group_id,
+        "state": view.state,
+        "protocol_type": view.protocol_type,
+        "protocol": view.protocol,
+        "generation": observer.tracker.generation(group_id),
+        "rebalances_total": observer.tracker.rebalance_count(group_id),
+        "assignment_known": stable,
+        "total_lag": view.total_lag(),
+        "max_lag_seconds": view.max_lag_seconds(),
+        "members": members,
+        "partitions": partitions,
+        "history_interval_ms": observer.interval.as_millis() as u64,
+        "history": observer.group_history.get(group_id),
+        "timeline": timeline(&events),
+    }))
+}
+
+/// Which partitions lag far more than the group's others (see [`SKEW_FACTOR`]).
+fn skewed_partitions(view: &GroupView) -> Vec<bool> {
+    let lags: Vec<i64> = view.partitions.iter().filter_map(|p| p.lag).collect();
+    if lags.len() < 2 {
+        return vec![false; view.partitions.len()];
+    }
+    let mean = lags.iter().sum::<i64>() as f64 / lags.len() as f64;
+    let is_skewed = |p: &PartitionLag| {
+        p.lag
+            .is_some_and(|lag| lag >= SKEW_MIN_LAG && lag as f64 >= SKEW_FACTOR * mean)
+    };
+    view.partitions.iter().map(is_skewed).collect()
+}
+
+/// Every topic with its size, log-end offsets and rates.
+fn topics(observer: &Observer) -> Value {
+    let interval_ms = observer.interval.as_millis().max(1) as usize;
+    let rate_samples = (RATE_WINDOW_MS / interval_ms).max(1) + 1;
+    let topics: Vec<Value> = snapshot::topics(&observer.broker)
+        .iter()
+        .map(|t| {
+            let history = observer.topic_history.last(&t.name, rate_samples);
+            json!({
+                "name": t.name,
+                "internal": t.internal,
+                "partitions": t.partitions.len(),
+                "size_bytes": t.size_bytes(),
+                "log_end_offset": t.log_end_offset(),
+                "rates": rates(&history),
+            })
+        })
+        .collect();
+    json!({ "now_ms": now_ms(), "history_interval_ms": observer.interval.as_millis() as u64, "topics": topics })
+}
+
+/// One topic's partitions.
+fn topic(observer: &Observer, name: &str) -> Option<Value> {
+    let topic = snapshot::topics(&observer.broker)
+        .into_iter()
+        .find(|t| t.name == name)?;
+    let partitions: Vec<Value> = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.partition,
+                "log_start_offset": p.log_start_offset,
+                "log_end_offset": p.log_end_offset,
+                "size_bytes": p.size_bytes,
+            })
+        })
+        .collect();
+    Some(json!({
+        "name": topic.name,
+        "internal": topic.internal,
+        "partitions": partitions,
+        "history": observer.topic_history.get(name),
+    }))
+}

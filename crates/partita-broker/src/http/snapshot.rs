@@ -1,0 +1,290 @@
+//! What groups and topics look like right now: state, members, who owns which partition,
+//! committed offsets, log-end offsets and lag. Read through the group coordinator's public
+//! requests (ListGroups, DescribeGroups, OffsetFetch) and the partitions' offsets, the same
+//! view a Kafka admin client gets.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use partita_groups::consumer_protocol::assigned_partitions;
+use partita_groups::coordinator::OffsetFetchGroup;
+use partita_groups::{ClientContext, Request, Response};
+use partita_log::batch;
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+
+/// One member of a group and the partitions it owns.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberView {
+    pub(crate) member_id: String,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    /// Assigned partitions by topic; empty for an idle member, and while the group is not
+    /// stable (DescribeGroups shows assignments of stable groups only).
+    pub(crate) assignment: Vec<(String, Vec<i32>)>,
+}
+
+/// One partition a group consumes (or has committed an offset for).
+#[derive(Clone, Debug)]
+pub(crate) struct PartitionLag {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// The committed offset, if the group committed one.
+    pub(crate) committed: Option<i64>,
+    pub(crate) log_end_offset: i64,
+    /// `log_end_offset - committed`, if there is a committed offset.
+    pub(crate) lag: Option<i64>,
+    /// Age of the oldest unconsumed record, if there is one and it was asked for.
+    pub(crate) lag_seconds: Option<f64>,
+    /// The member that owns the partition, if the assignment is known.
+    pub(crate) owner: Option<String>,
+}
+
+/// A group with its members and lag.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupView {
+    pub(crate) group_id: String,
+    pub(crate) state: String,
+    pub(crate) protocol_type: String,
+    /// The assignor of the current generation (stable groups only).
+    pub(crate) protocol: String,
+    pub(crate) members: Vec<MemberView>,
+    /// Sorted by topic and partition.
+    pub(crate) partitions: Vec<PartitionLag>,
+}
+
+impl GroupView {
+    /// Lag summed over every partition with a committed offset.
+    pub(crate) fn total_lag(&self) -> i64 {
+        self.partitions.iter().filter_map(|p| p.lag).sum()
+    }
+
+    /// The largest lag in seconds of any partition.
+    pub(crate) fn max_lag_seconds(&self) -> Option<f64> {
+        self.partitions
+            .iter()
+            .filter_map(|p| p.lag_seconds)
+            .reduce(f64::max)
+    }
+}
+
+/// The id of every group of every coordinator shard, sorted.
+pub(crate) async fn list_groups(broker: &Broker) -> Vec<String> {
+    let client = ClientContext::default();
+    let mut groups = Vec::new();
+    for shard in 0..broker.groups.shard_count() {
+        let Ok(Response::ListGroups(listed)) = broker
+            .groups
+            .call_shard(shard, &client, Request::ListGroups(Vec::new(), Vec::new()))
+            .await
+        else {
+            continue;
+        };
+        groups.extend(listed.into_iter().map(|g| g.group_id.to_string()));
+    }
+    groups.sort();
+    groups
+}
+
+/// One group now, or `None` if it does not exist. `with_age` also reads the oldest
+/// unconsumed record of every lagging partition for the lag in seconds.
+pub(crate) async fn describe_group(
+    broker: &Broker,
+    group_id: &str,
+    with_age: bool,
+    now_ms: i64,
+) -> Option<GroupView> {
+    let client = ClientContext::default();
+    let request = Request::DescribeGroup(group_id.to_string());
+    let Ok(Response::DescribeGroup(described)) =
+        broker.groups.call(group_id, &client, request).await
+    else {
+        return None;
+    };
+    if described.group_state.as_str() == "Dead" || described.error_code != 0 {
+        return None;
+    }
+    let consumer = described.protocol_type.as_str() == "consumer";
+    let members: Vec<MemberView> = described
+        .members
+        .iter()
+        .map(|m| MemberView {
+            member_id: m.member_id.to_string(),
+            group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+            client_id: m.client_id.to_string(),
+            client_host: m.client_host.to_string(),
+            assignment: if consumer {
+                assigned_partitions(&m.member_assignment).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    let committed = committed_offsets(broker, group_id).await;
+    let partitions = partition_lags(broker, &members, &committed, with_age, now_ms);
+    Some(GroupView {
+        group_id: group_id.to_string(),
+        state: described.group_state.to_string(),
+        protocol_type: described.protocol_type.to_string(),
+        protocol: described.protocol_data.to_string(),
+        members,
+        partitions,
+    })
+}
+
+/// The group's committed offsets by topic and partition.
+pub(crate) async fn committed_offsets(
+    broker: &Broker,
+    group_id: &str,
+) -> BTreeMap<(String, i32), i64> {
+    let client = ClientContext::default();
+    let request = Request::OffsetFetch(OffsetFetchGroup {
+        group_id: group_id.to_string(),
+        topics: None,
+        member: None,
+    });
+    let Ok(Response::OffsetFetch(fetched)) = broker.groups.call(group_id, &client, request).await
+    else {
+        return BTreeMap::new();
+    };
+    fetched
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+                .map(|p| ((t.name.to_string(), p.partition_index), p.committed_offset))
+        })
+        .collect()
+}
+
+/// Lag of every partition of every topic the group consumes or committed offsets for.
+fn partition_lags(
+    broker: &Broker,
+    members: &[MemberView],
+    committed: &BTreeMap<(String, i32), i64>,
+    with_age: bool,
+    now_ms: i64,
+) -> Vec<PartitionLag> {
+    let mut owners: BTreeMap<(&str, i32), &str> = BTreeMap::new();
+    for member in members {
+        for (topic, partitions) in &member.assignment {
+            for partition in partitions {
+                owners.insert((topic.as_str(), *partition), member.member_id.as_str());
+            }
+        }
+    }
+    let topics: BTreeSet<&str> = committed
+        .keys()
+        .map(|(t, _)| t.as_str())
+        .chain(owners.keys().map(|(t, _)| *t))
+        .collect();
+    let mut lags = Vec::new();
+    for name in topics {
+        let Some(topic) = broker.topics.get(name) else {
+            continue;
+        };
+        for partition in &topic.partitions {
+            let key = (name.to_string(), partition.index);
+            let committed = committed.get(&key).copied();
+            let log_end_offset = partition.offsets().log_end_offset;
+            let lag = committed.map(|c| (log_end_offset - c).max(0));
+            let lag_seconds = match (with_age, committed, lag) {
+                (true, Some(offset), Some(lag)) if lag > 0 => {
+                    oldest_unconsumed_timestamp(partition, offset)
+                        .map(|ts| ((now_ms - ts).max(0)) as f64 / 1000.0)
+                }
+                (true, Some(_), Some(_)) => Some(0.0),
+                _ => None,
+            };
+            lags.push(PartitionLag {
+                topic: name.to_string(),
+                partition: partition.index,
+                committed,
+                log_end_offset,
+                lag,
+                lag_seconds,
+                owner: owners.get(&(name, partition.index)).map(|m| m.to_string()),
+            });
+        }
+    }
+    lags
+}
+
+/// The timestamp of the first record at or after `offset`: the record's own for an
+/// uncompressed batch; for a compressed one (never decompressed) the batch's first timestamp,
+/// an approximation; for a LogAppendTime batch its append time.
+pub(crate) fn oldest_unconsumed_timestamp(partition: &Partition, offset: i64) -> Option<i64> {
+    let offsets = partition.offsets();
+    let offset = offset.max(offsets.log_start_offset);
+    if offset >= offsets.log_end_offset {
+        return None;
+    }
+    let (bytes, _) = partition.read(offset, 1).ok()?;
+    let header = batch::parse_header(&bytes).ok()?;
+    if header.timestamp_type_log_append() {
+        return Some(header.max_timestamp);
+    }
+    if let Ok(records) = batch::decode_records(&bytes) {
+        if let Some(record) = records.iter().find(|r| r.offset >= offset) {
+            return Some(record.timestamp);
+        }
+    }
+    Some(header.base_timestamp)
+}
+
+/// One partition of a topic.
+#[derive(Clone, Debug)]
+pub(crate) struct PartitionView {
+    pub(crate) partition: i32,
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    pub(crate) size_bytes: u64,
+}
+
+/// A topic and its partitions.
+#[derive(Clone, Debug)]
+pub(crate) struct TopicView {
+    pub(crate) name: String,
+    pub(crate) internal: bool,
+    pub(crate) partitions: Vec<PartitionView>,
+}
+
+impl TopicView {
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.partitions.iter().map(|p| p.size_bytes).sum()
+    }
+
+    /// Records in the topic ever: the sum of the log-end offsets.
+    pub(crate) fn log_end_offset(&self) -> i64 {
+        self.partitions.iter().map(|p| p.log_end_offset).sum()
+    }
+}
+
+/// Every topic, sorted by name.
+pub(crate) fn topics(broker: &Broker) -> Vec<TopicView> {
+    broker
+        .topics
+        .all()
+        .iter()
+        .map(|topic| TopicView {
+            name: topic.name.clone(),
+            internal: topic.is_internal(),
+            partitions: topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let log = p.log();
+                    PartitionView {
+                        partition: p.index,
+                        log_start_offset: log.log_start_offset(),
+                        log_end_offset: log.log_end_offset(),
+                        size_bytes: log.size_bytes(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
