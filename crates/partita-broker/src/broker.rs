@@ -10,6 +10,7 @@ use crate::group_events::GroupEventLog;
 use crate::groups::GroupCoordinator;
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
+use crate::shares::ShareGroups;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Recent group events, for the rebalance timeline and metrics.
     pub group_events: Arc<GroupEventLog>,
+    /// Share groups (KIP-932).
+    pub shares: Arc<ShareGroups>,
     /// Traffic, request and connection metrics, for `/metrics` and the dashboard.
     pub metrics: BrokerMetrics,
 }
@@ -45,6 +48,7 @@ impl Broker {
         let topics = TopicRegistry::open(&config)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
+        let shares = Arc::new(ShareGroups::start(&topics, config.shares.clone())?);
         let groups = GroupCoordinator::start(&topics, &config.groups, Arc::clone(&group_events))?;
         Ok(Broker {
             config,
@@ -53,6 +57,7 @@ impl Broker {
             producer_ids,
             groups,
             group_events,
+            shares,
             metrics: BrokerMetrics::default(),
         })
     }

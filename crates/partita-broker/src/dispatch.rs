@@ -9,7 +9,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use partita_groups::ClientContext;
 
 use crate::broker::Broker;
-use crate::handlers::{self, groups};
+use crate::handlers::{self, groups, share};
 
 /// The APIs served and the versions of each, as advertised by ApiVersions.
 ///
@@ -43,6 +43,10 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
 ];
 
 /// The version range served for `api_key`, if it is served at all.
@@ -141,6 +145,10 @@ pub(crate) async fn dispatch(
             ConsumerGroupHeartbeatRequest,
             groups::consumer_group_heartbeat
         ),
+        ApiKey::ShareGroupHeartbeat => route_group!(ShareGroupHeartbeatRequest, share::heartbeat),
+        ApiKey::ShareGroupDescribe => route_group!(ShareGroupDescribeRequest, share::describe),
+        ApiKey::ShareFetch => route_group!(ShareFetchRequest, share::fetch),
+        ApiKey::ShareAcknowledge => route_group!(ShareAcknowledgeRequest, share::acknowledge),
         ApiKey::ConsumerGroupDescribe => route_group!(
             ConsumerGroupDescribeRequest,
             groups::consumer_group_describe

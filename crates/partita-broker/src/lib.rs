@@ -6,6 +6,8 @@ pub mod config;
 mod connection;
 mod dispatch;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod group_events;
 pub mod groups;
 mod handlers;
@@ -14,6 +16,7 @@ pub mod metrics;
 pub mod partition;
 mod producer_ids;
 mod server;
+pub mod shares;
 pub mod topic_config;
 pub mod topics;
 

@@ -43,6 +43,7 @@ pub async fn serve(
         receiver: shutdown_receiver,
     };
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
+    tokio::spawn(Arc::clone(&broker.shares).run_timers(shutdown.clone()));
     let http = crate::http::start(&broker, shutdown.clone()).await;
 
     tokio::select! {

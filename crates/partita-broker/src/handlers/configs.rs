@@ -20,6 +20,10 @@ use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIG_NAMES};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
+
+/// The group config this broker serves: where a share group starts reading.
+const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -64,6 +68,31 @@ pub(crate) async fn describe(
                             .collect(),
                     ),
                 },
+                RESOURCE_GROUP => {
+                    let earliest = broker
+                        .shares
+                        .lock()
+                        .groups()
+                        .get(resource.resource_name.as_str())
+                        .is_some_and(|g| g.auto_offset_reset_earliest);
+                    let value = if earliest { "earliest" } else { "latest" };
+                    let source = if earliest {
+                        SOURCE_TOPIC_OVERRIDE
+                    } else {
+                        SOURCE_DEFAULT
+                    };
+                    let configs = if wanted(SHARE_AUTO_OFFSET_RESET) {
+                        vec![entry(
+                            SHARE_AUTO_OFFSET_RESET,
+                            Some(value.to_string()),
+                            source,
+                            2,
+                        )]
+                    } else {
+                        Vec::new()
+                    };
+                    result.with_configs(configs)
+                }
                 RESOURCE_BROKER => result.with_configs(
                     TOPIC_CONFIG_NAMES
                         .iter()
@@ -160,18 +189,27 @@ pub(crate) async fn incremental_alter(
                     )
                 })
                 .collect();
-            let outcome = alter_topic(
-                broker,
-                resource.resource_type,
-                &resource.resource_name,
-                request.validate_only,
-                |overrides| {
-                    for (name, operation, value) in &changes {
-                        apply_operation(overrides, name, *operation, value.as_deref())?;
-                    }
-                    Ok(())
-                },
-            );
+            let outcome = if resource.resource_type == RESOURCE_GROUP {
+                alter_group(
+                    broker,
+                    &resource.resource_name,
+                    request.validate_only,
+                    &changes,
+                )
+            } else {
+                alter_topic(
+                    broker,
+                    resource.resource_type,
+                    &resource.resource_name,
+                    request.validate_only,
+                    |overrides| {
+                        for (name, operation, value) in &changes {
+                            apply_operation(overrides, name, *operation, value.as_deref())?;
+                        }
+                        Ok(())
+                    },
+                )
+            };
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name);
@@ -223,6 +261,33 @@ pub(crate) async fn alter(
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Group configs: `share.auto.offset.reset` (`earliest` or `latest`) of a share group.
+fn alter_group(
+    broker: &Broker,
+    group_id: &StrBytes,
+    validate_only: bool,
+    changes: &[(String, i8, Option<String>)],
+) -> Result<(), (i16, String)> {
+    let invalid = |message: String| Err((ResponseError::InvalidConfig.code(), message));
+    let mut earliest = None;
+    for (name, operation, value) in changes {
+        if name != SHARE_AUTO_OFFSET_RESET {
+            return invalid(format!("unknown group config {name}"));
+        }
+        earliest = match (*operation, value.as_deref()) {
+            (OP_SET, Some("earliest")) => Some(true),
+            (OP_SET, Some("latest")) | (OP_DELETE, _) => Some(false),
+            _ => return invalid(format!("{name} must be earliest or latest")),
+        };
+    }
+    if let (Some(earliest), false) = (earliest, validate_only) {
+        broker
+            .shares
+            .set_auto_offset_reset(group_id.as_str(), earliest);
+    }
+    Ok(())
 }
 
 /// Applies `change` to a copy of a topic's overrides, validates the result and stores it.

@@ -15,6 +15,7 @@ pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub(crate) mod share;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

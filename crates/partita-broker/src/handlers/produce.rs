@@ -57,7 +57,11 @@ pub(crate) async fn handle(
                             .with_log_start_offset(partition.offsets().log_start_offset)
                         }
                         Err((error, message)) => {
-                            tracing::debug!(topic = topic_data.name.as_str(), partition = data.index, error = ?error, %message, "produce refused");
+                            if error == ResponseError::KafkaStorageError {
+                                tracing::warn!(topic = topic_data.name.as_str(), partition = data.index, %message, "produce failed: storage error");
+                            } else {
+                                tracing::debug!(topic = topic_data.name.as_str(), partition = data.index, error = ?error, %message, "produce refused");
+                            }
                             answer
                                 .with_error_code(error.code())
                                 .with_error_message(Some(str_bytes(&message)))

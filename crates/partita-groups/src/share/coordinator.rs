@@ -183,7 +183,13 @@ impl ShareCoordinator {
             {
                 return fail(ResponseError::UnknownMemberId, "unknown member");
             }
+            // The session outlives the leave, so that a final ShareAcknowledge can close it.
+            let session_key = (group_id.clone(), member_id.clone());
+            let session = self.sessions.remove(&session_key);
             self.remove_member(&group_id, &member_id);
+            if let Some(session) = session {
+                self.sessions.insert(session_key, session);
+            }
             return ShareGroupHeartbeatResponse::default()
                 .with_member_id(Some(text(&member_id)))
                 .with_member_epoch(-1);
@@ -280,14 +286,15 @@ impl ShareCoordinator {
         partitions: &[(Uuid, i32)],
         forgotten: &[(Uuid, i32)],
     ) -> Result<BTreeSet<(Uuid, i32)>, ShareRequestError> {
-        if !self
+        let key = (group_id.to_string(), member_id.to_string());
+        // A closing request may come after the member has left: it only ends the session.
+        let is_member = self
             .groups
             .get(group_id)
-            .is_some_and(|g| g.members.contains_key(member_id))
-        {
+            .is_some_and(|g| g.members.contains_key(member_id));
+        if !is_member && !(session_epoch == -1 && self.sessions.contains_key(&key)) {
             return Err(ShareRequestError::UnknownMemberId);
         }
-        let key = (group_id.to_string(), member_id.to_string());
         match session_epoch {
             0 => {
                 let session = ShareSession {

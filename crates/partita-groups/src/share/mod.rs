@@ -3,3 +3,4 @@
 
 pub mod coordinator;
 pub mod partition;
+pub mod records;

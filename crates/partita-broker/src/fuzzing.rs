@@ -1,0 +1,40 @@
+//! Entry point for fuzzing the request path (feature `fuzzing`): one request frame in, the
+//! response frame or a clean close out, exactly as a connection would handle it.
+//!
+//! Used by the targets in `fuzz/`; not part of the broker's API otherwise.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::broker::Broker;
+use crate::dispatch::{dispatch, DispatchError};
+
+/// What the broker does with one request frame.
+#[derive(Debug)]
+pub enum FrameOutcome {
+    /// The encoded response, size prefix included.
+    Response(BytesMut),
+    /// No response is due (a produce with `acks=0`).
+    NoResponse,
+    /// The connection is closed, with the reason the broker logs.
+    Close(String),
+}
+
+/// Answers one request frame (the bytes after the 4-byte size prefix) as a connection does,
+/// including the size check a connection makes before dispatching.
+pub async fn answer_frame(broker: &Broker, frame: Bytes) -> FrameOutcome {
+    let limit = broker.config.socket_request_max_bytes;
+    if frame.len() < 8 || frame.len() > limit {
+        return FrameOutcome::Close(format!(
+            "request size {} is outside 8..={limit}",
+            frame.len()
+        ));
+    }
+    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+    match dispatch(broker, peer, frame).await {
+        Ok(Some(reply)) => FrameOutcome::Response(reply.frame),
+        Ok(None) => FrameOutcome::NoResponse,
+        Err(DispatchError::Close(reason)) => FrameOutcome::Close(reason),
+    }
+}

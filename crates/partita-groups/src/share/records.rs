@@ -1,0 +1,216 @@
+//! Share-group state in the internal topic `__share_group_state`, in the spirit of Kafka's
+//! share-state records: one compacted record per share-partition holding its start offset and
+//! the state of every in-flight record, and one per group holding its configuration.
+
+use uuid::Uuid;
+
+use super::partition::{RecordState, ShareSnapshot};
+
+/// Key type of a share-partition snapshot.
+const SNAPSHOT: i16 = 0;
+/// Key type of a group's share configuration.
+const GROUP_CONFIG: i16 = 1;
+
+/// A decoded key of `__share_group_state`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareStateKey {
+    /// The snapshot of one share-partition.
+    Snapshot {
+        /// The group.
+        group: String,
+        /// The topic id.
+        topic_id: Uuid,
+        /// The partition.
+        partition: i32,
+    },
+    /// A group's configuration.
+    GroupConfig {
+        /// The group.
+        group: String,
+    },
+}
+
+/// A record that could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable share state record")]
+pub struct ShareStateError;
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ShareStateError> {
+        if self.0.len() < N {
+            return Err(ShareStateError);
+        }
+        let (head, rest) = self.0.split_at(N);
+        self.0 = rest;
+        Ok(head.try_into().expect("length checked"))
+    }
+    fn i16(&mut self) -> Result<i16, ShareStateError> {
+        Ok(i16::from_be_bytes(self.take()?))
+    }
+    fn i32(&mut self) -> Result<i32, ShareStateError> {
+        Ok(i32::from_be_bytes(self.take()?))
+    }
+    fn i64(&mut self) -> Result<i64, ShareStateError> {
+        Ok(i64::from_be_bytes(self.take()?))
+    }
+    fn string(&mut self) -> Result<String, ShareStateError> {
+        let len = usize::try_from(self.i16()?).map_err(|_| ShareStateError)?;
+        if self.0.len() < len {
+            return Err(ShareStateError);
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        String::from_utf8(head.to_vec()).map_err(|_| ShareStateError)
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
+    out.extend_from_slice(&(bytes.len() as i16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+impl ShareStateKey {
+    /// Encodes the key.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            ShareStateKey::Snapshot {
+                group,
+                topic_id,
+                partition,
+            } => {
+                out.extend_from_slice(&SNAPSHOT.to_be_bytes());
+                put_string(&mut out, group);
+                out.extend_from_slice(topic_id.as_bytes());
+                out.extend_from_slice(&partition.to_be_bytes());
+            }
+            ShareStateKey::GroupConfig { group } => {
+                out.extend_from_slice(&GROUP_CONFIG.to_be_bytes());
+                put_string(&mut out, group);
+            }
+        }
+        out
+    }
+
+    /// Decodes a key.
+    pub fn decode(bytes: &[u8]) -> Result<ShareStateKey, ShareStateError> {
+        let mut r = Reader(bytes);
+        match r.i16()? {
+            SNAPSHOT => Ok(ShareStateKey::Snapshot {
+                group: r.string()?,
+                topic_id: Uuid::from_bytes(r.take()?),
+                partition: r.i32()?,
+            }),
+            GROUP_CONFIG => Ok(ShareStateKey::GroupConfig { group: r.string()? }),
+            _ => Err(ShareStateError),
+        }
+    }
+}
+
+/// Encodes a share-partition snapshot (value version 0).
+pub fn encode_snapshot(snapshot: &ShareSnapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + snapshot.batches.len() * 19);
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&snapshot.start_offset.to_be_bytes());
+    out.extend_from_slice(&(snapshot.batches.len() as i32).to_be_bytes());
+    for &(first, last, state, delivery_count) in &snapshot.batches {
+        out.extend_from_slice(&first.to_be_bytes());
+        out.extend_from_slice(&last.to_be_bytes());
+        out.extend_from_slice(&delivery_count.to_be_bytes());
+        out.push(state.code() as u8);
+    }
+    out
+}
+
+/// Decodes a share-partition snapshot.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<ShareSnapshot, ShareStateError> {
+    let mut r = Reader(bytes);
+    if r.i16()? != 0 {
+        return Err(ShareStateError);
+    }
+    let start_offset = r.i64()?;
+    let count = usize::try_from(r.i32()?).map_err(|_| ShareStateError)?;
+    if count > bytes.len() / 19 {
+        return Err(ShareStateError);
+    }
+    let mut batches = Vec::with_capacity(count);
+    for _ in 0..count {
+        let first = r.i64()?;
+        let last = r.i64()?;
+        let delivery_count = r.i16()?;
+        let [state] = r.take::<1>()?;
+        if last < first || last - first > 1_000_000 {
+            return Err(ShareStateError);
+        }
+        batches.push((
+            first,
+            last,
+            RecordState::from_code(state as i8),
+            delivery_count,
+        ));
+    }
+    Ok(ShareSnapshot {
+        start_offset,
+        batches,
+    })
+}
+
+/// Encodes a group's `share.auto.offset.reset` (value version 0: 1 for earliest).
+pub fn encode_group_config(earliest: bool) -> Vec<u8> {
+    let mut out = 0i16.to_be_bytes().to_vec();
+    out.push(u8::from(earliest));
+    out
+}
+
+/// Decodes a group's `share.auto.offset.reset`: whether it is `earliest`.
+pub fn decode_group_config(bytes: &[u8]) -> Result<bool, ShareStateError> {
+    let mut r = Reader(bytes);
+    if r.i16()? != 0 {
+        return Err(ShareStateError);
+    }
+    let [earliest] = r.take::<1>()?;
+    Ok(earliest == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip() {
+        let key = ShareStateKey::Snapshot {
+            group: "workers".into(),
+            topic_id: Uuid::from_u128(7),
+            partition: 3,
+        };
+        assert_eq!(ShareStateKey::decode(&key.encode()), Ok(key));
+        let group = ShareStateKey::GroupConfig {
+            group: "workers".into(),
+        };
+        assert_eq!(ShareStateKey::decode(&group.encode()), Ok(group));
+        let snapshot = ShareSnapshot {
+            start_offset: 10,
+            batches: vec![
+                (10, 12, RecordState::Acknowledged, 1),
+                (13, 13, RecordState::Available, 2),
+            ],
+        };
+        assert_eq!(decode_snapshot(&encode_snapshot(&snapshot)), Ok(snapshot));
+        assert_eq!(decode_group_config(&encode_group_config(true)), Ok(true));
+    }
+
+    #[test]
+    fn damaged_records_are_refused_without_panicking() {
+        let bytes = encode_snapshot(&ShareSnapshot {
+            start_offset: 1,
+            batches: vec![(1, 2, RecordState::Archived, 5)],
+        });
+        for len in 0..bytes.len() {
+            assert!(decode_snapshot(&bytes[..len]).is_err());
+        }
+        assert!(ShareStateKey::decode(&[0, 9, 1]).is_err());
+    }
+}
