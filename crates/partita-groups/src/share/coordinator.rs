@@ -292,7 +292,8 @@ impl ShareCoordinator {
             .groups
             .get(group_id)
             .is_some_and(|g| g.members.contains_key(member_id));
-        if !is_member && !(session_epoch == -1 && self.sessions.contains_key(&key)) {
+        let closing = session_epoch == -1 && self.sessions.contains_key(&key);
+        if !(is_member || closing) {
             return Err(ShareRequestError::UnknownMemberId);
         }
         match session_epoch {
