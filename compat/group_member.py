@@ -127,7 +127,8 @@ def run_confluent(args, cmds: Commands) -> None:
                          asynchronous=False)
                 emit("commit", p=msg.partition(), o=msg.offset() + 1)
             except Exception as exc:  # noqa: BLE001 - reported to the test
-                emit("error", msg=f"commit failed: {exc!r}")
+                emit("error", msg=f"commit failed: {exc!r}", p=msg.partition(),
+                     o=msg.offset() + 1)
     c.close()
     emit("closed")
 

@@ -218,7 +218,8 @@ public final class GroupsTest {
                             consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
                             emit("commit", "\"p\": " + r.partition() + ", \"o\": " + (r.offset() + 1));
                         } catch (Exception e) {
-                            emit("error", "\"msg\": " + str("commit failed: " + e));
+                            emit("error", "\"msg\": " + str("commit failed: " + e) + ", \"p\": " + r.partition()
+                                    + ", \"o\": " + (r.offset() + 1));
                         }
                     }
                 }

@@ -18,7 +18,7 @@ use crate::handlers::{self, groups, share};
 pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::ListOffsets, 0, 8),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 4),
@@ -130,6 +130,12 @@ pub(crate) async fn dispatch(
         }};
     }
 
+    if api_key == ApiKey::ListOffsets && version == 0 {
+        let body = handlers::list_offsets::handle_v0(broker, &mut frame)
+            .map_err(|e| DispatchError::Close(format!("malformed ListOffsets v0 request: {e}")))?;
+        return Ok(Some(frame_raw(correlation_id, &body)));
+    }
+
     match api_key {
         ApiKey::JoinGroup => route_group!(JoinGroupRequest, groups::join_group),
         ApiKey::SyncGroup => route_group!(SyncGroupRequest, groups::sync_group),
@@ -192,6 +198,15 @@ pub(crate) async fn dispatch(
         }
         other => Err(DispatchError::Close(format!("{other:?} is not supported"))),
     }
+}
+
+/// Frames a body encoded by hand, with a v0 response header.
+fn frame_raw(correlation_id: i32, body: &[u8]) -> Reply {
+    let mut frame = BytesMut::with_capacity(8 + body.len());
+    frame.put_i32(4 + body.len() as i32);
+    frame.put_i32(correlation_id);
+    frame.put_slice(body);
+    Reply { frame }
 }
 
 /// Encodes the whole response frame (size, header, body) into one buffer sized up front, so

@@ -364,3 +364,43 @@ async fn acks_zero_gets_no_response_but_is_stored() {
     let response = client.send(&fetch_request("fire", 0, 5_000), 12).await;
     assert_eq!(response.responses[0].partitions[0].high_watermark, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_offsets_v0_answers_with_old_style_offsets() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(create_topic(&mut client, "old", 1).await, 0);
+    produce(&mut client, "old", values(&["a", "b", "c"])).await;
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&(ApiKey::ListOffsets as i16).to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&42i32.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // replica id
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&3i16.to_be_bytes());
+    body.extend_from_slice(b"old");
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&(-1i64).to_be_bytes()); // latest
+    body.extend_from_slice(&1i32.to_be_bytes()); // max one offset
+    client.send_raw(&body).await;
+    let (correlation_id, payload) = client.read_v0_response().await.expect("a response");
+    assert_eq!(correlation_id, 42);
+    // topics(1) name("old") partitions(1) partition(0) error(0) offsets([3])
+    let mut expected = Vec::new();
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&3i16.to_be_bytes());
+    expected.extend_from_slice(b"old");
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&0i32.to_be_bytes());
+    expected.extend_from_slice(&0i16.to_be_bytes());
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    expected.extend_from_slice(&3i64.to_be_bytes());
+    assert_eq!(payload.as_ref(), expected.as_slice());
+
+    // A truncated v0 request closes only that connection.
+    let mut short = broker.client().await;
+    short.send_raw(&body[..body.len() - 6]).await;
+    assert!(short.read_frame().await.is_none());
+}

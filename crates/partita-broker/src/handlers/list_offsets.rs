@@ -79,3 +79,74 @@ fn lookup(
             .with_timestamp(-1),
     }
 }
+
+/// ListOffsets v0, which the protocol codec no longer knows but older tools (Burrow 1.2, old
+/// sarama) still send: for each partition, a list of offsets (`old_style_offsets`). Decoded
+/// and encoded here by hand; every length is checked, so a short frame is refused.
+pub(crate) fn handle_v0(
+    broker: &Broker,
+    body: &mut bytes::Bytes,
+) -> Result<bytes::BytesMut, String> {
+    use bytes::{Buf, BufMut};
+    fn need(body: &bytes::Bytes, n: usize) -> Result<(), String> {
+        (body.remaining() >= n)
+            .then_some(())
+            .ok_or_else(|| "truncated ListOffsets v0 request".to_string())
+    }
+    fn string(body: &mut bytes::Bytes) -> Result<String, String> {
+        need(body, 2)?;
+        let len = usize::try_from(body.get_i16()).map_err(|_| "null topic name".to_string())?;
+        need(body, len)?;
+        String::from_utf8(body.split_to(len).to_vec())
+            .map_err(|_| "topic name is not UTF-8".to_string())
+    }
+    fn count(body: &mut bytes::Bytes, item_size: usize) -> Result<usize, String> {
+        need(body, 4)?;
+        let n = usize::try_from(body.get_i32()).unwrap_or(0);
+        need(body, n.saturating_mul(item_size))?;
+        Ok(n)
+    }
+    need(body, 4)?;
+    let _replica_id = body.get_i32();
+    let mut out = bytes::BytesMut::new();
+    let topics = count(body, 6)?;
+    out.put_i32(topics as i32);
+    for _ in 0..topics {
+        let name = string(body)?;
+        let topic = broker.topics.get(&name);
+        out.put_i16(name.len() as i16);
+        out.put_slice(name.as_bytes());
+        let partitions = count(body, 16)?;
+        out.put_i32(partitions as i32);
+        for _ in 0..partitions {
+            let index = body.get_i32();
+            let timestamp = body.get_i64();
+            let max_offsets = usize::try_from(body.get_i32()).unwrap_or(0);
+            out.put_i32(index);
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
+                out.put_i16(ResponseError::UnknownTopicOrPartition.code());
+                out.put_i32(0);
+                continue;
+            };
+            let log = partition.log();
+            let mut offsets = match timestamp {
+                LATEST => vec![log.log_end_offset(), log.log_start_offset()],
+                EARLIEST => vec![log.log_start_offset()],
+                ts => log
+                    .offset_for_timestamp(ts)
+                    .ok()
+                    .flatten()
+                    .map(|(offset, _)| vec![offset])
+                    .unwrap_or_default(),
+            };
+            offsets.dedup();
+            offsets.truncate(max_offsets);
+            out.put_i16(0);
+            out.put_i32(offsets.len() as i32);
+            for offset in offsets {
+                out.put_i64(offset);
+            }
+        }
+    }
+    Ok(out)
+}

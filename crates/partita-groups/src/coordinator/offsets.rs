@@ -157,7 +157,18 @@ impl Coordinator {
             if version < MEMBER_EPOCH_VERSION {
                 return Some(ResponseError::UnsupportedVersion);
             }
-            if generation != member.member_epoch {
+            // A commit sent just before the heartbeat that moved the member on still counts
+            // when it only covers partitions the member keeps (as KIP-1251 allows): the
+            // partitions that stay keep flowing while the group reconciles.
+            let previous_epoch_for_kept_partitions = generation == member.previous_member_epoch
+                && request.topics.iter().all(|topic| {
+                    let id = self.topics.by_name.get(topic.name.as_str()).map(|t| t.id);
+                    topic.partitions.iter().all(|p| {
+                        id.and_then(|id| member.assigned.get(&id))
+                            .is_some_and(|assigned| assigned.contains(&p.partition_index))
+                    })
+                });
+            if generation != member.member_epoch && !previous_epoch_for_kept_partitions {
                 return Some(ResponseError::StaleMemberEpoch);
             }
             return None;
@@ -255,7 +266,9 @@ impl Coordinator {
         match &group.consumer {
             Some(consumer) => match consumer.members.get(member_id) {
                 None => Some(ResponseError::UnknownMemberId),
-                Some(member) if member.member_epoch != *epoch => {
+                Some(member)
+                    if member.member_epoch != *epoch && member.previous_member_epoch != *epoch =>
+                {
                     Some(ResponseError::StaleMemberEpoch)
                 }
                 Some(_) => None,
