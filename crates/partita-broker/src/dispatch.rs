@@ -126,6 +126,9 @@ pub(crate) async fn dispatch(
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
             let response = $handler(broker, &client, request, version).await;
+            for code in handlers::error_codes::ErrorCodes::error_codes(&response) {
+                broker.metrics.record_error(api_key, code);
+            }
             encode(raw_key, version, correlation_id, &response)
         }};
     }
