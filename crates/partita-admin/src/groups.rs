@@ -35,6 +35,8 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// State, if the broker reports it (ListGroups v4+).
     pub state: Option<String>,
+    /// Type (`classic`, `consumer` or `share`), if the broker reports it (ListGroups v5+).
+    pub group_type: Option<String>,
 }
 
 /// A member of a group and what it owns.
@@ -103,12 +105,16 @@ pub async fn list_groups(client: &mut AdminClient) -> Result<Vec<GroupListing>> 
         for listed in response.groups {
             let group = listed.group_id.0.to_string();
             let state = (version >= 4).then(|| listed.group_state.to_string());
+            let group_type = (version >= 5)
+                .then(|| listed.group_type.to_string())
+                .filter(|t| !t.is_empty());
             groups.insert(
                 group.clone(),
                 GroupListing {
                     group,
                     protocol_type: listed.protocol_type.to_string(),
                     state,
+                    group_type,
                 },
             );
         }

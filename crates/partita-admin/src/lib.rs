@@ -1,5 +1,5 @@
 //! Client-side administration of any Kafka-compatible cluster, over the Kafka protocol only:
-//! consumer groups and their lag, offset resets, topics, topic configs, and a simple producer
+//! consumer groups and their lag, share groups and their share lag, offset resets, topics, topic configs, and a simple producer
 //! and consumer for trying a cluster out.
 //!
 //! [`AdminClient`] holds the connections (one per broker, API versions negotiated on connect);
@@ -14,6 +14,7 @@ pub mod lag;
 pub mod offsets;
 pub mod records;
 pub mod reset;
+pub mod share;
 pub mod time;
 pub mod topics;
 

@@ -86,7 +86,8 @@ function renderGroups(data) {
         class="${g.group_id === selected ? "selected" : ""}">
       <td class="mono">${esc(g.group_id)}</td>
       <td><span class="badge ${esc(g.state)}">${esc(g.state)}</span></td>
-      <td>${esc(g.protocol_type || "—")}${g.protocol ? ` / ${esc(g.protocol)}` : ""}</td>
+      <td>${esc(g.protocol_type || "—")}${g.protocol ? ` / ${esc(g.protocol)}` : ""}${
+        g.type === "share" ? ` <span class="badge share" title="acquired / available records">${num(g.acquired)} / ${num(g.available)}</span>` : ""}</td>
       <td class="num">${num(g.members)}</td>
       <td class="num ${g.total_lag > 0 ? "lag-hot" : ""}">${num(g.total_lag)}</td>
       <td>${sparkline(g.trend)}</td>
@@ -127,6 +128,19 @@ function memberLabel(group, memberId) {
 
 function renderSummary(g) {
   $("group-id").textContent = g.group_id;
+  if (g.type === "share") {
+    $("group-summary").innerHTML = [
+      `<span class="badge ${esc(g.state)}">${esc(g.state)}</span>`,
+      `share group`,
+      `epoch <b>${g.generation ?? "—"}</b>`,
+      `members <b>${g.members.length}</b>`,
+      `share lag <b data-testid="share-lag">${num(g.total_lag)}</b>`,
+      `acquired <b data-testid="share-acquired">${num(g.acquired)}</b>`,
+      `available <b data-testid="share-available">${num(g.available)}</b>`,
+      `in flight <b>${num(g.in_flight)}</b>`,
+    ].join(" · ");
+    return;
+  }
   const parts = [
     `<span class="badge ${esc(g.state)}">${esc(g.state)}</span>`,
     `protocol <b>${esc(g.protocol_type || "—")}${g.protocol ? " / " + esc(g.protocol) : ""}</b>`,
@@ -220,8 +234,49 @@ function heatClass(p, max) {
   return f > 0.75 ? "l4" : f > 0.4 ? "l3" : f > 0.15 ? "l2" : "l1";
 }
 
+const CLASSIC_HEAD = $("partitions-head").innerHTML;
+const SHARE_HEAD = `<tr>
+  <th>Topic</th><th class="num">Partition</th><th class="num">Start offset</th>
+  <th class="num">Log end</th><th class="num">Share lag</th><th class="num">Acquired</th>
+  <th class="num">Available</th><th class="num">In flight</th><th></th></tr>`;
+
+// A share group's partitions: every member reads every one, so no owner; the share lag is what
+// is not yet acknowledged, and acquired / available count the records of the in-flight window.
+function renderSharePartitions(g, all, maxLag) {
+  const head = $("partitions-head");
+  if (head.dataset.kind !== "share") { head.innerHTML = SHARE_HEAD; head.dataset.kind = "share"; }
+  const filter = $("partition-filter").value.trim().toLowerCase();
+  let rows = all.filter((p) => !filter || `${p.topic} ${p.partition}`.toLowerCase().includes(filter));
+  rows.sort((a, b) => (b.share_lag ?? -1) - (a.share_lag ?? -1) || a.topic.localeCompare(b.topic) || a.partition - b.partition);
+  const total = rows.length;
+  if (!$("show-all").checked) rows = rows.slice(0, PARTITION_ROWS);
+  $("partitions-count").textContent = `${all.length} share-partition(s), most lagging first`;
+  $("partitions-table").querySelector("tbody").innerHTML = rows.map((p) => `
+    <tr data-testid="share-partition-row" data-topic="${esc(p.topic)}" data-partition="${p.partition}">
+      <td>${esc(p.topic)}</td>
+      <td class="num">${p.partition}</td>
+      <td class="num">${num(p.start_offset)}</td>
+      <td class="num">${num(p.log_end_offset)}</td>
+      <td class="num">${num(p.share_lag)}</td>
+      <td class="num">${num(p.acquired)}</td>
+      <td class="num">${num(p.available)}</td>
+      <td class="num">${num(p.in_flight)}</td>
+      <td><span class="bar" style="width:${maxLag ? Math.round(((p.share_lag || 0) / maxLag) * 120) : 0}px"></span></td>
+    </tr>`).join("");
+  $("partitions-more").textContent = total > rows.length
+    ? `Showing ${rows.length} of ${total}; tick "show every partition" or filter to see the rest.` : "";
+}
+
 function renderPartitions(g, colors) {
   const all = g.partitions;
+  if (g.type === "share") {
+    const maxShareLag = Math.max(0, ...all.map((p) => p.share_lag || 0));
+    $("heat").innerHTML = "";
+    renderSharePartitions(g, all, maxShareLag);
+    return;
+  }
+  const head = $("partitions-head");
+  if (head.dataset.kind === "share") { head.innerHTML = CLASSIC_HEAD; head.dataset.kind = ""; }
   const maxLag = Math.max(0, ...all.map((p) => p.lag || 0));
   $("heat").innerHTML = all.length > 1 ? all.map((p) =>
     `<span class="${heatClass(p, maxLag)}" title="${esc(p.topic)}[${p.partition}] lag ${num(p.lag)}"></span>`).join("") : "";

@@ -47,6 +47,7 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
 ];
 
 /// The version range served for `api_key`, if it is served at all.
@@ -158,6 +159,9 @@ pub(crate) async fn dispatch(
         ApiKey::ShareGroupDescribe => route_group!(ShareGroupDescribeRequest, share::describe),
         ApiKey::ShareFetch => route_group!(ShareFetchRequest, share::fetch),
         ApiKey::ShareAcknowledge => route_group!(ShareAcknowledgeRequest, share::acknowledge),
+        ApiKey::DescribeShareGroupOffsets => {
+            route_group!(DescribeShareGroupOffsetsRequest, share::describe_offsets)
+        }
         ApiKey::ConsumerGroupDescribe => route_group!(
             ConsumerGroupDescribeRequest,
             groups::consumer_group_describe

@@ -404,3 +404,151 @@ async fn list_offsets_v0_answers_with_old_style_offsets() {
     short.send_raw(&body[..body.len() - 6]).await;
     assert!(short.read_frame().await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_share_group_offsets_gives_each_share_partitions_start_offset() {
+    use kafka_protocol::messages::describe_share_group_offsets_request::{
+        DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+    };
+    use kafka_protocol::messages::share_acknowledge_request::{
+        AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch,
+    };
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let created = client
+        .send(
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(name("jobs"))
+                .with_num_partitions(2)
+                .with_replication_factor(1)]),
+            7,
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0);
+    let topic_id = created.topics[0].topic_id;
+    let group = || Some(GroupId(StrBytes::from_static_str("workers")));
+    let member = || Some(StrBytes::from_static_str("member-a"));
+
+    let joined = client
+        .send(
+            &ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("workers")))
+                .with_member_id(StrBytes::from_static_str("member-a"))
+                .with_member_epoch(0)
+                .with_subscribed_topic_names(Some(vec![name("jobs")])),
+            1,
+        )
+        .await;
+    assert_eq!(joined.error_code, 0);
+    let fetch = |epoch: i32, wait: i32| {
+        ShareFetchRequest::default()
+            .with_group_id(group())
+            .with_member_id(member())
+            .with_share_session_epoch(epoch)
+            .with_max_wait_ms(wait)
+            .with_max_bytes(1 << 20)
+            .with_max_records(100)
+            .with_batch_size(100)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_index(0)
+                ])])
+    };
+    // The first fetch creates the share-partition at the log end (`latest`): offset 0.
+    let first = client.send(&fetch(0, 10), 1).await;
+    assert_eq!(first.error_code, 0);
+    assert_eq!(
+        produce(&mut client, "jobs", values(&["a", "b", "c", "d", "e"]))
+            .await
+            .0,
+        0
+    );
+    let fetched = client.send(&fetch(1, 2_000), 1).await;
+    let acquired = &fetched.responses[0].partitions[0].acquired_records;
+    assert_eq!(
+        (acquired[0].first_offset, acquired[0].last_offset),
+        (0, 4),
+        "{fetched:?}"
+    );
+    let acknowledged = client
+        .send(
+            &ShareAcknowledgeRequest::default()
+                .with_group_id(group())
+                .with_member_id(member())
+                .with_share_session_epoch(2)
+                .with_topics(vec![AcknowledgeTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![AcknowledgePartition::default()
+                        .with_partition_index(0)
+                        .with_acknowledgement_batches(vec![
+                            AcknowledgementBatch::default()
+                                .with_first_offset(0)
+                                .with_last_offset(2)
+                                .with_acknowledge_types(vec![1]),
+                        ])])]),
+            1,
+        )
+        .await;
+    assert_eq!(acknowledged.error_code, 0);
+    assert_eq!(acknowledged.responses[0].partitions[0].error_code, 0);
+
+    let describe = |topics: Option<Vec<DescribeShareGroupOffsetsRequestTopic>>, id: &str| {
+        DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+            DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(id.to_string())))
+                .with_topics(topics),
+        ])
+    };
+    // Every share-partition of the group: partition 0 only (1 was never read).
+    let all = client.send(&describe(None, "workers"), 0).await;
+    let group_result = &all.groups[0];
+    assert_eq!(group_result.error_code, 0);
+    assert_eq!(group_result.topics.len(), 1, "{all:?}");
+    assert_eq!(group_result.topics[0].topic_name.as_str(), "jobs");
+    assert_eq!(group_result.topics[0].topic_id, topic_id);
+    let partitions = &group_result.topics[0].partitions;
+    assert_eq!(partitions.len(), 1);
+    assert_eq!(
+        (partitions[0].partition_index, partitions[0].start_offset),
+        (0, 3),
+        "three records accepted, two still acquired"
+    );
+
+    // Named partitions: one without state yet (-1), an unknown topic refused.
+    let named = client
+        .send(
+            &describe(
+                Some(vec![
+                    DescribeShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(name("jobs"))
+                        .with_partitions(vec![0, 1]),
+                    DescribeShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(name("nope"))
+                        .with_partitions(vec![0]),
+                ]),
+                "workers",
+            ),
+            0,
+        )
+        .await;
+    let topics = &named.groups[0].topics;
+    let starts: Vec<(i32, i64)> = topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.start_offset))
+        .collect();
+    assert_eq!(starts, vec![(0, 3), (1, -1)]);
+    assert_eq!(
+        topics[1].partitions[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+
+    let unknown = client.send(&describe(None, "nobody"), 0).await;
+    assert_eq!(
+        unknown.groups[0].error_code,
+        ResponseError::GroupIdNotFound.code()
+    );
+}

@@ -95,7 +95,7 @@ fn describe_shows_committed_offsets_log_end_and_lag_per_partition() {
     let listed = broker.cli(&["groups", "list"]).ok();
     assert_eq!(
         listed.rows_starting_with("billing")[0],
-        ["billing", "Empty", "-"]
+        ["billing", "Empty", "classic", "-"]
     );
 }
 

@@ -89,6 +89,21 @@ impl ErrorCodes for ShareGroupDescribeResponse {
     }
 }
 
+impl ErrorCodes for DescribeShareGroupOffsetsResponse {
+    fn error_codes(&self) -> Vec<i16> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                std::iter::once(g.error_code).chain(
+                    g.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+                )
+            })
+            .collect()
+    }
+}
+
 impl ErrorCodes for ShareFetchResponse {
     fn error_codes(&self) -> Vec<i16> {
         std::iter::once(self.error_code)

@@ -461,3 +461,106 @@ pub(crate) async fn acknowledge(
     broker.shares.persist();
     ShareAcknowledgeResponse::default().with_responses(responses)
 }
+
+/// DescribeShareGroupOffsets (v0): the start offset of each share-partition of a group, for
+/// every partition it has state for when the request names no topics. A partition named but
+/// never read by the group has no start offset yet: -1, as in Kafka.
+pub(crate) async fn describe_offsets(
+    broker: &Broker,
+    _client: &ClientContext,
+    request: DescribeShareGroupOffsetsRequest,
+    _version: i16,
+) -> DescribeShareGroupOffsetsResponse {
+    use kafka_protocol::messages::describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as GroupResult,
+        DescribeShareGroupOffsetsResponsePartition as PartitionResult,
+        DescribeShareGroupOffsetsResponseTopic as TopicResult,
+    };
+    let partition_result = |index: i32, start_offset: i64| {
+        PartitionResult::default()
+            .with_partition_index(index)
+            .with_start_offset(start_offset)
+            .with_leader_epoch(0)
+    };
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|requested| {
+            let group_id = requested.group_id.to_string();
+            let result = GroupResult::default().with_group_id(requested.group_id.clone());
+            // Start offsets by (topic id, partition), read under the lock and nothing else.
+            let starts: Option<std::collections::BTreeMap<(Uuid, i32), i64>> = {
+                let shares = broker.shares.lock();
+                shares.groups().contains_key(&group_id).then(|| {
+                    shares
+                        .partitions_of(&group_id)
+                        .into_iter()
+                        .map(|((_, topic_id, index), p)| ((*topic_id, *index), p.start_offset()))
+                        .collect()
+                })
+            };
+            let Some(starts) = starts else {
+                return result
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(&format!("Group {group_id} not found."))));
+            };
+            let topics = match requested.topics {
+                None => {
+                    let mut by_topic: std::collections::BTreeMap<Uuid, Vec<PartitionResult>> =
+                        Default::default();
+                    for (&(topic_id, index), &start) in &starts {
+                        by_topic
+                            .entry(topic_id)
+                            .or_default()
+                            .push(partition_result(index, start));
+                    }
+                    by_topic
+                        .into_iter()
+                        .filter_map(|(topic_id, partitions)| {
+                            // State of a deleted topic is not shown.
+                            let topic = broker.topics.get_by_id(topic_id)?;
+                            Some(
+                                TopicResult::default()
+                                    .with_topic_name(TopicName(str_bytes(&topic.name)))
+                                    .with_topic_id(topic_id)
+                                    .with_partitions(partitions),
+                            )
+                        })
+                        .collect()
+                }
+                Some(topics) => topics
+                    .into_iter()
+                    .map(|t| {
+                        let result = TopicResult::default().with_topic_name(t.topic_name.clone());
+                        let Some(topic) = broker.topics.get(t.topic_name.as_str()) else {
+                            let unknown = ResponseError::UnknownTopicOrPartition;
+                            return result.with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|&index| {
+                                        partition_result(index, -1)
+                                            .with_error_code(unknown.code())
+                                            .with_error_message(Some(str_bytes(
+                                                "This server does not host this topic-partition.",
+                                            )))
+                                    })
+                                    .collect(),
+                            );
+                        };
+                        let partitions = t
+                            .partitions
+                            .iter()
+                            .map(|&index| {
+                                let start = starts.get(&(topic.id, index)).copied().unwrap_or(-1);
+                                partition_result(index, start)
+                            })
+                            .collect();
+                        result.with_topic_id(topic.id).with_partitions(partitions)
+                    })
+                    .collect(),
+            };
+            result.with_topics(topics)
+        })
+        .collect();
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}

@@ -1,7 +1,7 @@
 //! `/metrics`: the broker's counters, every partition's offsets and size, and every group's
 //! state, members, lag and rebalances, gathered at scrape time. Names: `docs/metrics.md`.
 
-use super::snapshot::{self, GroupView, TopicView};
+use super::snapshot::{self, GroupView, ShareGroupView, TopicView};
 use super::Observer;
 use crate::broker::now_ms;
 use crate::metrics::Exposition;
@@ -34,6 +34,7 @@ pub(crate) async fn render(observer: &Observer) -> String {
     write_partitions(&mut out, &snapshot::topics(broker));
     write_groups(&mut out, &groups);
     write_group_lag(&mut out, &groups);
+    write_share_groups(&mut out, &snapshot::share_groups(broker));
     observer.tracker.write(&mut out);
     out.finish()
 }
@@ -180,6 +181,64 @@ fn write_group_lag(out: &mut Exposition, groups: &[GroupView]) {
                 } else {
                     out.sample(name, &labels, value as i64);
                 }
+            }
+        }
+    }
+}
+
+fn write_share_groups(out: &mut Exposition, groups: &[ShareGroupView]) {
+    out.family(
+        "partita_share_group_members",
+        "gauge",
+        "Members of the share group.",
+    );
+    for group in groups {
+        out.sample(
+            "partita_share_group_members",
+            &[("group", &group.group_id)],
+            group.members.len() as u64,
+        );
+    }
+    type Field = fn(&snapshot::SharePartitionView) -> i64;
+    let families: [(&str, &str, Field); 5] = [
+        (
+            "partita_share_partition_start_offset",
+            "Share-partition start offset: every record below it is acknowledged or archived.",
+            |p| p.start_offset.unwrap_or(0),
+        ),
+        (
+            "partita_share_partition_lag_records",
+            "Share lag: log-end offset minus start offset, records not yet acknowledged or archived.",
+            |p| p.share_lag.unwrap_or(0),
+        ),
+        (
+            "partita_share_partition_in_flight_records",
+            "Records of the in-flight window that are acquired or available again.",
+            |p| p.in_flight as i64,
+        ),
+        (
+            "partita_share_partition_acquired_records",
+            "Records acquired by a member now (locked until acknowledged or the lock expires).",
+            |p| p.acquired as i64,
+        ),
+        (
+            "partita_share_partition_available_records",
+            "Records a member could acquire now: released, expired or never delivered.",
+            |p| p.available as i64,
+        ),
+    ];
+    for (name, help, value) in families {
+        out.family(name, "gauge", help);
+        for group in groups {
+            // Partitions the group has not read yet have no share-partition state.
+            for partition in group.partitions.iter().filter(|p| p.start_offset.is_some()) {
+                let index = partition.partition.to_string();
+                let labels = [
+                    ("group", group.group_id.as_str()),
+                    ("topic", partition.topic.as_str()),
+                    ("partition", index.as_str()),
+                ];
+                out.sample(name, &labels, value(partition));
             }
         }
     }

@@ -70,6 +70,19 @@ impl Observer {
             };
             groups.push((group_id, sample));
         }
+        for share in snapshot::share_groups(&self.broker) {
+            let sample = GroupSample {
+                at_ms: now,
+                total_lag: share.total_lag(),
+                max_partition_lag: share
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.share_lag)
+                    .max()
+                    .unwrap_or(0),
+            };
+            groups.push((share.group_id, sample));
+        }
         self.group_history.record(now, groups);
 
         let topics = snapshot::topics(&self.broker);

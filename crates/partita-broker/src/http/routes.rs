@@ -5,6 +5,9 @@
 //! - `GET /api/groups/{id}`: one group: members and what they own (idle ones flagged), every
 //!   partition's committed offset, log-end offset and lag (the skewed ones flagged), the lag
 //!   history and the rebalance timeline;
+//! - share groups are in both: type `share`, their lag the share lag (log end minus share-partition
+//!   start offset: records not yet acknowledged or archived), with the records acquired,
+//!   available and in flight, in total and per share-partition;
 //! - `GET /api/topics` and `GET /api/topics/{name}`: topics with partitions, sizes, log-end
 //!   offsets and in/out rates.
 
@@ -80,12 +83,8 @@ async fn groups(observer: &Observer) -> Value {
             views.push(view);
         }
     }
-    views.sort_by(|a, b| {
-        b.total_lag()
-            .cmp(&a.total_lag())
-            .then_with(|| a.group_id.cmp(&b.group_id))
-    });
-    let groups: Vec<Value> = views
+    let types = snapshot::group_types(broker).await;
+    let mut groups: Vec<Value> = views
         .iter()
         .map(|g| {
             let trend: Vec<i64> = observer
@@ -96,6 +95,7 @@ async fn groups(observer: &Observer) -> Value {
                 .collect();
             json!({
                 "group_id": g.group_id,
+                "type": types.get(&g.group_id),
                 "state": g.state,
                 "protocol_type": g.protocol_type,
                 "protocol": g.protocol,
@@ -108,6 +108,37 @@ async fn groups(observer: &Observer) -> Value {
             })
         })
         .collect();
+    // Share groups: their lag is the share lag, records not yet acknowledged or archived.
+    groups.extend(snapshot::share_groups(broker).iter().map(|g| {
+        let trend: Vec<i64> = observer
+            .group_history
+            .last(&g.group_id, TREND_SAMPLES)
+            .iter()
+            .map(|s| s.total_lag)
+            .collect();
+        json!({
+            "group_id": g.group_id,
+            "type": "share",
+            "state": g.state,
+            "protocol_type": "share",
+            "protocol": "simple",
+            "members": g.members.len(),
+            "generation": g.epoch,
+            "rebalances_total": null,
+            "partitions": g.partitions.len(),
+            "total_lag": g.total_lag(),
+            "acquired": g.acquired(),
+            "available": g.available(),
+            "in_flight": g.in_flight(),
+            "trend": trend,
+        })
+    }));
+    let lag = |g: &Value| g["total_lag"].as_i64().unwrap_or(0);
+    groups.sort_by(|a, b| {
+        lag(b)
+            .cmp(&lag(a))
+            .then_with(|| a["group_id"].as_str().cmp(&b["group_id"].as_str()))
+    });
     json!({ "now_ms": now, "groups": groups })
 }
 
@@ -116,7 +147,9 @@ async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
     let broker = &observer.broker;
     observer.tracker.update(&broker.group_events);
     let now = now_ms();
-    let view = snapshot::describe_group(broker, group_id, true, now).await?;
+    let Some(view) = snapshot::describe_group(broker, group_id, true, now).await else {
+        return share_group(observer, group_id, now);
+    };
     // Classic groups show assignments once stable; consumer-protocol groups always do.
     let stable = view.state == "Stable" || view.members.iter().any(|m| !m.assignment.is_empty());
     let members: Vec<Value> = view
@@ -170,6 +203,77 @@ async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
         "assignment_known": stable,
         "total_lag": view.total_lag(),
         "max_lag_seconds": view.max_lag_seconds(),
+        "members": members,
+        "partitions": partitions,
+        "history_interval_ms": observer.interval.as_millis() as u64,
+        "history": observer.group_history.get(group_id),
+        "timeline": timeline(&events),
+    }))
+}
+
+/// One share group in full: members, and per share-partition the start offset, log end,
+/// share lag and the records acquired, available and in flight.
+fn share_group(observer: &Observer, group_id: &str, now: i64) -> Option<Value> {
+    let view = snapshot::describe_share_group(&observer.broker, group_id)?;
+    let members: Vec<Value> = view
+        .members
+        .iter()
+        .map(|m| {
+            let count: usize = m.assignment.iter().map(|(_, p)| p.len()).sum();
+            let assignment: Vec<Value> = m
+                .assignment
+                .iter()
+                .map(|(topic, partitions)| json!({ "topic": topic, "partitions": partitions }))
+                .collect();
+            json!({
+                "member_id": m.member_id,
+                "group_instance_id": null,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "assignment": assignment,
+                "partition_count": count,
+                // Members of a share group read the same partitions: none is idle.
+                "idle": false,
+            })
+        })
+        .collect();
+    let partitions: Vec<Value> = view
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "start_offset": p.start_offset,
+                "log_end_offset": p.log_end_offset,
+                "share_lag": p.share_lag,
+                "lag": p.share_lag,
+                "in_flight": p.in_flight,
+                "acquired": p.acquired,
+                "available": p.available,
+                "committed": null,
+                "lag_seconds": null,
+                "owner": null,
+                "skewed": false,
+            })
+        })
+        .collect();
+    let events = observer.broker.group_events.recent(Some(group_id));
+    Some(json!({
+        "now_ms": now,
+        "group_id": view.group_id,
+        "type": "share",
+        "state": view.state,
+        "protocol_type": "share",
+        "protocol": "simple",
+        "generation": view.epoch,
+        "rebalances_total": null,
+        "assignment_known": true,
+        "total_lag": view.total_lag(),
+        "acquired": view.acquired(),
+        "available": view.available(),
+        "in_flight": view.in_flight(),
+        "max_lag_seconds": null,
         "members": members,
         "partitions": partitions,
         "history_interval_ms": observer.interval.as_millis() as u64,

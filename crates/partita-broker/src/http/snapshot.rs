@@ -87,6 +87,27 @@ pub(crate) async fn list_groups(broker: &Broker) -> Vec<String> {
     groups
 }
 
+/// The type (`classic` or `consumer`) of every group of the coordinator shards.
+pub(crate) async fn group_types(broker: &Broker) -> BTreeMap<String, String> {
+    let client = ClientContext::default();
+    let mut types = BTreeMap::new();
+    for shard in 0..broker.groups.shard_count() {
+        let Ok(Response::ListGroups(listed)) = broker
+            .groups
+            .call_shard(shard, &client, Request::ListGroups(Vec::new(), Vec::new()))
+            .await
+        else {
+            continue;
+        };
+        types.extend(
+            listed
+                .into_iter()
+                .map(|g| (g.group_id.to_string(), g.group_type.to_string())),
+        );
+    }
+    types
+}
+
 /// One group now, or `None` if it does not exist. `with_age` also reads the oldest
 /// unconsumed record of every lagging partition for the lag in seconds.
 pub(crate) async fn describe_group(
@@ -233,6 +254,176 @@ pub(crate) fn oldest_unconsumed_timestamp(partition: &Partition, offset: i64) ->
         }
     }
     Some(header.base_timestamp)
+}
+
+/// One share-partition of a share group (or a partition its members are assigned that it
+/// has not read yet: no start offset, nothing in flight).
+#[derive(Clone, Debug)]
+pub(crate) struct SharePartitionView {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// The share-partition start offset: every record below is acknowledged or archived.
+    pub(crate) start_offset: Option<i64>,
+    pub(crate) log_end_offset: i64,
+    /// `log_end_offset - start_offset`: records not yet acknowledged or archived.
+    pub(crate) share_lag: Option<i64>,
+    /// Records of the in-flight window that are Acquired or Available.
+    pub(crate) in_flight: u64,
+    /// Records acquired by a member now.
+    pub(crate) acquired: u64,
+    /// Records a member could acquire now: Available again, or never delivered.
+    pub(crate) available: u64,
+}
+
+/// A share group with its members and share-partitions.
+#[derive(Clone, Debug)]
+pub(crate) struct ShareGroupView {
+    pub(crate) group_id: String,
+    pub(crate) state: String,
+    pub(crate) epoch: i32,
+    /// Every member is assigned every partition of the topics it subscribes to.
+    pub(crate) members: Vec<MemberView>,
+    /// Sorted by topic and partition.
+    pub(crate) partitions: Vec<SharePartitionView>,
+}
+
+impl ShareGroupView {
+    /// Share lag summed over the share-partitions.
+    pub(crate) fn total_lag(&self) -> i64 {
+        self.partitions.iter().filter_map(|p| p.share_lag).sum()
+    }
+
+    /// Records acquired, over the share-partitions.
+    pub(crate) fn acquired(&self) -> u64 {
+        self.partitions.iter().map(|p| p.acquired).sum()
+    }
+
+    /// Records available, over the share-partitions.
+    pub(crate) fn available(&self) -> u64 {
+        self.partitions.iter().map(|p| p.available).sum()
+    }
+
+    /// Records in flight, over the share-partitions.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.partitions.iter().map(|p| p.in_flight).sum()
+    }
+}
+
+/// The id of every share group, sorted.
+pub(crate) fn share_group_ids(broker: &Broker) -> Vec<String> {
+    let mut ids: Vec<String> = broker.shares.lock().groups().keys().cloned().collect();
+    ids.sort();
+    ids
+}
+
+/// One share group now, or `None` if there is no such share group.
+pub(crate) fn describe_share_group(broker: &Broker, group_id: &str) -> Option<ShareGroupView> {
+    let image = broker.topics.image();
+    // The share coordinator's lock is held only to copy what is shown; log offsets are read
+    // outside it.
+    let (state, epoch, members, keys) = {
+        let shares = broker.shares.lock();
+        let group = shares.groups().get(group_id)?;
+        let members: Vec<MemberView> = group
+            .members
+            .values()
+            .map(|m| MemberView {
+                member_id: m.member_id.clone(),
+                group_instance_id: None,
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                assignment: m
+                    .subscribed
+                    .iter()
+                    .filter_map(|name| {
+                        image
+                            .by_name
+                            .get(name)
+                            .map(|t| (name.clone(), (0..t.partitions).collect()))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let keys: Vec<(uuid::Uuid, i32)> = shares
+            .partitions_of(group_id)
+            .into_iter()
+            .map(|((_, topic_id, index), _)| (*topic_id, *index))
+            .collect();
+        let state = if group.members.is_empty() {
+            "Empty"
+        } else {
+            "Stable"
+        };
+        (state.to_string(), group.epoch, members, keys)
+    };
+    // Log ends of the share-partitions and of every partition a member is assigned.
+    let mut log_ends: BTreeMap<(String, i32), (uuid::Uuid, i64)> = BTreeMap::new();
+    let mut note = |topic: &crate::topics::Topic, index: i32| {
+        if let Some(partition) = topic.partition(index) {
+            log_ends.insert(
+                (topic.name.clone(), index),
+                (topic.id, partition.offsets().log_end_offset),
+            );
+        }
+    };
+    for &(topic_id, index) in &keys {
+        if let Some(topic) = broker.topics.get_by_id(topic_id) {
+            note(&topic, index);
+        }
+    }
+    for member in &members {
+        for (name, partitions) in &member.assignment {
+            if let Some(topic) = broker.topics.get(name) {
+                for &index in partitions {
+                    note(&topic, index);
+                }
+            }
+        }
+    }
+    let shares = broker.shares.lock();
+    let partitions = log_ends
+        .into_iter()
+        .map(|((topic, partition), (topic_id, log_end_offset))| {
+            let key = (group_id.to_string(), topic_id, partition);
+            match shares.partition(&key) {
+                Some(p) => SharePartitionView {
+                    topic,
+                    partition,
+                    start_offset: Some(p.start_offset()),
+                    log_end_offset,
+                    share_lag: Some((log_end_offset - p.start_offset()).max(0)),
+                    in_flight: p.in_flight() as u64,
+                    acquired: p.acquired() as u64,
+                    available: p.available(log_end_offset),
+                },
+                None => SharePartitionView {
+                    topic,
+                    partition,
+                    start_offset: None,
+                    log_end_offset,
+                    share_lag: None,
+                    in_flight: 0,
+                    acquired: 0,
+                    available: 0,
+                },
+            }
+        })
+        .collect();
+    Some(ShareGroupView {
+        group_id: group_id.to_string(),
+        state,
+        epoch,
+        members,
+        partitions,
+    })
+}
+
+/// Every share group now.
+pub(crate) fn share_groups(broker: &Broker) -> Vec<ShareGroupView> {
+    share_group_ids(broker)
+        .iter()
+        .filter_map(|id| describe_share_group(broker, id))
+        .collect()
 }
 
 /// One partition of a topic.

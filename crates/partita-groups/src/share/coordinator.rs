@@ -138,6 +138,11 @@ impl ShareCoordinator {
         found
     }
 
+    /// One share-partition's state, if the group has read it.
+    pub fn partition(&self, key: &SharePartitionKey) -> Option<&SharePartition> {
+        self.partitions.get(key)
+    }
+
     /// The lock duration members are told.
     pub fn lock_duration_ms(&self) -> i64 {
         self.config.partition.lock_duration_ms

@@ -192,6 +192,27 @@ impl SharePartition {
             .count()
     }
 
+    /// Records of the window that are Available again (released, or whose lock expired),
+    /// waiting to be delivered once more.
+    pub fn available_in_window(&self) -> usize {
+        self.records
+            .values()
+            .filter(|r| r.state == RecordState::Available)
+            .count()
+    }
+
+    /// The end of the in-flight window: offsets from here on were never delivered.
+    pub fn window_end_offset(&self) -> i64 {
+        self.end_offset
+    }
+
+    /// Records a member could acquire now if the log ends at `log_end_offset`: those
+    /// Available in the window, and those past the window never delivered yet.
+    pub fn available(&self, log_end_offset: i64) -> u64 {
+        let never_delivered = (log_end_offset - self.end_offset.max(self.start_offset)).max(0);
+        self.available_in_window() as u64 + never_delivered as u64
+    }
+
     /// Moves the start past `offset` if the log no longer has records below it.
     pub fn skip_to(&mut self, log_start_offset: i64) {
         if log_start_offset > self.start_offset {
@@ -529,6 +550,24 @@ mod tests {
         assert_eq!(p.acquire("a", 0, 10, 10), vec![range(0, 2, 1)]);
         p.acknowledge("a", 0, 0, AcknowledgeType::Accept).unwrap();
         assert_eq!(p.acquire("a", 0, 10, 10), vec![range(3, 3, 1)]);
+    }
+
+    #[test]
+    fn counts_of_acquired_and_available_records() {
+        let mut p = SharePartition::new(config(), 0);
+        assert_eq!(p.available(10), 10, "nothing delivered yet");
+        p.acquire("a", 0, 10, 4);
+        assert_eq!((p.acquired(), p.in_flight(), p.available(10)), (4, 4, 6));
+        p.acknowledge("a", 0, 0, AcknowledgeType::Accept).unwrap();
+        p.acknowledge("a", 1, 1, AcknowledgeType::Release).unwrap();
+        assert_eq!(p.start_offset(), 1);
+        assert_eq!((p.acquired(), p.in_flight(), p.available(10)), (2, 3, 7));
+        assert_eq!(p.window_end_offset(), 4);
+        p.expire_locks(1_000);
+        assert_eq!(
+            (p.acquired(), p.available_in_window(), p.available(10)),
+            (0, 3, 9)
+        );
     }
 
     #[test]

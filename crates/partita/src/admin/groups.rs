@@ -1,8 +1,10 @@
-//! `partita groups ...`: list, describe, delete, delete-offsets, reset-offsets.
+//! `partita groups ...`: list, describe, delete, delete-offsets, reset-offsets. `describe`
+//! shows share groups too: members, and per share-partition the start offset and share lag.
 
 use partita_admin::groups::{self, GroupDescription, MemberDescription};
 use partita_admin::lag::SKEW_FACTOR;
 use partita_admin::reset::{self, PlannedReset, ResetScope, ResetStrategy};
+use partita_admin::share::{self, ShareGroupDescription, ShareMember};
 use partita_admin::{time, AdminClient, AdminError};
 use serde::Serialize;
 
@@ -19,12 +21,16 @@ pub(crate) struct GroupsArgs {
 
 #[derive(clap::Subcommand)]
 enum GroupsCommand {
-    /// List the groups of every broker, with state and protocol type.
+    /// List the groups of every broker, with state, type (classic, consumer, share) and
+    /// protocol type.
     List,
     /// Show a group's lag per partition (or its members, or its state).
     ///
     /// Under the table: the total lag per topic, and a warning for any partition whose lag is
     /// at least 1000 and over 10 times the median lag of the topic's other partitions.
+    ///
+    /// For a share group: its members and what they are assigned, and per share-partition the
+    /// start offset, log end offset and share lag (records not yet acknowledged or archived).
     Describe(DescribeArgs),
     /// Delete groups that have no active members, with their offsets.
     Delete(DeleteArgs),
@@ -132,11 +138,12 @@ async fn list(client: &mut AdminClient, output: Output) -> Result<(), AdminError
     if output == Output::Json {
         return print_json(&listed);
     }
-    let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
+    let mut table = Table::new(&["GROUP", "STATE", "TYPE", "PROTOCOL-TYPE"]);
     for group in &listed {
         table.row(vec![
             group.group.clone(),
             or_dash(group.state.as_deref()),
+            or_dash(group.group_type.as_deref()),
             or_dash(Some(group.protocol_type.as_str()).filter(|p| !p.is_empty())),
         ]);
     }
@@ -159,13 +166,23 @@ async fn run_describe(
     };
     let mut described = Vec::new();
     for name in &names {
-        match groups::describe_group(client, name).await {
+        match describe_any(client, name).await {
             Ok(group) => described.push(group),
             // With --all-groups, a group that vanished since the listing is simply left out.
             Err(AdminError::GroupNotFound(_)) if args.group.is_none() => {}
             Err(e) => return Err(e),
         }
     }
+    if described.iter().any(|d| matches!(d, Described::Share(_))) {
+        return print_described(&described, &args, output);
+    }
+    let described: Vec<GroupDescription> = described
+        .into_iter()
+        .filter_map(|d| match d {
+            Described::Consumer(group) => Some(group),
+            Described::Share(_) => None,
+        })
+        .collect();
     if output == Output::Json {
         return match (args.members, args.state, args.group.is_some()) {
             (true, _, true) => print_json(&members_view(&described[0])),
@@ -189,6 +206,206 @@ async fn run_describe(
         }
     }
     Ok(())
+}
+
+/// A consumer group (classic or KIP-848), or a share group.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Described {
+    Consumer(GroupDescription),
+    Share(ShareGroupDescription),
+}
+
+/// Describes `name` as a consumer group, or else as a share group.
+async fn describe_any(client: &mut AdminClient, name: &str) -> Result<Described, AdminError> {
+    match groups::describe_group(client, name).await {
+        Ok(group) => Ok(Described::Consumer(group)),
+        Err(AdminError::GroupNotFound(not_found)) => {
+            match share::describe_share_group(client, name).await {
+                Ok(group) => Ok(Described::Share(group)),
+                Err(AdminError::GroupNotFound(_)) => Err(AdminError::GroupNotFound(not_found)),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Output when share groups are among the described: each group in its own shape.
+fn print_described(
+    described: &[Described],
+    args: &DescribeArgs,
+    output: Output,
+) -> Result<(), AdminError> {
+    let view = |d: &Described| -> serde_json::Value {
+        let value = match (d, args.members, args.state) {
+            (Described::Consumer(g), true, _) => serde_json::to_value(members_view(g)),
+            (Described::Consumer(g), _, true) => serde_json::to_value(state_view(g)),
+            (Described::Consumer(g), false, false) => serde_json::to_value(g),
+            (Described::Share(g), true, _) => serde_json::to_value(share_members_view(g)),
+            (Described::Share(g), _, true) => serde_json::to_value(share_state_view(g)),
+            (Described::Share(g), false, false) => serde_json::to_value(g),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    };
+    if output == Output::Json {
+        return if args.group.is_some() {
+            print_json(&view(&described[0]))
+        } else {
+            print_json(&described.iter().map(view).collect::<Vec<_>>())
+        };
+    }
+    for (index, group) in described.iter().enumerate() {
+        if index > 0 {
+            println!();
+        }
+        match (group, args.members, args.state) {
+            (Described::Consumer(g), true, _) => print_members(g),
+            (Described::Consumer(g), _, true) => print_state(g),
+            (Described::Consumer(g), false, false) => print_lag(g),
+            (Described::Share(g), true, _) => print_share_members(g),
+            (Described::Share(g), _, true) => print_share_state(g),
+            (Described::Share(g), false, false) => print_share(g),
+        }
+    }
+    Ok(())
+}
+
+/// A share group: the share lag of each share-partition, then the members.
+fn print_share(group: &ShareGroupDescription) {
+    if group.members.is_empty() {
+        println!("Share group '{}' has no active members.\n", group.group);
+    }
+    let mut table = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "START-OFFSET",
+        "LOG-END-OFFSET",
+        "SHARE-LAG",
+    ]);
+    for row in &group.partitions {
+        table.row(vec![
+            group.group.clone(),
+            row.topic.clone(),
+            row.partition.to_string(),
+            or_dash(row.start_offset),
+            or_dash(row.log_end_offset),
+            or_dash(row.share_lag),
+        ]);
+    }
+    print!("{}", table.render());
+    println!(
+        "\nShare lag: records not yet acknowledged or archived ({} in all). A partition no member \
+         has read yet has no start offset.",
+        group.total_share_lag
+    );
+    if !group.members.is_empty() {
+        println!();
+        print_share_members(group);
+    }
+}
+
+fn share_assignment_text(member: &ShareMember) -> String {
+    if member.assignment.is_empty() {
+        return "-".to_string();
+    }
+    member
+        .assignment
+        .iter()
+        .map(|(topic, partitions)| {
+            let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+            format!("{topic}({})", list.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_share_members(group: &ShareGroupDescription) {
+    if group.members.is_empty() {
+        println!("Share group '{}' has no active members.", group.group);
+        return;
+    }
+    let mut table = Table::new(&[
+        "GROUP",
+        "MEMBER-ID",
+        "HOST",
+        "CLIENT-ID",
+        "#PARTITIONS",
+        "ASSIGNMENT",
+    ]);
+    for member in &group.members {
+        table.row(vec![
+            group.group.clone(),
+            member.member_id.clone(),
+            member.host.clone(),
+            member.client_id.clone(),
+            member.partition_count().to_string(),
+            share_assignment_text(member),
+        ]);
+    }
+    print!("{}", table.render());
+}
+
+fn print_share_state(group: &ShareGroupDescription) {
+    let mut table = Table::new(&[
+        "GROUP",
+        "COORDINATOR (ID)",
+        "TYPE",
+        "ASSIGNOR",
+        "STATE",
+        "GROUP-EPOCH",
+        "#MEMBERS",
+    ]);
+    table.row(vec![
+        group.group.clone(),
+        format!("{} ({})", group.coordinator, group.coordinator_id),
+        group.group_type.to_string(),
+        or_dash(Some(group.assignor.as_str()).filter(|a| !a.is_empty())),
+        group.state.clone(),
+        group.group_epoch.to_string(),
+        group.members.len().to_string(),
+    ]);
+    print!("{}", table.render());
+}
+
+#[derive(Serialize)]
+struct ShareMembersView<'a> {
+    group: &'a str,
+    members: &'a [ShareMember],
+}
+
+fn share_members_view(group: &ShareGroupDescription) -> ShareMembersView<'_> {
+    ShareMembersView {
+        group: &group.group,
+        members: &group.members,
+    }
+}
+
+#[derive(Serialize)]
+struct ShareStateView<'a> {
+    group: &'a str,
+    #[serde(rename = "type")]
+    group_type: &'a str,
+    state: &'a str,
+    assignor: &'a str,
+    group_epoch: i32,
+    coordinator_id: i32,
+    coordinator: &'a str,
+    member_count: usize,
+}
+
+fn share_state_view(group: &ShareGroupDescription) -> ShareStateView<'_> {
+    ShareStateView {
+        group: &group.group,
+        group_type: group.group_type,
+        state: &group.state,
+        assignor: &group.assignor,
+        group_epoch: group.group_epoch,
+        coordinator_id: group.coordinator_id,
+        coordinator: &group.coordinator,
+        member_count: group.members.len(),
+    }
 }
 
 fn print_lag(group: &GroupDescription) {
