@@ -102,6 +102,16 @@ impl<E: IndexEntry> Index<E> {
         Ok(())
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Forgets the entries from `len` on (after a failed append). The file keeps its bytes,
+    /// which the next append overwrites; a restart rebuilds the file anyway.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
@@ -135,6 +145,104 @@ impl Index<TimeEntry> {
         match after {
             0 => 0,
             n => self.entries[n - 1].relative_offset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Sorted, strictly increasing relative offsets and positions, as segments write them.
+    fn offset_entries() -> impl Strategy<Value = Vec<OffsetEntry>> {
+        prop::collection::vec((1u32..1000, 1u32..5000), 0..60).prop_map(|steps| {
+            let (mut relative_offset, mut position) = (0u32, 0u32);
+            steps
+                .into_iter()
+                .map(|(offset_step, position_step)| {
+                    let entry = OffsetEntry {
+                        relative_offset,
+                        position,
+                    };
+                    relative_offset += offset_step;
+                    position += position_step;
+                    entry
+                })
+                .collect()
+        })
+    }
+
+    /// Strictly increasing timestamps (the index only records new maxima) and offsets.
+    fn time_entries() -> impl Strategy<Value = Vec<TimeEntry>> {
+        prop::collection::vec((1i64..10_000, 1u32..1000), 0..60).prop_map(|steps| {
+            let (mut timestamp, mut relative_offset) = (0i64, 0u32);
+            steps
+                .into_iter()
+                .map(|(time_step, offset_step)| {
+                    timestamp += time_step;
+                    relative_offset += offset_step;
+                    TimeEntry {
+                        timestamp,
+                        relative_offset,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn offset_lookup_finds_the_last_entry_at_or_below(
+            entries in offset_entries(),
+            probe in 0u32..70_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let index = Index::open(&dir.path().join("x.index"), entries.clone()).unwrap();
+            let expected = entries
+                .iter()
+                .rev()
+                .find(|e| e.relative_offset <= probe)
+                .map_or(0, |e| e.position);
+            prop_assert_eq!(index.lookup(probe), expected);
+            // The file holds exactly the entries, and reopening it from the same entries
+            // leaves it alone.
+            let on_disk = std::fs::read(dir.path().join("x.index")).unwrap();
+            prop_assert_eq!(on_disk.len(), entries.len() * OffsetEntry::SIZE);
+        }
+
+        #[test]
+        fn time_lookup_starts_at_the_last_older_entry(
+            entries in time_entries(),
+            probe in -5i64..700_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let index = Index::open(&dir.path().join("x.timeindex"), entries.clone()).unwrap();
+            let expected = entries
+                .iter()
+                .rev()
+                .find(|e| e.timestamp < probe)
+                .map_or(0, |e| e.relative_offset);
+            prop_assert_eq!(index.lookup(probe), expected);
+        }
+
+        #[test]
+        fn appends_then_truncate_roll_back_to_a_prefix(
+            entries in offset_entries(),
+            keep in 0usize..60,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut index = Index::open(&dir.path().join("x.index"), Vec::new()).unwrap();
+            for entry in &entries {
+                index.append(*entry).unwrap();
+            }
+            let keep = keep.min(entries.len());
+            index.truncate(keep);
+            prop_assert_eq!(index.len(), keep);
+            let probe = u32::MAX;
+            let expected = entries[..keep].last().map_or(0, |e| e.position);
+            prop_assert_eq!(index.lookup(probe), expected);
         }
     }
 }

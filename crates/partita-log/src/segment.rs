@@ -209,20 +209,29 @@ impl Segment {
     }
 
     /// Appends one batch whose base offset is already assigned.
+    ///
+    /// All or nothing: if a write fails (a full disk), the segment and its indexes are as
+    /// before, and the bytes written past the end are overwritten by the next append.
     pub(crate) fn append(
         &mut self,
         batch: &[u8],
         header: &BatchHeader,
         index_interval_bytes: u32,
     ) -> io::Result<()> {
+        let mut tracker = self.tracker.clone();
+        let (offset_entry, time_entry) = tracker.observe(header, index_interval_bytes);
         self.file.write_all_at(batch, self.tracker.size)?;
-        let (offset_entry, time_entry) = self.tracker.observe(header, index_interval_bytes);
+        let offset_entries = self.offset_index.len();
         if let Some(entry) = offset_entry {
             self.offset_index.append(entry)?;
         }
         if let Some(entry) = time_entry {
-            self.time_index.append(entry)?;
+            if let Err(error) = self.time_index.append(entry) {
+                self.offset_index.truncate(offset_entries);
+                return Err(error);
+            }
         }
+        self.tracker = tracker;
         Ok(())
     }
 

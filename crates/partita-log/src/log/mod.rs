@@ -130,7 +130,24 @@ impl Log {
             let available = segment.size().saturating_sub(start);
             let chunk = segment.read_at(start, (wanted as u64).min(available) as usize)?;
             let whole = whole_batches_len(&chunk);
-            out.extend_from_slice(&chunk[..whole]);
+            let (intact, damage) = intact_batches_len(&chunk[..whole]);
+            out.extend_from_slice(&chunk[..intact]);
+            if let Some(reason) = damage {
+                // Damaged after start-up (recovery checked every CRC): serve what precedes it,
+                // never the damaged batch itself.
+                tracing::error!(
+                    file = %segment.log_path().display(),
+                    position = start + intact as u64,
+                    %reason,
+                    "refusing to serve a damaged batch"
+                );
+                if out.is_empty() {
+                    return Err(LogError::Corrupt(format!(
+                        "the batch at offset {offset} is damaged on disk: {reason}"
+                    )));
+                }
+                break;
+            }
             if whole < chunk.len() || (wanted as u64) < available || out.len() >= max_bytes {
                 break;
             }
@@ -289,6 +306,21 @@ impl Log {
     }
 }
 
+/// The length of the batches at the start of `bytes` (whole batches, as cut by
+/// [`whole_batches_len`]) that pass [`batch::validate`], and why the next one does not.
+fn intact_batches_len(bytes: &[u8]) -> (usize, Option<String>) {
+    let mut end = 0;
+    while end < bytes.len() {
+        let rest = &bytes[end..];
+        let size = batch::parse_header(rest).map_or(rest.len(), |h| h.total_size().min(rest.len()));
+        if let Err(error) = batch::validate(&rest[..size]) {
+            return (end, Some(error.to_string()));
+        }
+        end += size;
+    }
+    (end, None)
+}
+
 /// The length of the whole batches at the start of `bytes`, judged by their length fields.
 fn whole_batches_len(bytes: &[u8]) -> usize {
     let mut end = 0;
@@ -305,6 +337,8 @@ fn whole_batches_len(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod compaction_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]

@@ -178,3 +178,68 @@ fn empty_and_foreign_files_are_tolerated() {
     log.append(&mut batch_of(1, 5, 0), 0).unwrap();
     assert_eq!(log.log_end_offset(), 1);
 }
+
+/// The `.log` files of `dir`, by base offset.
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn flip_bit(path: &Path, position: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[position] ^= 0x10;
+    fs::write(path, &bytes).unwrap();
+}
+
+#[test]
+fn crc_damage_in_an_older_segment_truncates_there_and_drops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 20);
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3);
+    let batch_len = batch_of(2, 50, 0).len();
+    let first_base: i64 = files[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Inside the records of the second batch of the second segment: only the CRC tells.
+    flip_bit(&files[1], batch_len + 70);
+
+    let log = open(dir.path(), small_segments());
+    assert_eq!(log.log_end_offset(), first_base + 2);
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert_eq!(fs::metadata(&files[1]).unwrap().len(), batch_len as u64);
+    let all = log.read(0, usize::MAX).unwrap();
+    let offsets = base_offsets(&all);
+    assert_eq!(offsets, (0..first_base + 2).step_by(2).collect::<Vec<_>>());
+    for range in batch::split_batches(&all).unwrap() {
+        batch::validate(&all[range]).unwrap();
+    }
+}
+
+#[test]
+fn damage_after_start_up_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch_len = batch_of(2, 50, 0).len();
+    let mut log = open(dir.path(), LogConfig::default());
+    for _ in 0..5 {
+        log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    }
+    // The disk rots under a running broker: the third batch's records change.
+    flip_bit(&last_segment_path(&log), 2 * batch_len + 70);
+
+    // Reads that reach the damaged batch stop just before it...
+    assert_eq!(base_offsets(&log.read(0, usize::MAX).unwrap()), vec![0, 2]);
+    // ...and a read that starts at it fails rather than hand it out.
+    assert!(matches!(log.read(4, usize::MAX), Err(LogError::Corrupt(_))));
+    assert!(matches!(log.read(5, 1), Err(LogError::Corrupt(_))));
+    assert_eq!(base_offsets(&log.read(6, usize::MAX).unwrap()), vec![6, 8]);
+}

@@ -1,0 +1,213 @@
+"""Limits and abuse (issue 7, item 5): hostile or lazy clients do not hurt anyone else.
+
+- a request declaring an array of billions of entries is refused, not fatal;
+- clients that connect and never speak, or send one byte a second, do not delay other clients
+  (their latencies are printed; the assertions are generous and about completion);
+- 2,000 idle connections are held, and the broker still answers.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import statistics
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from confluent_util import admin_client, consume_all, create_topic, produce
+
+COMPAT = Path(__file__).resolve().parent
+REPO = COMPAT.parent
+
+
+def api_versions_frame(correlation_id: int) -> bytes:
+    """ApiVersions v0 with request header v1 (client id "limits"), size-prefixed."""
+    client = b"limits"
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client)) + client
+    return struct.pack(">i", len(body)) + body
+
+
+def read_response(sock: socket.socket) -> bytes:
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed by the broker")
+            data += chunk
+        return data
+
+    (size,) = struct.unpack(">i", exactly(4))
+    return exactly(size)
+
+
+def api_versions_round_trip(sock: socket.socket, correlation_id: int) -> float:
+    """Seconds for one ApiVersions request to be answered on `sock`."""
+    t0 = time.monotonic()
+    sock.sendall(api_versions_frame(correlation_id))
+    response = read_response(sock)
+    assert struct.unpack(">i", response[:4])[0] == correlation_id
+    assert struct.unpack(">h", response[4:6])[0] == 0, "ApiVersions error"
+    return time.monotonic() - t0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def test_huge_array_length_is_refused_not_fatal(broker, topic_name):
+    """Found by fuzz/: a ListOffsets request of 130 bytes whose topic array claims billions of
+    entries made the decoder allocate 15 GB up front and the broker abort."""
+    frame = (COMPAT.parent / "fuzz" / "corpus" / "request"
+             / "regression-list-offsets-huge-array").read_bytes()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+            s.sendall(struct.pack(">i", len(frame)) + frame)
+            assert s.recv(100) == b"", "expected the broker to close the connection"
+    assert broker.is_running(), "the broker died"
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        api_versions_round_trip(s, 1)
+    assert "malformed ListOffsets" in broker.log_text()
+
+
+class SlowLoris(threading.Thread):
+    """Sends a valid ApiVersions request one byte a second, over and over, until stopped."""
+
+    def __init__(self, port: int, declared_size: int | None = None):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.declared_size = declared_size
+        self.stop = threading.Event()
+        self.bytes_sent = 0
+        self.answers = 0
+
+    def run(self):
+        n = 0
+        try:
+            while not self.stop.is_set():
+                n += 1
+                frame = api_versions_frame(n)
+                if self.declared_size is not None:
+                    # Claims a huge request it will never finish sending.
+                    frame = struct.pack(">i", self.declared_size) + frame[4:]
+                for byte in frame:
+                    if self.stop.wait(1.0):
+                        return
+                    self.sock.send(bytes([byte]))
+                    self.bytes_sent += 1
+                if self.declared_size is None:
+                    read_response(self.sock)
+                    self.answers += 1
+        except OSError:
+            pass
+
+
+@pytest.mark.timeout(180)
+def test_silent_and_one_byte_a_second_clients_do_not_delay_others(broker, topic_name):
+    create_topic(admin_client(broker.bootstrap), topic_name, 3)
+    pid = broker.proc.pid
+
+    # A baseline with nobody misbehaving.
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        baseline = [api_versions_round_trip(s, i) for i in range(200)]
+
+    rss_before = rss_kib(pid)
+    silent = [socket.create_connection(("127.0.0.1", broker.port)) for _ in range(50)]
+    lorises = [SlowLoris(broker.port) for _ in range(10)]
+    lorises += [SlowLoris(broker.port, declared_size=100 * 1024 * 1024) for _ in range(10)]
+    for loris in lorises:
+        loris.start()
+    try:
+        time.sleep(3)  # they are all mid-request now
+        with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+            latencies = [api_versions_round_trip(s, i) for i in range(200)]
+        t0 = time.monotonic()
+        sent = [{"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(500)]
+        reports = produce(broker.bootstrap, topic_name, sent, acks="all")
+        produce_s = time.monotonic() - t0
+        assert all(r.err is None for r in reports)
+        t0 = time.monotonic()
+        records = consume_all(broker.bootstrap, topic_name, range(3))
+        consume_s = time.monotonic() - t0
+        assert sorted(r.value for r in records) == sorted(r["value"] for r in sent)
+        rss_during = rss_kib(pid)
+        assert broker.is_running()
+    finally:
+        for loris in lorises:
+            loris.stop.set()
+        for loris in lorises:
+            loris.join(timeout=5)
+            loris.sock.close()
+        for s in silent:
+            s.close()
+
+    print(f"\nApiVersions round trip, quiet broker: median {statistics.median(baseline) * 1e3:.2f} "
+          f"ms, p99 {percentile(baseline, 0.99) * 1e3:.2f} ms")
+    print(f"with 50 silent and 20 one-byte-a-second clients: median "
+          f"{statistics.median(latencies) * 1e3:.2f} ms, p99 {percentile(latencies, 0.99) * 1e3:.2f}"
+          f" ms, max {max(latencies) * 1e3:.2f} ms; produce 500 acks=all {produce_s:.2f} s, "
+          f"consume them {consume_s:.2f} s")
+    print(f"broker RSS {rss_before} KiB before, {rss_during} KiB with 10 clients each holding "
+          f"a declared 100 MiB request open")
+    # Generous: the others' requests complete, and nowhere near a slow client's pace.
+    assert max(latencies) < 2.0
+
+
+@pytest.mark.timeout(180)
+def test_2000_idle_connections_are_held(start_broker, topic_name):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 8192
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {wanted}")
+        # The broker inherits the raised limit.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        b = start_broker()
+        pid = b.proc.pid
+        rss_before = rss_kib(pid)
+        conns = []
+        t0 = time.monotonic()
+        for _ in range(2000):
+            conns.append(socket.create_connection(("127.0.0.1", b.port), timeout=10))
+        connect_s = time.monotonic() - t0
+        try:
+            # Every 100th idle connection still gets an answer, and so does a new one.
+            for i, s in enumerate(conns[::100]):
+                api_versions_round_trip(s, i)
+            with socket.create_connection(("127.0.0.1", b.port), timeout=10) as s:
+                latencies = [api_versions_round_trip(s, i) for i in range(100)]
+            create_topic(admin_client(b.bootstrap), topic_name, 1)
+            reports = produce(b.bootstrap, topic_name, [{"value": b"x"}] * 100, acks="all")
+            assert all(r.err is None for r in reports)
+            fds = open_fds(pid)
+            rss_held = rss_kib(pid)
+            assert fds >= 2000, f"broker holds only {fds} descriptors"
+            assert b.is_running()
+        finally:
+            for s in conns:
+                s.close()
+        print(f"\n2000 connections opened in {connect_s:.2f} s; broker fds {fds}, RSS "
+              f"{rss_before} KiB before, {rss_held} KiB holding them "
+              f"({(rss_held - rss_before) / 2000:.1f} KiB each); ApiVersions meanwhile median "
+              f"{statistics.median(latencies) * 1e3:.2f} ms, max {max(latencies) * 1e3:.2f} ms")
+        assert "Too many open files" not in b.log_text()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
