@@ -1,6 +1,8 @@
 //! `partita groups ...`: list, describe, delete, delete-offsets, reset-offsets. `describe`
 //! shows share groups too: members, and per share-partition the start offset and share lag.
 
+use std::collections::BTreeMap;
+
 use partita_admin::groups::{self, GroupDescription, MemberDescription};
 use partita_admin::lag::SKEW_FACTOR;
 use partita_admin::reset::{self, PlannedReset, ResetScope, ResetStrategy};
@@ -306,21 +308,6 @@ fn print_share(group: &ShareGroupDescription) {
     }
 }
 
-fn share_assignment_text(member: &ShareMember) -> String {
-    if member.assignment.is_empty() {
-        return "-".to_string();
-    }
-    member
-        .assignment
-        .iter()
-        .map(|(topic, partitions)| {
-            let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
-            format!("{topic}({})", list.join(","))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn print_share_members(group: &ShareGroupDescription) {
     if group.members.is_empty() {
         println!("Share group '{}' has no active members.", group.group);
@@ -341,7 +328,7 @@ fn print_share_members(group: &ShareGroupDescription) {
             member.host.clone(),
             member.client_id.clone(),
             member.partition_count().to_string(),
-            share_assignment_text(member),
+            assignment_text(&member.assignment),
         ]);
     }
     print!("{}", table.render());
@@ -468,12 +455,13 @@ fn print_lag(group: &GroupDescription) {
     }
 }
 
-fn assignment_text(member: &MemberDescription) -> String {
-    if member.assignment.is_empty() {
+/// A member's partitions as `topic(0,1) other(2)`, or `-` for none; the same for consumer
+/// and share group members.
+fn assignment_text(assignment: &BTreeMap<String, Vec<i32>>) -> String {
+    if assignment.is_empty() {
         return "-".to_string();
     }
-    member
-        .assignment
+    assignment
         .iter()
         .map(|(topic, partitions)| {
             let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
@@ -505,7 +493,7 @@ fn print_members(group: &GroupDescription) {
             member.host.clone(),
             member.client_id.clone(),
             member.partition_count().to_string(),
-            assignment_text(member),
+            assignment_text(&member.assignment),
         ]);
     }
     print!("{}", table.render());
