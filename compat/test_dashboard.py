@@ -115,6 +115,11 @@ def test_metrics_report_the_lag_of_a_real_group(lagging_group):
     assert values(samples, "partita_bytes_in_total")[0] > 0
     assert values(samples, "partita_bytes_out_total")[0] > 0
     assert values(samples, "partita_connections_open")[0] >= MEMBERS
+    assert values(samples, "partita_connections_closed_total", reason="idle") == [0]
+    assert values(samples, "partita_memory_budget_bytes", pool="fetch") == [256 * 1024 * 1024]
+    assert values(samples, "partita_memory_budget_bytes", pool="request") == []  # unbounded
+    [fetch_in_use] = values(samples, "partita_memory_in_use_bytes", pool="fetch")
+    assert 0 <= fetch_in_use <= 256 * 1024 * 1024
     for api in ("Produce", "Fetch", "JoinGroup", "SyncGroup", "Heartbeat", "OffsetCommit"):
         assert values(samples, "partita_requests_total", api=api)[0] > 0, api
         assert values(samples, "partita_request_duration_seconds_count", api=api)[0] > 0, api

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from confluent_util import admin_client, consume_all, create_topic, produce
+from partita_compat import wait_until
 
 COMPAT = Path(__file__).resolve().parent
 REPO = COMPAT.parent
@@ -211,3 +212,184 @@ def test_2000_idle_connections_are_held(start_broker, topic_name):
         assert "Too many open files" not in b.log_text()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ----------------------------------------------------------------- connection and memory caps
+
+
+def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A connection to the broker from `source` (any 127.x.y.z address reaches loopback)."""
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+
+
+def closed_by_broker(sock: socket.socket, within: float = 30.0) -> bool:
+    """Whether the broker closes `sock` within `within` seconds (without sending anything)."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_max_connections_makes_new_clients_wait_until_one_closes(start_broker):
+    b = start_broker({"max.connections": 4})
+    held = [connect(b.port) for _ in range(4)]
+    for i, s in enumerate(held):
+        api_versions_round_trip(s, i)
+
+    # The fifth completes its TCP handshake in the listen backlog, but is not served...
+    waiting = connect(b.port)
+    waiting.sendall(api_versions_frame(99))
+    waiting.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        waiting.recv(1)
+    # ...until one of the four closes; then it is, in full.
+    held.pop().close()
+    waiting.settimeout(30)
+    response = read_response(waiting)
+    assert struct.unpack(">i", response[:4])[0] == 99
+    for s in held + [waiting]:
+        s.close()
+    assert b.is_running()
+
+
+def admitted(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A connection from `source` that the broker answers, retried while the broker has not
+    yet seen an earlier connection of that address close (such as the start-up probe)."""
+    admitted = []
+
+    def attempt():
+        s = connect(port, source)
+        try:
+            api_versions_round_trip(s, 0)
+            admitted.append(s)
+            return True
+        except ConnectionError:
+            s.close()
+            return False
+
+    wait_until(attempt, timeout=30, msg=f"a connection from {source} admitted")
+    return admitted[0]
+
+
+def test_max_connections_per_ip_closes_extra_connections_at_once(start_broker):
+    b = start_broker({"max.connections.per.ip": 2,
+                      "max.connections.per.ip.overrides": "127.0.0.2:3"})
+    local = [admitted(b.port) for _ in range(2)]
+    assert closed_by_broker(connect(b.port)), "a third connection from 127.0.0.1 was kept"
+
+    # 127.0.0.2 has its own count and, by the override, its own cap.
+    other = [admitted(b.port, "127.0.0.2") for _ in range(3)]
+    assert closed_by_broker(connect(b.port, "127.0.0.2")), "a fourth from 127.0.0.2 was kept"
+
+    # The first two are unaffected, and closing one makes room for another.
+    api_versions_round_trip(local[0], 10)
+    local.pop().close()
+    local.append(admitted(b.port))
+    for s in local + other:
+        s.close()
+    assert "max.connections.per.ip" in b.log_text()
+
+
+def test_idle_connections_are_closed_and_active_ones_kept(start_broker):
+    idle_ms = 3000
+    b = start_broker({"connections.max.idle.ms": idle_ms})
+    silent = connect(b.port)
+    busy = connect(b.port)      # a request every 0.3 s
+    trickle = connect(b.port)   # one byte of a request every 0.3 s
+    frame = api_versions_frame(42)
+    sent = 0
+    t0 = time.monotonic()
+    silent.setblocking(False)
+    silent_closed_after = None
+    # Pace the active clients (a tenth of the idle timeout) until well past the timeout.
+    while time.monotonic() - t0 < 3 * idle_ms / 1000 or silent_closed_after is None:
+        assert time.monotonic() - t0 < 60, "the silent connection was never closed"
+        api_versions_round_trip(busy, sent)
+        if sent < len(frame):
+            trickle.send(frame[sent:sent + 1])
+        sent += 1
+        if silent_closed_after is None:
+            try:
+                if silent.recv(1) == b"":
+                    silent_closed_after = time.monotonic() - t0
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                silent_closed_after = time.monotonic() - t0
+        time.sleep(0.3)
+    # The trickling client finishes its request and is answered: it was never idle.
+    trickle.sendall(frame[sent:] if sent < len(frame) else b"")
+    response = read_response(trickle)
+    assert struct.unpack(">i", response[:4])[0] == 42
+    print(f"\nsilent connection closed after {silent_closed_after:.2f} s "
+          f"(connections.max.idle.ms={idle_ms})")
+    assert silent_closed_after >= idle_ms / 1000 * 0.9
+    for s in (silent, busy, trickle):
+        s.close()
+
+
+def test_fetch_memory_budget_is_shared_without_deadlock(start_broker, topic_name):
+    """Six consumers fetch 12 MB at once through a 1 MiB budget for all Fetch responses: each
+    waits its turn for memory, and every one of them gets every record."""
+    b = start_broker({"fetch.memory.max.bytes": 1024 * 1024})
+    partitions = 6
+    create_topic(admin_client(b.bootstrap), topic_name, partitions)
+    sent = [{"key": f"k{i}".encode(), "value": os.urandom(1024), "partition": i % partitions}
+            for i in range(12_000)]
+    reports = produce(b.bootstrap, topic_name, sent, acks="all")
+    assert all(r.err is None for r in reports)
+    expected = sorted(r["value"] for r in sent)
+
+    results, errors = {}, []
+
+    def read(n):
+        try:
+            records = consume_all(b.bootstrap, topic_name, range(partitions), timeout=120,
+                                  **{"fetch.max.bytes": 8 * 1024 * 1024,
+                                     "max.partition.fetch.bytes": 1024 * 1024})
+            results[n] = sorted(r.value for r in records)
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    t0 = time.monotonic()
+    readers = [threading.Thread(target=read, args=(n,)) for n in range(6)]
+    for r in readers:
+        r.start()
+    peak_rss = 0
+    while any(r.is_alive() for r in readers):
+        peak_rss = max(peak_rss, rss_kib(b.proc.pid))
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    assert not errors, errors
+    assert all(results[n] == expected for n in range(6)), "a consumer missed or mangled records"
+    print(f"\n6 consumers x 12 MB through a 1 MiB fetch memory budget: {elapsed:.2f} s, "
+          f"broker peak RSS {peak_rss} KiB")
+
+
+def test_request_memory_budget_lets_concurrent_large_produces_through(start_broker, topic_name):
+    """With queued.max.request.bytes=1 MiB, four producers sending ~900 KiB requests at once
+    take turns: all of them are acknowledged."""
+    b = start_broker({"queued.max.request.bytes": 1024 * 1024})
+    create_topic(admin_client(b.bootstrap), topic_name, 4)
+    errors, done = [], []
+
+    def send(n):
+        try:
+            records = [{"value": os.urandom(900), "partition": n} for _ in range(4000)]
+            reports = produce(b.bootstrap, topic_name, records, acks="all",
+                              **{"batch.size": 900_000, "linger.ms": 50})
+            done.append(sum(1 for r in reports if r.err is None))
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    producers = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join(timeout=120)
+    assert not errors, errors
+    assert done == [4000] * 4
+    assert sum(r.partition >= 0 for r in consume_all(b.bootstrap, topic_name, range(4))) == 16000

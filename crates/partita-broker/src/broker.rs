@@ -4,10 +4,12 @@ use std::fs;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::admission::Admission;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::group_events::GroupEventLog;
 use crate::groups::GroupCoordinator;
+use crate::memory::MemoryBudget;
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
 use crate::shares::ShareGroups;
@@ -36,6 +38,12 @@ pub struct Broker {
     pub shares: Arc<ShareGroups>,
     /// Traffic, request and connection metrics, for `/metrics` and the dashboard.
     pub metrics: BrokerMetrics,
+    /// Connection caps (`max.connections`, `max.connections.per.ip`).
+    pub(crate) admission: Admission,
+    /// Memory held by request frames (`queued.max.request.bytes`).
+    pub(crate) request_memory: MemoryBudget,
+    /// Memory held by Fetch responses (`fetch.memory.max.bytes`).
+    pub(crate) fetch_memory: MemoryBudget,
 }
 
 impl Broker {
@@ -51,6 +59,9 @@ impl Broker {
         let shares = Arc::new(ShareGroups::start(&topics, config.shares.clone())?);
         let groups = GroupCoordinator::start(&topics, &config.groups, Arc::clone(&group_events))?;
         Ok(Broker {
+            admission: Admission::new(&config),
+            request_memory: MemoryBudget::new(config.queued_max_request_bytes),
+            fetch_memory: MemoryBudget::new(config.fetch_memory_max_bytes),
             config,
             topics,
             cluster_id,

@@ -4,7 +4,7 @@
 //! sequence of `(name, value)` strings applied with [`BrokerConfig::set`], so all of them
 //! accept exactly the same names and report mistakes the same way.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use partita_groups::share::coordinator::ShareConfig;
@@ -30,6 +30,24 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// Largest request frame accepted, checked before the frame is buffered.
     pub socket_request_max_bytes: usize,
+    /// Bytes that request frames being read and answered may hold at once, across every
+    /// connection (`queued.max.request.bytes`); `None` is unbounded, Kafka's default.
+    pub queued_max_request_bytes: Option<usize>,
+    /// Client connections open at once (`max.connections`); at the cap new connections wait
+    /// in the listen backlog until one closes. `None` is unbounded.
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one IP address (`max.connections.per.ip`); a
+    /// connection beyond it is closed at once. `None` is unbounded.
+    pub max_connections_per_ip: Option<usize>,
+    /// Per-address exceptions to `max_connections_per_ip` (`max.connections.per.ip.overrides`).
+    pub max_connections_per_ip_overrides: Vec<(IpAddr, usize)>,
+    /// A connection that sends nothing for this long is closed (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// Largest Fetch response, whatever the request asks (`fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Bytes that Fetch responses may hold at once, across every connection
+    /// (`fetch.memory.max.bytes`); a fetch waits for memory beyond it. `None` is unbounded.
+    pub fetch_memory_max_bytes: Option<usize>,
     /// Defaults for every partition's log; topics may override them.
     pub log: LogConfig,
     /// How often retention and time-based segment rolls are checked.
@@ -62,6 +80,13 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             auto_create_topics_enable: true,
             socket_request_max_bytes: 104_857_600,
+            queued_max_request_bytes: None,
+            max_connections: None,
+            max_connections_per_ip: None,
+            max_connections_per_ip_overrides: Vec::new(),
+            connections_max_idle_ms: 600_000,
+            fetch_max_bytes: 57_671_680,
+            fetch_memory_max_bytes: Some(268_435_456),
             log: LogConfig::default(),
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 1_000,
@@ -142,6 +167,12 @@ impl BrokerConfig {
             n if n > 0 => Ok(n),
             _ => Err(bad("must be positive")),
         };
+        // A cap: a positive number, or -1 (or Kafka's Integer.MAX_VALUE) for none.
+        let limit = || match int()? {
+            -1 | 2_147_483_647 => Ok(None),
+            n if n > 0 => Ok(Some(n as usize)),
+            _ => Err(bad("must be positive, or -1 for no limit")),
+        };
         let boolean = || value.parse::<bool>().map_err(|_| bad("not true or false"));
         match name {
             "log.dirs" | "log.dir" | "data.dir" | "data-dir" => {
@@ -159,6 +190,19 @@ impl BrokerConfig {
             "auto.create.topics.enable" => self.auto_create_topics_enable = boolean()?,
             "delete.topic.enable" => self.delete_topic_enable = boolean()?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = positive()? as usize,
+            "queued.max.request.bytes" => self.queued_max_request_bytes = limit()?,
+            "max.connections" => self.max_connections = limit()?,
+            "max.connections.per.ip" => self.max_connections_per_ip = limit()?,
+            "max.connections.per.ip.overrides" => {
+                self.max_connections_per_ip_overrides =
+                    parse_ip_overrides(value).map_err(|r| bad(&r))?
+            }
+            "connections.max.idle.ms" => self.connections_max_idle_ms = positive()? as u64,
+            "fetch.max.bytes" => match positive()? {
+                n if n >= 1024 => self.fetch_max_bytes = n as usize,
+                _ => return Err(bad("must be at least 1024")),
+            },
+            "fetch.memory.max.bytes" => self.fetch_memory_max_bytes = limit()?,
             "message.max.bytes" => self.log.max_message_bytes = positive()? as u32,
             "log.segment.bytes" => self.log.segment_bytes = positive()? as u64,
             "log.roll.ms" => self.log.segment_ms = positive()?,
@@ -246,6 +290,28 @@ impl BrokerConfig {
         }
         Ok(SetOutcome::Applied)
     }
+}
+
+/// Parses `max.connections.per.ip.overrides`: `address:count` pairs, comma separated.
+fn parse_ip_overrides(value: &str) -> Result<Vec<(IpAddr, usize)>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (address, count) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{entry:?} is not address:count"))?;
+            let address = address.trim_start_matches('[').trim_end_matches(']');
+            let address = address
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{address:?} is not an IP address"))?;
+            let count = count
+                .parse::<usize>()
+                .map_err(|_| format!("{count:?} is not a count"))?;
+            Ok((address, count))
+        })
+        .collect()
 }
 
 /// Parses `cleanup.policy` values: `delete`, `compact` or both, comma separated.
@@ -348,6 +414,36 @@ mod tests {
         assert!(config.set("listeners", "nohost").is_err());
         assert!(config.set("log.cleanup.policy", "shred").is_err());
         assert!(config.set("http.listen", "nohost").is_err());
+        assert!(config.set("max.connections", "0").is_err());
+        assert!(config.set("fetch.max.bytes", "100").is_err());
+        assert!(config
+            .set("max.connections.per.ip.overrides", "db.example:5")
+            .is_err());
+    }
+
+    #[test]
+    fn connection_and_memory_caps_take_kafka_names_and_minus_one_for_none() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(config.max_connections, None);
+        assert_eq!(config.fetch_memory_max_bytes, Some(268_435_456));
+        config.set("max.connections", "100").unwrap();
+        config.set("max.connections.per.ip", "2147483647").unwrap();
+        config.set("queued.max.request.bytes", "1048576").unwrap();
+        config.set("fetch.memory.max.bytes", "-1").unwrap();
+        config
+            .set("max.connections.per.ip.overrides", "127.0.0.1:5, [::1]:7")
+            .unwrap();
+        assert_eq!(config.max_connections, Some(100));
+        assert_eq!(config.max_connections_per_ip, None);
+        assert_eq!(config.queued_max_request_bytes, Some(1_048_576));
+        assert_eq!(config.fetch_memory_max_bytes, None);
+        assert_eq!(
+            config.max_connections_per_ip_overrides,
+            vec![
+                (IpAddr::from([127, 0, 0, 1]), 5),
+                ("::1".parse().unwrap(), 7)
+            ]
+        );
     }
 
     #[test]

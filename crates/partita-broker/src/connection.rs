@@ -1,33 +1,59 @@
 //! One client connection: read a frame, answer it, repeat, in order.
 //!
 //! Requests on one connection are answered one at a time and in the order they arrived, as
-//! Kafka does; a waiting fetch therefore holds back only its own connection.
+//! Kafka does; a waiting fetch therefore holds back only its own connection, and a connection
+//! never has more than one request in flight.
+//!
+//! A frame's buffer grows with the bytes that actually arrive, so a client that declares a
+//! large request and sends it slowly holds no more memory than it has sent; with
+//! `queued.max.request.bytes` set, the declared size is claimed from that budget first. A
+//! connection that sends nothing for `connections.max.idle.ms` is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::admission::Admitted;
 use crate::broker::Broker;
 use crate::dispatch::{dispatch, DispatchError};
+use crate::memory::MemoryClaim;
 use crate::server::Shutdown;
+
+/// The first piece of a frame's buffer; it doubles as more of the frame arrives.
+const FIRST_READ: usize = 64 * 1024;
 
 /// A connection and what it needs to answer requests.
 pub(crate) struct Connection {
     broker: Arc<Broker>,
     stream: BufWriter<TcpStream>,
     peer: SocketAddr,
+    idle: Duration,
     shutdown: Shutdown,
+    _admitted: Admitted,
     _done: mpsc::Sender<()>,
+}
+
+/// How filling a buffer from the socket ended.
+enum Filled {
+    Done,
+    /// The client closed the connection after this many bytes.
+    Eof(usize),
+    Idle,
 }
 
 /// Why a connection stopped reading.
 enum ReadOutcome {
-    Frame(Bytes),
+    /// A whole frame, and the request memory it holds until it has been answered.
+    Frame(Bytes, MemoryClaim),
+    /// The client closed the connection between requests.
     Closed,
+    /// Nothing arrived for `connections.max.idle.ms`.
+    Idle,
 }
 
 impl Connection {
@@ -35,14 +61,18 @@ impl Connection {
         broker: Arc<Broker>,
         socket: TcpStream,
         peer: SocketAddr,
+        admitted: Admitted,
         shutdown: Shutdown,
         done: mpsc::Sender<()>,
     ) -> Connection {
+        let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
         Connection {
             broker,
             stream: BufWriter::new(socket),
             peer,
+            idle,
             shutdown,
+            _admitted: admitted,
             _done: done,
         }
     }
@@ -59,9 +89,14 @@ impl Connection {
                 frame = self.read_frame() => frame,
                 _ = shutdown.recv() => break,
             };
-            let frame = match frame {
-                Ok(ReadOutcome::Frame(frame)) => frame,
+            let (frame, _memory) = match frame {
+                Ok(ReadOutcome::Frame(frame, memory)) => (frame, memory),
                 Ok(ReadOutcome::Closed) => break,
+                Ok(ReadOutcome::Idle) => {
+                    self.broker.metrics.connections_idle_closed.add(1);
+                    tracing::debug!(peer = %self.peer, "closing idle connection");
+                    break;
+                }
                 Err(reason) => {
                     tracing::warn!(peer = %self.peer, %reason, "closing connection");
                     break;
@@ -85,25 +120,48 @@ impl Connection {
 
     /// Reads one size-prefixed frame, refusing an oversized one before buffering it.
     async fn read_frame(&mut self) -> Result<ReadOutcome, String> {
-        let size = match self.stream.read_i32().await {
-            Ok(size) => size,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Ok(ReadOutcome::Closed)
-            }
-            Err(e) => return Err(e.to_string()),
-        };
+        let mut size = [0u8; 4];
+        match self.fill(&mut size).await? {
+            Filled::Done => {}
+            Filled::Eof(0) => return Ok(ReadOutcome::Closed),
+            Filled::Eof(_) => return Err("connection lost mid-request".to_string()),
+            Filled::Idle => return Ok(ReadOutcome::Idle),
+        }
+        let size = i32::from_be_bytes(size);
         let limit = self.broker.config.socket_request_max_bytes;
         if size < 8 || size as usize > limit {
             return Err(format!(
                 "request size {size} is outside 8..={limit} (socket.request.max.bytes)"
             ));
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        self.stream
-            .read_exact(&mut frame)
-            .await
-            .map_err(|e| format!("connection lost mid-request: {e}"))?;
-        Ok(ReadOutcome::Frame(frame.freeze()))
+        let size = size as usize;
+        let memory = self.broker.request_memory.claim(size).await;
+        let mut frame = BytesMut::new();
+        while frame.len() < size {
+            let start = frame.len();
+            frame.resize(start + (size - start).min(start.max(FIRST_READ)), 0);
+            match self.fill(&mut frame[start..]).await? {
+                Filled::Done => {}
+                Filled::Eof(_) => return Err("connection lost mid-request".to_string()),
+                Filled::Idle => return Ok(ReadOutcome::Idle),
+            }
+        }
+        Ok(ReadOutcome::Frame(frame.freeze(), memory))
+    }
+
+    /// Fills `buffer` from the socket, giving up when no byte arrives for the idle timeout.
+    async fn fill(&mut self, buffer: &mut [u8]) -> Result<Filled, String> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            let read = tokio::time::timeout(self.idle, self.stream.read(&mut buffer[filled..]));
+            match read.await {
+                Err(_) => return Ok(Filled::Idle),
+                Ok(Ok(0)) => return Ok(Filled::Eof(filled)),
+                Ok(Ok(n)) => filled += n,
+                Ok(Err(e)) => return Err(e.to_string()),
+            }
+        }
+        Ok(Filled::Done)
     }
 
     /// Answers one request frame; an error means the connection must be closed.

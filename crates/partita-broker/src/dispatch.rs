@@ -10,6 +10,7 @@ use partita_groups::ClientContext;
 
 use crate::broker::Broker;
 use crate::handlers::{self, groups, share};
+use crate::memory::MemoryClaim;
 
 /// The APIs served and the versions of each, as advertised by ApiVersions.
 ///
@@ -61,6 +62,8 @@ pub(crate) fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
 /// An encoded response, framed and ready to write.
 pub(crate) struct Reply {
     pub(crate) frame: BytesMut,
+    /// Memory claimed for the response, given back when the reply is dropped after writing.
+    pub(crate) _memory: Option<MemoryClaim>,
 }
 
 /// A request that cannot be answered: the connection is closed, as Kafka does.
@@ -175,7 +178,17 @@ pub(crate) async fn dispatch(
                 None => Ok(None),
             }
         }
-        ApiKey::Fetch => route!(FetchRequest, handlers::fetch::handle),
+        ApiKey::Fetch => {
+            let request = FetchRequest::decode(&mut frame, version).map_err(|e| {
+                DispatchError::Close(format!("malformed Fetch v{version} request: {e}"))
+            })?;
+            let (response, memory) = handlers::fetch::handle(broker, request, version).await;
+            let reply = encode(raw_key, version, correlation_id, &response)?;
+            Ok(reply.map(|reply| Reply {
+                _memory: Some(memory),
+                ..reply
+            }))
+        }
         ApiKey::ListOffsets => route!(ListOffsetsRequest, handlers::list_offsets::handle),
         ApiKey::Metadata => route!(MetadataRequest, handlers::metadata::handle),
         ApiKey::FindCoordinator => {
@@ -213,7 +226,10 @@ fn frame_raw(correlation_id: i32, body: &[u8]) -> Reply {
     frame.put_i32(4 + body.len() as i32);
     frame.put_i32(correlation_id);
     frame.put_slice(body);
-    Reply { frame }
+    Reply {
+        frame,
+        _memory: None,
+    }
 }
 
 /// Encodes the whole response frame (size, header, body) into one buffer sized up front, so
@@ -235,5 +251,8 @@ fn encode(
     frame.put_i32((header_size + body_size) as i32);
     header.encode(&mut frame, header_version).map_err(failed)?;
     response.encode(&mut frame, version).map_err(failed)?;
-    Ok(Some(Reply { frame }))
+    Ok(Some(Reply {
+        frame,
+        _memory: None,
+    }))
 }

@@ -1,6 +1,7 @@
 //! Partita's Kafka protocol server: accepts connections, frames requests, routes each to the
 //! handler for its API, and keeps the topics and their partition logs.
 
+mod admission;
 pub mod broker;
 pub mod config;
 mod connection;
@@ -12,6 +13,7 @@ pub mod group_events;
 pub mod groups;
 mod handlers;
 mod http;
+mod memory;
 pub mod metrics;
 pub mod partition;
 mod producer_ids;

@@ -162,6 +162,10 @@ pub struct BrokerMetrics {
     pub open_connections: Gauge,
     /// Client connections accepted since start.
     pub connections_accepted: Counter,
+    /// Connections closed at once because their address had `max.connections.per.ip` open.
+    pub connections_refused: Counter,
+    /// Connections closed after `connections.max.idle.ms` without a byte from the client.
+    pub connections_idle_closed: Counter,
 }
 
 impl Default for BrokerMetrics {
@@ -178,6 +182,8 @@ impl Default for BrokerMetrics {
             errors: Mutex::new(HashMap::new()),
             open_connections: Gauge::default(),
             connections_accepted: Counter::default(),
+            connections_refused: Counter::default(),
+            connections_idle_closed: Counter::default(),
         }
     }
 }
@@ -329,6 +335,22 @@ impl BrokerMetrics {
             "partita_connections_accepted_total",
             &[],
             self.connections_accepted.get(),
+        );
+        out.family(
+            "partita_connections_closed_total",
+            "counter",
+            "Connections the broker closed: refused at max.connections.per.ip, or idle for \
+             connections.max.idle.ms.",
+        );
+        out.sample(
+            "partita_connections_closed_total",
+            &[("reason", "per_ip_limit")],
+            self.connections_refused.get(),
+        );
+        out.sample(
+            "partita_connections_closed_total",
+            &[("reason", "idle")],
+            self.connections_idle_closed.get(),
         );
     }
 

@@ -8,6 +8,7 @@ use partita_log::CleanupPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::admission::TooManyFromAddress;
 use crate::broker::{now_ms, Broker};
 use crate::connection::Connection;
 
@@ -78,14 +79,25 @@ async fn accept_loop(
 ) {
     let mut backoff = Duration::from_millis(10);
     loop {
+        // At `max.connections` this waits, and new clients wait in the listen backlog.
+        let room = broker.admission.room().await;
         match listener.accept().await {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(10);
+                let admitted = match broker.admission.admit(peer.ip(), room) {
+                    Ok(admitted) => admitted,
+                    Err(TooManyFromAddress(cap)) => {
+                        broker.metrics.connections_refused.add(1);
+                        tracing::info!(%peer, cap, "refused a connection: its address already has max.connections.per.ip open");
+                        continue;
+                    }
+                };
                 let _ = socket.set_nodelay(true);
                 let connection = Connection::new(
                     Arc::clone(broker),
                     socket,
                     peer,
+                    admitted,
                     shutdown.clone(),
                     done.clone(),
                 );

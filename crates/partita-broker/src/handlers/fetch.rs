@@ -1,6 +1,9 @@
 //! Fetch: hand stored batches back, long-polling until `min_bytes` have arrived or
 //! `max_wait_ms` has passed. Waiting fetches are woken by appends, never by a timer loop.
 //!
+//! A response holds at most `fetch.max.bytes` (beyond the first batch, per KIP-74), and all
+//! responses together at most `fetch.memory.max.bytes`: a fetch waits for memory beyond that.
+//!
 //! Fetch sessions (KIP-227) are not kept: every response says session id 0, which tells the
 //! client to send full requests, as the protocol allows.
 
@@ -17,30 +20,46 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::error::log_error;
+use crate::memory::MemoryClaim;
 use crate::topics::Topic;
 
 /// Topic ids replace names in Fetch from this version on (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
 
-pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// Answers a fetch. The response comes with the memory it holds, claimed from
+/// `fetch.memory.max.bytes` and given back once the response has been written.
+pub(crate) async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, MemoryClaim) {
     if request.session_id != 0 {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let response =
+            FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return (response, broker.fetch_memory.claim(0).await);
     }
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let waiter = Arc::new(Notify::new());
     loop {
+        let mut memory = broker.fetch_memory.claim(max_bytes).await;
         // Register before reading, so an append between the read and the wait still wakes us.
-        let (responses, bytes, errors) = read_all(broker, &request, version, Some(&waiter));
+        let (responses, bytes, errors) =
+            read_all(broker, &request, max_bytes, version, Some(&waiter));
         if bytes >= min_bytes || errors || Instant::now() >= deadline {
-            return respond(broker, version, responses);
+            memory.shrink_to(bytes);
+            return (respond(broker, version, responses), memory);
         }
+        // Nothing is held while waiting.
+        drop((memory, responses));
         tokio::select! {
             _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {
-                let (responses, _, _) = read_all(broker, &request, version, None);
-                return respond(broker, version, responses);
+                let mut memory = broker.fetch_memory.claim(max_bytes).await;
+                let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None);
+                memory.shrink_to(bytes);
+                return (respond(broker, version, responses), memory);
             }
         }
     }
@@ -86,10 +105,11 @@ fn respond(broker: &Broker, version: i16, responses: Vec<FetchableTopicResponse>
 fn read_all(
     broker: &Broker,
     request: &FetchRequest,
+    max_bytes: usize,
     version: i16,
     waiter: Option<&Arc<Notify>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut remaining = max_bytes;
     let mut gathered = 0usize;
     let mut errors = false;
     let mut responses = Vec::with_capacity(request.topics.len());

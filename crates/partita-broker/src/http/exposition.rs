@@ -3,7 +3,7 @@
 
 use super::snapshot::{self, GroupView, ShareGroupView, TopicView};
 use super::Observer;
-use crate::broker::now_ms;
+use crate::broker::{now_ms, Broker};
 use crate::metrics::Exposition;
 
 /// The states a group can be in, as `partita_group_state` labels them: the classic
@@ -31,12 +31,47 @@ pub(crate) async fn render(observer: &Observer) -> String {
     }
     let mut out = Exposition::default();
     broker.metrics.write(&mut out);
+    write_memory(&mut out, broker);
     write_partitions(&mut out, &snapshot::topics(broker));
     write_groups(&mut out, &groups);
     write_group_lag(&mut out, &groups);
     write_share_groups(&mut out, &snapshot::share_groups(broker));
     observer.tracker.write(&mut out);
     out.finish()
+}
+
+/// The bounded memory budgets: their size and how much is claimed now.
+fn write_memory(out: &mut Exposition, broker: &Broker) {
+    let pools = [
+        ("fetch", &broker.fetch_memory),
+        ("request", &broker.request_memory),
+    ];
+    out.family(
+        "partita_memory_budget_bytes",
+        "gauge",
+        "Size of a memory budget: fetch (fetch.memory.max.bytes) or request \
+         (queued.max.request.bytes). Absent when the budget is unbounded.",
+    );
+    for (pool, budget) in pools {
+        if let Some(capacity) = budget.capacity() {
+            out.sample(
+                "partita_memory_budget_bytes",
+                &[("pool", pool)],
+                capacity as u64,
+            );
+        }
+    }
+    out.family(
+        "partita_memory_in_use_bytes",
+        "gauge",
+        "Bytes claimed from a memory budget now, by responses or requests not yet answered.",
+    );
+    for (pool, budget) in pools {
+        if let (Some(capacity), Some(available)) = (budget.capacity(), budget.available()) {
+            let in_use = capacity.saturating_sub(available) as u64;
+            out.sample("partita_memory_in_use_bytes", &[("pool", pool)], in_use);
+        }
+    }
 }
 
 fn write_partitions(out: &mut Exposition, topics: &[TopicView]) {
