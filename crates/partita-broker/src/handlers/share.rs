@@ -232,7 +232,8 @@ pub(crate) async fn fetch(
     let max_bytes = usize::try_from(request.max_bytes)
         .ok()
         .filter(|n| *n > 0)
-        .unwrap_or(1 << 20);
+        .unwrap_or(1 << 20)
+        .min(broker.config.fetch_max_bytes);
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let waiter = Arc::new(Notify::new());
     loop {
