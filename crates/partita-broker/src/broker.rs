@@ -12,10 +12,13 @@ use crate::groups::GroupCoordinator;
 use crate::memory::MemoryBudget;
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
+use crate::server::Shutdown;
 use crate::shares::ShareGroups;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
 use std::sync::Arc;
+
+use tokio::sync::watch;
 
 /// How many group events are kept for the timeline.
 const GROUP_EVENTS_RETAINED: usize = 10_000;
@@ -44,6 +47,8 @@ pub struct Broker {
     pub(crate) request_memory: MemoryBudget,
     /// Memory held by Fetch responses (`fetch.memory.max.bytes`).
     pub(crate) fetch_memory: MemoryBudget,
+    /// Set once shutdown begins; requests parked waiting (long-poll fetches, joins) answer.
+    stopping: watch::Sender<bool>,
 }
 
 impl Broker {
@@ -70,6 +75,7 @@ impl Broker {
             group_events,
             shares,
             metrics: BrokerMetrics::default(),
+            stopping: watch::channel(false).0,
         })
     }
 
@@ -95,6 +101,16 @@ impl Broker {
             Err(BrokerError::TopicAlreadyExists(_)) => Ok(self.topics.get(name)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Completes once shutdown has begun: for anything that waits on clients or data.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        Shutdown::new(self.stopping.subscribe())
+    }
+
+    /// Tells every connection and waiting request that the broker is stopping.
+    pub(crate) fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Flushes and closes everything; called once at shutdown.

@@ -85,9 +85,11 @@ impl Connection {
         self.broker.metrics.open_connections.add(1);
         let mut shutdown = self.shutdown.clone();
         loop {
+            // Once shutdown has begun, no further request is read.
             let frame = tokio::select! {
-                frame = self.read_frame() => frame,
+                biased;
                 _ = shutdown.recv() => break,
+                frame = self.read_frame() => frame,
             };
             let (frame, _memory) = match frame {
                 Ok(ReadOutcome::Frame(frame, memory)) => (frame, memory),

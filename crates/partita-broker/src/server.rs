@@ -19,6 +19,10 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    pub(crate) fn new(receiver: watch::Receiver<bool>) -> Shutdown {
+        Shutdown { receiver }
+    }
+
     /// Whether shutdown has begun.
     pub fn is_shutdown(&self) -> bool {
         *self.receiver.borrow()
@@ -38,11 +42,8 @@ pub async fn serve(
     listener: TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let (shutdown_sender, shutdown_receiver) = watch::channel(false);
     let (done_sender, mut done_receiver) = mpsc::channel::<()>(1);
-    let shutdown = Shutdown {
-        receiver: shutdown_receiver,
-    };
+    let shutdown = broker.shutdown_signal();
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
     tokio::spawn(Arc::clone(&broker.shares).run_timers(shutdown.clone()));
     let http = crate::http::start(&broker, shutdown.clone()).await;
@@ -52,7 +53,8 @@ pub async fn serve(
         _ = stop => tracing::info!("shutting down"),
     }
 
-    let _ = shutdown_sender.send(true);
+    // Connections stop reading; requests parked waiting for data or for a rebalance answer.
+    broker.begin_shutdown();
     drop(done_sender);
     drop(listener);
     // Each connection holds a clone of `done_sender`; all are gone once every in-flight

@@ -42,26 +42,29 @@ pub(crate) async fn handle(
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let waiter = Arc::new(Notify::new());
+    let mut stopping = broker.shutdown_signal();
     loop {
         let mut memory = broker.fetch_memory.claim(max_bytes).await;
         // Register before reading, so an append between the read and the wait still wakes us.
         let (responses, bytes, errors) =
             read_all(broker, &request, max_bytes, version, Some(&waiter));
-        if bytes >= min_bytes || errors || Instant::now() >= deadline {
+        let done = bytes >= min_bytes || errors || Instant::now() >= deadline;
+        if done || stopping.is_shutdown() {
             memory.shrink_to(bytes);
             return (respond(broker, version, responses), memory);
         }
         // Nothing is held while waiting.
         drop((memory, responses));
         tokio::select! {
-            _ = waiter.notified() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                let mut memory = broker.fetch_memory.claim(max_bytes).await;
-                let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None);
-                memory.shrink_to(bytes);
-                return (respond(broker, version, responses), memory);
-            }
+            _ = waiter.notified() => continue,
+            _ = tokio::time::sleep_until(deadline) => {}
+            // A stopping broker answers with what it has rather than hold shutdown up.
+            _ = stopping.recv() => {}
         }
+        let mut memory = broker.fetch_memory.claim(max_bytes).await;
+        let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None);
+        memory.shrink_to(bytes);
+        return (respond(broker, version, responses), memory);
     }
 }
 

@@ -24,6 +24,22 @@ async fn call(
     broker.groups.call(group_id, client, request).await.ok()
 }
 
+/// [`call`] for the requests that wait for the rest of the group (JoinGroup, SyncGroup): a
+/// stopping broker answers them at once with no response, which each caller turns into
+/// COORDINATOR_NOT_AVAILABLE, so that the client looks for its coordinator again.
+async fn call_parked(
+    broker: &Broker,
+    group_id: &str,
+    client: &ClientContext,
+    request: Request,
+) -> Option<Response> {
+    let mut stopping = broker.shutdown_signal();
+    tokio::select! {
+        response = call(broker, group_id, client, request) => response,
+        _ = stopping.recv() => None,
+    }
+}
+
 pub(crate) async fn join_group(
     broker: &Broker,
     client: &ClientContext,
@@ -31,7 +47,7 @@ pub(crate) async fn join_group(
     version: i16,
 ) -> JoinGroupResponse {
     let group_id = request.group_id.to_string();
-    match call(
+    match call_parked(
         broker,
         &group_id,
         client,
@@ -67,7 +83,7 @@ pub(crate) async fn sync_group(
     version: i16,
 ) -> SyncGroupResponse {
     let group_id = request.group_id.to_string();
-    match call(
+    match call_parked(
         broker,
         &group_id,
         client,

@@ -236,6 +236,7 @@ pub(crate) async fn fetch(
         .min(broker.config.fetch_max_bytes);
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let waiter = Arc::new(Notify::new());
+    let mut stopping = broker.shutdown_signal();
     loop {
         let acquired = acquire_all(
             broker,
@@ -250,7 +251,8 @@ pub(crate) async fn fetch(
             .iter()
             .any(|(_, data)| !data.acquired_records.is_empty());
         broker.shares.persist();
-        if any || Instant::now() >= deadline {
+        // A stopping broker answers at once rather than hold shutdown up.
+        if any || Instant::now() >= deadline || stopping.is_shutdown() {
             return response.with_responses(partition_responses(&ack_errors, acquired));
         }
         // Wait for new records, or for a lock to expire, or for the request's deadline.
@@ -263,6 +265,7 @@ pub(crate) async fn fetch(
         tokio::select! {
             _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(wake) => {}
+            _ = stopping.recv() => {}
         }
     }
 }
