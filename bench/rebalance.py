@@ -84,6 +84,14 @@ MODES = {
 }
 DEFAULT_MODES = "eager,cooperative"
 
+# The consumer members' client (--client). The producer and the admin client are confluent-kafka
+# either way. The Java member (bench/java/RebalanceMember.java) takes the same options and prints
+# the same events as member_main; it maps the confluent-kafka --conf names to the Java ones.
+CLIENTS = {"confluent": "confluent-kafka", "java": "Java kafka-clients"}
+JAVA_SRC = REPO / "bench" / "java" / "RebalanceMember.java"
+JARS_DIR = REPO / "compat" / "jars"
+JVM_OPTS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
+
 
 # =============================================================================== small helpers
 
@@ -205,6 +213,42 @@ def member_main(argv: list[str]) -> None:
             now_ms = now * 1000.0
             # [partition, records, age in ms of the oldest record of the batch]
             emit(ev="recs", t=now, r=[[p, a[0], round(now_ms - a[1])] for p, a in agg.items()])
+
+
+def java_member_prefix(rundir: Path) -> list[str]:
+    """Compiles RebalanceMember.java once into the run directory (jars: compat/fetch-java-jars.sh)
+    and returns the command that runs it, to which the member options are appended."""
+    for tool in ("java", "javac"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"`{tool}` not found: --client java needs a JDK 17 (scripts/setup)")
+    subprocess.run(["bash", str(REPO / "compat" / "fetch-java-jars.sh")], check=True, timeout=600)
+    classes = rundir / "java-classes"
+    classes.mkdir(parents=True, exist_ok=True)
+    cp = f"{JARS_DIR / '*'}:{classes}"
+    proc = subprocess.run(["javac", "-Xlint:all", "-d", str(classes), "-cp", cp, str(JAVA_SRC)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise SystemExit(f"javac failed:\n{proc.stdout}\n{proc.stderr}")
+    return ["java", *JVM_OPTS, "-cp", cp, "RebalanceMember"]
+
+
+def java_versions() -> str:
+    """'kafka-clients 3.9.1, JDK 17.0.15' from the jar and `java -version`."""
+    import zipfile
+    kc = "?"
+    try:
+        with zipfile.ZipFile(JARS_DIR / "kafka-clients.jar") as z:
+            for line in z.read("kafka/kafka-version.properties").decode().splitlines():
+                if line.startswith("version="):
+                    kc = line.split("=", 1)[1].strip()
+    except (OSError, KeyError, zipfile.BadZipFile):
+        pass
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30).stderr
+        jdk = re.search(r'version "([^"]+)"', out).group(1)
+    except (OSError, subprocess.SubprocessError, AttributeError):
+        jdk = "?"
+    return f"kafka-clients {kc}, JDK {jdk}"
 
 
 # =============================================================================== child: producer
@@ -789,8 +833,8 @@ def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path) 
         res.notes.append("consumer conf: " + ", ".join(f"{k}={v}" for k, v in conf.items()))
 
         def spawn(i: int) -> Member:
-            argv = me + ["_member", "--bootstrap", broker.bootstrap, "--group", group,
-                         "--topic", topic] + [x for k, v in conf.items()
+            argv = args.member_cmd + ["--bootstrap", broker.bootstrap, "--group", group,
+                                      "--topic", topic] + [x for k, v in conf.items()
                                               for x in ("--conf", f"{k}={v}")]
             m = Member(i, f"c{i:02d}", argv, workdir, timeline)
             cpu.add(m.proc.pid)
@@ -947,11 +991,13 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 EVENT_LABEL = {"join": "11th consumer joins", "kill": "1 of 11 killed (SIGKILL)"}
 
 
-def main_table(results: dict, brokers: list[str], cases: list[tuple[int, Mode]]) -> str:
+def main_table(results: dict, brokers: list[str], cases: list[tuple[int, Mode]],
+               client: str) -> str:
     rows = []
     for partitions, mode in cases:
         for event in ("join", "kill"):
-            rows.append([f"{partitions} partitions, {mode.label}: {EVENT_LABEL[event]}"] +
+            rows.append([f"{partitions} partitions, {mode.label}, {CLIENTS[client]}: "
+                         f"{EVENT_LABEL[event]}"] +
                         [cell(results.get((b, partitions, mode.name)), event) for b in brokers])
     return md_table(["scenario x event"] + [b.capitalize() for b in brokers], rows)
 
@@ -1026,7 +1072,12 @@ def parse_args(argv):
     ap.add_argument("--session-timeout-ms", type=int, default=6000)
     ap.add_argument("--heartbeat-ms", type=int, default=1000)
     ap.add_argument("--auto-commit-ms", type=int, default=1000)
-    ap.add_argument("--consumer-conf", action="append", default=[], metavar="K=V")
+    ap.add_argument("--consumer-conf", action="append", default=[], metavar="K=V",
+                    help="consumer property (confluent-kafka name; the Java member maps it)")
+    ap.add_argument("--client", choices=sorted(CLIENTS), default="confluent",
+                    help="consumer members: confluent-kafka (librdkafka) processes, or Java "
+                         "kafka-clients JVMs (bench/java/RebalanceMember.java; the producer stays "
+                         "confluent-kafka)")
     ap.add_argument("--baseline-s", type=float, default=3.0,
                     help="steady consumption before each event (also the window for the steady "
                          "gap)")
@@ -1119,6 +1170,11 @@ def main(argv) -> int:
         shutil.copy2(partita_src, rundir / "partita")
         args.partita_bin = rundir / "partita"
         log(f"partita: {partita_src} ({args.partita_bin_note or 'given'})")
+    if args.client == "java":
+        args.member_cmd = java_member_prefix(rundir)
+        log(f"java member: {shlex.join(args.member_cmd)}")
+    else:
+        args.member_cmd = [sys.executable, str(Path(__file__).resolve()), "_member"]
     cases = [(p, m) for p in parts for m in modes]
     plan = [(b, p, m) for p, m in cases for b in brokers
             if b != "tansu" or p in tansu_parts]
@@ -1137,7 +1193,7 @@ def main(argv) -> int:
         ordered.append(r)
     total = time.time() - t0
 
-    table = main_table(results, brokers, cases)
+    table = main_table(results, brokers, cases, args.client)
     legend = ("Each cell: all consumed again s / max gap s / max gap of unmoved partitions s / "
               "partitions moved. `not run`: that broker was not run with that partition count.")
     print()
@@ -1178,8 +1234,15 @@ def main(argv) -> int:
         if "partita" in brokers else "",
         f"Tansu: {tansu_ver}, `tansu broker --storage-engine memory://tansu/` (no group settings "
         f"given)  " if tansu_ver else "",
-        f"Clients: confluent-kafka {ck_version} / librdkafka "
-        f"{confluent_kafka.libversion()[0]}, one process per consumer and one producer process  ",
+        (f"Clients: confluent-kafka {ck_version} / librdkafka "
+         f"{confluent_kafka.libversion()[0]}, one process per consumer and one producer process  "
+         if args.client == "confluent" else
+         f"Clients: consumers (--client java): Java {java_versions()}, one JVM per consumer "
+         f"(bench/java/RebalanceMember.java, `java {' '.join(JVM_OPTS)}`, poll(50 ms); the "
+         f"confluent-kafka settings below are mapped to the Java ones: fetch.wait.max.ms -> "
+         f"fetch.max.wait.ms, range/cooperative-sticky -> RangeAssignor/CooperativeStickyAssignor, "
+         f"and with group.protocol=consumer no assignor/session/heartbeat setting); producer and "
+         f"admin: confluent-kafka {ck_version} / librdkafka {confluent_kafka.libversion()[0]}  "),
         f"Consumers: {args.consumers}, then an 11th joins, then consumer c{args.kill_index:02d} "
         f"(one of the original ones) is killed; session.timeout.ms={args.session_timeout_ms}, "
         f"heartbeat.interval.ms={args.heartbeat_ms} (Partita's group.min.session.timeout.ms "
