@@ -835,7 +835,7 @@ def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path) 
         def spawn(i: int) -> Member:
             argv = args.member_cmd + ["--bootstrap", broker.bootstrap, "--group", group,
                                       "--topic", topic] + [x for k, v in conf.items()
-                                              for x in ("--conf", f"{k}={v}")]
+                                                           for x in ("--conf", f"{k}={v}")]
             m = Member(i, f"c{i:02d}", argv, workdir, timeline)
             cpu.add(m.proc.pid)
             members.append(m)
