@@ -167,6 +167,10 @@ impl BrokerConfig {
             n if n > 0 => Ok(n),
             _ => Err(bad("must be positive")),
         };
+        let non_negative = || match int()? {
+            n if n >= 0 => Ok(n),
+            _ => Err(bad("must not be negative")),
+        };
         // A cap: a positive number, or -1 (or Kafka's Integer.MAX_VALUE) for none.
         let limit = || match int()? {
             -1 | 2_147_483_647 => Ok(None),
@@ -219,6 +223,12 @@ impl BrokerConfig {
             }
             "log.message.timestamp.type" => {
                 self.log.timestamp_type = parse_timestamp_type(value).map_err(|r| bad(&r))?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                self.log.delete_retention_ms = non_negative()?;
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log.min_compaction_lag_ms = non_negative()?;
             }
             "log.retention.check.interval.ms" => {
                 self.log_retention_check_interval_ms = positive()? as u64

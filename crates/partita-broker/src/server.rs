@@ -143,7 +143,7 @@ fn maintain_logs(broker: &Broker) {
                 tracing::error!(topic = %name, partition = index, %error, "segment roll failed");
             }
             if log.config().cleanup_policy != CleanupPolicy::Delete {
-                match log.compact() {
+                match log.compact(now) {
                     Ok(stats) if stats.records_removed > 0 => tracing::info!(
                         topic = %name,
                         partition = index,

@@ -33,6 +33,8 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
 pub fn broker_property_for(name: &str) -> Option<&'static str> {
     Some(match name {
         "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
         "flush.messages" => "log.flush.interval.messages",
         "flush.ms" => "log.flush.interval.ms",
         "index.interval.bytes" => "log.index.interval.bytes",
@@ -52,14 +54,14 @@ pub fn default_value(broker: &BrokerConfig, name: &str) -> Option<String> {
     Some(match name {
         "cleanup.policy" => cleanup_policy_name(log.cleanup_policy).to_string(),
         "compression.type" => "producer".to_string(),
-        "delete.retention.ms" => "86400000".to_string(),
+        "delete.retention.ms" => log.delete_retention_ms.to_string(),
         "flush.messages" => log.flush_messages.min(i64::MAX as u64).to_string(),
         "flush.ms" => log.flush_ms.min(i64::MAX as u64).to_string(),
         "index.interval.bytes" => log.index_interval_bytes.to_string(),
         "max.message.bytes" => log.max_message_bytes.to_string(),
         "message.timestamp.type" => timestamp_type_name(log.timestamp_type).to_string(),
         "min.cleanable.dirty.ratio" => "0.5".to_string(),
-        "min.compaction.lag.ms" => "0".to_string(),
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
         "min.insync.replicas" => "1".to_string(),
         "retention.bytes" => log.retention_bytes.to_string(),
         "retention.ms" => log.retention_ms.to_string(),
@@ -120,6 +122,8 @@ pub fn log_config(broker: &BrokerConfig, overrides: &TopicOverrides) -> LogConfi
             ("flush.ms", Some(n)) if n > 0 => config.flush_ms = n as u64,
             ("index.interval.bytes", Some(n)) if n >= 0 => config.index_interval_bytes = n as u32,
             ("max.message.bytes", Some(n)) if n > 0 => config.max_message_bytes = n as u32,
+            ("delete.retention.ms", Some(n)) if n >= 0 => config.delete_retention_ms = n,
+            ("min.compaction.lag.ms", Some(n)) if n >= 0 => config.min_compaction_lag_ms = n,
             _ => {}
         }
     }
@@ -151,9 +155,13 @@ mod tests {
         let mut overrides = TopicOverrides::new();
         overrides.insert("retention.ms".into(), "1000".into());
         overrides.insert("cleanup.policy".into(), "compact".into());
+        overrides.insert("delete.retention.ms".into(), "5000".into());
+        overrides.insert("min.compaction.lag.ms".into(), "60000".into());
         let config = log_config(&broker, &overrides);
         assert_eq!(config.retention_ms, 1000);
         assert_eq!(config.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(config.delete_retention_ms, 5000);
+        assert_eq!(config.min_compaction_lag_ms, 60000);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// CreateTime or LogAppendTime (`message.timestamp.type`).
     pub timestamp_type: TimestampType,
+    /// How long a compacted log keeps a tombstone after its timestamp (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// How old a record must be before compaction may remove it (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -63,6 +67,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             cleanup_policy: CleanupPolicy::Delete,
             timestamp_type: TimestampType::CreateTime,
+            delete_retention_ms: DAY_MS,
+            min_compaction_lag_ms: 0,
         }
     }
 }

@@ -27,15 +27,37 @@ pub struct CompactionStats {
 impl Log {
     /// Rewrites the closed segments keeping only the newest record of each key; offsets are
     /// preserved. The active segment is left alone, as are compressed and control batches
-    /// (never decompressed: their records are all kept). Tombstones are kept for now.
-    pub fn compact(&mut self) -> Result<CompactionStats, LogError> {
+    /// (never decompressed: their records are all kept).
+    ///
+    /// Only closed segments whose newest record is at least `min.compaction.lag.ms` old are
+    /// cleaned (up to the first one that is younger). A tombstone (a key with no value) that
+    /// is the newest record of its key is kept for `delete.retention.ms` after its timestamp,
+    /// so that consumers see the deletion, then removed.
+    ///
+    /// A run reads the closed segments again only when a segment has closed since the last
+    /// run, or when a segment has come of age or a tombstone has expired: otherwise the
+    /// outcome could not differ from the last run's.
+    pub fn compact(&mut self, now_ms: i64) -> Result<CompactionStats, LogError> {
         let mut stats = CompactionStats::default();
-        let closed: Vec<i64> = self.segments.keys().copied().rev().skip(1).rev().collect();
-        if closed.is_empty() {
+        let active_base = *self.segments.keys().next_back().expect("never empty");
+        let nothing_closed = self.compacted_through == Some(active_base);
+        if nothing_closed && self.compaction_due_ms.is_none_or(|due| now_ms < due) {
             return Ok(stats);
         }
+        let mut due: Option<i64> = None;
+        let lag_ms = self.config.min_compaction_lag_ms;
+        let mut cleanable = Vec::new();
+        for (base_offset, segment) in self.segments.range(..active_base) {
+            let newest = segment.max_timestamp().map(|(_, timestamp)| timestamp);
+            let newest = newest.or_else(|| segment.modified_ms()).unwrap_or(i64::MIN);
+            if lag_ms > 0 && newest.saturating_add(lag_ms) > now_ms {
+                due = Some(newest.saturating_add(lag_ms));
+                break;
+            }
+            cleanable.push(*base_offset);
+        }
         let mut newest_offset_by_key = HashMap::new();
-        for base_offset in &closed {
+        for base_offset in &cleanable {
             for_each_batch(&self.segments[base_offset], |header, bytes| {
                 for record in decodable_records(header, bytes) {
                     if let Some(key) = record.key {
@@ -45,13 +67,31 @@ impl Log {
                 Ok(())
             })?;
         }
-        for base_offset in closed {
+        let retention_ms = self.config.delete_retention_ms;
+        let mut keep = |record: &Record<'_>| {
+            let Some(newest) = record.key.and_then(|key| newest_offset_by_key.get(key)) else {
+                return true;
+            };
+            if *newest > record.offset {
+                return false;
+            }
+            if record.value.is_some() {
+                return true;
+            }
+            let expires = record.timestamp.saturating_add(retention_ms);
+            if expires <= now_ms {
+                return false;
+            }
+            due = Some(due.map_or(expires, |due| due.min(expires)));
+            true
+        };
+        for base_offset in cleanable {
             let segment = &self.segments[&base_offset];
             stats.bytes_before += segment.size();
             let mut cleaned = Vec::with_capacity(segment.size() as usize);
             let mut removed = 0;
             for_each_batch(segment, |header, bytes| {
-                let (batch, dropped) = clean_batch(header, bytes, &newest_offset_by_key);
+                let (batch, dropped) = clean_batch(header, bytes, &mut keep);
                 cleaned.extend_from_slice(batch.as_deref().unwrap_or(bytes));
                 removed += dropped;
                 Ok(())
@@ -64,6 +104,8 @@ impl Log {
             stats.segments_cleaned += 1;
             self.replace_segment(base_offset, &cleaned)?;
         }
+        self.compacted_through = Some(active_base);
+        self.compaction_due_ms = due;
         Ok(stats)
     }
 
@@ -114,28 +156,22 @@ fn decodable_records<'a>(header: &BatchHeader, bytes: &'a [u8]) -> Vec<Record<'a
     batch::decode_records(bytes).unwrap_or_default()
 }
 
-/// The batch rewritten without superseded records, or `None` to keep it as is, and how many
-/// records were dropped.
+/// The batch rewritten without the records `keep` refuses, or `None` to keep it as is, and how
+/// many records were dropped.
 ///
 /// A batch left without records is dropped, except an idempotent producer's, which stays as
 /// an empty batch so that its sequence numbers survive a restart (as Kafka does).
 fn clean_batch(
     header: &BatchHeader,
     bytes: &[u8],
-    newest_offset_by_key: &HashMap<Vec<u8>, i64>,
+    keep: &mut impl FnMut(&Record<'_>) -> bool,
 ) -> (Option<Vec<u8>>, u64) {
     let records = decodable_records(header, bytes);
-    let superseded = |record: &Record<'_>| {
-        record
-            .key
-            .and_then(|key| newest_offset_by_key.get(key))
-            .is_some_and(|newest| *newest > record.offset)
-    };
-    let dropped = records.iter().filter(|r| superseded(r)).count() as u64;
+    let kept: Vec<&Record<'_>> = records.iter().filter(|record| keep(record)).collect();
+    let dropped = (records.len() - kept.len()) as u64;
     if dropped == 0 {
         return (None, 0);
     }
-    let kept: Vec<&Record<'_>> = records.iter().filter(|r| !superseded(r)).collect();
     if kept.is_empty() && header.producer_id < 0 {
         return (Some(Vec::new()), dropped);
     }

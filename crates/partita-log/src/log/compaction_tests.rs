@@ -41,7 +41,7 @@ fn newest_record_per_key_survives_with_its_offset() {
             .unwrap();
     }
     let size_before = log.size_bytes();
-    let stats = log.compact().unwrap();
+    let stats = log.compact(0).unwrap();
     assert!(stats.segments_cleaned > 0);
     assert!(stats.records_removed > 0);
     assert!(log.size_bytes() < size_before);
@@ -67,6 +67,29 @@ fn newest_record_per_key_survives_with_its_offset() {
 }
 
 #[test]
+fn compaction_reads_the_closed_segments_again_only_after_another_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    let append = |log: &mut Log, from: u8, to: u8| {
+        for i in from..to {
+            let key = [b'k', b'0' + i % 3];
+            log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
+                .unwrap();
+        }
+    };
+    append(&mut log, 0, 60);
+    assert!(log.compact(0).unwrap().records_removed > 0);
+    // Nothing closed since: nothing read, nothing rewritten.
+    append(&mut log, 60, 61);
+    assert_eq!(log.compact(0).unwrap(), CompactionStats::default());
+    // Once a segment closes, the older ones are cleaned against its keys.
+    log.roll().unwrap();
+    let stats = log.compact(0).unwrap();
+    assert!(stats.bytes_before > 0);
+    assert!(stats.records_removed > 0, "{stats:?}");
+}
+
+#[test]
 fn idempotent_producer_state_survives_compaction_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted_config());
@@ -76,9 +99,77 @@ fn idempotent_producer_state_survives_compaction_and_restart() {
         log.append(&mut batch, 0).unwrap();
     }
     log.roll().unwrap();
-    log.compact().unwrap();
+    log.compact(0).unwrap();
     log.close().unwrap();
     let mut log = open(dir.path(), compacted_config());
     let mut next = build_idempotent_batch(&[(Some(b"same"), Some(b"x"))], 0, 5, 0, 30);
     assert_eq!(log.append(&mut next, 0).unwrap().base_offset, 30);
+}
+
+/// Appends one record per key, in order, with `timestamp`; `None` values are tombstones.
+fn append_records(log: &mut Log, records: &[(&[u8], Option<&[u8]>)], timestamp: i64) {
+    for (key, value) in records {
+        log.append(
+            &mut build_batch(&[(Some(key), *value)], timestamp),
+            timestamp,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_tombstone_is_kept_for_delete_retention_ms_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 10_000,
+        ..compacted_config()
+    };
+    let mut log = open(dir.path(), config);
+    append_records(
+        &mut log,
+        &[(b"gone", Some(b"v1")), (b"kept", Some(b"v1"))],
+        1_000,
+    );
+    append_records(&mut log, &[(b"gone", None)], 2_000);
+    log.roll().unwrap();
+
+    // Before the tombstone expires, the old value goes and the tombstone stays.
+    log.compact(5_000).unwrap();
+    let keys = |log: &Log| -> Vec<(Vec<u8>, bool)> {
+        all_records(log)
+            .into_iter()
+            .map(|(_, key, value)| (key, value.is_some()))
+            .collect()
+    };
+    assert_eq!(
+        keys(&log),
+        vec![(b"kept".to_vec(), true), (b"gone".to_vec(), false)]
+    );
+    // Nothing has closed since, but the tombstone's expiry makes the next run do work.
+    assert_eq!(log.compact(11_999).unwrap(), CompactionStats::default());
+    assert_eq!(log.compact(12_000).unwrap().records_removed, 1);
+    assert_eq!(keys(&log), vec![(b"kept".to_vec(), true)]);
+    assert_eq!(log.log_end_offset(), 3);
+}
+
+#[test]
+fn records_younger_than_min_compaction_lag_ms_are_not_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        min_compaction_lag_ms: 60_000,
+        ..compacted_config()
+    };
+    let mut log = open(dir.path(), config);
+    append_records(
+        &mut log,
+        &[(b"k", Some(b"old")), (b"k", Some(b"new"))],
+        100_000,
+    );
+    log.roll().unwrap();
+    assert_eq!(log.compact(130_000).unwrap(), CompactionStats::default());
+    assert_eq!(all_records(&log).len(), 2);
+    // Once the closed segment's newest record is a minute old, it is cleaned, without any
+    // further segment closing.
+    assert_eq!(log.compact(160_000).unwrap().records_removed, 1);
+    assert_eq!(all_records(&log).len(), 1);
 }

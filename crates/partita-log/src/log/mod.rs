@@ -45,6 +45,12 @@ pub struct Log {
     producers: ProducerStateTable,
     unflushed_messages: u64,
     last_flush_ms: Option<i64>,
+    /// Base offset of the active segment when compaction last ran to the end: while it is
+    /// still the active one, no segment has closed since and compaction has nothing to do.
+    compacted_through: Option<i64>,
+    /// When the next compaction has work even if no segment closes: a closed segment comes
+    /// of age (`min.compaction.lag.ms`) or a tombstone expires (`delete.retention.ms`).
+    compaction_due_ms: Option<i64>,
 }
 
 impl Log {

@@ -82,6 +82,8 @@ impl Log {
             producers,
             unflushed_messages: 0,
             last_flush_ms: None,
+            compacted_through: None,
+            compaction_due_ms: None,
         })
     }
 
