@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException,
                              TopicPartition)
 from confluent_kafka.admin import ConfigResource
@@ -17,6 +18,29 @@ from confluent_util import admin_client, create_topic, produce
 from partita_compat import unique_name, wait_until
 
 DELETE_RETENTION_MS = 8000
+
+
+def read_partition(bootstrap: str, topic: str) -> list:
+    """(offset, key, value) of everything from the beginning to the end of partition 0. The
+    last offsets may have been compacted away, so the end is the client's end-of-partition
+    event, not the record at the high watermark - 1."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("read"),
+                  "enable.partition.eof": True, "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return got
+                raise KafkaException(msg.error())
+            got.append((msg.offset(), msg.key(), msg.value()))
+        raise AssertionError(f"no end of partition within 30 s; read {got}")
+    finally:
+        c.close()
 
 
 def test_compaction_keeps_the_newest_value_per_key_and_drops_expired_tombstones(
@@ -43,26 +67,7 @@ def test_compaction_keeps_the_newest_value_per_key_and_drops_expired_tombstones(
     offset_of = {(r.key, r.value): r.offset for r in reports}
 
     def read():
-        """Everything from the beginning to the end of the partition. The last offsets may
-        have been compacted away, so the end is the client's end-of-partition event, not the
-        record at the high watermark - 1."""
-        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": unique_name("read"),
-                      "enable.partition.eof": True, "enable.auto.commit": False})
-        try:
-            c.assign([TopicPartition(topic_name, 0, OFFSET_BEGINNING)])
-            got, deadline = [], time.monotonic() + 30
-            while time.monotonic() < deadline:
-                msg = c.poll(0.5)
-                if msg is None:
-                    continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        return got
-                    raise KafkaException(msg.error())
-                got.append((msg.offset(), msg.key(), msg.value()))
-            raise AssertionError(f"no end of partition within 30 s; read {got}")
-        finally:
-            c.close()
+        return read_partition(b.bootstrap, topic_name)
 
     # First the superseded values go; the tombstones stay while they are young.
     survivors = [(offset_of[(k, b"v2")], k, b"v2") for k in keys[5:]]
@@ -83,3 +88,29 @@ def test_compaction_keeps_the_newest_value_per_key_and_drops_expired_tombstones(
     # The offsets of the log did not move, and a restart keeps the compacted log.
     b.restart()
     assert read() == sorted(survivors)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_are_compacted_and_keyless_records_refused(start_broker, topic_name,
+                                                                      codec):
+    b = start_broker({"log.retention.check.interval.ms": 300})
+    create_topic(admin_client(b.bootstrap), topic_name, 1,
+                 config={"cleanup.policy": "compact", "segment.ms": "500"})
+    keys = [f"k{i}".encode() for i in range(5)]
+    # Batches of many versions of a few keys, compressed by the producer.
+    records = [{"key": keys[i % 5], "value": f"v{i}".encode()} for i in range(500)]
+    reports = produce(b.bootstrap, topic_name, records, acks="all",
+                      **{"compression.type": codec, "linger.ms": 50})
+    assert all(r.err is None for r in reports)
+    newest = {}
+    for r in reports:
+        newest[r.key] = (r.offset, r.key, r.value)
+    wait_until(lambda: read_partition(b.bootstrap, topic_name) == sorted(newest.values()),
+               timeout=60, msg=f"the {codec} batches compacted to the newest value per key")
+
+    # A compacted topic refuses records without a key, compressed or not, as Kafka does.
+    for compression in (codec, "none"):
+        [refused] = produce(b.bootstrap, topic_name, [{"value": b"no key"}], acks="all",
+                            **{"compression.type": compression, "message.send.max.retries": 0})
+        assert refused.err is not None and refused.err.code() == KafkaError.INVALID_RECORD, \
+            refused.err

@@ -34,8 +34,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * <p>Usage: {@code java -cp 'jars/*:build' CompatTest BOOTSTRAP TOPIC}. Creates TOPIC (3
  * partitions) with the AdminClient, describes it, produces 1000 records with an idempotent
  * producer left at its defaults (acks=all, enable.idempotence=true), reads them all back by
- * assign + seekToBeginning, then the same for each compression codec on a second topic, and
- * deletes both topics. Exits 1 with a message on the first mismatch.
+ * assign + seekToBeginning, then the same for each compression codec on a second, compacted
+ * topic (whose batches the broker decompresses to check their keys), and deletes both topics. Exits 1 with a message on the first mismatch.
  */
 public final class CompatTest {
     static final int PARTITIONS = 3;
@@ -123,7 +123,9 @@ public final class CompatTest {
 
             String codecTopic = topic + "-codecs";
             step("compression codecs on " + codecTopic);
-            admin.createTopics(List.of(new NewTopic(codecTopic, 1, (short) 1)))
+            // Compacted, so that the broker decompresses every batch to check its keys.
+            admin.createTopics(List.of(new NewTopic(codecTopic, 1, (short) 1)
+                    .configs(Map.of("cleanup.policy", "compact"))))
                     .all().get(TIMEOUT_S, TimeUnit.SECONDS);
             waitForTopic(admin, codecTopic, 1);
             Map<Integer, List<String>> codecSent = new HashMap<>();

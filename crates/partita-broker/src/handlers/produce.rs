@@ -8,6 +8,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use partita_log::batch::{self, BatchError};
+use partita_log::CleanupPolicy;
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
@@ -100,9 +101,17 @@ fn append_records(
             "produce request holds no record batch".to_string(),
         ));
     }
-    let max_message_bytes = partition.log().config().max_message_bytes as usize;
+    let (max_message_bytes, compacted) = {
+        let log = partition.log();
+        let config = log.config();
+        let compacted = config.cleanup_policy != CleanupPolicy::Delete;
+        (config.max_message_bytes as usize, compacted)
+    };
     for range in &ranges {
         let header = batch::validate(&records[range.clone()]).map_err(batch_error)?;
+        if compacted && !header.is_control() {
+            require_keys(&records[range.clone()], partition.index)?;
+        }
         if header.total_size() > max_message_bytes {
             return Err((
                 ResponseError::MessageTooLarge,
@@ -145,6 +154,22 @@ fn may_block<T>(work: impl FnOnce() -> T) -> T {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
     }
+}
+
+/// A compacted topic keeps the newest record of each key, so every record needs one, as in
+/// Kafka (which decompresses to check, as this does).
+fn require_keys(batch: &[u8], partition: i32) -> Result<(), (ResponseError, String)> {
+    let plain = batch::compression::uncompressed(batch).map_err(batch_error)?;
+    let records = batch::decode_records(&plain).map_err(batch_error)?;
+    if records.iter().any(|record| record.key.is_none()) {
+        return Err((
+            ResponseError::InvalidRecord,
+            format!(
+                "Compacted topic cannot accept message without key in topic partition {partition}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn batch_error(error: BatchError) -> (ResponseError, String) {

@@ -1,10 +1,11 @@
 //! Log compaction: keep only the newest record per key in closed segments.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 
 use super::Log;
-use crate::batch::{self, BatchHeader, BatchWriter, Compression, Record};
+use crate::batch::{self, BatchHeader, BatchWriter, Record};
 use crate::error::LogError;
 use crate::segment::{segment_path, Segment};
 
@@ -26,8 +27,8 @@ pub struct CompactionStats {
 
 impl Log {
     /// Rewrites the closed segments keeping only the newest record of each key; offsets are
-    /// preserved. The active segment is left alone, as are compressed and control batches
-    /// (never decompressed: their records are all kept).
+    /// preserved. The active segment and control batches are left alone. Compressed batches
+    /// are read decompressed, and rewritten uncompressed when that makes them no larger.
     ///
     /// Only closed segments whose newest record is at least `min.compaction.lag.ms` old are
     /// cleaned (up to the first one that is younger). A tombstone (a key with no value) that
@@ -59,9 +60,11 @@ impl Log {
         let mut newest_offset_by_key = HashMap::new();
         for base_offset in &cleanable {
             for_each_batch(&self.segments[base_offset], |header, bytes| {
-                for record in decodable_records(header, bytes) {
-                    if let Some(key) = record.key {
-                        newest_offset_by_key.insert(key.to_vec(), record.offset);
+                if let Some(plain) = readable(header, bytes) {
+                    for record in batch::decode_records(&plain).unwrap_or_default() {
+                        if let Some(key) = record.key {
+                            newest_offset_by_key.insert(key.to_vec(), record.offset);
+                        }
                     }
                 }
                 Ok(())
@@ -148,25 +151,30 @@ fn for_each_batch(
     Ok(())
 }
 
-/// Records of a batch compaction may rewrite: uncompressed, not control, and well-formed.
-fn decodable_records<'a>(header: &BatchHeader, bytes: &'a [u8]) -> Vec<Record<'a>> {
-    if header.compression() != Compression::None || header.is_control() {
-        return Vec::new();
+/// A batch as compaction reads it: decompressed if it was compressed; `None` for a control
+/// batch, or one that does not decode, which compaction keeps whole.
+fn readable<'a>(header: &BatchHeader, bytes: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    if header.is_control() {
+        return None;
     }
-    batch::decode_records(bytes).unwrap_or_default()
+    batch::compression::uncompressed(bytes).ok()
 }
 
 /// The batch rewritten without the records `keep` refuses, or `None` to keep it as is, and how
 /// many records were dropped.
 ///
 /// A batch left without records is dropped, except an idempotent producer's, which stays as
-/// an empty batch so that its sequence numbers survive a restart (as Kafka does).
+/// an empty batch so that its sequence numbers survive a restart (as Kafka does). A compressed
+/// batch is rewritten uncompressed, and kept as it was if that would make it larger.
 fn clean_batch(
     header: &BatchHeader,
     bytes: &[u8],
     keep: &mut impl FnMut(&Record<'_>) -> bool,
 ) -> (Option<Vec<u8>>, u64) {
-    let records = decodable_records(header, bytes);
+    let Some(plain) = readable(header, bytes) else {
+        return (None, 0);
+    };
+    let records = batch::decode_records(&plain).unwrap_or_default();
     let kept: Vec<&Record<'_>> = records.iter().filter(|record| keep(record)).collect();
     let dropped = (records.len() - kept.len()) as u64;
     if dropped == 0 {
@@ -192,7 +200,11 @@ fn clean_batch(
         );
     }
     writer.raise_max_timestamp(header.max_timestamp);
-    let mut rewritten = writer.finish(header.attributes, header.last_offset_delta);
+    let attributes = header.attributes & !batch::COMPRESSION_MASK;
+    let mut rewritten = writer.finish(attributes, header.last_offset_delta);
+    if rewritten.len() > bytes.len() {
+        return (None, 0);
+    }
     batch::set_base_offset(&mut rewritten, header.base_offset);
     // The partition leader epoch is not covered by the CRC.
     rewritten[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());

@@ -173,3 +173,36 @@ fn records_younger_than_min_compaction_lag_ms_are_not_cleaned() {
     assert_eq!(log.compact(160_000).unwrap().records_removed, 1);
     assert_eq!(all_records(&log).len(), 1);
 }
+
+#[test]
+fn compressed_batches_are_compacted_too() {
+    use crate::batch::compression::gzipped;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    // A gzip batch of 20 versions of one key and one of another key.
+    let versions: Vec<[u8; 1]> = (0..20u8).map(|i| [i]).collect();
+    let mut records: Vec<crate::batch::KeyValue<'_>> = versions
+        .iter()
+        .map(|v| (Some(&b"k"[..]), Some(&v[..])))
+        .collect();
+    records.push((Some(b"other"), Some(b"x")));
+    let mut batch = gzipped(&build_batch(&records, 0));
+    log.append(&mut batch, 0).unwrap();
+    log.append(&mut build_batch(&[(Some(b"k"), Some(b"last"))], 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+
+    let stats = log.compact(0).unwrap();
+    assert_eq!(stats.records_removed, 20, "{stats:?}");
+    let left: Vec<_> = all_records(&log)
+        .into_iter()
+        .map(|(offset, key, value)| (offset, key, value.unwrap()))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (20, b"other".to_vec(), b"x".to_vec()),
+            (21, b"k".to_vec(), b"last".to_vec())
+        ]
+    );
+}
