@@ -88,6 +88,19 @@ pub fn request(data: &[u8]) {
 /// The v2 batch header parser and the checks around it, as produce and recovery use them.
 pub fn batch_header(data: &[u8]) {
     let _ = batch::parse_header(data);
+    // Compaction and the key check of compacted topics decompress batches: any bytes, any
+    // codec, an error or records, never a panic or an unbounded allocation.
+    if let Ok(plain) = batch::compression::uncompressed(data) {
+        let _ = batch::decode_records(&plain);
+    }
+    for codec in [
+        batch::Compression::Gzip,
+        batch::Compression::Snappy,
+        batch::Compression::Lz4,
+        batch::Compression::Zstd,
+    ] {
+        let _ = batch::compression::decompress(codec, data, 1 << 20);
+    }
     if let Ok(ranges) = batch::split_batches(data) {
         let mut end = 0;
         for range in ranges {
