@@ -10,6 +10,9 @@ use crate::error::LogError;
 use crate::index::{Index, OffsetEntry, TimeEntry};
 
 /// Path of a segment file: the base offset in 20 digits, as Kafka names them.
+/// Bytes read at once when scanning batch headers.
+const SCAN_WINDOW: usize = 16 * 1024;
+
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, extension: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{extension}"))
 }
@@ -274,12 +277,33 @@ impl Segment {
         })
     }
 
+    /// The first batch from `position` on that is `wanted`. Headers are parsed from windows
+    /// of [`SCAN_WINDOW`] bytes, one read each, rather than read one by one: a scan from an
+    /// index entry crosses up to `index.interval.bytes` of small batches.
     fn scan_from(
         &self,
         mut position: u64,
         wanted: impl Fn(&BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>, LogError> {
-        while let Some(header) = self.header_at(position)? {
+        let size = self.tracker.size;
+        let mut window = Vec::new();
+        let mut window_start = position;
+        while position + HEADER_SIZE as u64 <= size {
+            let window_end = window_start + window.len() as u64;
+            if position + HEADER_SIZE as u64 > window_end {
+                let len = (size - position).min(SCAN_WINDOW as u64) as usize;
+                window.resize(len, 0);
+                self.file.read_exact_at(&mut window, position)?;
+                window_start = position;
+            }
+            let at = (position - window_start) as usize;
+            let header = batch::parse_header(&window[at..at + HEADER_SIZE])?;
+            if position + header.total_size() as u64 > size {
+                return Err(LogError::Corrupt(format!(
+                    "batch at {position} in {} overruns the segment",
+                    self.log_path().display()
+                )));
+            }
             if wanted(&header) {
                 return Ok(Some((position, header)));
             }

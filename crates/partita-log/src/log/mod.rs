@@ -116,6 +116,10 @@ impl Log {
         if offset < self.log_start_offset || offset > self.log_end_offset {
             return Err(LogError::OffsetOutOfRange);
         }
+        if offset == self.log_end_offset {
+            // A consumer that has caught up: nothing to read, and no scan to find that out.
+            return Ok(Bytes::new());
+        }
         let first_base = match self.segments.range(..=offset).next_back() {
             Some((base, _)) => *base,
             None => return Ok(Bytes::new()),
