@@ -25,9 +25,8 @@ struct GroupCounters {
 
 /// Follows the group event log and counts what happened to each group.
 ///
-/// The log is a bounded ring without sequence numbers, so the tracker remembers the last
-/// event it counted and takes what follows it; it is updated every sampling interval and at
-/// every scrape, far more often than the ring (10,000 events) could wrap.
+/// The tracker remembers the sequence number of the next event to count; it is updated every
+/// sampling interval and at every scrape, far more often than the ring (10,000 events) wraps.
 #[derive(Default)]
 pub(crate) struct RebalanceTracker {
     state: Mutex<TrackerState>,
@@ -35,25 +34,25 @@ pub(crate) struct RebalanceTracker {
 
 #[derive(Default)]
 struct TrackerState {
-    last_seen: Option<GroupEvent>,
+    next: u64,
     groups: BTreeMap<String, GroupCounters>,
 }
 
 impl RebalanceTracker {
     /// Counts the events recorded since the last update.
     pub(crate) fn update(&self, log: &GroupEventLog) {
-        let events = log.recent(None);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let start = match &state.last_seen {
-            Some(last) => events.iter().rposition(|e| e == last).map_or(0, |i| i + 1),
-            None => 0,
-        };
-        for event in &events[start..] {
+        let new = log.since(state.next);
+        if new.skipped > 0 {
+            tracing::warn!(
+                skipped = new.skipped,
+                "group events dropped before they were counted"
+            );
+        }
+        for event in &new.events {
             state.count(event);
         }
-        if let Some(last) = events.last() {
-            state.last_seen = Some(last.clone());
-        }
+        state.next = new.next;
     }
 
     /// The generation of `group_id`, if an event told it since the broker started.
