@@ -23,7 +23,7 @@ const DESCRIBE_GROUPS_MAX_VERSION: i16 = 5;
 const LIST_GROUPS_MAX_VERSION: i16 = 5;
 const DELETE_GROUPS_MAX_VERSION: i16 = 2;
 const OFFSET_DELETE_MAX_VERSION: i16 = 0;
-const GROUP_ID_NOT_FOUND: i16 = 69;
+pub(crate) const GROUP_ID_NOT_FOUND: i16 = 69;
 const NON_EMPTY_GROUP: i16 = 68;
 
 /// A group as ListGroups reports it.
@@ -187,19 +187,53 @@ async fn describe_raw(
                 .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))])
         })
         .await?;
-    let described = response
-        .groups
+    find_described(response.groups, group, "group")
+}
+
+/// One group in the answer to DescribeGroups or ShareGroupDescribe, which report a group's
+/// id and error the same way.
+pub(crate) trait DescribedGroupResult {
+    /// The group id.
+    fn group_id(&self) -> &str;
+    /// The group's error code, 0 if none.
+    fn error_code(&self) -> i16;
+    /// The broker's error message, if it sent one.
+    fn error_message(&self) -> Option<&str>;
+    /// Whether the answer means there is no such group.
+    fn is_unknown(&self) -> bool {
+        self.error_code() == GROUP_ID_NOT_FOUND
+    }
+}
+
+impl DescribedGroupResult for DescribedGroup {
+    fn group_id(&self) -> &str {
+        self.group_id.0.as_str()
+    }
+    fn error_code(&self) -> i16 {
+        self.error_code
+    }
+    fn error_message(&self) -> Option<&str> {
+        self.error_message.as_deref()
+    }
+}
+
+/// `group` out of a describe answer: [`AdminError::GroupNotFound`] if it is missing or
+/// unknown, [`AdminError::Kafka`] ("describing {kind} {group:?}") if it has another error.
+pub(crate) fn find_described<G: DescribedGroupResult>(
+    groups: Vec<G>,
+    group: &str,
+    kind: &str,
+) -> Result<G> {
+    let described = groups
         .into_iter()
-        .find(|g| g.group_id.0.as_str() == group)
+        .find(|g| g.group_id() == group)
         .ok_or_else(|| AdminError::GroupNotFound(group.to_string()))?;
-    if described.error_code == GROUP_ID_NOT_FOUND {
+    if described.is_unknown() {
         return Err(AdminError::GroupNotFound(group.to_string()));
     }
-    AdminError::check(
-        described.error_code,
-        described.error_message.as_deref(),
-        || format!("describing group {group:?}"),
-    )?;
+    AdminError::check(described.error_code(), described.error_message(), || {
+        format!("describing {kind} {group:?}")
+    })?;
     Ok(described)
 }
 
@@ -424,4 +458,43 @@ pub async fn delete_offsets(
     }
     deleted.sort_unstable();
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(group: &str, error_code: i16) -> DescribedGroup {
+        DescribedGroup::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_error_code(error_code)
+            .with_error_message(Some(StrBytes::from_static_str("busy")))
+    }
+
+    #[test]
+    fn a_missing_or_unknown_group_is_not_found() {
+        let missing = find_described(vec![described("other", 0)], "orders", "group");
+        assert!(matches!(missing, Err(AdminError::GroupNotFound(g)) if g == "orders"));
+        let unknown = find_described(
+            vec![described("orders", GROUP_ID_NOT_FOUND)],
+            "orders",
+            "group",
+        );
+        assert!(matches!(unknown, Err(AdminError::GroupNotFound(g)) if g == "orders"));
+    }
+
+    #[test]
+    fn another_error_names_what_was_being_described() {
+        // 16: NOT_COORDINATOR.
+        let error = find_described(vec![described("orders", 16)], "orders", "group")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("describing group \"orders\": "),
+            "{error}"
+        );
+        assert!(error.ends_with(" (busy)"), "{error}");
+        let found = find_described(vec![described("orders", 0)], "orders", "group");
+        assert_eq!(found.map(|g| g.error_code).ok(), Some(0));
+    }
 }

@@ -18,11 +18,11 @@ use serde::Serialize;
 
 use crate::client::AdminClient;
 use crate::error::{AdminError, Result};
+use crate::groups::{find_described, DescribedGroupResult, GROUP_ID_NOT_FOUND};
 use crate::offsets::{self, OffsetSpec, TopicPartition};
 
 const SHARE_GROUP_DESCRIBE_MAX_VERSION: i16 = 1;
 const DESCRIBE_SHARE_GROUP_OFFSETS_MAX_VERSION: i16 = 0;
-const GROUP_ID_NOT_FOUND: i16 = 69;
 
 /// A member of a share group.
 #[derive(Debug, Clone, Serialize)]
@@ -223,20 +223,22 @@ async fn describe_raw(
         })
         .await
         .map_err(|e| not_found_if_unsupported(e, group))?;
-    let described = response
-        .groups
-        .into_iter()
-        .find(|g| g.group_id.0.as_str() == group)
-        .ok_or_else(|| AdminError::GroupNotFound(group.to_string()))?;
-    if described.error_code == GROUP_ID_NOT_FOUND || described.group_state.as_str() == "Dead" {
-        return Err(AdminError::GroupNotFound(group.to_string()));
+    find_described(response.groups, group, "share group")
+}
+
+impl DescribedGroupResult for DescribedGroup {
+    fn group_id(&self) -> &str {
+        self.group_id.0.as_str()
     }
-    AdminError::check(
-        described.error_code,
-        described.error_message.as_deref(),
-        || format!("describing share group {group:?}"),
-    )?;
-    Ok(described)
+    fn error_code(&self) -> i16 {
+        self.error_code
+    }
+    fn error_message(&self) -> Option<&str> {
+        self.error_message.as_deref()
+    }
+    fn is_unknown(&self) -> bool {
+        self.error_code == GROUP_ID_NOT_FOUND || self.group_state.as_str() == "Dead"
+    }
 }
 
 /// The start offset of every share-partition of `group` that has one.
@@ -286,6 +288,25 @@ async fn start_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_share_group_is_not_found() {
+        let dead = DescribedGroup::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("jobs")))
+            .with_group_state(StrBytes::from_static_str("Dead"));
+        let found = find_described(vec![dead], "jobs", "share group");
+        assert!(matches!(found, Err(AdminError::GroupNotFound(g)) if g == "jobs"));
+        let busy = DescribedGroup::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("jobs")))
+            .with_error_code(16);
+        let error = find_described(vec![busy], "jobs", "share group").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("describing share group \"jobs\": "),
+            "{error}"
+        );
+    }
 
     #[test]
     fn share_lag_is_log_end_minus_start_offset() {

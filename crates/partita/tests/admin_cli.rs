@@ -6,10 +6,23 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, run, Broker};
+use support::{free_port, run, Broker, Run};
 
 fn lines(count: usize, prefix: &str) -> String {
     (0..count).map(|i| format!("{prefix}{i}\n")).collect()
+}
+
+/// Runs `partita ARGS --output json` against `broker`, which must succeed, and parses stdout.
+fn cli_json(broker: &Broker, args: &[&str]) -> serde_json::Value {
+    broker
+        .cli(&[args, &["--output", "json"]].concat())
+        .ok()
+        .json()
+}
+
+/// Runs `partita groups describe --group GROUP` against `broker`, which must succeed.
+fn describe(broker: &Broker, group: &str) -> Run {
+    broker.cli(&["groups", "describe", "--group", group]).ok()
 }
 
 /// Creates `topic` and writes `counts[p]` records to each partition `p`.
@@ -44,9 +57,7 @@ fn describe_shows_committed_offsets_log_end_and_lag_per_partition() {
     topic_with_records(&broker, "orders", &[10, 5, 0]);
     broker.commit("billing", &[("orders", 0, 4), ("orders", 1, 5)]);
 
-    let out = broker
-        .cli(&["groups", "describe", "--group", "billing"])
-        .ok();
+    let out = describe(&broker, "billing");
     assert!(
         out.stdout.contains("has no active members"),
         "{}",
@@ -75,12 +86,7 @@ fn describe_shows_committed_offsets_log_end_and_lag_per_partition() {
     // Total lag per topic, and one partition without a committed offset.
     assert_eq!(out.rows_starting_with("orders")[0], ["orders", "6", "1"]);
 
-    let json = broker
-        .cli(&[
-            "groups", "describe", "--group", "billing", "--output", "json",
-        ])
-        .ok()
-        .json();
+    let json = cli_json(&broker, &["groups", "describe", "--group", "billing"]);
     assert_eq!(json["state"], "Empty");
     assert_eq!(json["rows"][0]["lag"], 6);
     assert_eq!(json["rows"][2]["current_offset"], serde_json::Value::Null);
@@ -107,9 +113,7 @@ fn a_partition_lagging_far_behind_its_siblings_is_named() {
         "analytics",
         &[("clicks", 0, 0), ("clicks", 1, 18), ("clicks", 2, 20)],
     );
-    let out = broker
-        .cli(&["groups", "describe", "--group", "analytics"])
-        .ok();
+    let out = describe(&broker, "analytics");
     let warning = out
         .stdout
         .lines()
@@ -143,9 +147,7 @@ fn reset_offsets_plans_by_default_and_applies_with_execute() {
         [["ledger", "payments", "0", "8", "3", "10", "7"]]
     );
     assert!(plan.stdout.contains("Dry run"), "{}", plan.stdout);
-    let unchanged = broker
-        .cli(&["groups", "describe", "--group", "ledger"])
-        .ok();
+    let unchanged = describe(&broker, "ledger");
     assert_eq!(unchanged.rows_starting_with("ledger")[0][3], "8");
 
     // Past the log end is clamped to it.
@@ -173,15 +175,14 @@ fn reset_offsets_plans_by_default_and_applies_with_execute() {
             "--execute",
         ])
         .ok();
-    let after = broker
-        .cli(&["groups", "describe", "--group", "ledger"])
-        .ok();
+    let after = describe(&broker, "ledger");
     let rows = after.rows_starting_with("ledger");
     assert_eq!(rows[0][1..6], ["payments", "0", "10", "10", "0"]);
     assert_eq!(rows[1][1..6], ["payments", "1", "0", "10", "10"]);
 
-    let json = broker
-        .cli(&[
+    let json = cli_json(
+        &broker,
+        &[
             "groups",
             "reset-offsets",
             "--group",
@@ -190,11 +191,8 @@ fn reset_offsets_plans_by_default_and_applies_with_execute() {
             "payments",
             "--to-datetime",
             "2000-01-01T00:00:00Z",
-            "--output",
-            "json",
-        ])
-        .ok()
-        .json();
+        ],
+    );
     assert_eq!(json["executed"], false);
     assert_eq!(json["plan"][0]["new_offset"], 0);
     assert_eq!(json["plan"][1]["current_offset"], 0);
@@ -333,12 +331,7 @@ fn topics_and_configs_round_trip() {
     broker
         .cli(&["topics", "alter", "--topic", "events", "--partitions", "4"])
         .ok();
-    let json = broker
-        .cli(&[
-            "topics", "describe", "--topic", "events", "--output", "json",
-        ])
-        .ok()
-        .json();
+    let json = cli_json(&broker, &["topics", "describe", "--topic", "events"]);
     assert_eq!(json[0]["partitions"].as_array().map(Vec::len), Some(4));
 
     broker
@@ -400,8 +393,9 @@ fn produce_then_consume_with_keys() {
         ])
         .ok();
     assert_eq!(out.stdout, "en=hello\nfr=bonjour\nde=hallo\n");
-    let json = broker
-        .cli(&[
+    let json = cli_json(
+        &broker,
+        &[
             "consume",
             "--topic",
             "greetings",
@@ -411,11 +405,8 @@ fn produce_then_consume_with_keys() {
             "2",
             "--max-messages",
             "1",
-            "--output",
-            "json",
-        ])
-        .ok()
-        .json();
+        ],
+    );
     assert_eq!(json["key"], "de");
     assert_eq!(json["offset"], 2);
 }
@@ -436,9 +427,7 @@ fn delete_offsets_and_delete_group() {
             "a",
         ])
         .ok();
-    let out = broker
-        .cli(&["groups", "describe", "--group", "reports"])
-        .ok();
+    let out = describe(&broker, "reports");
     let topics: Vec<String> = out
         .rows_starting_with("reports")
         .into_iter()
@@ -563,9 +552,7 @@ fn works_against_tansu() {
 
     tansu.commit("billing", &[("orders", 0, 2)]);
     tansu.commit("billing", &[("refunds", 0, 3)]);
-    let out = tansu
-        .cli(&["groups", "describe", "--group", "billing"])
-        .ok();
+    let out = describe(&tansu, "billing");
     let rows = out.rows_starting_with("billing");
     assert_eq!(
         rows[0][1..6],
@@ -591,12 +578,7 @@ fn works_against_tansu() {
             "--execute",
         ])
         .ok();
-    let json = tansu
-        .cli(&[
-            "groups", "describe", "--group", "billing", "--output", "json",
-        ])
-        .ok()
-        .json();
+    let json = cli_json(&tansu, &["groups", "describe", "--group", "billing"]);
     assert_eq!(json["topic_lag"][0]["total_lag"], 0);
 
     let consumed = tansu
