@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -165,21 +166,23 @@ class Broker:
         self.proc.wait()
         self._note(f"===== killed with SIGKILL (status {self.proc.returncode})")
 
-    def stop(self, timeout: float = STOP_DEADLINE_S) -> int:
-        """SIGINT (Ctrl-C) the broker and wait for it to exit; return its exit status.
+    def stop(self, timeout: float = STOP_DEADLINE_S, sig: int = signal.SIGINT) -> int:
+        """Stop the broker with `sig` (SIGINT, as Ctrl-C, or SIGTERM) and wait for it to exit;
+        return its exit status.
 
         Raises AssertionError (after killing it) if it does not exit within `timeout`.
         """
+        name = signal.Signals(sig).name
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError(f"broker did not exit within {timeout:.0f}s of SIGINT")
-        self._note(f"===== stopped with SIGINT (status {self.proc.returncode})")
+                raise AssertionError(f"broker did not exit within {timeout:.0f}s of {name}")
+        self._note(f"===== stopped with {name} (status {self.proc.returncode})")
         return self.proc.returncode
 
     def restart(self, kill: bool = False) -> "Broker":
@@ -221,3 +224,26 @@ def setting_names(kwargs: Mapping[str, object]) -> dict:
     """Turn keyword arguments into Kafka property names: `log_flush_interval_messages=1`
     becomes `log.flush.interval.messages=1` (Kafka broker property names have no underscores)."""
     return {k.replace("_", "."): v for k, v in kwargs.items()}
+
+
+class BackgroundLoop:
+    """Runs `self._run` on a daemon thread from `start()` until `stop()`; `_run` checks
+    `self._stop`. `what` names the loop in the failure of a thread that does not stop."""
+
+    what = "background thread"
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0):
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+        assert not self._thread.is_alive(), f"{self.what} did not stop"

@@ -15,23 +15,24 @@ for a group all along. At the end:
 from __future__ import annotations
 
 import random
-import threading
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from confluent_util import admin_client, consume_all, create_topic, wait_topic_ready
-from partita_compat import unique_name, wait_until
+from partita_compat import BackgroundLoop, unique_name, wait_until
 from test_restart import LoopProducer, check_log
 
 PARTITIONS = 3
 KILLS = 20
 
 
-class LoopCommitter:
+class LoopCommitter(BackgroundLoop):
     """Commits ever-growing offsets for `group` on every partition of `topic`, synchronously,
     from a thread. Remembers the last commit that was acknowledged and the last one attempted."""
+
+    what = "committer thread"
 
     def __init__(self, bootstrap, topic, group):
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
@@ -42,8 +43,7 @@ class LoopCommitter:
         self.attempted = 0      # offset of the last commit sent
         self.commits = 0
         self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self):
         while not self._stop.is_set():
@@ -61,14 +61,8 @@ class LoopCommitter:
                 self.errors += 1
             self._stop.wait(0.02)
 
-    def start(self):
-        self._thread.start()
-        return self
-
     def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=60)
-        assert not self._thread.is_alive(), "committer thread did not stop"
+        super().stop()
         self.c.close()
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -48,7 +47,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from confluent_util import (admin_client, consume_all, create_topic, high_watermarks,
                             wait_topic_ready)
-from partita_compat import unique_name, wait_until
+from partita_compat import BackgroundLoop, unique_name, wait_until
 from test_restart import LoopProducer
 
 PARTITIONS = 6
@@ -118,7 +117,7 @@ class TaggedProducer(LoopProducer):
                 self.p.poll(0.005)
 
 
-class GroupMember:
+class GroupMember(BackgroundLoop):
     """One consumer of the group, consuming from its own thread.
 
     It processes each batch, then commits the next offsets synchronously. It checks, per
@@ -147,8 +146,7 @@ class GroupMember:
         self.commit_attempted = {}  # partition -> highest offset sent in a commit
         self.commit_errors = Counter()
         self.consume_errors = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _on_assign(self, consumer, partitions):
         # The group's committed offsets, as the client itself is about to use them.
@@ -221,14 +219,9 @@ class GroupMember:
                         self.commit_errors[error_name(tp.error)] += 1
         self.c.close()
 
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=60)
-        assert not self._thread.is_alive(), f"{self.name}: consumer thread did not stop"
+    @property
+    def what(self):
+        return f"{self.name}: consumer thread"
 
 
 class Group:
@@ -294,17 +287,7 @@ def group_committed(bootstrap, topic, group):
 def graceful_stop(broker, sig):
     """SIGTERM or SIGINT the broker and wait for it to exit: (exit status, seconds taken)."""
     t0 = time.monotonic()
-    if sig == signal.SIGINT:
-        status = broker.stop(timeout=STOP_WAIT_S)
-    else:
-        broker.proc.send_signal(signal.SIGTERM)
-        try:
-            broker.proc.wait(timeout=STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            raise AssertionError(f"broker did not exit within {STOP_WAIT_S:.0f}s of SIGTERM")
-        status = broker.proc.returncode
-        broker._note(f"===== stopped with SIGTERM (status {status})")
+    status = broker.stop(timeout=STOP_WAIT_S, sig=sig)
     return status, time.monotonic() - t0
 
 

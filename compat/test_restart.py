@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 
@@ -10,17 +9,19 @@ import pytest
 from confluent_kafka import Producer
 
 from confluent_util import admin_client, consume_all, create_topic, produce, wait_topic_ready
-from partita_compat import wait_until
+from partita_compat import BackgroundLoop, wait_until
 
 PARTITIONS = 3
 
 
-class LoopProducer:
+class LoopProducer(BackgroundLoop):
     """An idempotent acks=all producer producing numbered records from a thread until stopped.
 
     Values are `seq-NNNNNNN`; keys spread records over the partitions. A record counts as
     acknowledged when its delivery report arrives without error.
     """
+
+    what = "producer thread"
 
     def __init__(self, bootstrap, topic, **conf):
         c = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
@@ -31,8 +32,7 @@ class LoopProducer:
         self.acked = {}       # seq -> (partition, offset)
         self.failed = {}      # seq -> KafkaError
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _on_delivery(self, err, msg):
         seq = int(msg.value().decode().split("-")[1])
@@ -51,15 +51,6 @@ class LoopProducer:
             except BufferError:
                 pass
             self.p.poll(0.001)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "producer thread did not stop"
 
 
 def check_log(records, acked):
