@@ -160,7 +160,20 @@ pub(crate) async fn dispatch(
         ),
         ApiKey::ShareGroupHeartbeat => route_group!(ShareGroupHeartbeatRequest, share::heartbeat),
         ApiKey::ShareGroupDescribe => route_group!(ShareGroupDescribeRequest, share::describe),
-        ApiKey::ShareFetch => route_group!(ShareFetchRequest, share::fetch),
+        ApiKey::ShareFetch => {
+            let request = ShareFetchRequest::decode(&mut frame, version).map_err(|e| {
+                DispatchError::Close(format!("malformed ShareFetch v{version} request: {e}"))
+            })?;
+            let (response, memory) = share::fetch(broker, &client, request, version).await;
+            for code in handlers::error_codes::ErrorCodes::error_codes(&response) {
+                broker.metrics.record_error(api_key, code);
+            }
+            let reply = encode(raw_key, version, correlation_id, &response)?;
+            Ok(reply.map(|reply| Reply {
+                _memory: Some(memory),
+                ..reply
+            }))
+        }
         ApiKey::ShareAcknowledge => route_group!(ShareAcknowledgeRequest, share::acknowledge),
         ApiKey::DescribeShareGroupOffsets => {
             route_group!(DescribeShareGroupOffsetsRequest, share::describe_offsets)

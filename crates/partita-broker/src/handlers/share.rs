@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
+use crate::memory::MemoryClaim;
 
 /// Records acquired per partition when the request does not say.
 const DEFAULT_MAX_RECORDS: usize = 500;
@@ -153,11 +154,25 @@ fn apply_acknowledgements(
     }
 }
 
+/// ShareFetch. Like Fetch, the response comes with the memory it holds, claimed from
+/// `fetch.memory.max.bytes` before records are read and given back once it has been written.
 pub(crate) async fn fetch(
+    broker: &Broker,
+    client: &ClientContext,
+    request: ShareFetchRequest,
+    version: i16,
+) -> (ShareFetchResponse, MemoryClaim) {
+    let mut memory = broker.fetch_memory.claim(0).await;
+    let response = fetch_holding(broker, client, request, version, &mut memory).await;
+    (response, memory)
+}
+
+async fn fetch_holding(
     broker: &Broker,
     _client: &ClientContext,
     request: ShareFetchRequest,
     _version: i16,
+    memory: &mut MemoryClaim,
 ) -> ShareFetchResponse {
     let group_id = request
         .group_id
@@ -238,6 +253,7 @@ pub(crate) async fn fetch(
     let waiter = Arc::new(Notify::new());
     let mut stopping = broker.shutdown_signal();
     loop {
+        *memory = broker.fetch_memory.claim(max_bytes).await;
         let acquired = acquire_all(
             broker,
             &group_id,
@@ -250,6 +266,11 @@ pub(crate) async fn fetch(
         let any = acquired
             .iter()
             .any(|(_, data)| !data.acquired_records.is_empty());
+        let bytes: usize = acquired
+            .iter()
+            .map(|(_, data)| data.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        memory.shrink_to(bytes);
         broker.shares.persist();
         // A stopping broker answers at once rather than hold shutdown up.
         if any || Instant::now() >= deadline || stopping.is_shutdown() {
