@@ -525,3 +525,50 @@ fn bad_heartbeats_are_refused_before_anything_changes() {
     }
     assert!(!h.coordinator.groups.contains_key(GROUP));
 }
+
+#[test]
+fn offsets_of_a_topic_a_live_consumer_group_subscribes_to_cannot_be_deleted() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let mut h = Harness::new(2);
+    h.join("m1");
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    h.send(Request::OffsetCommit(commit, 8));
+    let delete = |topic: &str| {
+        Request::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s(GROUP)))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0)
+                    ])]),
+        )
+    };
+    let code = |response: Response| match response {
+        Response::OffsetDelete(r) => {
+            assert_eq!(r.error_code, 0);
+            r.topics[0].partitions[0].error_code
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        code(h.send(delete("orders"))),
+        ResponseError::GroupSubscribedToTopic.code()
+    );
+    // A topic nobody subscribes to may go.
+    assert_eq!(code(h.send(delete("archive"))), 0);
+}

@@ -299,8 +299,15 @@ impl Coordinator {
         else {
             return self.respond(token, top_error(ResponseError::GroupIdNotFound));
         };
-        let subscribed = group.subscribed_topics();
-        if !group.members.is_empty() && subscribed.is_none() {
+        // A KIP-848 group's members are in its consumer part; their subscriptions count.
+        let (has_members, subscribed) = match &group.consumer {
+            Some(consumer) => (
+                !consumer.members.is_empty(),
+                Some(consumer.subscribed_topic_names(&self.topics)),
+            ),
+            None => (!group.members.is_empty(), group.subscribed_topics()),
+        };
+        if has_members && subscribed.is_none() {
             return self.respond(token, top_error(ResponseError::NonEmptyGroup));
         }
         let mut records = Vec::new();
@@ -310,8 +317,7 @@ impl Coordinator {
             .iter()
             .map(|topic| {
                 let name = topic.name.as_str();
-                let in_use = !group.members.is_empty()
-                    && subscribed.as_ref().is_some_and(|s| s.contains(name));
+                let in_use = has_members && subscribed.as_ref().is_some_and(|s| s.contains(name));
                 let partitions = topic
                     .partitions
                     .iter()
