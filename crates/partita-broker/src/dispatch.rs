@@ -25,6 +25,7 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -210,6 +211,7 @@ pub(crate) async fn dispatch(
         ApiKey::ApiVersions => route!(ApiVersionsRequest, handlers::api_versions::handle),
         ApiKey::CreateTopics => route!(CreateTopicsRequest, handlers::create_topics::handle),
         ApiKey::DeleteTopics => route!(DeleteTopicsRequest, handlers::delete_topics::handle),
+        ApiKey::DeleteRecords => route!(DeleteRecordsRequest, handlers::delete_records::handle),
         ApiKey::InitProducerId => {
             route!(InitProducerIdRequest, handlers::init_producer_id::handle)
         }

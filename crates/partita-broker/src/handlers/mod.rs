@@ -5,6 +5,7 @@ pub(crate) mod api_versions;
 pub(crate) mod configs;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod error_codes;
