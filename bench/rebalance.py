@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ctypes
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,12 +40,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import (CHILDREN, REPO, Broker, emit, free_port, git_desc, machine_busy_seconds,
+                      machine_info, md_table, proc_cpu_seconds, strip_ansi)
+
 CACHE = Path(
     os.environ.get("PARTITA_BENCH_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "partita-bench"
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # =============================================================================== modes
@@ -98,55 +96,6 @@ JVM_OPTS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:
 
 def log(msg: str) -> None:
     print(f"[rebalance {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def emit(**fields) -> None:
-    """Child processes: one JSON object per line on stdout, flushed at once."""
-    sys.stdout.write(json.dumps(fields, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL when the benchmark process dies (PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    f = data[data.rindex(")") + 2:].split()
-    return (int(f[11]) + int(f[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    parts = Path("/proc/stat").read_text().splitlines()[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def machine_info() -> dict:
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    mem = "?"
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return {"nproc": str(os.cpu_count()), "cpu": model, "memory": mem,
-            "kernel": platform.release()}
 
 
 # =============================================================================== child: member
@@ -306,38 +255,6 @@ def producer_main(argv: list[str]) -> None:
 # =============================================================================== parent: children
 
 
-class Children:
-    """Every process the benchmark starts, killed at exit whatever happens."""
-
-    def __init__(self):
-        self.procs: list[subprocess.Popen] = []
-        self.lock = threading.Lock()
-
-    def popen(self, argv, **kw) -> subprocess.Popen:
-        p = subprocess.Popen(argv, preexec_fn=die_with_parent, **kw)
-        with self.lock:
-            self.procs.append(p)
-        return p
-
-    def kill_all(self) -> None:
-        with self.lock:
-            procs = list(self.procs)
-        for p in procs:
-            if p.poll() is None:
-                try:
-                    p.kill()
-                except OSError:
-                    pass
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-CHILDREN = Children()
-
-
 class CpuSampler:
     """Samples utime+stime of the processes it is given (last value kept after they exit)."""
 
@@ -369,60 +286,6 @@ class CpuSampler:
 
     def stop(self):
         self._stop.set()
-
-
-class Broker:
-    def __init__(self, name: str, argv: list[str], port: int, workdir: Path, env=None):
-        self.name, self.argv, self.port, self.workdir = name, argv, port, workdir
-        self.log_path = workdir / "broker.log"
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self.cleanup: list[Path] = []
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._log = open(self.log_path, "wb")
-        self.proc = CHILDREN.popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=self.workdir, env=self.env)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with {self.proc.returncode} at start-up: "
-                                   f"{self.log_tail(5)}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"did not listen on {self.bootstrap} within 30 s")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-        for p in self.cleanup:
-            shutil.rmtree(p, ignore_errors=True)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n: int = 20) -> str:
-        return " | ".join(strip_ansi(self.log_text()).splitlines()[-n:])
 
 
 def make_broker(name: str, workdir: Path, args, mode: Mode) -> Broker:
@@ -721,12 +584,7 @@ def analyze(ev: EventResult, members: list[Member], partitions: int, timeline, t
     ev.callbacks = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z\s+(\w+)\s+(.*)$")
-
-
-def strip_ansi(s: str) -> str:
-    return _ANSI.sub("", s)
 
 
 def broker_group_lines(broker: Broker, group: str, t_ref: float, t1: float,
@@ -978,16 +836,6 @@ def cell(res: CaseResult | None, event: str) -> str:
             f"{ev.moved}")
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
-              for i in range(len(header))]
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
-
-
 EVENT_LABEL = {"join": "11th consumer joins", "kill": "1 of 11 killed (SIGKILL)"}
 
 
@@ -1038,17 +886,6 @@ def case_table(results: list[CaseResult]) -> str:
                      fmt_s(r.form_s), fmt_s(r.broker_cpu_s), fmt_s(r.our_cpu_s),
                      fmt_s(r.other_cores), f"{r.wall_s:.0f}"])
     return md_table(header, rows)
-
-
-def git_desc() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "crates"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + (" (+ uncommitted changes under crates/)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 # =============================================================================== main
@@ -1204,7 +1041,6 @@ def main(argv) -> int:
         return 0 if all(r.ok for r in ordered) else 1
 
     out = args.out or REPO / "bench" / "results" / f"rebalance-{started.strftime('%Y-%m-%d')}.md"
-    mi = machine_info()
     cmd = "bash bench/rebalance.sh" + ("" if not argv else " " + shlex.join(argv))
     tansu_ver = ""
     if "tansu" in brokers:
@@ -1220,8 +1056,7 @@ def main(argv) -> int:
         f"# Rebalance benchmark, {started.strftime('%Y-%m-%d %H:%M')} UTC", "",
         f"Command: `{cmd}`  ",
         f"Date: {started.isoformat(timespec='seconds')}, {total / 60:.1f} min  ",
-        f"Machine: nproc={mi['nproc']}, CPU model: {mi['cpu']}, memory {mi['memory']}, "
-        f"kernel {mi['kernel']}  ",
+        f"Machine: {machine_info()}  ",
         f"Load average (1/5/15 min) at start: {'/'.join(f'{x:.2f}' for x in load0)}, at end: "
         f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}  ",
         (f"Partita: `{partita_src.relative_to(REPO) if partita_src.is_relative_to(REPO) else partita_src}`"

@@ -27,15 +27,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ctypes
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,58 +41,12 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import (CHILDREN, REPO, Broker, emit, free_port, git_desc, machine_busy_seconds,
+                      machine_info, md_table, proc_cpu_seconds)
 
 
 def log(msg: str) -> None:
     print(f"[share-groups {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def emit(**fields) -> None:
-    sys.stdout.write(json.dumps(fields, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    f = data[data.rindex(")") + 2:].split()
-    return (int(f[11]) + int(f[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    parts = Path("/proc/stat").read_text().splitlines()[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def machine_info() -> str:
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    mem = "?"
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return f"nproc={os.cpu_count()}, CPU model: {model}, memory {mem}, kernel {platform.release()}"
 
 
 # =============================================================================== child: member
@@ -154,28 +105,6 @@ def member_main(argv: list[str]) -> None:
 
 
 # =============================================================================== parent
-
-
-class Children:
-    def __init__(self):
-        self.procs: list[subprocess.Popen] = []
-
-    def popen(self, argv, **kw) -> subprocess.Popen:
-        p = subprocess.Popen(argv, preexec_fn=die_with_parent, **kw)
-        self.procs.append(p)
-        return p
-
-    def kill_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    p.kill()
-                    p.wait(5)
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
-
-
-CHILDREN = Children()
 
 
 class Member:
@@ -239,57 +168,6 @@ def pick_partita_bin() -> tuple[Path, str]:
     why = ("target/release/partita is older than the last commit" if rel.exists()
            else "there is no release build")
     return deb, f"debug build (unoptimized, slower than a release build): {why}"
-
-
-def git_desc() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "crates"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + (" (+ uncommitted changes under crates/)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-class Broker:
-    def __init__(self, binary: Path, workdir: Path):
-        self.port = free_port()
-        self.workdir = workdir
-        self.log_path = workdir / "broker.log"
-        self.argv = [str(binary), "broker", "--listen", self.bootstrap, "--advertised",
-                     self.bootstrap, "--data-dir", str(workdir / "data"),
-                     "--set", "http.listen="]
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.log = open(self.log_path, "wb")
-        self.proc = CHILDREN.popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                   stderr=self.log)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"broker exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("broker did not start within 30 s")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def fill_topic(bootstrap: str, topic: str, n: int) -> None:
@@ -405,15 +283,6 @@ def fmt_row(r: dict, ideal: float) -> list[str]:
             f"{r['broker_cpu_s']:.2f}"]
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-                     + [line(r) for r in rows])
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=3000)
@@ -443,8 +312,15 @@ def main(argv: list[str]) -> int:
     shutil.copy2(binary, private)
     log(f"broker {binary} ({why}); run directory {rundir}")
 
-    broker = Broker(private, rundir)
-    broker.start()
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    broker = Broker("partita", [str(private), "broker", "--listen", bootstrap, "--advertised",
+                                bootstrap, "--data-dir", str(rundir / "data"),
+                                "--set", "http.listen="], port, rundir)
+    try:
+        broker.start()
+    except RuntimeError as exc:
+        raise SystemExit(f"broker {exc}") from None
     topic = f"share-bench-{uuid.uuid4().hex[:8]}"
     try:
         t0 = time.time()
@@ -460,7 +336,7 @@ def main(argv: list[str]) -> int:
             log(f"  -> {r.get('rate', 0):.0f} records/s, per member {r.get('per_member')}, "
                 f"dups {r.get('dups')}, {r.get('failed', 'ok')}; errors {r.get('errors')}")
     finally:
-        broker.stop()
+        broker.stop(timeout=30)
 
     ideal = 1000.0 / args.delay_ms
     header = ["group", "records/s", "x one consumer's ceiling", "drain s", "start s",

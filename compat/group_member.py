@@ -25,38 +25,10 @@ Every event also has "t", time.time() when it happened.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import threading
 import time
 
-_out_lock = threading.Lock()
-
-
-def emit(ev: str, **fields) -> None:
-    fields["ev"] = ev
-    fields["t"] = time.time()
-    line = json.dumps(fields)
-    with _out_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-class Commands:
-    def __init__(self):
-        self.close = threading.Event()
-        self.hold = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in sys.stdin:
-            cmd = line.strip()
-            if cmd == "close":
-                self.close.set()
-            elif cmd == "hold":
-                self.hold.set()
-        self.close.set()
+from member_io import Commands, emit, member_parser
 
 
 def should_commit(args, offset: int) -> bool:
@@ -222,11 +194,8 @@ def run_kafka_python(args, cmds: Commands) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = member_parser()
     ap.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--topics", required=True, type=lambda s: s.split(","))
     ap.add_argument("--assignor")
     ap.add_argument("--instance-id")
     ap.add_argument("--session-timeout-ms", type=int)
@@ -234,7 +203,6 @@ def main() -> None:
     ap.add_argument("--max-poll-ms", type=int)
     ap.add_argument("--auto-commit-ms", type=int)
     ap.add_argument("--commit-below", type=int)
-    ap.add_argument("--conf", action="append", default=[])
     args = ap.parse_args()
     cmds = Commands()
     if args.client == "confluent":

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from typing import List
+from typing import Dict, List
 
 from confluent_util import admin_client, create_topic
 from group_util import (FAST, GROUP_DEADLINE, LoopProducer, MemberProc, committed,
@@ -39,6 +39,78 @@ def wait_consumed(ms: List[MemberProc], expected, msg: str, timeout: float = GRO
             from None
 
 
+def assert_no_duplicates(ms: List[MemberProc], what: str) -> None:
+    """No record was processed twice by the members `ms` (of one group) together."""
+    seen: Dict[str, str] = {}
+    for m in ms:
+        for v in values_of(m):
+            if v in seen:
+                raise AssertionError(f"{what}: record {v} delivered to both {seen[v]} and "
+                                     f"{m.name}\n" + "\n".join(x.describe() for x in ms))
+            seen[v] = m.name
+
+
+def assert_one_idle_member(assign: Dict[str, set]) -> str:
+    """Every member of `assign` (name -> partitions) but one owns one partition; returns the name
+    of the member that owns none."""
+    idle = [name for name, parts in assign.items() if not parts]
+    assert len(idle) == 1, f"expected exactly one member without partitions: {assign}"
+    busy = {name: parts for name, parts in assign.items() if parts}
+    assert all(len(parts) == 1 for parts in busy.values()), assign
+    return idle[0]
+
+
+def assert_owners_consume(broker, topic, ms: List[MemberProc], assign: Dict[str, set],
+                          partitions: int) -> None:
+    """Records produced to every partition reach its owner in `assign` only, each exactly once."""
+    values = produce_numbered(broker.bootstrap, topic, range(partitions), 10)
+    wait_consumed(ms, values, "every record consumed")
+    for m in ms:
+        seen = {r["p"] for r in m.recs()}
+        assert seen <= set(assign[m.name]), f"{m.name} owns {assign[m.name]} but consumed {seen}"
+    all_vals = [v for m in ms for v in values_of(m)]
+    assert sorted(all_vals) == sorted(values), "a record was delivered more than once"
+
+
+def victim_processes_and_commits(broker, admin, topic, group, victim: MemberProc, vp: int):
+    """Produces 40 records to each of the topic's 2 partitions and waits until the victim (a
+    member with commit_below=20) has processed its partition `vp` and committed offset 20 there.
+    Returns the records' values."""
+    values = produce_numbered(broker.bootstrap, topic, range(2), 40)
+    victim.wait_for(lambda m: any(r["o"] == 39 for r in m.recs(vp)),
+                    f"victim processed partition {vp} up to offset 39")
+    victim.wait_for(lambda m: m.commits.get(vp) == 20, "victim committed offset 20")
+    wait_until(lambda: committed(admin, group, topic).get(vp) == 20, 30,
+               f"committed offset of partition {vp} is 20")
+    assert [r["o"] for r in victim.recs(vp)] == list(range(40)), \
+        f"victim read {[r['o'] for r in victim.recs(vp)]}"
+    return values
+
+
+def assert_survivor_resumed_at_commit(broker, topic, survivor: MemberProc, victim: MemberProc,
+                                      vp: int, sp: int, values) -> None:
+    """Once the survivor owns the killed victim's partition `vp`: it reads `vp` from the
+    committed offset 20 on, once, and later records on both partitions; nothing is lost, and
+    only the records after the last commit are delivered twice."""
+    survivor.wait_for(lambda m: any(r["o"] == 39 for r in m.recs(vp)),
+                      f"survivor consumed partition {vp} up to offset 39")
+    offs = [r["o"] for r in survivor.recs(vp)]
+    assert offs == list(range(20, 40)), (
+        f"after the kill the survivor should resume partition {vp} at the committed offset 20 "
+        f"and read 20..39 once; it read {offs}")
+    # Nothing lost: more records on both partitions reach the survivor.
+    more = produce_numbered(broker.bootstrap, topic, range(2), 10, start=40)
+    wait_consumed([survivor], more, "survivor consumed records produced after the kill")
+    got = set(values_of(victim)) | set(values_of(survivor))
+    missing = sorted(set(values) - got)
+    assert not missing, f"records lost: {missing[:10]}"
+    again = sorted(set(values_of(victim)) & set(values_of(survivor)))
+    assert again == sorted(f"r-{vp}-{i}" for i in range(20, 40)), \
+        f"records delivered twice should be exactly those after the last commit: {again}"
+    survivor_own = [r["o"] for r in survivor.recs(sp)]
+    assert survivor_own == list(range(50)), f"survivor's own partition read {survivor_own}"
+
+
 # ------------------------------------------------------------------------------------------------
 # a. 4 partitions, 5 members: one owner per partition, one idle member shown with no assignment
 
@@ -48,12 +120,9 @@ def more_members_than_partitions(broker, members, topic, group, **kw):
     create_topic(admin, topic, 4)
     ms = [members.spawn(f"a{i}", broker.bootstrap, group, topic, **FAST, **kw) for i in range(5)]
     assign = wait_stable(admin, group, topic, ms, 4)
-    idle = [name for name, parts in assign.items() if not parts]
-    assert len(idle) == 1, f"expected exactly one member without partitions: {assign}"
-    busy = {name: parts for name, parts in assign.items() if parts}
-    assert all(len(parts) == 1 for parts in busy.values()), assign
+    idle = assert_one_idle_member(assign)
 
-    idle_member = next(m for m in ms if m.name == idle[0])
+    idle_member = next(m for m in ms if m.name == idle)
     d = describe_group(admin, group)
     described = {m.member_id: m for m in d.members}
     assert idle_member.member_id in described, (idle_member.member_id, list(described))
@@ -62,14 +131,7 @@ def more_members_than_partitions(broker, members, topic, group, **kw):
     assert list(parts) == [], f"DescribeGroups shows the idle member with {parts}"
 
     # Records go to the partition's owner only; the idle member gets none.
-    values = produce_numbered(broker.bootstrap, topic, range(4), 10)
-    wait_consumed(ms, values, "every record consumed")
-    by_name = {m.name: m for m in ms}
-    for name, m in by_name.items():
-        seen = {r["p"] for r in m.recs()}
-        assert seen <= set(assign[name]), f"{name} owns {assign[name]} but consumed from {seen}"
-    all_vals = [v for m in ms for v in values_of(m)]
-    assert sorted(all_vals) == sorted(values), "a record was delivered more than once"
+    assert_owners_consume(broker, topic, ms, assign, 4)
     return assign
 
 
@@ -91,13 +153,8 @@ def broadcast_two_groups(broker, members, topic, **kw):
     for g in groups:
         ms = per_group[g]
         wait_consumed(ms, values, f"group {g} consumed every record")
-        seen = {}
-        for m in ms:
-            for v in values_of(m):
-                assert v not in seen, (f"group {g}: record {v} delivered to both {seen[v]} and "
-                                       f"{m.name}")
-                seen[v] = m.name
-        assert sorted(seen) == sorted(values)
+        assert_no_duplicates(ms, f"group {g}")
+        assert sorted({v for m in ms for v in values_of(m)}) == sorted(values)
         assert all(values_of(m) for m in ms), f"group {g}: a member consumed nothing"
 
 
@@ -115,37 +172,13 @@ def kill_then_resume_at_commit(broker, members, topic, group, **kw):
     assign = wait_stable(admin, group, topic, [survivor, victim], 2)
     (vp,) = assign["victim"]
     (sp,) = assign["survivor"]
-
-    values = produce_numbered(broker.bootstrap, topic, range(2), 40)
-    victim.wait_for(lambda m: any(r["o"] == 39 for r in m.recs(vp)),
-                    f"victim processed partition {vp} up to offset 39")
-    victim.wait_for(lambda m: m.commits.get(vp) == 20, "victim committed offset 20")
-    wait_until(lambda: committed(admin, group, topic).get(vp) == 20, 30,
-               f"committed offset of partition {vp} is 20")
-    assert [r["o"] for r in victim.recs(vp)] == list(range(40)), \
-        f"victim read {[r['o'] for r in victim.recs(vp)]}"
+    values = victim_processes_and_commits(broker, admin, topic, group, victim, vp)
 
     t_kill = time.time()
     victim.kill()
     survivor.wait_for(lambda m: m.owned_now() == {0, 1},
                       "survivor took over the victim's partition")
-    survivor.wait_for(lambda m: any(r["o"] == 39 for r in m.recs(vp)),
-                      f"survivor consumed partition {vp} up to offset 39")
-    offs = [r["o"] for r in survivor.recs(vp)]
-    assert offs == list(range(20, 40)), (
-        f"after the kill the survivor should resume partition {vp} at the committed offset 20 "
-        f"and read 20..39 once; it read {offs}")
-    # Nothing lost: more records on both partitions reach the survivor.
-    more = produce_numbered(broker.bootstrap, topic, range(2), 10, start=40)
-    wait_consumed([survivor], more, "survivor consumed records produced after the kill")
-    got = set(values_of(victim)) | set(values_of(survivor))
-    missing = sorted(set(values) - got)
-    assert not missing, f"records lost: {missing[:10]}"
-    again = sorted(set(values_of(victim)) & set(values_of(survivor)))
-    assert again == sorted(f"r-{vp}-{i}" for i in range(20, 40)), \
-        f"records delivered twice should be exactly those after the last commit: {again}"
-    survivor_own = [r["o"] for r in survivor.recs(sp)]
-    assert survivor_own == list(range(50)), f"survivor's own partition read {survivor_own}"
+    assert_survivor_resumed_at_commit(broker, topic, survivor, victim, vp, sp, values)
     return t_kill
 
 

@@ -20,10 +20,13 @@ import re
 import time
 from typing import Dict, List, Optional
 
+import pytest
 from confluent_kafka import ConsumerGroupState, ConsumerGroupType
 
 from confluent_util import admin_client, create_topic
-from group_scenarios import values_of, wait_consumed
+from group_scenarios import (assert_no_duplicates, assert_one_idle_member, assert_owners_consume,
+                             assert_survivor_resumed_at_commit, values_of,
+                             victim_processes_and_commits, wait_consumed)
 from group_util import (GROUP_DEADLINE, LoopProducer, MemberProc, committed,
                         completed_generations, describe_group, group_log_lines, produce_numbered,
                         wait_stable)
@@ -39,6 +42,15 @@ KIP848 = {
     # For the classic groups some tests run next to the consumer groups.
     "group.initial.rebalance.delay.ms": 0,
 }
+
+
+def broker_fixture():
+    """The `kbroker` fixture of test_kip848_*.py: a broker with the KIP848 settings."""
+    @pytest.fixture
+    def kbroker(start_broker):
+        return start_broker(KIP848)
+    return kbroker
+
 
 CONSUMER = {"group.protocol": "consumer"}
 
@@ -98,16 +110,6 @@ def tps_of(assignment, topic: str) -> List[int]:
     return sorted(tp.partition for tp in assignment.topic_partitions if tp.topic == topic)
 
 
-def assert_no_duplicates(ms: List[MemberProc], what: str) -> None:
-    seen: Dict[str, str] = {}
-    for m in ms:
-        for v in values_of(m):
-            if v in seen:
-                raise AssertionError(f"{what}: record {v} delivered to both {seen[v]} and "
-                                     f"{m.name}\n" + "\n".join(x.describe() for x in ms))
-            seen[v] = m.name
-
-
 def commit_errors(ms: List[MemberProc]) -> List[str]:
     return [f"{m.name}: {e}" for m in ms for e in m.errors() if "commit failed" in e]
 
@@ -122,10 +124,7 @@ def more_members_than_partitions(broker, members, topic, group, conf=None):
     create_topic(admin, topic, 4)
     ms = [spawn(members, f"a{i}", broker, group, topic, conf=conf) for i in range(5)]
     assign = wait_stable(admin, group, topic, ms, 4)
-    idle = [name for name, parts in assign.items() if not parts]
-    assert len(idle) == 1, f"expected exactly one member without partitions: {assign}"
-    busy = {name: parts for name, parts in assign.items() if parts}
-    assert all(len(parts) == 1 for parts in busy.values()), assign
+    idle = assert_one_idle_member(assign)
 
     # confluent-kafka's describe_consumer_groups sends ConsumerGroupDescribe for a consumer
     # group: the group type, the server-side assignor, and per member its current and its target
@@ -136,7 +135,7 @@ def more_members_than_partitions(broker, members, topic, group, conf=None):
     assert d.partition_assignor == (conf or {}).get("group.remote.assignor", "uniform"), \
         d.partition_assignor
     assert not d.is_simple_consumer_group
-    idle_member = next(m for m in ms if m.name == idle[0])
+    idle_member = next(m for m in ms if m.name == idle)
     described = {m.member_id: m for m in d.members}
     assert sorted(described) == sorted(m.member_id for m in ms), (list(described),
                                                                   [m.member_id for m in ms])
@@ -151,13 +150,7 @@ def more_members_than_partitions(broker, members, topic, group, conf=None):
         assert dm.client_id, dm.client_id
 
     # Records go to the partition's owner only; the idle member gets none.
-    values = produce_numbered(broker.bootstrap, topic, range(4), 10)
-    wait_consumed(ms, values, "every record consumed")
-    for m in ms:
-        seen = {r["p"] for r in m.recs()}
-        assert seen <= set(assign[m.name]), f"{m.name} owns {assign[m.name]} but consumed {seen}"
-    all_vals = [v for m in ms for v in values_of(m)]
-    assert sorted(all_vals) == sorted(values), "a record was delivered more than once"
+    assert_owners_consume(broker, topic, ms, assign, 4)
     assert not idle_member.recs()
     # Members that joined one after the other had partitions revoked, never lost.
     for m in ms:
@@ -198,15 +191,7 @@ def kill_then_resume_at_commit(broker, members, topic, group, conf=None):
     assign = wait_stable(admin, group, topic, [survivor, victim], 2)
     (vp,) = assign["victim"]
     (sp,) = assign["survivor"]
-
-    values = produce_numbered(broker.bootstrap, topic, range(2), 40)
-    victim.wait_for(lambda m: any(r["o"] == 39 for r in m.recs(vp)),
-                    f"victim processed partition {vp} up to offset 39")
-    victim.wait_for(lambda m: m.commits.get(vp) == 20, "victim committed offset 20")
-    wait_until(lambda: committed(admin, group, topic).get(vp) == 20, 30,
-               f"committed offset of partition {vp} is 20")
-    assert [r["o"] for r in victim.recs(vp)] == list(range(40)), \
-        f"victim read {[r['o'] for r in victim.recs(vp)]}"
+    values = victim_processes_and_commits(broker, admin, topic, group, victim, vp)
     assert not commit_errors([survivor, victim]), commit_errors([survivor, victim])
 
     mark = log_mark(broker, group)
@@ -216,22 +201,7 @@ def kill_then_resume_at_commit(broker, members, topic, group, conf=None):
     survivor.wait_for(lambda m: m.owned_now() == {0, 1},
                       "survivor took over the victim's partition")
     took_over = time.time() - t_kill
-    survivor.wait_for(lambda m: any(r["o"] == 39 for r in m.recs(vp)),
-                      f"survivor consumed partition {vp} up to offset 39")
-    offs = [r["o"] for r in survivor.recs(vp)]
-    assert offs == list(range(20, 40)), (
-        f"after the kill the survivor should resume partition {vp} at the committed offset 20 "
-        f"and read 20..39 once; it read {offs}")
-    more = produce_numbered(broker.bootstrap, topic, range(2), 10, start=40)
-    wait_consumed([survivor], more, "survivor consumed records produced after the kill")
-    got = set(values_of(victim)) | set(values_of(survivor))
-    missing = sorted(set(values) - got)
-    assert not missing, f"records lost: {missing[:10]}"
-    again = sorted(set(values_of(victim)) & set(values_of(survivor)))
-    assert again == sorted(f"r-{vp}-{i}" for i in range(20, 40)), \
-        f"records delivered twice should be exactly those after the last commit: {again}"
-    survivor_own = [r["o"] for r in survivor.recs(sp)]
-    assert survivor_own == list(range(50)), f"survivor's own partition read {survivor_own}"
+    assert_survivor_resumed_at_commit(broker, topic, survivor, victim, vp, sp, values)
     # The dead member was evicted by the broker's session timeout, not earlier.
     removed = [line for line in events_named(broker, group, "member_removed", mark)
                if victim_id in line]
@@ -553,6 +523,47 @@ def broker_restart(broker, members, topic, group, conf=None, kill=False,
     errors = [e for m in ms for e in m.errors() if "commit failed" in e]
     outcome["commit_errors"] = errors
     return outcome
+
+
+# ------------------------------------------------------------------------------------------------
+# A member speaking the other protocol is refused; neither group is disturbed
+
+
+def protocol_mismatch_refused(broker, members, topic, classic_refused, consumer_refused):
+    """A classic member joins an active consumer group (refused with INCONSISTENT_GROUP_PROTOCOL,
+    from JoinGroup) and a consumer-protocol member an active classic group (GROUP_ID_NOT_FOUND,
+    from ConsumerGroupHeartbeat); `classic_refused(m)` and `consumer_refused(m)` say whether the
+    intruder m reported its refusal, as its client words it. Both groups keep their one member and
+    their assignment, and records still flow. Returns (g_consumer, g_classic, the consumer group's
+    member, the classic group's member, the consumer-protocol intruder) for the client's own
+    checks."""
+    admin = admin_client(broker.bootstrap)
+    create_topic(admin, topic, 2)
+    g_consumer, g_classic = unique_name("consumer"), unique_name("classic")
+    cons = spawn(members, "consumer", broker, g_consumer, topic)
+    classic = spawn_classic(members, "classic", broker, g_classic, topic)
+    wait_stable(admin, g_consumer, topic, [cons], 2)
+    wait_stable(admin, g_classic, topic, [classic], 2)
+    gens_classic = completed_generations(broker, g_classic)
+    mark = log_mark(broker, g_consumer)
+
+    intruder_classic = spawn_classic(members, "classic-into-consumer", broker, g_consumer, topic)
+    intruder_consumer = spawn(members, "consumer-into-classic", broker, g_classic, topic)
+    intruder_classic.wait_for(classic_refused, "classic member told INCONSISTENT_GROUP_PROTOCOL")
+    intruder_consumer.wait_for(consumer_refused,
+                               "consumer-protocol member told GROUP_ID_NOT_FOUND")
+    assert not intruder_classic.owned_now() and not intruder_consumer.owned_now()
+
+    # Both groups keep their one member and their assignment; records still flow.
+    assert wait_stable(admin, g_consumer, topic, [cons], 2) == {"consumer": {0, 1}}
+    assert wait_stable(admin, g_classic, topic, [classic], 2) == {"classic": {0, 1}}
+    assert completed_generations(broker, g_classic) == gens_classic
+    assert not events_named(broker, g_consumer, "rebalance_started", mark), \
+        show_events(broker, g_consumer, mark)
+    values = produce_numbered(broker.bootstrap, topic, range(2), 5)
+    wait_consumed([cons], values, "the consumer group still consumes")
+    wait_consumed([classic], values, "the classic group still consumes")
+    return g_consumer, g_classic, cons, classic, intruder_consumer
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,49 +24,16 @@ Every event also has "t", time.time() when it happened.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import threading
 import time
 
-_out_lock = threading.Lock()
-
-
-def emit(ev: str, **fields) -> None:
-    fields["ev"] = ev
-    fields["t"] = time.time()
-    line = json.dumps(fields)
-    with _out_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-class Commands:
-    def __init__(self):
-        self.close = threading.Event()
-        self.hold = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in sys.stdin:
-            cmd = line.strip()
-            if cmd == "close":
-                self.close.set()
-            elif cmd == "hold":
-                self.hold.set()
-        self.close.set()
+from member_io import Commands, emit, member_parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--topics", required=True)
+    ap = member_parser()
     ap.add_argument("--delay-ms", type=float, default=0.0)
     ap.add_argument("--max-poll-records", type=int, default=None)
     ap.add_argument("--hold-after", type=int, default=None)
-    ap.add_argument("--conf", action="append", default=[])
     args = ap.parse_args()
 
     from confluent_kafka import ShareConsumer
@@ -81,7 +48,7 @@ def main() -> None:
         conf[k] = v
     cmds = Commands()
     c = ShareConsumer(conf)
-    c.subscribe(args.topics.split(","))
+    c.subscribe(args.topics)
     emit("ready")
     n = 0
     held = False

@@ -20,16 +20,12 @@ from confluent_kafka import ConsumerGroupState, ConsumerGroupType, KafkaError
 import kip848_scenarios as k
 from confluent_util import admin_client, create_topic
 from group_scenarios import values_of, wait_consumed
-from group_util import (GROUP_DEADLINE, committed, completed_generations, describe_group,
-                        members_fixture, produce_numbered, wait_stable)
+from group_util import (GROUP_DEADLINE, committed, describe_group, members_fixture,
+                        produce_numbered, wait_stable)
 from partita_compat import unique_name, wait_until
 
 members = members_fixture("confluent")
-
-
-@pytest.fixture
-def kbroker(start_broker):
-    return start_broker(k.KIP848)
+kbroker = k.broker_fixture()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,42 +155,16 @@ def test_kip848_protocol_mismatch_is_refused(kbroker, members, topic_name):
     """A classic member joining an active consumer group gets INCONSISTENT_GROUP_PROTOCOL (from
     JoinGroup); a consumer-protocol member joining an active classic group gets GROUP_ID_NOT_FOUND
     (from ConsumerGroupHeartbeat: librdkafka makes it a fatal error). Neither group is disturbed."""
-    b = kbroker
-    admin = admin_client(b.bootstrap)
-    create_topic(admin, topic_name, 2)
-    g_consumer, g_classic = unique_name("consumer"), unique_name("classic")
-    cons = k.spawn(members, "consumer", b, g_consumer, topic_name)
-    classic = k.spawn_classic(members, "classic", b, g_classic, topic_name)
-    wait_stable(admin, g_consumer, topic_name, [cons], 2)
-    wait_stable(admin, g_classic, topic_name, [classic], 2)
-    gens_classic = completed_generations(b, g_classic)
-    mark = k.log_mark(b, g_consumer)
-
-    intruder_classic = k.spawn_classic(members, "classic-into-consumer", b, g_consumer,
-                                       topic_name)
-    intruder_consumer = k.spawn(members, "consumer-into-classic", b, g_classic, topic_name)
-    intruder_classic.wait_for(
-        lambda m: any(e.get("code") == KafkaError.INCONSISTENT_GROUP_PROTOCOL
-                      for e in m.events_of("error")),
-        "classic member told INCONSISTENT_GROUP_PROTOCOL")
-    intruder_consumer.wait_for(
-        lambda m: any("group id does not exist" in e for e in m.errors()),
-        "consumer-protocol member told GROUP_ID_NOT_FOUND")
+    g_consumer, g_classic, cons, classic, intruder_consumer = k.protocol_mismatch_refused(
+        kbroker, members, topic_name,
+        classic_refused=lambda m: any(e.get("code") == KafkaError.INCONSISTENT_GROUP_PROTOCOL
+                                      for e in m.events_of("error")),
+        consumer_refused=lambda m: any("group id does not exist" in e for e in m.errors()))
     errs = intruder_consumer.errors()
     assert any("ConsumerGroupHeartbeat" in e for e in errs), errs
-    assert not intruder_classic.owned_now() and not intruder_consumer.owned_now()
-
-    # Both groups keep their one member and their assignment; records still flow.
-    assert wait_stable(admin, g_consumer, topic_name, [cons], 2) == {"consumer": {0, 1}}
-    assert wait_stable(admin, g_classic, topic_name, [classic], 2) == {"classic": {0, 1}}
-    assert completed_generations(b, g_classic) == gens_classic
-    assert not k.events_named(b, g_consumer, "rebalance_started", mark), \
-        k.show_events(b, g_consumer, mark)
+    admin = admin_client(kbroker.bootstrap)
     assert describe_group(admin, g_consumer).type == ConsumerGroupType.CONSUMER
     assert describe_group(admin, g_classic).type == ConsumerGroupType.CLASSIC
-    values = produce_numbered(b.bootstrap, topic_name, range(2), 5)
-    wait_consumed([cons], values, "the consumer group still consumes")
-    wait_consumed([classic], values, "the classic group still consumes")
     assert not cons.events_of("revoke") and not classic.events_of("revoke")
 
 

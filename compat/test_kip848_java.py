@@ -12,18 +12,11 @@ from __future__ import annotations
 import pytest
 
 import kip848_scenarios as k
-from confluent_util import admin_client, create_topic
-from group_scenarios import wait_consumed
-from group_util import completed_generations, members_fixture, produce_numbered, wait_stable
-from partita_compat import unique_name
+from group_util import members_fixture
 from test_java import compiled_java  # noqa: F401 - fixture: fetches jars, compiles java/*.java
 
 members = members_fixture("java", java=True)
-
-
-@pytest.fixture
-def kbroker(start_broker):
-    return start_broker(k.KIP848)
+kbroker = k.broker_fixture()
 
 
 @pytest.mark.timeout(180)
@@ -69,36 +62,11 @@ def test_java_kip848_i_broker_restart_members_continue(kbroker, members, topic_n
 def test_java_kip848_protocol_mismatch_is_refused(kbroker, members, topic_name):
     """A Java classic member joining an active consumer group: INCONSISTENT_GROUP_PROTOCOL; a Java
     consumer-protocol member joining an active classic group: GROUP_ID_NOT_FOUND."""
-    b = kbroker
-    admin = admin_client(b.bootstrap)
-    create_topic(admin, topic_name, 2)
-    g_consumer, g_classic = unique_name("consumer"), unique_name("classic")
-    cons = k.spawn(members, "consumer", b, g_consumer, topic_name)
-    classic = k.spawn_classic(members, "classic", b, g_classic, topic_name)
-    wait_stable(admin, g_consumer, topic_name, [cons], 2)
-    wait_stable(admin, g_classic, topic_name, [classic], 2)
-    gens_classic = completed_generations(b, g_classic)
-    mark = k.log_mark(b, g_consumer)
-
-    intruder_classic = k.spawn_classic(members, "classic-into-consumer", b, g_consumer,
-                                       topic_name)
-    intruder_consumer = k.spawn(members, "consumer-into-classic", b, g_classic, topic_name)
-    intruder_classic.wait_for(
-        lambda m: any("InconsistentGroupProtocolException" in e for e in m.errors()),
-        "classic member told INCONSISTENT_GROUP_PROTOCOL")
-    intruder_consumer.wait_for(
-        lambda m: any("GroupIdNotFoundException" in e for e in m.errors()),
-        "consumer-protocol member told GROUP_ID_NOT_FOUND")
-    assert not intruder_classic.owned_now() and not intruder_consumer.owned_now()
-
-    assert wait_stable(admin, g_consumer, topic_name, [cons], 2) == {"consumer": {0, 1}}
-    assert wait_stable(admin, g_classic, topic_name, [classic], 2) == {"classic": {0, 1}}
-    assert completed_generations(b, g_classic) == gens_classic
-    assert not k.events_named(b, g_consumer, "rebalance_started", mark), \
-        k.show_events(b, g_consumer, mark)
-    values = produce_numbered(b.bootstrap, topic_name, range(2), 5)
-    wait_consumed([cons], values, "the consumer group still consumes")
-    wait_consumed([classic], values, "the classic group still consumes")
+    k.protocol_mismatch_refused(
+        kbroker, members, topic_name,
+        classic_refused=lambda m: any("InconsistentGroupProtocolException" in e
+                                      for e in m.errors()),
+        consumer_refused=lambda m: any("GroupIdNotFoundException" in e for e in m.errors()))
 
 
 @pytest.mark.timeout(180)
