@@ -15,24 +15,20 @@ group-coordinator/.../GroupMetadataManager.java and OffsetMetadataManager.java, 
 handlers of kafka-clients, clients/.../admin/internals/*Handler.java); each assertion says which.
 
 AdminGroups runs as one JVM per test that reads one command per line and answers each with one
-JSON line (`JavaAdmin.call`).
+JSON line (`JavaAdmin.call`, compat/java_admin.py).
 """
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
-import threading
 from typing import Callable, Dict, List, Optional
 
 import pytest
 
 import kip848_scenarios as k
 from confluent_util import admin_client, create_topic
-from group_util import (FAST, JARS_DIR, MemberProc, committed, members_fixture, produce_numbered,
-                        wait_stable)
-from partita_compat import _die_with_parent, unique_name, wait_until
+from group_util import FAST, MemberProc, committed, members_fixture, produce_numbered, wait_stable
+from java_admin import JavaAdmin, jadmin  # noqa: F401 - jadmin is a fixture
+from partita_compat import unique_name, wait_until
 from test_java import compiled_java  # noqa: F401 - fixture: fetches jars, compiles java/*.java
 
 members = members_fixture("java", java=True)
@@ -52,100 +48,6 @@ TYPE_NAME = {"classic": "Classic", "consumer": "Consumer"}
 @pytest.fixture
 def abroker(start_broker):
     return start_broker(BROKER_SETTINGS)
-
-
-class JavaAdmin:
-    """compat/java/AdminGroups.java in its own JVM: `call("describe g")` -> the JSON answer."""
-
-    def __init__(self, build_dir, bootstrap: str, stderr_path):
-        cp = ":".join([str(JARS_DIR / "*"), str(build_dir)])
-        cmd = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", cp,
-               "AdminGroups", bootstrap]
-        self.stderr_path = stderr_path
-        self.transcript: List[str] = []
-        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        with open(stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, text=True, bufsize=1,
-                                         preexec_fn=_die_with_parent)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def call(self, line: str, timeout: float = 90.0) -> dict:
-        self.transcript.append(f">>> {line}")
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        while True:
-            try:
-                out = self._lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"AdminGroups gave no answer to {line!r} within {timeout}s"
-                                     f"\n{self.stderr_tail()}") from None
-            if out is None:
-                raise AssertionError(f"AdminGroups exited (status {self.proc.poll()}) on "
-                                     f"{line!r}\n{self.stderr_tail()}")
-            out = out.strip()
-            if not out.startswith("{"):
-                continue
-            self.transcript.append(out)
-            ans = json.loads(out)
-            if ans.get("cmd") == line:
-                return ans
-
-    def stderr_tail(self, chars: int = 6000) -> str:
-        try:
-            return open(self.stderr_path, errors="replace").read()[-chars:]
-        except OSError:
-            return ""
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=20)
-            except Exception:  # noqa: BLE001 - teardown
-                self.proc.kill()
-                self.proc.wait()
-
-    # --- typed helpers -------------------------------------------------------------------------
-    def ok(self, line: str) -> dict:
-        ans = self.call(line)
-        assert ans["ok"], f"{line}: {ans}"
-        return ans
-
-    def listed(self, *opts: str) -> Dict[str, dict]:
-        """group id -> listing (simple, state, type) of listConsumerGroups(opts)."""
-        ans = self.ok(" ".join(["list", *opts]))
-        return {g["group"]: g for g in ans["groups"]}
-
-    def describe(self, group: str) -> dict:
-        """The description of one group, or {"ok": False, "error": ...}."""
-        return self.call(f"describe {group}")["groups"][group]
-
-    def offsets(self, group: str) -> dict:
-        return self.ok(f"offsets {group}")["offsets"]
-
-
-@pytest.fixture
-def jadmin(compiled_java, tmp_path, extra_logs):  # noqa: F811
-    started: List[JavaAdmin] = []
-
-    def start(broker) -> JavaAdmin:
-        ja = JavaAdmin(compiled_java, broker.bootstrap, tmp_path / f"admin-{len(started)}.stderr")
-        started.append(ja)
-        extra_logs.append((f"AdminGroups transcript #{len(started)}",
-                           lambda ja=ja: "\n".join(ja.transcript) + "\n--- stderr ---\n"
-                           + ja.stderr_tail()))
-        return ja
-
-    yield start
-    for ja in started:
-        ja.close()
 
 
 @pytest.fixture

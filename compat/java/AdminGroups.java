@@ -49,7 +49,8 @@ import org.apache.kafka.common.TopicPartition;
  * reads one command per stdin line and answers each with exactly one JSON line (one Admin client
  * for the whole session). Commands:
  * <ul>
- * <li>{@code cluster}: describeCluster (the node ids/addresses a coordinator is compared with)
+ * <li>{@code cluster}: describeCluster (cluster id, controller, and the node ids/addresses a
+ *     coordinator is compared with)
  * <li>{@code list [states=Stable,Empty,...] [types=classic,consumer]}: listConsumerGroups, with
  *     inStates(...) / withTypes(...) when given (--list [--state S] [--type T])
  * <li>{@code describe G[,G...]}: describeConsumerGroups (--describe --members/--state)
@@ -61,6 +62,7 @@ import org.apache.kafka.common.TopicPartition;
  * <li>{@code delete-offsets G TOPIC P,...}: deleteConsumerGroupOffsets (--delete-offsets)
  * <li>{@code delete G[,G...]}: deleteConsumerGroups (--delete)
  * <li>{@code remove-static G INSTANCE[,INSTANCE...]}: removeMembersFromConsumerGroup
+ * <li>the topic and config commands of {@link AdminTopics} (compat/test_admin_topics_java.py)
  * </ul>
  * An error is reported as {@code {"ok": false, "error": "<exception class>", "msg": ...}} where
  * the call (or the one group / partition) failed.
@@ -127,7 +129,9 @@ public final class AdminGroups {
                 case "remove-static":
                     return removeStatic(admin, a[1], Arrays.asList(a[2].split(",")));
                 default:
-                    return error(new IllegalArgumentException("unknown command " + a[0]));
+                    Map<String, Object> topics = AdminTopics.run(admin, a);
+                    return topics != null ? topics
+                            : error(new IllegalArgumentException("unknown command " + a[0]));
             }
         } catch (Exception e) {
             return error(e);
@@ -145,6 +149,8 @@ public final class AdminGroups {
         Map<String, Object> out = ok();
         out.put("nodes", nodes);
         out.put("cluster_id", r.clusterId().get(WAIT_S, TimeUnit.SECONDS));
+        Node controller = r.controller().get(WAIT_S, TimeUnit.SECONDS);
+        out.put("controller", controller == null ? null : node(controller));
         return out;
     }
 

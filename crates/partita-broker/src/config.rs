@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     pub http_history_minutes: u64,
     /// How often lag and traffic are sampled for that history (`http.history.interval.ms`).
     pub http_history_interval_ms: u64,
+    /// The properties given explicitly (file, environment or flags), as named there; what
+    /// DescribeConfigs reports as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
+    pub explicit: std::collections::BTreeSet<String>,
 }
 
 impl Default for BrokerConfig {
@@ -96,6 +99,7 @@ impl Default for BrokerConfig {
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             http_history_minutes: 15,
             http_history_interval_ms: 5_000,
+            explicit: Default::default(),
         }
     }
 }
@@ -298,7 +302,103 @@ impl BrokerConfig {
             _ if IGNORED_PROPERTIES.contains(&name) => return Ok(SetOutcome::Ignored),
             _ => return Ok(SetOutcome::Unknown),
         }
+        self.explicit.insert(name.to_string());
         Ok(SetOutcome::Applied)
+    }
+}
+
+/// How DescribeConfigs types a broker property: 1 BOOLEAN, 2 STRING, 3 INT, 5 LONG.
+pub type ConfigType = i8;
+
+impl BrokerConfig {
+    /// The broker properties DescribeConfigs lists besides the defaults of topic properties:
+    /// name, value and type. None of them can be changed while the broker runs.
+    pub fn described(&self) -> Vec<(&'static str, String, ConfigType)> {
+        let g = &self.groups;
+        let listener = format!("PLAINTEXT://{}", self.listen);
+        let advertised = format!(
+            "PLAINTEXT://{}:{}",
+            self.advertised_host, self.advertised_port
+        );
+        vec![
+            ("advertised.listeners", advertised, 2),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics_enable.to_string(),
+                1,
+            ),
+            (
+                "connections.max.idle.ms",
+                self.connections_max_idle_ms.to_string(),
+                5,
+            ),
+            (
+                "delete.topic.enable",
+                self.delete_topic_enable.to_string(),
+                1,
+            ),
+            ("fetch.max.bytes", self.fetch_max_bytes.to_string(), 3),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                g.consumer_heartbeat_interval_ms.to_string(),
+                3,
+            ),
+            (
+                "group.consumer.max.size",
+                g.consumer_max_size.to_string(),
+                3,
+            ),
+            (
+                "group.consumer.session.timeout.ms",
+                g.consumer_session_timeout_ms.to_string(),
+                3,
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                g.initial_rebalance_delay_ms.to_string(),
+                3,
+            ),
+            (
+                "group.max.session.timeout.ms",
+                g.max_session_timeout_ms.to_string(),
+                3,
+            ),
+            ("group.max.size", g.max_size.to_string(), 3),
+            (
+                "group.min.session.timeout.ms",
+                g.min_session_timeout_ms.to_string(),
+                3,
+            ),
+            ("listeners", listener, 2),
+            ("log.dirs", self.data_dir.display().to_string(), 2),
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms.to_string(),
+                5,
+            ),
+            ("node.id", self.node_id.to_string(), 3),
+            ("num.partitions", self.num_partitions.to_string(), 3),
+            (
+                "offset.metadata.max.bytes",
+                g.offset_metadata_max_bytes.to_string(),
+                3,
+            ),
+            (
+                "offsets.retention.minutes",
+                (g.offsets_retention_ms / 60_000).to_string(),
+                3,
+            ),
+            (
+                "offsets.topic.num.partitions",
+                g.offsets_topic_num_partitions.to_string(),
+                3,
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+                3,
+            ),
+        ]
     }
 }
 

@@ -21,6 +21,9 @@ pub enum BrokerError {
     /// A replication factor other than the single replica this broker keeps.
     #[error("{0}")]
     InvalidReplicationFactor(String),
+    /// A manual replica assignment that cannot be followed.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     /// A config name or value that cannot be used.
     #[error("{0}")]
     InvalidConfig(String),
@@ -50,6 +53,7 @@ impl BrokerError {
             BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
             BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
             BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             BrokerError::Storage(_) => ResponseError::KafkaStorageError,

@@ -10,24 +10,128 @@ use crate::config::{parse_cleanup_policy, parse_timestamp_type, BrokerConfig};
 /// A topic's overrides of the broker defaults, by Kafka property name.
 pub type TopicOverrides = BTreeMap<String, String>;
 
-/// Topic properties this broker understands, in the order DescribeConfigs lists them.
+/// Every topic property of Kafka 3.9, in the order DescribeConfigs lists them. Those in
+/// [`PASSIVE`] are accepted, kept and described, but change nothing here.
 pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
+    "compression.gzip.level",
+    "compression.lz4.level",
     "compression.type",
+    "compression.zstd.level",
     "delete.retention.ms",
+    "file.delete.delay.ms",
     "flush.messages",
     "flush.ms",
+    "follower.replication.throttled.replicas",
     "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
     "message.timestamp.type",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
     "min.insync.replicas",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
+
+/// What kind of value a passive property takes.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// An integer no smaller than this.
+    AtLeast(i64),
+    Boolean,
+    /// Any text, or a comma-separated list.
+    Text,
+}
+
+/// Topic properties accepted for compatibility, with Kafka's default, that have no effect on
+/// a single broker (replication, tiered storage, segment preallocation, recompression by the
+/// broker, timestamp bounds not enforced yet).
+const PASSIVE: &[(&str, &str, Kind)] = &[
+    ("compression.gzip.level", "-1", Kind::AtLeast(-1)),
+    ("compression.lz4.level", "9", Kind::AtLeast(1)),
+    ("compression.zstd.level", "3", Kind::AtLeast(-131_072)),
+    ("file.delete.delay.ms", "60000", Kind::AtLeast(0)),
+    ("follower.replication.throttled.replicas", "", Kind::Text),
+    ("leader.replication.throttled.replicas", "", Kind::Text),
+    ("local.retention.bytes", "-2", Kind::AtLeast(-2)),
+    ("local.retention.ms", "-2", Kind::AtLeast(-2)),
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        Kind::AtLeast(1),
+    ),
+    ("message.downconversion.enable", "true", Kind::Boolean),
+    ("message.format.version", "3.0-IV1", Kind::Text),
+    (
+        "message.timestamp.after.max.ms",
+        "9223372036854775807",
+        Kind::AtLeast(0),
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        Kind::AtLeast(0),
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        Kind::AtLeast(0),
+    ),
+    ("preallocate", "false", Kind::Boolean),
+    ("remote.log.copy.disable", "false", Kind::Boolean),
+    ("remote.log.delete.on.disable", "false", Kind::Boolean),
+    ("remote.storage.enable", "false", Kind::Boolean),
+    ("segment.index.bytes", "10485760", Kind::AtLeast(4)),
+    ("segment.jitter.ms", "0", Kind::AtLeast(0)),
+    ("unclean.leader.election.enable", "false", Kind::Boolean),
+];
+
+fn passive(name: &str) -> Option<(&'static str, Kind)> {
+    PASSIVE
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, default, kind)| (*default, *kind))
+}
+
+/// DescribeConfigs v3+ type of a property: 1 BOOLEAN, 2 STRING, 3 INT, 5 LONG, 6 DOUBLE,
+/// 7 LIST.
+pub fn config_type(name: &str) -> i8 {
+    match name {
+        "cleanup.policy"
+        | "follower.replication.throttled.replicas"
+        | "leader.replication.throttled.replicas" => 7,
+        "compression.type" | "message.timestamp.type" | "message.format.version" => 2,
+        "min.cleanable.dirty.ratio" => 6,
+        "min.insync.replicas"
+        | "index.interval.bytes"
+        | "max.message.bytes"
+        | "segment.bytes"
+        | "segment.index.bytes"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level" => 3,
+        _ if matches!(passive(name), Some((_, Kind::Boolean))) => 1,
+        _ => 5,
+    }
+}
 
 /// The broker-level property a topic property defaults to, as DescribeConfigs reports it.
 pub fn broker_property_for(name: &str) -> Option<&'static str> {
@@ -46,6 +150,35 @@ pub fn broker_property_for(name: &str) -> Option<&'static str> {
         "segment.ms" => "log.roll.ms",
         _ => return None,
     })
+}
+
+/// DescribeConfigs sources of a value.
+pub const SOURCE_TOPIC_OVERRIDE: i8 = 1;
+/// Set in the broker's configuration at start-up.
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+/// Nobody set it.
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Where a topic's value for `name` comes from when it has no override: the broker's
+/// configuration, if the matching broker property (or another name for it) was set there.
+pub fn default_source(broker: &BrokerConfig, name: &str) -> i8 {
+    let Some(property) = broker_property_for(name) else {
+        return SOURCE_DEFAULT;
+    };
+    let aliases: &[&str] = match property {
+        "log.retention.ms" => &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        "log.roll.ms" => &["log.roll.ms", "log.roll.hours"],
+        other => &[other][..],
+    };
+    if aliases.iter().any(|a| broker.explicit.contains(*a)) {
+        SOURCE_STATIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    }
 }
 
 /// The value a topic gets for `name` when it has no override.
@@ -67,7 +200,7 @@ pub fn default_value(broker: &BrokerConfig, name: &str) -> Option<String> {
         "retention.ms" => log.retention_ms.to_string(),
         "segment.bytes" => log.segment_bytes.to_string(),
         "segment.ms" => log.segment_ms.to_string(),
-        _ => return None,
+        _ => return passive(name).map(|(default, _)| default.to_string()),
     })
 }
 
@@ -94,7 +227,15 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
             _ => Err("min.cleanable.dirty.ratio must be between 0 and 1".to_string()),
         },
-        _ => Err(format!("unknown topic config {name}")),
+        _ => match passive(name) {
+            Some((_, Kind::AtLeast(min))) => integer(min),
+            Some((_, Kind::Boolean)) => match value {
+                "true" | "false" => Ok(()),
+                _ => Err(format!("{name} must be true or false, got {value:?}")),
+            },
+            Some((_, Kind::Text)) => Ok(()),
+            None => Err(format!("unknown topic config {name}")),
+        },
     }
 }
 

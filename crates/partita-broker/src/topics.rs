@@ -37,10 +37,18 @@ pub struct Topic {
     pub overrides: TopicOverrides,
 }
 
+/// The topics Kafka treats as internal.
+const INTERNAL_TOPICS: &[&str] = &[
+    "__consumer_offsets",
+    "__transaction_state",
+    "__share_group_state",
+];
+
 impl Topic {
-    /// Whether this is one of the broker's internal topics.
+    /// Whether this is one of the broker's internal topics. Other topics whose names begin
+    /// with `__` are ordinary user topics, as in Kafka.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        INTERNAL_TOPICS.contains(&self.name.as_str())
     }
 
     /// The partition with this index, if the topic has it.

@@ -12,11 +12,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC_OVERRIDE};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIG_NAMES};
+use crate::topic_config::{
+    self, config_type, default_source, TopicOverrides, SOURCE_DEFAULT, SOURCE_STATIC_BROKER,
+    SOURCE_TOPIC_OVERRIDE, TOPIC_CONFIG_NAMES,
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -93,8 +95,10 @@ pub(crate) async fn describe(
                     };
                     result.with_configs(configs)
                 }
-                RESOURCE_BROKER => result.with_configs(
-                    TOPIC_CONFIG_NAMES
+                // The cluster-wide default resource (""): no dynamic defaults are kept.
+                RESOURCE_BROKER if resource.resource_name.is_empty() => result,
+                RESOURCE_BROKER => {
+                    let defaults = TOPIC_CONFIG_NAMES
                         .iter()
                         .filter_map(|name| {
                             topic_config::broker_property_for(name).map(|b| (name, b))
@@ -102,11 +106,29 @@ pub(crate) async fn describe(
                         .filter(|(_, broker_name)| wanted(broker_name))
                         .map(|(name, broker_name)| {
                             let value = topic_config::default_value(&broker.config, name);
-                            entry(broker_name, value, SOURCE_DEFAULT, config_type(name))
+                            let source = default_source(&broker.config, name);
+                            entry(broker_name, value, source, config_type(name))
                                 .with_read_only(true)
-                        })
-                        .collect(),
-                ),
+                        });
+                    let own = broker
+                        .config
+                        .described()
+                        .into_iter()
+                        .filter(|(name, _, _)| wanted(name))
+                        .map(|(name, value, kind)| {
+                            // A node id is always configured in Kafka; here it has a default.
+                            let set = broker.config.explicit.contains(name) || name == "node.id";
+                            let source = if set {
+                                SOURCE_STATIC_BROKER
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            entry(name, Some(value), source, kind).with_read_only(true)
+                        });
+                    let mut configs: Vec<_> = defaults.chain(own).collect();
+                    configs.sort_by(|a, b| a.name.cmp(&b.name));
+                    result.with_configs(configs)
+                }
                 other => result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes(&format!(
@@ -125,9 +147,10 @@ fn topic_entry(
     include_synonyms: bool,
 ) -> DescribeConfigsResourceResult {
     let default = topic_config::default_value(&broker.config, name);
+    let inherited = default_source(&broker.config, name);
     let (value, source) = match overrides.get(name) {
         Some(value) => (Some(value.clone()), SOURCE_TOPIC_OVERRIDE),
-        None => (default.clone(), SOURCE_DEFAULT),
+        None => (default.clone(), inherited),
     };
     let mut result = entry(name, value.clone(), source, config_type(name));
     if include_synonyms {
@@ -136,7 +159,7 @@ fn topic_entry(
             synonyms.push(synonym(name, value, SOURCE_TOPIC_OVERRIDE));
         }
         if let Some(broker_name) = topic_config::broker_property_for(name) {
-            synonyms.push(synonym(broker_name, default, SOURCE_DEFAULT));
+            synonyms.push(synonym(broker_name, default, inherited));
         }
         result = result.with_synonyms(synonyms);
     }
@@ -144,11 +167,13 @@ fn topic_entry(
 }
 
 fn entry(name: &str, value: Option<String>, source: i8, kind: i8) -> DescribeConfigsResourceResult {
+    // No documentation is kept; null, as Kafka answers when it is not asked for.
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(value.as_deref().map(str_bytes))
         .with_config_source(source)
         .with_config_type(kind)
+        .with_documentation(None)
 }
 
 fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {
@@ -156,17 +181,6 @@ fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSyno
         .with_name(str_bytes(name))
         .with_value(value.as_deref().map(str_bytes))
         .with_source(source)
-}
-
-/// DescribeConfigs v3+ config types: 2 STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST.
-fn config_type(name: &str) -> i8 {
-    match name {
-        "cleanup.policy" => 7,
-        "compression.type" | "message.timestamp.type" => 2,
-        "min.cleanable.dirty.ratio" => 6,
-        "min.insync.replicas" | "index.interval.bytes" | "max.message.bytes" | "segment.bytes" => 3,
-        _ => 5,
-    }
 }
 
 pub(crate) async fn incremental_alter(

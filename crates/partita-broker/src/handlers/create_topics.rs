@@ -11,10 +11,6 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIG_NAMES};
 
-/// Config source codes of DescribeConfigs and CreateTopics v5+.
-pub(crate) const SOURCE_TOPIC_OVERRIDE: i8 = 1;
-pub(crate) const SOURCE_DEFAULT: i8 = 5;
-
 pub(crate) async fn handle(
     broker: &Broker,
     request: CreateTopicsRequest,
@@ -53,6 +49,10 @@ fn create_one(
     validate_only: bool,
 ) -> Result<(i32, uuid::Uuid, TopicOverrides), BrokerError> {
     let name = wanted.name.as_str();
+    // As in Kafka, an existing name is reported before anything else about the request.
+    if broker.topics.get(name).is_some() {
+        return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+    }
     let partitions = match (wanted.num_partitions, wanted.assignments.len()) {
         (-1, 0) => broker.config.num_partitions,
         (-1, assigned) => assigned as i32,
@@ -63,16 +63,19 @@ fn create_one(
         }
         (n, _) => n,
     };
-    if let Some(bad) = wanted
-        .assignments
-        .iter()
-        .flat_map(|a| a.broker_ids.iter())
-        .find(|id| id.0 != broker.config.node_id)
-    {
-        return Err(BrokerError::InvalidReplicationFactor(format!(
-            "replica assignment names broker {} but only broker {} exists",
-            bad.0, broker.config.node_id
-        )));
+    if !wanted.assignments.is_empty() && wanted.replication_factor != -1 {
+        return Err(BrokerError::InvalidRequest(
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both \
+             cannot be used at the same time."
+                .to_string(),
+        ));
+    }
+    let brokers = wanted.assignments.iter().flat_map(|a| a.broker_ids.iter());
+    check_assigned_brokers(broker, brokers.map(|id| id.0))?;
+    if wanted.replication_factor == 0 || wanted.replication_factor < -1 {
+        return Err(BrokerError::InvalidReplicationFactor(
+            "Replication factor must be larger than 0, or -1 to use the default value.".to_string(),
+        ));
     }
     if !matches!(wanted.replication_factor, -1 | 1) {
         return Err(BrokerError::InvalidReplicationFactor(format!(
@@ -94,15 +97,29 @@ fn create_one(
     Ok((partitions, topic.id, topic.overrides.clone()))
 }
 
+/// A manual assignment may only name this broker.
+pub(crate) fn check_assigned_brokers(
+    broker: &Broker,
+    mut ids: impl Iterator<Item = i32>,
+) -> Result<(), BrokerError> {
+    match ids.find(|id| *id != broker.config.node_id) {
+        Some(bad) => Err(BrokerError::InvalidReplicaAssignment(format!(
+            "The manual partition assignment includes broker {bad}, but no such broker is \
+             registered."
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn describe(broker: &Broker, overrides: &TopicOverrides) -> Vec<CreatableTopicConfigs> {
     TOPIC_CONFIG_NAMES
         .iter()
         .map(|name| {
             let (value, source) = match overrides.get(*name) {
-                Some(value) => (value.clone(), SOURCE_TOPIC_OVERRIDE),
+                Some(value) => (value.clone(), topic_config::SOURCE_TOPIC_OVERRIDE),
                 None => (
                     topic_config::default_value(&broker.config, name).unwrap_or_default(),
-                    SOURCE_DEFAULT,
+                    topic_config::default_source(&broker.config, name),
                 ),
             };
             CreatableTopicConfigs::default()

@@ -5,6 +5,8 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use partita_groups::{ClientContext, Request, Response};
+
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 
@@ -26,11 +28,37 @@ pub(crate) async fn handle(
             .map(|name| (Some(name), Uuid::nil()))
             .collect()
     };
-    let responses = wanted
+    let responses: Vec<DeletableTopicResult> = wanted
         .into_iter()
         .map(|(name, id)| delete_one(broker, name, id))
         .collect();
+    for deleted in responses.iter().filter(|r| r.error_code == 0) {
+        if let Some(name) = &deleted.name {
+            forget_offsets(broker, name.as_str()).await;
+        }
+    }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Every group forgets its committed offsets of a deleted topic, as in Kafka.
+async fn forget_offsets(broker: &Broker, topic: &str) {
+    let client = ClientContext::default();
+    let mut removed = 0;
+    for shard in 0..broker.groups.shard_count() {
+        let request = Request::TopicDeleted(topic.to_string());
+        if let Ok(Response::TopicDeleted(n)) =
+            broker.groups.call_shard(shard, &client, request).await
+        {
+            removed += n;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            topic,
+            offsets = removed,
+            "removed the committed offsets of a deleted topic"
+        );
+    }
 }
 
 fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {

@@ -300,7 +300,11 @@ pub(crate) async fn describe_groups(
                 .with_group_id(group_id)
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
         };
-        groups.push(described);
+        let operations = super::operations::if_asked(
+            request.include_authorized_operations && described.error_code == 0,
+            super::operations::GROUP,
+        );
+        groups.push(described.with_authorized_operations(operations));
     }
     DescribeGroupsResponse::default().with_groups(groups)
 }

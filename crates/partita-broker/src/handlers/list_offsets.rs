@@ -14,6 +14,7 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub(crate) async fn handle(
     broker: &Broker,
@@ -60,7 +61,9 @@ fn lookup(
     let found = match timestamp {
         LATEST => Ok(Some((log.log_end_offset(), -1))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-        MAX_TIMESTAMP => Ok(log.max_timestamp()),
+        MAX_TIMESTAMP => log.max_timestamp(),
+        // Nothing is ever tiered here.
+        LATEST_TIERED => Ok(None),
         ts if ts < 0 => Ok(None),
         ts => log.offset_for_timestamp(ts),
     };

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::{str_bytes, topic_name};
+use super::{operations, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::topics::Topic;
 
@@ -25,7 +25,7 @@ pub(crate) async fn handle(
         Some(topics) => Some(topics),
     };
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
-    let topics = match requested {
+    let topics: Vec<MetadataResponseTopic> = match requested {
         None => broker
             .topics
             .all()
@@ -34,13 +34,31 @@ pub(crate) async fn handle(
             .collect(),
         Some(requested) => requested
             .into_iter()
+            // A topic id, when given, wins over the name (the Java client sends an empty
+            // name with it), as in Kafka.
             .map(|wanted| match (wanted.name, wanted.topic_id) {
+                (_, id) if !id.is_nil() => lookup_by_id(broker, node, id),
                 (Some(name), _) => lookup_by_name(broker, node, &name, allow_auto_create),
                 (None, id) => lookup_by_id(broker, node, id),
             })
             .collect(),
     };
+    let topic_operations = operations::if_asked(
+        request.include_topic_authorized_operations,
+        operations::TOPIC,
+    );
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            let known = t.error_code == 0;
+            t.with_topic_authorized_operations(if known { topic_operations } else { i32::MIN })
+        })
+        .collect();
     MetadataResponse::default()
+        .with_cluster_authorized_operations(operations::if_asked(
+            request.include_cluster_authorized_operations,
+            operations::CLUSTER,
+        ))
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
             .with_host(str_bytes(&broker.config.advertised_host))

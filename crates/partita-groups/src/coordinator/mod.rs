@@ -65,6 +65,8 @@ pub enum Request {
     ConsumerGroupDescribe(String, SharedTopics),
     /// DeleteGroups for one group.
     DeleteGroup(String),
+    /// A topic was deleted: every group of this shard forgets its committed offsets.
+    TopicDeleted(String),
 }
 
 /// A response from this shard.
@@ -90,6 +92,8 @@ pub enum Response {
     ListGroups(Vec<list_groups_response::ListedGroup>),
     /// For one group of a DeleteGroups: the error code.
     DeleteGroup(i16),
+    /// For TopicDeleted: how many committed offsets were removed.
+    TopicDeleted(usize),
     /// For ConsumerGroupHeartbeat.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
     /// For one group of a ConsumerGroupDescribe.
@@ -182,6 +186,7 @@ impl Coordinator {
                 self.consumer_group_describe(token, &group_id)
             }
             Request::DeleteGroup(group_id) => self.delete_group(now, journal, token, &group_id),
+            Request::TopicDeleted(topic) => self.topic_deleted(journal, token, &topic),
         }
         self.advance(now, journal);
         std::mem::take(&mut self.responses)

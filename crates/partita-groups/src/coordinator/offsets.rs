@@ -365,6 +365,33 @@ impl Coordinator {
         );
     }
 
+    /// Forgets every group's committed offsets of a deleted topic, as Kafka does when it
+    /// deletes a topic: a topic created again under the same name starts with none.
+    pub(super) fn topic_deleted(&mut self, journal: &mut dyn Journal, token: Token, topic: &str) {
+        let mut records = Vec::new();
+        let mut gone = Vec::new();
+        for (group_id, group) in &self.groups {
+            for (name, partition) in group.offsets.keys().filter(|(name, _)| name == topic) {
+                records.push(offset_record(group_id, name, *partition, None));
+                gone.push((group_id.clone(), (name.clone(), *partition)));
+            }
+        }
+        if !records.is_empty() {
+            if let Err(failure) = journal.append(records) {
+                // They stay until they expire; a restart replays them as they were.
+                tracing::warn!(topic, %failure, "offsets of a deleted topic could not be removed");
+                return self.respond(token, Response::TopicDeleted(0));
+            }
+        }
+        let removed = gone.len();
+        for (group_id, key) in gone {
+            if let Some(group) = self.groups.get_mut(&group_id) {
+                group.offsets.remove(&key);
+            }
+        }
+        self.respond(token, Response::TopicDeleted(removed));
+    }
+
     /// Removes the offsets of empty groups once they are older than `offsets.retention.minutes`
     /// (counted from when a consumer group became empty, or from the commit for groups that
     /// never had members), and groups left with nothing.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::batch::{self, Compression};
+use crate::batch;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
@@ -178,8 +178,8 @@ impl Log {
     /// The first record at or after the log start whose timestamp is `>= ts`, as
     /// `(offset, timestamp)`; `None` if every record is older.
     ///
-    /// Exact for uncompressed batches; for a compressed batch (never decompressed) it answers
-    /// with the batch's first offset and its max timestamp.
+    /// Exact: a compressed batch is decompressed to find the record (if it cannot be, the
+    /// answer is the batch's first offset and its max timestamp).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         for segment in self.segments.values() {
             let newer = matches!(segment.max_timestamp(), Some((_, max)) if max >= ts);
@@ -195,11 +195,11 @@ impl Log {
                 header.base_offset.max(self.log_start_offset),
                 header.max_timestamp,
             );
-            if header.compression() != Compression::None {
-                return Ok(Some(fallback));
-            }
             let bytes = segment.read_at(position, header.total_size())?;
-            let records = batch::decode_records(&bytes)?;
+            let Ok(plain) = batch::compression::uncompressed(&bytes) else {
+                return Ok(Some(fallback));
+            };
+            let records = batch::decode_records(&plain)?;
             let exact = records
                 .iter()
                 .find(|r| r.offset >= self.log_start_offset && r.timestamp >= ts)
@@ -209,16 +209,32 @@ impl Log {
         Ok(None)
     }
 
-    /// The largest batch timestamp in the log and the last offset of its batch, for
-    /// ListOffsets with MAX_TIMESTAMP; `None` for an empty log.
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let mut best: Option<(i64, i64)> = None;
-        for (offset, ts) in self.segments.values().filter_map(Segment::max_timestamp) {
-            if best.is_none_or(|(_, best_ts)| ts > best_ts) {
-                best = Some((offset, ts));
+    /// The largest timestamp in the log and the offset of the first record that has it, for
+    /// ListOffsets with MAX_TIMESTAMP (as Kafka answers since 3.8); `None` for an empty log.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let mut best: Option<(&Segment, i64, i64)> = None;
+        for segment in self.segments.values() {
+            if let Some((offset, ts)) = segment.max_timestamp() {
+                if best.is_none_or(|(_, _, best_ts)| ts > best_ts) {
+                    best = Some((segment, offset, ts));
+                }
             }
         }
-        best
+        let Some((segment, batch_last_offset, ts)) = best else {
+            return Ok(None);
+        };
+        // The segment knows the batch; the record is found in it.
+        let Some((position, header)) = segment.find_batch(batch_last_offset)? else {
+            return Ok(Some((batch_last_offset, ts)));
+        };
+        let bytes = segment.read_at(position, header.total_size())?;
+        let record = batch::compression::uncompressed(&bytes)
+            .ok()
+            .and_then(|plain| {
+                let records = batch::decode_records(&plain).ok()?;
+                records.iter().find(|r| r.timestamp == ts).map(|r| r.offset)
+            });
+        Ok(Some((record.unwrap_or(batch_last_offset), ts)))
     }
 
     /// Total bytes of all segment files.

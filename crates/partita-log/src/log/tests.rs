@@ -167,7 +167,8 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     assert_eq!(log.offset_for_timestamp(1105).unwrap(), Some((22, 1110)));
     assert_eq!(log.offset_for_timestamp(1290).unwrap(), Some((58, 1290)));
     assert_eq!(log.offset_for_timestamp(1291).unwrap(), None);
-    assert_eq!(log.max_timestamp(), Some((59, 1290)));
+    // Both records of the last batch have the max timestamp: the first of them is the answer.
+    assert_eq!(log.max_timestamp().unwrap(), Some((58, 1290)));
 }
 
 #[test]
@@ -181,7 +182,24 @@ fn offset_for_timestamp_is_exact_inside_a_batch() {
     log.append(&mut writer.finish(0, 0), 0).unwrap();
     assert_eq!(log.offset_for_timestamp(130).unwrap(), Some((1, 150)));
     assert_eq!(log.offset_for_timestamp(160).unwrap(), Some((3, 200)));
-    assert_eq!(log.max_timestamp(), Some((3, 200)));
+    assert_eq!(log.max_timestamp().unwrap(), Some((3, 200)));
+}
+
+#[test]
+fn timestamp_lookups_are_exact_inside_a_compressed_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    let mut writer = crate::batch::builder_for_tests(100);
+    for (delta, ts) in [(0, 100), (1, 300), (2, 120), (3, 200)] {
+        writer.add_record(delta, ts, None, Some(b"v"), &[]);
+    }
+    let plain = writer.finish(0, 0);
+    let mut gzipped = crate::batch::compression::gzipped(&plain);
+    log.append(&mut gzipped, 0).unwrap();
+    assert_eq!(log.offset_for_timestamp(110).unwrap(), Some((1, 300)));
+    assert_eq!(log.offset_for_timestamp(250).unwrap(), Some((1, 300)));
+    // The max timestamp is the second record's, not the batch's last offset.
+    assert_eq!(log.max_timestamp().unwrap(), Some((1, 300)));
 }
 
 #[test]
