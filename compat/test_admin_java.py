@@ -196,6 +196,34 @@ PARTS = 3
 PER = 5
 
 
+def assert_live_group(ja, admin, group_name, topic_name, members, kind, assignor, client_ids,
+                      instance_ids):
+    """What kafka-consumer-groups.sh sees of a Stable group of two members that committed every
+    record: listing, description, offsets, several groups described at once, and the changes
+    Kafka refuses while the group has members."""
+    wait_stable(admin, group_name, topic_name, members, PARTS)
+    everything = {p: PER for p in range(PARTS)}
+    wait_until(lambda: committed(admin, group_name, topic_name) == everything, 60,
+               "both members committed everything")
+    node = single_node(ja)
+    assert_listing(ja, group_name, "Stable", kind)
+    assert_describe_live(ja, group_name, topic_name, PARTS, members, kind, assignor, node,
+                         client_ids, instance_ids)
+    offs = ja.offsets(group_name)
+    assert offs == {f"{topic_name}:{p}": {"offset": PER, "epoch": None, "metadata": ""}
+                    for p in range(PARTS)}, offs
+    assert ja.ok(f"end-offsets {topic_name} {PARTS}")["offsets"] == \
+        {str(p): PER for p in range(PARTS)}
+    # --describe --all-groups: one describeConsumerGroups call for several groups (one
+    # ConsumerGroupDescribe request; the groups it does not know are asked again with
+    # DescribeGroups).
+    ghost = unique_name("ghost")
+    both = ja.ok(f"describe {group_name},{ghost}")["groups"]
+    assert both[group_name]["state"] == "Stable" and len(both[group_name]["members"]) == 2, both
+    assert_dead_description(both[ghost], ghost)
+    assert_non_empty_refusals(ja, group_name, topic_name, everything)
+
+
 @pytest.mark.timeout(180)
 def test_admin_classic_group_live(abroker, member_logs, jadmin, topic_name, group_name):
     b = abroker
@@ -210,28 +238,8 @@ def test_admin_classic_group_live(abroker, member_logs, jadmin, topic_name, grou
     d = ms.spawn("dynamic", b.bootstrap, group_name, topic_name, commit_below=-1,
                  conf={"client.id": client_ids["dynamic"]}, **FAST)
     ja = jadmin(b)
-    wait_stable(admin, group_name, topic_name, [s, d], PARTS)
-    everything = {p: PER for p in range(PARTS)}
-    wait_until(lambda: committed(admin, group_name, topic_name) == everything, 60,
-               "both members committed everything")
-    node = single_node(ja)
-
-    assert_listing(ja, group_name, "Stable", "classic")
-    assert_describe_live(ja, group_name, topic_name, PARTS, [s, d], "classic", "range", node,
-                         client_ids, {"static": inst})
-    offs = ja.offsets(group_name)
-    assert offs == {f"{topic_name}:{p}": {"offset": PER, "epoch": None, "metadata": ""}
-                    for p in range(PARTS)}, offs
-    assert ja.ok(f"end-offsets {topic_name} {PARTS}")["offsets"] == \
-        {str(p): PER for p in range(PARTS)}
-    # --describe --all-groups: one describeConsumerGroups call for several groups (one
-    # ConsumerGroupDescribe request; the groups it does not know are asked again with
-    # DescribeGroups).
-    ghost = unique_name("ghost")
-    both = ja.ok(f"describe {group_name},{ghost}")["groups"]
-    assert both[group_name]["state"] == "Stable" and len(both[group_name]["members"]) == 2, both
-    assert_dead_description(both[ghost], ghost)
-    assert_non_empty_refusals(ja, group_name, topic_name, everything)
+    assert_live_group(ja, admin, group_name, topic_name, [s, d], "classic", "range", client_ids,
+                      {"static": inst})
 
     # removeMembersFromConsumerGroup(static instance): LeaveGroup by group instance id. The
     # static member stops polling first so that it does not rejoin; the group rebalances and the
@@ -268,26 +276,9 @@ def test_admin_consumer_group_live(abroker, member_logs, jadmin, topic_name, gro
     c1, c2 = [k.spawn(ms, n, b, group_name, topic_name, conf={"client.id": client_ids[n]},
                       commit_below=-1, instance_id=instance_ids.get(n)) for n in ("c1", "c2")]
     ja = jadmin(b)
-    wait_stable(admin, group_name, topic_name, [c1, c2], PARTS)
-    everything = {p: PER for p in range(PARTS)}
-    wait_until(lambda: committed(admin, group_name, topic_name) == everything, 60,
-               "both members committed everything")
-    node = single_node(ja)
-
-    assert_listing(ja, group_name, "Stable", "consumer")
     # The server-side assignor Kafka 3.9 uses by default (group.consumer.assignors): uniform.
-    assert_describe_live(ja, group_name, topic_name, PARTS, [c1, c2], "consumer", "uniform",
-                         node, client_ids, instance_ids)
-    offs = ja.offsets(group_name)
-    assert offs == {f"{topic_name}:{p}": {"offset": PER, "epoch": None, "metadata": ""}
-                    for p in range(PARTS)}, offs
-    assert ja.ok(f"end-offsets {topic_name} {PARTS}")["offsets"] == \
-        {str(p): PER for p in range(PARTS)}
-    ghost = unique_name("ghost")
-    both = ja.ok(f"describe {group_name},{ghost}")["groups"]
-    assert both[group_name]["state"] == "Stable" and len(both[group_name]["members"]) == 2, both
-    assert_dead_description(both[ghost], ghost)
-    assert_non_empty_refusals(ja, group_name, topic_name, everything)
+    assert_live_group(ja, admin, group_name, topic_name, [c1, c2], "consumer", "uniform",
+                      client_ids, instance_ids)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -307,97 +307,87 @@ impl BrokerConfig {
     }
 }
 
-/// How DescribeConfigs types a broker property: 1 BOOLEAN, 2 STRING, 3 INT, 5 LONG.
-pub type ConfigType = i8;
+/// How DescribeConfigs types a property (its `ConfigType`).
+pub mod config_type {
+    /// `true` or `false`.
+    pub const BOOLEAN: i8 = 1;
+    /// Text.
+    pub const STRING: i8 = 2;
+    /// A 32-bit integer.
+    pub const INT: i8 = 3;
+    /// A 64-bit integer.
+    pub const LONG: i8 = 5;
+    /// A floating-point number.
+    pub const DOUBLE: i8 = 6;
+    /// A comma-separated list.
+    pub const LIST: i8 = 7;
+}
 
 impl BrokerConfig {
     /// The broker properties DescribeConfigs lists besides the defaults of topic properties:
     /// name, value and type. None of them can be changed while the broker runs.
-    pub fn described(&self) -> Vec<(&'static str, String, ConfigType)> {
+    pub fn described(&self) -> Vec<(&'static str, String, i8)> {
+        use config_type::{BOOLEAN, INT, LONG, STRING};
         let g = &self.groups;
         let listener = format!("PLAINTEXT://{}", self.listen);
         let advertised = format!(
             "PLAINTEXT://{}:{}",
             self.advertised_host, self.advertised_port
         );
+        let int = |name, value: &dyn ToString| (name, value.to_string(), INT);
         vec![
-            ("advertised.listeners", advertised, 2),
+            ("advertised.listeners", advertised, STRING),
             (
                 "auto.create.topics.enable",
                 self.auto_create_topics_enable.to_string(),
-                1,
+                BOOLEAN,
             ),
             (
                 "connections.max.idle.ms",
                 self.connections_max_idle_ms.to_string(),
-                5,
+                LONG,
             ),
             (
                 "delete.topic.enable",
                 self.delete_topic_enable.to_string(),
-                1,
+                BOOLEAN,
             ),
-            ("fetch.max.bytes", self.fetch_max_bytes.to_string(), 3),
-            (
+            int("fetch.max.bytes", &self.fetch_max_bytes),
+            int(
                 "group.consumer.heartbeat.interval.ms",
-                g.consumer_heartbeat_interval_ms.to_string(),
-                3,
+                &g.consumer_heartbeat_interval_ms,
             ),
-            (
-                "group.consumer.max.size",
-                g.consumer_max_size.to_string(),
-                3,
-            ),
-            (
+            int("group.consumer.max.size", &g.consumer_max_size),
+            int(
                 "group.consumer.session.timeout.ms",
-                g.consumer_session_timeout_ms.to_string(),
-                3,
+                &g.consumer_session_timeout_ms,
             ),
-            (
+            int(
                 "group.initial.rebalance.delay.ms",
-                g.initial_rebalance_delay_ms.to_string(),
-                3,
+                &g.initial_rebalance_delay_ms,
             ),
-            (
-                "group.max.session.timeout.ms",
-                g.max_session_timeout_ms.to_string(),
-                3,
-            ),
-            ("group.max.size", g.max_size.to_string(), 3),
-            (
-                "group.min.session.timeout.ms",
-                g.min_session_timeout_ms.to_string(),
-                3,
-            ),
-            ("listeners", listener, 2),
-            ("log.dirs", self.data_dir.display().to_string(), 2),
+            int("group.max.session.timeout.ms", &g.max_session_timeout_ms),
+            int("group.max.size", &g.max_size),
+            int("group.min.session.timeout.ms", &g.min_session_timeout_ms),
+            ("listeners", listener, STRING),
+            ("log.dirs", self.data_dir.display().to_string(), STRING),
             (
                 "log.retention.check.interval.ms",
                 self.log_retention_check_interval_ms.to_string(),
-                5,
+                LONG,
             ),
-            ("node.id", self.node_id.to_string(), 3),
-            ("num.partitions", self.num_partitions.to_string(), 3),
-            (
-                "offset.metadata.max.bytes",
-                g.offset_metadata_max_bytes.to_string(),
-                3,
-            ),
-            (
+            int("node.id", &self.node_id),
+            int("num.partitions", &self.num_partitions),
+            int("offset.metadata.max.bytes", &g.offset_metadata_max_bytes),
+            int(
                 "offsets.retention.minutes",
-                (g.offsets_retention_ms / 60_000).to_string(),
-                3,
+                &(g.offsets_retention_ms / 60_000),
             ),
-            (
+            int(
                 "offsets.topic.num.partitions",
-                g.offsets_topic_num_partitions.to_string(),
-                3,
+                &g.offsets_topic_num_partitions,
             ),
-            (
-                "socket.request.max.bytes",
-                self.socket_request_max_bytes.to_string(),
-                3,
-            ),
+            int("socket.request.max.bytes", &self.socket_request_max_bytes),
         ]
     }
 }

@@ -111,15 +111,15 @@ fn passive(name: &str) -> Option<(&'static str, Kind)> {
         .map(|(_, default, kind)| (*default, *kind))
 }
 
-/// DescribeConfigs v3+ type of a property: 1 BOOLEAN, 2 STRING, 3 INT, 5 LONG, 6 DOUBLE,
-/// 7 LIST.
+/// DescribeConfigs v3+ type of a topic property.
 pub fn config_type(name: &str) -> i8 {
+    use crate::config::config_type::{BOOLEAN, DOUBLE, INT, LIST, LONG, STRING};
     match name {
         "cleanup.policy"
         | "follower.replication.throttled.replicas"
-        | "leader.replication.throttled.replicas" => 7,
-        "compression.type" | "message.timestamp.type" | "message.format.version" => 2,
-        "min.cleanable.dirty.ratio" => 6,
+        | "leader.replication.throttled.replicas" => LIST,
+        "compression.type" | "message.timestamp.type" | "message.format.version" => STRING,
+        "min.cleanable.dirty.ratio" => DOUBLE,
         "min.insync.replicas"
         | "index.interval.bytes"
         | "max.message.bytes"
@@ -127,9 +127,9 @@ pub fn config_type(name: &str) -> i8 {
         | "segment.index.bytes"
         | "compression.gzip.level"
         | "compression.lz4.level"
-        | "compression.zstd.level" => 3,
-        _ if matches!(passive(name), Some((_, Kind::Boolean))) => 1,
-        _ => 5,
+        | "compression.zstd.level" => INT,
+        _ if matches!(passive(name), Some((_, Kind::Boolean))) => BOOLEAN,
+        _ => LONG,
     }
 }
 

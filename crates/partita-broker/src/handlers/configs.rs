@@ -88,7 +88,7 @@ pub(crate) async fn describe(
                             SHARE_AUTO_OFFSET_RESET,
                             Some(value.to_string()),
                             source,
-                            2,
+                            crate::config::config_type::STRING,
                         )]
                     } else {
                         Vec::new()
