@@ -132,16 +132,17 @@ fn acknowledgements(
     Some(out)
 }
 
-/// Applies one partition's acknowledgements; returns the error code for the partition.
+/// Applies one partition's acknowledgement batches, as the request carries them (first
+/// offset, last offset, types); returns the error code for the partition.
 fn apply_acknowledgements(
     broker: &Broker,
     group_id: &str,
     member_id: &str,
     topic_id: Uuid,
     partition: i32,
-    batches: Option<Vec<(i64, i64, AcknowledgeType)>>,
+    batches: impl Iterator<Item = (i64, i64, Vec<i8>)>,
 ) -> i16 {
-    let Some(batches) = batches else {
+    let Some(batches) = acknowledgements(batches) else {
         return ResponseError::InvalidRequest.code();
     };
     if batches.is_empty() {
@@ -215,11 +216,10 @@ async fn fetch_holding(
     let mut ack_errors = std::collections::BTreeMap::new();
     for topic in &request.topics {
         for p in &topic.partitions {
-            let batches = acknowledgements(
-                p.acknowledgement_batches
-                    .iter()
-                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
-            );
+            let batches = p
+                .acknowledgement_batches
+                .iter()
+                .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
             let code = apply_acknowledgements(
                 broker,
                 &group_id,
@@ -456,11 +456,10 @@ pub(crate) async fn acknowledge(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let batches = acknowledgements(
-                        p.acknowledgement_batches
-                            .iter()
-                            .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
-                    );
+                    let batches = p
+                        .acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
                     let code = apply_acknowledgements(
                         broker,
                         &group_id,

@@ -155,23 +155,7 @@ async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
     let members: Vec<Value> = view
         .members
         .iter()
-        .map(|m| {
-            let count: usize = m.assignment.iter().map(|(_, p)| p.len()).sum();
-            let assignment: Vec<Value> = m
-                .assignment
-                .iter()
-                .map(|(topic, partitions)| json!({ "topic": topic, "partitions": partitions }))
-                .collect();
-            json!({
-                "member_id": m.member_id,
-                "group_instance_id": m.group_instance_id,
-                "client_id": m.client_id,
-                "client_host": m.client_host,
-                "assignment": assignment,
-                "partition_count": count,
-                "idle": stable && count == 0,
-            })
-        })
+        .map(|m| member_json(m, stable))
         .collect();
     let skewed = skewed_partitions(&view);
     let partitions: Vec<Value> = view
@@ -211,32 +195,32 @@ async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
     }))
 }
 
+/// A member as the dashboard shows it. With `may_be_idle`, a member without partitions is
+/// idle (a stable consumer group with more members than partitions).
+fn member_json(m: &snapshot::MemberView, may_be_idle: bool) -> Value {
+    let count: usize = m.assignment.iter().map(|(_, p)| p.len()).sum();
+    let assignment: Vec<Value> = m
+        .assignment
+        .iter()
+        .map(|(topic, partitions)| json!({ "topic": topic, "partitions": partitions }))
+        .collect();
+    json!({
+        "member_id": m.member_id,
+        "group_instance_id": m.group_instance_id,
+        "client_id": m.client_id,
+        "client_host": m.client_host,
+        "assignment": assignment,
+        "partition_count": count,
+        "idle": may_be_idle && count == 0,
+    })
+}
+
 /// One share group in full: members, and per share-partition the start offset, log end,
 /// share lag and the records acquired, available and in flight.
 fn share_group(observer: &Observer, group_id: &str, now: i64) -> Option<Value> {
     let view = snapshot::describe_share_group(&observer.broker, group_id)?;
-    let members: Vec<Value> = view
-        .members
-        .iter()
-        .map(|m| {
-            let count: usize = m.assignment.iter().map(|(_, p)| p.len()).sum();
-            let assignment: Vec<Value> = m
-                .assignment
-                .iter()
-                .map(|(topic, partitions)| json!({ "topic": topic, "partitions": partitions }))
-                .collect();
-            json!({
-                "member_id": m.member_id,
-                "group_instance_id": null,
-                "client_id": m.client_id,
-                "client_host": m.client_host,
-                "assignment": assignment,
-                "partition_count": count,
-                // Members of a share group read the same partitions: none is idle.
-                "idle": false,
-            })
-        })
-        .collect();
+    // Members of a share group read the same partitions: none is idle.
+    let members: Vec<Value> = view.members.iter().map(|m| member_json(m, false)).collect();
     let partitions: Vec<Value> = view
         .partitions
         .iter()
