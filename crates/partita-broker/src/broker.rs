@@ -8,7 +8,7 @@ use crate::admission::Admission;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::group_events::GroupEventLog;
-use crate::groups::GroupCoordinator;
+use crate::groups::ShardRouter;
 use crate::memory::MemoryBudget;
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
@@ -33,8 +33,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Allocator of idempotent producer ids.
     pub producer_ids: ProducerIds,
-    /// The group coordinator's shards.
-    pub groups: GroupCoordinator,
+    /// The group coordinator: its shards, behind their router.
+    pub groups: ShardRouter,
     /// Recent group events, for the rebalance timeline and metrics.
     pub group_events: Arc<GroupEventLog>,
     /// Share groups (KIP-932).
@@ -62,7 +62,7 @@ impl Broker {
         let producer_ids = ProducerIds::open(&config.data_dir)?;
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
         let shares = Arc::new(ShareGroups::start(&topics, config.shares.clone())?);
-        let groups = GroupCoordinator::start(&topics, &config.groups, Arc::clone(&group_events))?;
+        let groups = ShardRouter::start(&topics, &config.groups, Arc::clone(&group_events))?;
         Ok(Broker {
             admission: Admission::new(&config),
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),

@@ -1,14 +1,22 @@
-//! The group coordinator's drivers: one task per `__consumer_offsets` partition, each owning
-//! its shard's state machine, feeding it requests and time, and appending its records to the
-//! partition it owns. Waiting joins and syncs are answered when the state machine says so,
-//! and time is only looked at when the state machine's next deadline comes.
+//! The group coordinator's shards, and the router in front of them.
+//!
+//! One task per `__consumer_offsets` partition owns that shard's state machine
+//! ([`GroupShard`]): it runs each operation (a request, or a deadline that passed), appends
+//! the records the operation wrote to the partition (on a blocking thread: the disk is never
+//! touched from an async worker), and hands the outcome back to the shard, which then lets
+//! the responses out or undoes the operation. Time is only looked at when the shard's next
+//! deadline comes. A shard that panics is rebuilt from its partition and carries on; the
+//! requests it held are answered COORDINATOR_NOT_AVAILABLE, so their clients retry.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use partita_groups::{partition_for_group, ClientContext, Coordinator, GroupConfig, Journal};
-use partita_groups::{Record, Request, Response, Token};
+use partita_groups::{
+    partition_for_group, AppendError, ClientContext, GroupConfig, GroupShard, Operation, Record,
+    Request, Response, Token,
+};
 use partita_log::batch;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -30,23 +38,24 @@ struct ShardMessage {
     reply: oneshot::Sender<Response>,
 }
 
-/// Handle to every coordinator shard.
-pub struct GroupCoordinator {
+/// Routes each group's requests to the shard that owns the group.
+pub struct ShardRouter {
     shards: Vec<mpsc::Sender<ShardMessage>>,
 }
 
-/// The coordinator is gone (the broker is shutting down).
+/// The coordinator is gone (the broker is shutting down), or its shard failed while holding
+/// the request.
 #[derive(Debug)]
 pub struct CoordinatorUnavailable;
 
-impl GroupCoordinator {
+impl ShardRouter {
     /// Creates `__consumer_offsets` if needed, rebuilds every shard from it and starts the
     /// shard tasks. Must be called within the runtime.
     pub fn start(
         topics: &TopicRegistry,
         config: &GroupConfig,
         events: Arc<GroupEventLog>,
-    ) -> Result<GroupCoordinator, BrokerError> {
+    ) -> Result<ShardRouter, BrokerError> {
         let topic = match topics.get(CONSUMER_OFFSETS) {
             Some(topic) => topic,
             None => {
@@ -66,25 +75,18 @@ impl GroupCoordinator {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut shards = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
-            let mut coordinator = Coordinator::new(config.clone(), seed ^ partition.index as u64);
-            let replayed = replay(&mut coordinator, partition)?;
-            if replayed > 0 {
-                tracing::info!(
-                    partition = partition.index,
-                    records = replayed,
-                    "group coordinator shard loaded"
-                );
-            }
+            let driver = ShardDriver {
+                config: config.clone(),
+                seed: seed ^ partition.index as u64,
+                partition: Arc::clone(partition),
+                events: Arc::clone(&events),
+            };
+            let shard = driver.load()?;
             let (sender, receiver) = mpsc::channel(1024);
-            tokio::spawn(run_shard(
-                coordinator,
-                Arc::clone(partition),
-                receiver,
-                Arc::clone(&events),
-            ));
+            tokio::spawn(driver.run(shard, receiver));
             shards.push(sender);
         }
-        Ok(GroupCoordinator { shards })
+        Ok(ShardRouter { shards })
     }
 
     /// Sends a request to the shard of `group_id` and waits for its response.
@@ -124,28 +126,165 @@ impl GroupCoordinator {
     }
 }
 
-/// A shard's journal: its own `__consumer_offsets` partition.
-struct PartitionJournal {
+/// What a shard's task needs besides the shard itself.
+struct ShardDriver {
+    config: GroupConfig,
+    seed: u64,
     partition: Arc<Partition>,
+    events: Arc<GroupEventLog>,
 }
 
-impl Journal for PartitionJournal {
-    fn append(&mut self, records: Vec<Record>) -> Result<(), String> {
+/// Requests a shard holds until it answers them.
+type Waiting = HashMap<Token, oneshot::Sender<Response>>;
+
+impl ShardDriver {
+    /// A shard rebuilt from every record of its partition.
+    fn load(&self) -> Result<GroupShard, BrokerError> {
+        let mut shard = GroupShard::new(self.config.clone(), self.seed);
+        let now = now_ms();
+        let replayed = replay(&self.partition, |key, value| {
+            if let Err(error) = shard.replay(now, key, value) {
+                tracing::warn!(partition = self.partition.index, %error, "skipping an unreadable __consumer_offsets record");
+            }
+        })?;
+        shard.finish_loading(now);
+        if replayed > 0 {
+            tracing::info!(
+                partition = self.partition.index,
+                records = replayed,
+                "group coordinator shard loaded"
+            );
+        }
+        Ok(shard)
+    }
+
+    /// The shard's task: requests in, responses out, and a timer set to the next deadline.
+    async fn run(self, mut shard: GroupShard, mut requests: mpsc::Receiver<ShardMessage>) {
+        let mut waiting = Waiting::new();
+        let mut next_token: Token = 0;
+        loop {
+            while let Some(operation) = shard.next_due(now_ms()) {
+                shard = self.step(shard, operation, &mut waiting).await;
+            }
+            let wake_at = shard.next_deadline().map(|deadline| {
+                Instant::now() + Duration::from_millis((deadline - now_ms()).max(0) as u64)
+            });
+            let timer = async {
+                match wake_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = requests.recv() => {
+                    let Some(message) = message else { return };
+                    next_token += 1;
+                    waiting.insert(next_token, message.reply);
+                    let operation = Operation::Request {
+                        token: next_token,
+                        client: message.client,
+                        request: message.request,
+                    };
+                    shard = self.step(shard, operation, &mut waiting).await;
+                }
+                _ = timer => {}
+            }
+        }
+    }
+
+    /// Runs one operation through the shard's door: execute, append, complete. A panic
+    /// loses the shard's soft state, not its records: it is rebuilt from its partition.
+    async fn step(
+        &self,
+        mut shard: GroupShard,
+        operation: Operation,
+        waiting: &mut Waiting,
+    ) -> GroupShard {
+        let staged = catch_unwind(AssertUnwindSafe(|| shard.execute(now_ms(), operation)));
+        let outcome = match staged {
+            Ok(staged) => {
+                let appended = self.append(staged.records()).await;
+                catch_unwind(AssertUnwindSafe(|| {
+                    shard.complete(now_ms(), staged, appended)
+                }))
+            }
+            Err(panic) => Err(panic),
+        };
+        match outcome {
+            Ok(responses) => {
+                self.events.record(shard.take_events());
+                for (token, response) in responses {
+                    if let Some(reply) = waiting.remove(&token) {
+                        // The client may have gone; its answer is simply dropped.
+                        let _ = reply.send(response);
+                    }
+                }
+                shard
+            }
+            Err(panic) => self.restart(panic, waiting).await.unwrap_or(shard),
+        }
+    }
+
+    /// Rebuilds a shard that panicked. The requests it held get no answer, which their
+    /// handlers turn into COORDINATOR_NOT_AVAILABLE.
+    async fn restart(
+        &self,
+        panic: Box<dyn std::any::Any + Send>,
+        waiting: &mut Waiting,
+    ) -> Option<GroupShard> {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(partition = self.partition.index, panic = %message, "group coordinator shard failed; rebuilding it from its records");
+        waiting.clear();
+        let driver = ShardDriver {
+            config: self.config.clone(),
+            seed: self.seed.rotate_left(1),
+            partition: Arc::clone(&self.partition),
+            events: Arc::clone(&self.events),
+        };
+        match tokio::task::spawn_blocking(move || driver.load()).await {
+            Ok(Ok(shard)) => Some(shard),
+            Ok(Err(error)) => {
+                tracing::error!(partition = self.partition.index, %error, "could not rebuild the group coordinator shard");
+                None
+            }
+            Err(error) => {
+                tracing::error!(partition = self.partition.index, %error, "could not rebuild the group coordinator shard");
+                None
+            }
+        }
+    }
+
+    /// Appends records to the shard's partition, in one batch, on a blocking thread.
+    async fn append(&self, records: &[Record]) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let pairs: Vec<batch::KeyValue<'_>> = records
             .iter()
             .map(|r| (Some(r.key.as_slice()), r.value.as_deref()))
             .collect();
-        let mut encoded = batch::build_batch(&pairs, now_ms());
-        self.partition
-            .append(&mut encoded, now_ms())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let mut encoded = batch::build_batch(&pairs, now_ms()).to_vec();
+        let partition = Arc::clone(&self.partition);
+        let appended =
+            tokio::task::spawn_blocking(move || partition.append(&mut encoded, now_ms())).await;
+        match appended {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(AppendError(error.to_string())),
+            Err(error) => Err(AppendError(error.to_string())),
+        }
     }
 }
 
-/// Feeds every record of the partition to the shard; returns how many there were.
-fn replay(coordinator: &mut Coordinator, partition: &Partition) -> Result<usize, BrokerError> {
-    let now = now_ms();
+/// Feeds every record of a compacted internal partition to `apply`, oldest first; returns
+/// how many there were.
+pub(crate) fn replay(
+    partition: &Partition,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>),
+) -> Result<usize, BrokerError> {
     let mut offset = partition.offsets().log_start_offset;
     let mut count = 0;
     loop {
@@ -163,59 +302,18 @@ fn replay(coordinator: &mut Coordinator, partition: &Partition) -> Result<usize,
             let records = match batch::decode_records(one) {
                 Ok(records) => records,
                 Err(error) => {
-                    tracing::warn!(partition = partition.index, base_offset = header.base_offset, %error, "skipping an unreadable __consumer_offsets batch");
+                    tracing::warn!(partition = partition.index, base_offset = header.base_offset, %error, "skipping an unreadable batch of an internal topic");
                     continue;
                 }
             };
             for record in records {
                 let Some(key) = record.key else { continue };
-                if let Err(error) = coordinator.replay(now, key, record.value) {
-                    tracing::warn!(partition = partition.index, offset = record.offset, %error, "skipping an unreadable __consumer_offsets record");
-                }
+                apply(key, record.value);
                 count += 1;
             }
         }
         if offset >= offsets.log_end_offset {
             return Ok(count);
-        }
-    }
-}
-
-/// The shard's task: requests in, responses out, and a timer set to the next deadline.
-async fn run_shard(
-    mut coordinator: Coordinator,
-    partition: Arc<Partition>,
-    mut requests: mpsc::Receiver<ShardMessage>,
-    events: Arc<GroupEventLog>,
-) {
-    let mut journal = PartitionJournal { partition };
-    let mut waiting: HashMap<Token, oneshot::Sender<Response>> = HashMap::new();
-    let mut next_token: Token = 0;
-    loop {
-        let wake_at = coordinator.next_deadline().map(|deadline| {
-            Instant::now() + Duration::from_millis((deadline - now_ms()).max(0) as u64)
-        });
-        let timer = async {
-            match wake_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let responses = tokio::select! {
-            message = requests.recv() => {
-                let Some(message) = message else { return };
-                next_token += 1;
-                waiting.insert(next_token, message.reply);
-                coordinator.handle(now_ms(), &mut journal, next_token, &message.client, message.request)
-            }
-            _ = timer => coordinator.tick(now_ms(), &mut journal),
-        };
-        events.record(coordinator.take_events());
-        for (token, response) in responses {
-            if let Some(reply) = waiting.remove(&token) {
-                // The client may have gone; its answer is simply dropped.
-                let _ = reply.send(response);
-            }
         }
     }
 }

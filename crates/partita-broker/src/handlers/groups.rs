@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
-use partita_groups::coordinator::OffsetFetchGroup;
+use partita_groups::shard::OffsetFetchGroup;
 use partita_groups::{ClientContext, Request, Response};
 
 use crate::broker::Broker;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use partita_groups::consumer_protocol::assigned_partitions;
-use partita_groups::coordinator::OffsetFetchGroup;
+use partita_groups::shard::OffsetFetchGroup;
 use partita_groups::{ClientContext, Request, Response};
 use partita_log::batch;
 

@@ -1,12 +1,18 @@
 //! The classic group (JoinGroup / SyncGroup / Heartbeat / LeaveGroup): its members, its
 //! states and the bookkeeping of a rebalance. The transitions themselves live in
-//! [`crate::coordinator`], which owns the groups.
+//! [`crate::shard`], which owns the groups.
+//!
+//! Most of a classic group is soft state: members waiting in a rebalance, deadlines. What
+//! survives a restart is its last `GroupMetadata` record ([`ClassicGroup::stored`]), written
+//! when a generation's assignment is complete and when the group empties; a group loaded
+//! from it starts Stable (or Empty) at that generation, as in Kafka.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
-use crate::coordinator::Token;
+use crate::records::GroupMetadataValue;
+use crate::shard::Token;
 
 /// The states of a classic group, as Kafka names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,9 +118,9 @@ pub struct CommittedOffset {
     pub expire_timestamp: Option<i64>,
 }
 
-/// A classic group and its committed offsets.
+/// A classic group.
 #[derive(Clone, Debug)]
-pub struct Group {
+pub struct ClassicGroup {
     /// The group id.
     pub group_id: String,
     /// Its state.
@@ -146,11 +152,8 @@ pub struct Group {
     pub state_timestamp: i64,
     /// When the rebalance in progress started, and why.
     pub rebalance: Option<(i64, crate::events::RebalanceCause)>,
-    /// Committed offsets by topic and partition.
-    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
-    /// Set when the group speaks the consumer protocol (KIP-848) instead of the classic one;
-    /// its classic membership is then empty.
-    pub consumer: Option<crate::consumer::ConsumerGroup>,
+    /// The group's last `GroupMetadata` record, as appended; changed only by replaying one.
+    pub stored: Option<GroupMetadataValue>,
 }
 
 /// The initial rebalance delay of a group that starts empty (KIP-134).
@@ -162,10 +165,10 @@ pub struct InitialDelay {
     pub member_joined: bool,
 }
 
-impl Group {
+impl ClassicGroup {
     /// A new, empty group.
-    pub fn new(group_id: &str, now: i64) -> Group {
-        Group {
+    pub fn new(group_id: &str, now: i64) -> ClassicGroup {
+        ClassicGroup {
             group_id: group_id.to_string(),
             state: GroupState::Empty,
             generation_id: 0,
@@ -181,9 +184,104 @@ impl Group {
             sync_deadline: None,
             state_timestamp: now,
             rebalance: None,
-            offsets: BTreeMap::new(),
-            consumer: None,
+            stored: None,
         }
+    }
+
+    /// A group as its `GroupMetadata` record describes it, at start-up: Stable at the stored
+    /// generation (Empty without members); members get a full session timeout from `now`.
+    pub fn from_record(group_id: &str, value: GroupMetadataValue, now: i64) -> ClassicGroup {
+        let mut group = ClassicGroup::new(group_id, now);
+        group.generation_id = value.generation;
+        group.protocol_type =
+            (!value.protocol_type.is_empty()).then(|| value.protocol_type.clone());
+        group.protocol = value.protocol.clone();
+        group.leader = value.leader.clone();
+        let protocol = value.protocol.clone().unwrap_or_default();
+        for m in &value.members {
+            if let Some(instance) = &m.group_instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout,
+                    session_timeout_ms: m.session_timeout,
+                    protocols: vec![(protocol.clone(), Bytes::from(m.subscription.clone()))],
+                    assignment: Bytes::from(m.assignment.clone()),
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    session_deadline: now + i64::from(m.session_timeout),
+                    is_new: false,
+                },
+            );
+        }
+        let state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        group.transition(state, now);
+        if value.current_state_timestamp > 0 {
+            group.state_timestamp = value.current_state_timestamp;
+        }
+        group.stored = Some(value);
+        group
+    }
+
+    /// The `GroupMetadata` record of the group as it is now: generation, protocol, leader,
+    /// members and their assignments.
+    pub fn metadata_record(&self) -> GroupMetadataValue {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        GroupMetadataValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            current_state_timestamp: self.state_timestamp,
+            members: self
+                .members
+                .values()
+                .map(|m| crate::records::MemberMetadata {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout: m.rebalance_timeout_ms,
+                    session_timeout: m.session_timeout_ms,
+                    subscription: m.metadata_for(&protocol).to_vec(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The next instant one of this group's deadlines passes: a session, a member id handed
+    /// out and not used, the join or sync phase.
+    pub fn next_deadline(&self) -> Option<i64> {
+        // Only deadlines that the timer acts on: one it would ignore would wake it forever.
+        let members = self
+            .members
+            .values()
+            .filter(|m| !m.keeps_alive())
+            .map(|m| m.session_deadline);
+        let pending = self.pending_members.values().copied();
+        let join = self
+            .join_deadline
+            .filter(|_| self.state == GroupState::PreparingRebalance);
+        let sync = self.sync_deadline.filter(|_| {
+            matches!(
+                self.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            ) && !self.pending_sync.is_empty()
+        });
+        members.chain(pending).chain(join).chain(sync).min()
     }
 
     /// Moves to `state`, remembering when.
@@ -192,11 +290,9 @@ impl Group {
         self.state_timestamp = now;
     }
 
-    /// Whether the group has any member or member being admitted, of either protocol.
+    /// Whether the group has no member and no member being admitted.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-            && self.pending_members.is_empty()
-            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+        self.members.is_empty() && self.pending_members.is_empty()
     }
 
     /// Members plus ids handed out and not yet used.

@@ -116,8 +116,15 @@ pub struct ConsumerMember {
 }
 
 /// A consumer group's membership and assignments.
+///
+/// Everything but the deadlines, `assignor` and `rebalance` is what its records say, and
+/// changes only when one is replayed.
 #[derive(Clone, Debug, Default)]
 pub struct ConsumerGroup {
+    /// The group id.
+    pub group_id: String,
+    /// When the group last changed between empty and not empty (for offset expiry).
+    pub state_timestamp: i64,
     /// Bumped by every change of membership, subscriptions or subscribed topics.
     pub group_epoch: i32,
     /// The group epoch the target assignment was computed for.
@@ -139,6 +146,24 @@ pub struct ConsumerGroup {
 }
 
 impl ConsumerGroup {
+    /// A group with no members, epoch 0.
+    pub fn new(group_id: &str, now: i64) -> ConsumerGroup {
+        ConsumerGroup {
+            group_id: group_id.to_string(),
+            state_timestamp: now,
+            ..ConsumerGroup::default()
+        }
+    }
+
+    /// The next instant a member's session or rebalance timeout passes.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.members
+            .values()
+            .flat_map(|m| [Some(m.session_deadline), m.rebalance_deadline])
+            .flatten()
+            .min()
+    }
+
     /// The state KIP-848 reports: Empty, Assigning, Reconciling or Stable.
     pub fn state_name(&self) -> &'static str {
         if self.members.is_empty() {

@@ -13,9 +13,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::membership::check_member;
-use super::{Coordinator, Journal, Record, Response, Token};
-use crate::classic::{CommittedOffset, Group, GroupState};
+use super::classic::check_member;
+use super::{Group, GroupShard, Response, Token};
+use crate::classic::{CommittedOffset, GroupState};
 use crate::records::{OffsetCommitValue, RecordKey, RecordValue};
 
 /// One group's part of an OffsetFetch, the same for every request version.
@@ -35,18 +35,16 @@ const MEMBER_EPOCH_VERSION: i16 = 9;
 /// OffsetCommit v2-v4 carried a retention time; -1 means the broker default.
 const DEFAULT_RETENTION: i64 = -1;
 
-impl Coordinator {
+impl GroupShard {
     pub(super) fn offset_commit(
         &mut self,
         now: i64,
-        journal: &mut dyn Journal,
         token: Token,
         version: i16,
         request: OffsetCommitRequest,
     ) {
         let group_id = request.group_id.to_string();
         let error = self.validate_commit(now, &group_id, version, &request);
-        let mut records = Vec::new();
         let mut accepted = Vec::new();
         let topics = request
             .topics
@@ -72,12 +70,6 @@ impl Coordinator {
                                         && request.retention_time_ms != DEFAULT_RETENTION)
                                         .then(|| now + request.retention_time_ms),
                                 };
-                                records.push(offset_record(
-                                    &group_id,
-                                    topic.name.as_str(),
-                                    p.partition_index,
-                                    Some(&value),
-                                ));
                                 accepted.push((topic.name.to_string(), p.partition_index, value));
                                 0
                             }
@@ -91,29 +83,10 @@ impl Coordinator {
                     .with_name(topic.name.clone())
                     .with_partitions(partitions)
             })
-            .collect::<Vec<_>>();
-        let mut topics = topics;
-        if !records.is_empty() {
-            if let Err(failure) = journal.append(records) {
-                tracing::warn!(group = %group_id, %failure, "offset commit could not be stored");
-                for topic in &mut topics {
-                    for partition in &mut topic.partitions {
-                        if partition.error_code == 0 {
-                            partition.error_code = ResponseError::CoordinatorNotAvailable.code();
-                        }
-                    }
-                }
-                accepted.clear();
-            }
-            if !accepted.is_empty() {
-                let group = self
-                    .groups
-                    .entry(group_id.clone())
-                    .or_insert_with(|| Group::new(&group_id, now));
-                for (topic, partition, value) in accepted {
-                    group.offsets.insert((topic, partition), value);
-                }
-            }
+            .collect();
+        for (topic, partition, value) in accepted {
+            let (key, value) = offset_record(&group_id, &topic, partition, Some(&value));
+            self.write(now, key, value);
         }
         self.respond(
             token,
@@ -137,41 +110,45 @@ impl Coordinator {
         let member_id = request.member_id.as_str();
         let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
         let generation = request.generation_id_or_member_epoch;
-        let Some(group) = self.groups.get(group_id) else {
-            return match (generation >= 0, version >= MEMBER_EPOCH_VERSION) {
-                (false, _) => None,
-                (true, true) => Some(ResponseError::GroupIdNotFound),
-                (true, false) => Some(ResponseError::IllegalGeneration),
-            };
+        let group = match self.groups.get(group_id) {
+            None => {
+                return match (generation >= 0, version >= MEMBER_EPOCH_VERSION) {
+                    (false, _) => None,
+                    (true, true) => Some(ResponseError::GroupIdNotFound),
+                    (true, false) => Some(ResponseError::IllegalGeneration),
+                };
+            }
+            Some(Group::Classic(group)) => group,
+            Some(Group::Consumer(consumer)) => {
+                if generation < 0 && member_id.is_empty() && instance.is_none() {
+                    return (!consumer.members.is_empty())
+                        .then_some(ResponseError::UnknownMemberId);
+                }
+                let Some(member) = consumer.members.get(member_id) else {
+                    return Some(ResponseError::UnknownMemberId);
+                };
+                if version < MEMBER_EPOCH_VERSION {
+                    return Some(ResponseError::UnsupportedVersion);
+                }
+                // A commit sent just before the heartbeat that moved the member on still counts
+                // when it only covers partitions the member keeps (as KIP-1251 allows): the
+                // partitions that stay keep flowing while the group reconciles.
+                let previous_epoch_for_kept_partitions = generation == member.previous_member_epoch
+                    && request.topics.iter().all(|topic| {
+                        let id = self.topics.by_name.get(topic.name.as_str()).map(|t| t.id);
+                        topic.partitions.iter().all(|p| {
+                            id.and_then(|id| member.assigned.get(&id))
+                                .is_some_and(|assigned| assigned.contains(&p.partition_index))
+                        })
+                    });
+                if generation != member.member_epoch && !previous_epoch_for_kept_partitions {
+                    return Some(ResponseError::StaleMemberEpoch);
+                }
+                return None;
+            }
         };
         if group.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
-        }
-        if let Some(consumer) = &group.consumer {
-            if generation < 0 && member_id.is_empty() && instance.is_none() {
-                return (!consumer.members.is_empty()).then_some(ResponseError::UnknownMemberId);
-            }
-            let Some(member) = consumer.members.get(member_id) else {
-                return Some(ResponseError::UnknownMemberId);
-            };
-            if version < MEMBER_EPOCH_VERSION {
-                return Some(ResponseError::UnsupportedVersion);
-            }
-            // A commit sent just before the heartbeat that moved the member on still counts
-            // when it only covers partitions the member keeps (as KIP-1251 allows): the
-            // partitions that stay keep flowing while the group reconciles.
-            let previous_epoch_for_kept_partitions = generation == member.previous_member_epoch
-                && request.topics.iter().all(|topic| {
-                    let id = self.topics.by_name.get(topic.name.as_str()).map(|t| t.id);
-                    topic.partitions.iter().all(|p| {
-                        id.and_then(|id| member.assigned.get(&id))
-                            .is_some_and(|assigned| assigned.contains(&p.partition_index))
-                    })
-                });
-            if generation != member.member_epoch && !previous_epoch_for_kept_partitions {
-                return Some(ResponseError::StaleMemberEpoch);
-            }
-            return None;
         }
         if generation < 0 && member_id.is_empty() && instance.is_none() {
             return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);
@@ -203,9 +180,9 @@ impl Coordinator {
                 ),
             );
         }
-        let group = self.groups.get(&request.group_id);
+        let offsets = self.offsets.get(&request.group_id);
         let committed = |topic: &str, partition: i32| {
-            group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)))
+            offsets.and_then(|o| o.get(&(topic.to_string(), partition)))
         };
         let answer = |partition: i32, offset: Option<&CommittedOffset>| {
             let base = OffsetFetchResponsePartitions::default().with_partition_index(partition);
@@ -235,7 +212,7 @@ impl Coordinator {
                 .collect(),
             None => {
                 let mut by_topic: Vec<OffsetFetchResponseTopics> = Vec::new();
-                for ((topic, partition), offset) in group.iter().flat_map(|g| g.offsets.iter()) {
+                for ((topic, partition), offset) in offsets.iter().flat_map(|o| o.iter()) {
                     if by_topic.last().is_none_or(|t| t.name.as_str() != topic) {
                         by_topic.push(
                             OffsetFetchResponseTopics::default()
@@ -262,9 +239,8 @@ impl Coordinator {
     /// OffsetFetch v9 names the member; it must be current.
     fn validate_fetch(&self, request: &OffsetFetchGroup) -> Option<ResponseError> {
         let (member_id, epoch) = request.member.as_ref()?;
-        let group = self.groups.get(&request.group_id)?;
-        match &group.consumer {
-            Some(consumer) => match consumer.members.get(member_id) {
+        match self.groups.get(&request.group_id)? {
+            Group::Consumer(consumer) => match consumer.members.get(member_id) {
                 None => Some(ResponseError::UnknownMemberId),
                 Some(member)
                     if member.member_epoch != *epoch && member.previous_member_epoch != *epoch =>
@@ -273,8 +249,8 @@ impl Coordinator {
                 }
                 Some(_) => None,
             },
-            None if *epoch < 0 && member_id.is_empty() => None,
-            None => match group.members.get(member_id) {
+            Group::Classic(_) if *epoch < 0 && member_id.is_empty() => None,
+            Group::Classic(group) => match group.members.get(member_id) {
                 None => Some(ResponseError::UnknownMemberId),
                 Some(_) if *epoch != group.generation_id => Some(ResponseError::IllegalGeneration),
                 Some(_) => None,
@@ -282,35 +258,27 @@ impl Coordinator {
         }
     }
 
-    pub(super) fn offset_delete(
-        &mut self,
-        journal: &mut dyn Journal,
-        token: Token,
-        request: OffsetDeleteRequest,
-    ) {
+    pub(super) fn offset_delete(&mut self, now: i64, token: Token, request: OffsetDeleteRequest) {
         let group_id = request.group_id.to_string();
         let top_error = |error: ResponseError| {
             Response::OffsetDelete(OffsetDeleteResponse::default().with_error_code(error.code()))
         };
-        let Some(group) = self
-            .groups
-            .get(&group_id)
-            .filter(|g| g.state != GroupState::Dead)
-        else {
-            return self.respond(token, top_error(ResponseError::GroupIdNotFound));
-        };
-        // A KIP-848 group's members are in its consumer part; their subscriptions count.
-        let (has_members, subscribed) = match &group.consumer {
-            Some(consumer) => (
+        let (has_members, subscribed) = match self.groups.get(&group_id) {
+            None => return self.respond(token, top_error(ResponseError::GroupIdNotFound)),
+            Some(Group::Classic(group)) if group.state == GroupState::Dead => {
+                return self.respond(token, top_error(ResponseError::GroupIdNotFound))
+            }
+            // A KIP-848 group's subscriptions count as its members'.
+            Some(Group::Consumer(consumer)) => (
                 !consumer.members.is_empty(),
                 Some(consumer.subscribed_topic_names(&self.topics)),
             ),
-            None => (!group.members.is_empty(), group.subscribed_topics()),
+            Some(Group::Classic(group)) => (!group.members.is_empty(), group.subscribed_topics()),
         };
         if has_members && subscribed.is_none() {
             return self.respond(token, top_error(ResponseError::NonEmptyGroup));
         }
-        let mut records = Vec::new();
+        let committed = self.offsets.get(&group_id);
         let mut deleted = Vec::new();
         let topics = request
             .topics
@@ -322,20 +290,12 @@ impl Coordinator {
                     .partitions
                     .iter()
                     .map(|p| {
+                        let key = (name.to_string(), p.partition_index);
                         let code = if in_use {
                             ResponseError::GroupSubscribedToTopic.code()
                         } else {
-                            if group
-                                .offsets
-                                .contains_key(&(name.to_string(), p.partition_index))
-                            {
-                                records.push(offset_record(
-                                    &group_id,
-                                    name,
-                                    p.partition_index,
-                                    None,
-                                ));
-                                deleted.push((name.to_string(), p.partition_index));
+                            if committed.is_some_and(|c| c.contains_key(&key)) {
+                                deleted.push(key);
                             }
                             0
                         };
@@ -349,15 +309,9 @@ impl Coordinator {
                     .with_partitions(partitions)
             })
             .collect();
-        if !records.is_empty() {
-            if let Err(failure) = journal.append(records) {
-                tracing::warn!(group = %group_id, %failure, "offset deletion could not be stored");
-                return self.respond(token, top_error(ResponseError::CoordinatorNotAvailable));
-            }
-            let group = self.groups.get_mut(&group_id).expect("group exists");
-            for key in deleted {
-                group.offsets.remove(&key);
-            }
+        for (topic, partition) in deleted {
+            let (key, value) = offset_record(&group_id, &topic, partition, None);
+            self.write(now, key, value);
         }
         self.respond(
             token,
@@ -367,119 +321,72 @@ impl Coordinator {
 
     /// Forgets every group's committed offsets of a deleted topic, as Kafka does when it
     /// deletes a topic: a topic created again under the same name starts with none.
-    pub(super) fn topic_deleted(&mut self, journal: &mut dyn Journal, token: Token, topic: &str) {
-        let mut records = Vec::new();
-        let mut gone = Vec::new();
-        for (group_id, group) in &self.groups {
-            for (name, partition) in group.offsets.keys().filter(|(name, _)| name == topic) {
-                records.push(offset_record(group_id, name, *partition, None));
-                gone.push((group_id.clone(), (name.clone(), *partition)));
-            }
-        }
-        if !records.is_empty() {
-            if let Err(failure) = journal.append(records) {
-                // They stay until they expire; a restart replays them as they were.
-                tracing::warn!(topic, %failure, "offsets of a deleted topic could not be removed");
-                return self.respond(token, Response::TopicDeleted(0));
-            }
-        }
+    pub(super) fn topic_deleted(&mut self, now: i64, token: Token, topic: &str) {
+        let gone: Vec<(String, i32)> = self
+            .offsets
+            .iter()
+            .flat_map(|(group_id, offsets)| {
+                offsets
+                    .keys()
+                    .filter(|(name, _)| name == topic)
+                    .map(move |(_, partition)| (group_id.clone(), *partition))
+            })
+            .collect();
         let removed = gone.len();
-        for (group_id, key) in gone {
-            if let Some(group) = self.groups.get_mut(&group_id) {
-                group.offsets.remove(&key);
-            }
+        for (group_id, partition) in gone {
+            let (key, value) = offset_record(&group_id, topic, partition, None);
+            self.write(now, key, value);
         }
         self.respond(token, Response::TopicDeleted(removed));
     }
 
     /// Removes the offsets of empty groups once they are older than `offsets.retention.minutes`
-    /// (counted from when a consumer group became empty, or from the commit for groups that
-    /// never had members), and groups left with nothing.
-    pub(super) fn expire_offsets(&mut self, now: i64, journal: &mut dyn Journal) {
+    /// (counted from when a group became empty, or from the commit for groups that never had
+    /// members), then the empty groups left with no offsets.
+    pub(super) fn expire_offsets(&mut self, now: i64) {
         let retention = self.config.offsets_retention_ms;
-        let mut records = Vec::new();
         let mut expired = Vec::new();
-        for group in self.groups.values() {
-            if group.state != GroupState::Empty || !group.is_empty() {
+        for (group_id, offsets) in &self.offsets {
+            let Some(group) = self.groups.get(group_id) else {
+                continue;
+            };
+            let classic_state = group.as_classic().map(|g| g.state);
+            if !group.is_empty() || classic_state.is_some_and(|s| s != GroupState::Empty) {
                 continue;
             }
-            for ((topic, partition), offset) in &group.offsets {
+            for ((topic, partition), offset) in offsets {
                 let expires_at = offset.expire_timestamp.unwrap_or_else(|| {
-                    let base = if group.protocol_type.is_some() {
-                        group.state_timestamp.max(offset.commit_timestamp)
+                    let base = if group.protocol_type().is_some() {
+                        group.state_timestamp().max(offset.commit_timestamp)
                     } else {
                         offset.commit_timestamp
                     };
                     base.saturating_add(retention)
                 });
                 if expires_at <= now {
-                    records.push(offset_record(&group.group_id, topic, *partition, None));
-                    expired.push((group.group_id.clone(), topic.clone(), *partition));
+                    expired.push((group_id.clone(), topic.clone(), *partition));
                 }
             }
         }
-        if records.is_empty() {
-            return;
-        }
-        if let Err(failure) = journal.append(records) {
-            tracing::warn!(%failure, "expired offsets could not be removed");
-            return;
-        }
         for (group_id, topic, partition) in expired {
-            let group = self.groups.get_mut(&group_id).expect("group exists");
-            group.offsets.remove(&(topic, partition));
-            tracing::info!(group = %group_id, "expired offsets removed");
+            tracing::info!(group = %group_id, topic = %topic, partition, "expired offset removed");
+            let (key, value) = offset_record(&group_id, &topic, partition, None);
+            self.write(now, key, value);
         }
+        self.delete_empty_groups(now);
+    }
+
+    /// Deletes the groups that have no members, no member joining and no offsets left.
+    fn delete_empty_groups(&mut self, now: i64) {
         let emptied: Vec<String> = self
             .groups
             .values()
-            .filter(|g| g.state == GroupState::Empty && g.offsets.is_empty() && g.is_empty())
-            .map(|g| g.group_id.clone())
+            .filter(|g| g.is_empty() && !self.offsets.contains_key(g.group_id()))
+            .filter(|g| g.as_classic().is_none_or(|c| c.state == GroupState::Empty))
+            .map(|g| g.group_id().to_string())
             .collect();
         for group_id in emptied {
-            let tombstone = Record {
-                key: RecordKey::GroupMetadata {
-                    group: group_id.clone(),
-                }
-                .encode(),
-                value: None,
-            };
-            if journal.append(vec![tombstone]).is_ok() {
-                self.groups.remove(&group_id);
-            }
-        }
-    }
-
-    pub(super) fn replay_offset(
-        &mut self,
-        now: i64,
-        group_id: String,
-        topic: String,
-        partition: i32,
-        value: Option<OffsetCommitValue>,
-    ) {
-        match value {
-            Some(value) => {
-                let group = self
-                    .groups
-                    .entry(group_id.clone())
-                    .or_insert_with(|| Group::new(&group_id, now));
-                group.offsets.insert(
-                    (topic, partition),
-                    CommittedOffset {
-                        offset: value.offset,
-                        leader_epoch: value.leader_epoch,
-                        metadata: value.metadata,
-                        commit_timestamp: value.commit_timestamp,
-                        expire_timestamp: value.expire_timestamp,
-                    },
-                );
-            }
-            None => {
-                if let Some(group) = self.groups.get_mut(&group_id) {
-                    group.offsets.remove(&(topic, partition));
-                }
-            }
+            self.write_group_tombstones(now, &group_id);
         }
     }
 }
@@ -490,23 +397,20 @@ pub(super) fn offset_record(
     topic: &str,
     partition: i32,
     value: Option<&CommittedOffset>,
-) -> Record {
-    Record {
-        key: RecordKey::OffsetCommit {
-            group: group_id.to_string(),
-            topic: topic.to_string(),
-            partition,
-        }
-        .encode(),
-        value: value.map(|c| {
-            RecordValue::OffsetCommit(OffsetCommitValue {
-                offset: c.offset,
-                leader_epoch: c.leader_epoch,
-                metadata: c.metadata.clone(),
-                commit_timestamp: c.commit_timestamp,
-                expire_timestamp: c.expire_timestamp,
-            })
-            .encode()
-        }),
-    }
+) -> (RecordKey, Option<RecordValue>) {
+    let key = RecordKey::OffsetCommit {
+        group: group_id.to_string(),
+        topic: topic.to_string(),
+        partition,
+    };
+    let value = value.map(|c| {
+        RecordValue::OffsetCommit(OffsetCommitValue {
+            offset: c.offset,
+            leader_epoch: c.leader_epoch,
+            metadata: c.metadata.clone(),
+            commit_timestamp: c.commit_timestamp,
+            expire_timestamp: c.expire_timestamp,
+        })
+    });
+    (key, value)
 }

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::harness::Driver;
 use super::*;
 use crate::consumer::{TopicImage, TopicsImage};
 
@@ -24,10 +25,8 @@ fn s(text: &str) -> StrBytes {
 type Owned = BTreeMap<Uuid, BTreeSet<i32>>;
 
 struct Harness {
-    coordinator: Coordinator,
-    journal: Vec<Record>,
-    now: i64,
-    next_token: Token,
+    driver: Driver,
+    config: GroupConfig,
     topics: SharedTopics,
 }
 
@@ -47,10 +46,8 @@ impl Harness {
             ..GroupConfig::default()
         };
         let mut h = Harness {
-            coordinator: Coordinator::new(config, 3),
-            journal: Vec::new(),
-            now: 5_000_000,
-            next_token: 0,
+            driver: Driver::new(config.clone(), 3, 5_000_000),
+            config,
             topics: Arc::new(TopicsImage::default()),
         };
         h.set_partitions(partitions);
@@ -72,32 +69,16 @@ impl Harness {
     }
 
     fn send(&mut self, request: Request) -> Response {
-        self.next_token += 1;
         let client = ClientContext {
             client_id: "app".into(),
             client_host: "/127.0.0.1".into(),
         };
-        let mut due = self.coordinator.handle(
-            self.now,
-            &mut self.journal,
-            self.next_token,
-            &client,
-            request,
-        );
-        let position = due
-            .iter()
-            .position(|(t, _)| *t == self.next_token)
-            .expect("answered");
-        due.swap_remove(position).1
+        let token = self.driver.send_as(&client, request);
+        self.driver.take(token).expect("answered")
     }
 
     fn advance(&mut self, ms: i64) {
-        let target = self.now + ms;
-        while let Some(deadline) = self.coordinator.next_deadline().filter(|d| *d <= target) {
-            self.now = self.now.max(deadline);
-            self.coordinator.tick(self.now, &mut self.journal);
-        }
-        self.now = target;
+        self.driver.advance(ms)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -155,9 +136,11 @@ impl Harness {
     }
 
     fn group(&self) -> &crate::consumer::ConsumerGroup {
-        self.coordinator.groups[GROUP]
-            .consumer
-            .as_ref()
+        self.driver
+            .shard
+            .groups
+            .get(GROUP)
+            .and_then(Group::as_consumer)
             .expect("a consumer group")
     }
 
@@ -426,12 +409,8 @@ fn a_restarted_coordinator_lets_members_carry_on_with_their_epochs() {
     }
     h.settle(&mut members);
     let mut restarted = Harness::new(4);
-    for record in &h.journal {
-        restarted
-            .coordinator
-            .replay(restarted.now, &record.key, record.value.as_deref())
-            .unwrap();
-    }
+    restarted.driver.now = h.driver.now;
+    restarted.driver.shard = h.driver.rebuilt(h.config.clone());
     assert_eq!(restarted.group().state_name(), "Stable");
     for (id, (epoch, owned)) in &members {
         let beat = restarted.beat(id, *epoch, owned);
@@ -523,7 +502,7 @@ fn bad_heartbeats_are_refused_before_anything_changes() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(!h.coordinator.groups.contains_key(GROUP));
+    assert!(!h.driver.shard.groups.contains_key(GROUP));
 }
 
 #[test]

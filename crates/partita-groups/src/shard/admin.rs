@@ -7,30 +7,33 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::offsets::offset_record;
-use super::{Coordinator, Journal, Record, Response, Token};
+use super::{Group, GroupShard, Response, Token};
 use crate::classic::GroupState;
+use crate::events::GroupEventKind;
 use crate::records::RecordKey;
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-impl Coordinator {
+impl GroupShard {
     /// Kafka's summary: members with their metadata and assignment only once the group is
     /// stable; a group this shard does not know is reported as Dead.
     pub(super) fn describe_group(&mut self, token: Token, group_id: &str) {
         let described = DescribedGroup::default().with_group_id(GroupId(text(group_id)));
-        if let Some(consumer) = self.groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
-            let described =
-                super::consumer_describe::describe_as_classic(group_id, consumer, &self.topics);
-            return self.respond(token, Response::DescribeGroup(described));
-        }
-        let Some(group) = self.groups.get(group_id) else {
-            let dead = described
-                .with_group_state(text(GroupState::Dead.name()))
-                .with_protocol_type(text(""))
-                .with_protocol_data(text(""));
-            return self.respond(token, Response::DescribeGroup(dead));
+        let group = match self.groups.get(group_id) {
+            Some(Group::Consumer(consumer)) => {
+                let described = super::consumer::describe_as_classic(consumer, &self.topics);
+                return self.respond(token, Response::DescribeGroup(described));
+            }
+            Some(Group::Classic(group)) => group,
+            None => {
+                let dead = described
+                    .with_group_state(text(GroupState::Dead.name()))
+                    .with_protocol_type(text(""))
+                    .with_protocol_data(text(""));
+                return self.respond(token, Response::DescribeGroup(dead));
+            }
         };
         let stable = group.state == GroupState::Stable;
         let protocol = group.protocol.clone().unwrap_or_default();
@@ -64,17 +67,13 @@ impl Coordinator {
         let mut listed: Vec<ListedGroup> = self
             .groups
             .values()
-            .filter(|g| g.state != GroupState::Dead)
+            .filter(|g| g.state_name() != GroupState::Dead.name())
             .map(|g| {
-                let (state, kind) = match &g.consumer {
-                    Some(consumer) => (consumer.state_name(), "consumer"),
-                    None => (g.state.name(), "classic"),
-                };
                 ListedGroup::default()
-                    .with_group_id(GroupId(text(&g.group_id)))
-                    .with_protocol_type(text(g.protocol_type.as_deref().unwrap_or("")))
-                    .with_group_state(text(state))
-                    .with_group_type(text(kind))
+                    .with_group_id(GroupId(text(g.group_id())))
+                    .with_protocol_type(text(g.protocol_type().unwrap_or("")))
+                    .with_group_state(text(g.state_name()))
+                    .with_group_type(text(g.kind()))
             })
             .filter(|g| {
                 let state = g.group_state.as_str();
@@ -89,47 +88,47 @@ impl Coordinator {
         self.respond(token, Response::ListGroups(listed));
     }
 
-    /// Deletes an empty group: tombstones for its offsets and its metadata.
-    pub(super) fn delete_group(
-        &mut self,
-        now: i64,
-        journal: &mut dyn Journal,
-        token: Token,
-        group_id: &str,
-    ) {
+    /// Deletes an empty group: tombstones for its offsets and its own records.
+    pub(super) fn delete_group(&mut self, now: i64, token: Token, group_id: &str) {
         let error = match self.groups.get(group_id) {
             None => Some(ResponseError::GroupIdNotFound),
-            Some(group) if group.state == GroupState::Dead => Some(ResponseError::GroupIdNotFound),
-            Some(group) if !group.is_empty() => Some(ResponseError::NonEmptyGroup),
-            Some(group) => {
-                let mut records: Vec<Record> = group
-                    .offsets
-                    .keys()
-                    .map(|(topic, partition)| offset_record(group_id, topic, *partition, None))
-                    .collect();
-                if let Some(consumer) = &group.consumer {
-                    records.extend(super::persistence::group_tombstones(group_id, consumer));
-                }
-                records.push(Record {
-                    key: RecordKey::GroupMetadata {
-                        group: group_id.to_string(),
-                    }
-                    .encode(),
-                    value: None,
-                });
-                match journal.append(records) {
-                    Ok(()) => {
-                        self.groups.remove(group_id);
-                        self.emit(now, group_id, crate::events::GroupEventKind::GroupDeleted);
-                        None
-                    }
-                    Err(failure) => {
-                        tracing::warn!(group = group_id, %failure, "group deletion could not be stored");
-                        Some(ResponseError::CoordinatorNotAvailable)
-                    }
-                }
+            Some(group) if group.state_name() == GroupState::Dead.name() => {
+                Some(ResponseError::GroupIdNotFound)
             }
+            Some(group) if !group.is_empty() => Some(ResponseError::NonEmptyGroup),
+            Some(_) => None,
         };
+        if error.is_none() {
+            let committed: Vec<(String, i32)> = self
+                .offsets
+                .get(group_id)
+                .map(|offsets| offsets.keys().cloned().collect())
+                .unwrap_or_default();
+            for (topic, partition) in committed {
+                let (key, value) = offset_record(group_id, &topic, partition, None);
+                self.write(now, key, value);
+            }
+            self.write_group_tombstones(now, group_id);
+            self.emit(now, group_id, GroupEventKind::GroupDeleted);
+        }
         self.respond(token, Response::DeleteGroup(error.map_or(0, |e| e.code())));
+    }
+
+    /// Writes the tombstones of a group's own records (not its offsets): the group is gone
+    /// once they are replayed.
+    pub(super) fn write_group_tombstones(&mut self, now: i64, group_id: &str) {
+        let records = match self.groups.get(group_id) {
+            Some(Group::Consumer(consumer)) => super::consumer::group_tombstones(consumer),
+            Some(Group::Classic(_)) => vec![(
+                RecordKey::GroupMetadata {
+                    group: group_id.to_string(),
+                },
+                None,
+            )],
+            None => Vec::new(),
+        };
+        for (key, value) in records {
+            self.write(now, key, value);
+        }
     }
 }

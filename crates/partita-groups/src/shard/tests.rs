@@ -1,7 +1,5 @@
 //! Deterministic tests of the classic group state machine, driven by a virtual clock.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -13,7 +11,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::harness::{test_client, Driver};
 use super::*;
+use crate::classic::ClassicGroup;
 use crate::classic::GroupState;
 use crate::events::{GroupEventKind, RebalanceCause, RemovalReason};
 
@@ -25,13 +25,10 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
-/// A coordinator, its journal, and a clock that only moves when the test says so.
+/// A shard with its driver.
 struct Harness {
-    coordinator: Coordinator,
-    journal: Vec<Record>,
-    now: i64,
-    next_token: Token,
-    responses: HashMap<Token, Response>,
+    driver: Driver,
+    config: GroupConfig,
 }
 
 impl Harness {
@@ -44,50 +41,29 @@ impl Harness {
 
     fn with_config(config: GroupConfig) -> Harness {
         Harness {
-            coordinator: Coordinator::new(config, 7),
-            journal: Vec::new(),
-            now: 1_000_000,
-            next_token: 0,
-            responses: HashMap::new(),
+            driver: Driver::new(config.clone(), 7, 1_000_000),
+            config,
         }
     }
 
     fn send(&mut self, request: Request) -> Token {
-        self.next_token += 1;
-        let client = ClientContext {
-            client_id: "client".to_string(),
-            client_host: "/127.0.0.1".to_string(),
-        };
-        let due = self.coordinator.handle(
-            self.now,
-            &mut self.journal,
-            self.next_token,
-            &client,
-            request,
-        );
-        self.responses.extend(due);
-        self.next_token
+        self.driver.send_as(&test_client(), request)
     }
 
-    /// Moves the clock forward, running every deadline on the way, as the driver would.
     fn advance(&mut self, ms: i64) {
-        let target = self.now + ms;
-        let mut steps = 0;
-        while let Some(deadline) = self.coordinator.next_deadline().filter(|d| *d <= target) {
-            steps += 1;
-            assert!(
-                steps < 10_000,
-                "a deadline at {deadline} is never cleared by tick"
-            );
-            self.now = self.now.max(deadline);
-            let due = self.coordinator.tick(self.now, &mut self.journal);
-            self.responses.extend(due);
-        }
-        self.now = target;
+        self.driver.advance(ms)
     }
 
     fn take(&mut self, token: Token) -> Option<Response> {
-        self.responses.remove(&token)
+        self.driver.take(token)
+    }
+
+    fn classic_group(&self) -> Option<&ClassicGroup> {
+        self.driver
+            .shard
+            .groups
+            .get(GROUP)
+            .and_then(Group::as_classic)
     }
 
     fn join_response(&mut self, token: Token) -> JoinGroupResponse {
@@ -216,14 +192,11 @@ impl Harness {
     }
 
     fn state(&self) -> GroupState {
-        self.coordinator
-            .groups
-            .get(GROUP)
-            .map_or(GroupState::Dead, |g| g.state)
+        self.classic_group().map_or(GroupState::Dead, |g| g.state)
     }
 
     fn generation(&self) -> i32 {
-        self.coordinator.groups[GROUP].generation_id
+        self.classic_group().expect("the group").generation_id
     }
 
     /// Two members through a whole first rebalance; returns (leader, follower, generation).
@@ -266,7 +239,7 @@ fn members_join_sync_and_get_the_leaders_assignment() {
     assert_eq!(h.heartbeat(&a, None, generation), 0);
     assert_eq!(h.heartbeat(&b, None, generation), 0);
     // The assignment was stored before it was handed out.
-    assert!(h.journal.iter().any(|r| r.value.is_some()));
+    assert!(h.driver.journal.iter().any(|r| r.value.is_some()));
 }
 
 #[test]
@@ -341,7 +314,7 @@ fn a_member_without_heartbeats_is_evicted_after_its_session_timeout() {
     }
     h.advance(i64::from(SESSION) / 3);
     assert_eq!(h.state(), GroupState::PreparingRebalance, "B was evicted");
-    assert!(!h.coordinator.groups[GROUP].members.contains_key(&b));
+    assert!(!h.classic_group().unwrap().members.contains_key(&b));
     assert_eq!(
         h.heartbeat(&a, None, generation),
         ResponseError::RebalanceInProgress.code()
@@ -371,13 +344,9 @@ fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_removed() {
         h.heartbeat(&b, None, generation);
     }
     h.advance(20);
-    assert!(
-        h.responses.contains_key(&rejoin_a),
-        "completed at the rebalance timeout"
-    );
     let response = h.join_response(rejoin_a);
     assert_eq!(response.members.len(), 1, "B was removed");
-    assert!(!h.coordinator.groups[GROUP].members.contains_key(&b));
+    assert!(!h.classic_group().unwrap().members.contains_key(&b));
 }
 
 #[test]
@@ -477,7 +446,7 @@ fn commits_are_checked_and_journaled_before_they_are_answered() {
     // Consumers that assign partitions themselves commit with generation -1.
     assert_eq!(h.commit("", -1, 42, "meta"), 0);
     assert_eq!(h.committed(), 42);
-    assert_eq!(h.journal.len(), 1, "the commit was journaled");
+    assert_eq!(h.driver.journal.len(), 1, "the commit was journaled");
     assert_eq!(
         h.commit("", -1, 43, &"x".repeat(5000)),
         ResponseError::OffsetMetadataTooLarge.code()
@@ -513,13 +482,8 @@ fn a_restarted_coordinator_rebuilds_groups_and_offsets_from_its_journal() {
     assert_eq!(h.commit(&a, generation, 99, "m"), 0);
 
     let mut restarted = Harness::new();
-    restarted.now = h.now;
-    for record in &h.journal {
-        restarted
-            .coordinator
-            .replay(restarted.now, &record.key, record.value.as_deref())
-            .unwrap();
-    }
+    restarted.driver.now = h.driver.now;
+    restarted.driver.shard = h.driver.rebuilt(h.config.clone());
     assert_eq!(restarted.committed(), 99);
     assert_eq!(restarted.state(), GroupState::Stable);
     assert_eq!(restarted.generation(), generation);
@@ -588,7 +552,9 @@ fn the_protocol_most_members_prefer_among_those_all_support_wins() {
         h.join_response(first_join).protocol_name.as_deref(),
         Some("range")
     );
-    let group = h.coordinator.groups.get_mut(GROUP).unwrap();
+    let Some(Group::Classic(group)) = h.driver.shard.groups.get_mut(GROUP) else {
+        panic!("a classic group");
+    };
     let mut second = group.members[&id].clone();
     second.member_id = "b".to_string();
     second.protocols = vec![
@@ -620,6 +586,7 @@ fn only_empty_groups_can_be_deleted() {
     assert!(matches!(h.take(token), Some(Response::DeleteGroup(0))));
     assert_eq!(h.committed(), -1);
     let tombstones = h
+        .driver
         .journal
         .iter()
         .rev()
@@ -646,7 +613,7 @@ fn offsets_of_empty_groups_expire_after_the_retention_time() {
     assert_eq!(h.committed(), 42);
     h.advance(30_000);
     assert_eq!(h.committed(), -1, "expired");
-    assert!(h.journal.last().is_some_and(|r| r.value.is_none()));
+    assert!(h.driver.journal.last().is_some_and(|r| r.value.is_none()));
 }
 
 #[test]
@@ -670,7 +637,7 @@ fn a_member_given_an_id_that_never_comes_back_does_not_block_the_group() {
 fn evictions_and_rebalances_are_reported_as_events_with_their_cause() {
     let mut h = Harness::new();
     let (a, b, generation) = h.stable_pair();
-    h.coordinator.take_events();
+    h.driver.shard.take_events();
     for _ in 0..4 {
         h.advance(i64::from(SESSION) / 3);
         h.heartbeat(&a, None, generation);
@@ -679,7 +646,7 @@ fn evictions_and_rebalances_are_reported_as_events_with_their_cause() {
     let response = h.join_response(rejoin);
     let sync = h.sync(&a, response.generation_id, &[(&a, b"A")]);
     h.sync_response(sync);
-    let events = h.coordinator.take_events();
+    let events = h.driver.shard.take_events();
     let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
     assert!(kinds.iter().any(|k| matches!(k, GroupEventKind::MemberRemoved { member_id, reason: RemovalReason::SessionTimeout } if *member_id == b)));
     assert!(kinds.iter().any(|k| matches!(k, GroupEventKind::RebalanceStarted { generation: g, cause: RebalanceCause::SessionTimeout } if *g == generation)));

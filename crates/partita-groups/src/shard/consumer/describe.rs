@@ -9,8 +9,8 @@ use kafka_protocol::messages::{ConsumerProtocolAssignment, GroupId, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::{Coordinator, Response, Token};
 use crate::consumer::{Assignment, ConsumerGroup, TopicsImage};
+use crate::shard::{Group, GroupShard, Response, Token};
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -53,11 +53,11 @@ fn classic_assignment_bytes(assignment: &Assignment, topics: &TopicsImage) -> by
     buffer.freeze()
 }
 
-impl Coordinator {
-    pub(super) fn consumer_group_describe(&mut self, token: Token, group_id: &str) {
+impl GroupShard {
+    pub(in crate::shard) fn consumer_group_describe(&mut self, token: Token, group_id: &str) {
         let topics = self.topics.clone();
         let described = DescribedGroup::default().with_group_id(GroupId(text(group_id)));
-        let Some(group) = self.groups.get(group_id).and_then(|g| g.consumer.as_ref()) else {
+        let Some(Group::Consumer(group)) = self.groups.get(group_id) else {
             let missing = described
                 .with_error_code(ResponseError::GroupIdNotFound.code())
                 .with_error_message(Some(text(&format!(
@@ -111,8 +111,7 @@ impl Coordinator {
 
 /// A consumer group as DescribeGroups shows it: members with their assigned partitions in the
 /// consumer protocol's encoding, so classic admin tools can read it.
-pub(super) fn describe_as_classic(
-    group_id: &str,
+pub(in crate::shard) fn describe_as_classic(
     group: &ConsumerGroup,
     topics: &TopicsImage,
 ) -> describe_groups_response::DescribedGroup {
@@ -129,7 +128,7 @@ pub(super) fn describe_as_classic(
         })
         .collect();
     describe_groups_response::DescribedGroup::default()
-        .with_group_id(GroupId(text(group_id)))
+        .with_group_id(GroupId(text(&group.group_id)))
         .with_group_state(text(group.state_name()))
         .with_protocol_type(text("consumer"))
         .with_protocol_data(text(&group.assignor))

@@ -1,0 +1,544 @@
+//! One group coordinator shard: the groups whose `__consumer_offsets` partition it owns.
+//!
+//! A sans-io state machine with one door for writes. An [`Operation`] (a request, or a
+//! deadline that passed) runs against the shard and comes back as a [`Staged`] write: the
+//! records it wants appended, with the responses and events that follow from them. The driver
+//! appends the records and hands the outcome to [`GroupShard::complete`]: once they are
+//! appended the responses go out; if the append failed, the shard is put back exactly as it
+//! was before the operation, and the request is answered with COORDINATOR_NOT_AVAILABLE so
+//! that the client retries.
+//!
+//! What the records hold (committed offsets, a classic group's stored generation, everything
+//! about a consumer group but its deadlines) changes only in [`GroupShard::replay`], the code
+//! that also rebuilds the shard at start-up: an operation replays each record as it writes it,
+//! so that its later steps see it, as Kafka's coordinator does. The rest is soft state that a
+//! restart does not keep: requests waiting in a rebalance, deadlines, a classic group between
+//! two stored generations.
+//!
+//! No sockets, no clock, no runtime: tests drive it with a virtual clock.
+
+mod admin;
+mod classic;
+mod consumer;
+mod deadlines;
+mod offsets;
+mod replay;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use crate::classic::{ClassicGroup, CommittedOffset, GroupState};
+use crate::config::GroupConfig;
+use crate::consumer::{ConsumerGroup, SharedTopics};
+use crate::events::{GroupEvent, GroupEventKind};
+
+pub use deadlines::DeadlineKey;
+pub use offsets::OffsetFetchGroup;
+pub use write::{AppendError, Staged};
+
+use deadlines::Deadlines;
+use write::Transaction;
+
+/// Identifies a request to the driver, so that a response given later finds its way back.
+pub type Token = u64;
+
+/// Who sent a request.
+#[derive(Clone, Debug, Default)]
+pub struct ClientContext {
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
+}
+
+/// A request for this shard, decoded and normalised across API versions where that helps.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// JoinGroup at the given version.
+    JoinGroup(JoinGroupRequest, i16),
+    /// SyncGroup at the given version.
+    SyncGroup(SyncGroupRequest, i16),
+    /// Heartbeat.
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup at the given version.
+    LeaveGroup(LeaveGroupRequest, i16),
+    /// OffsetCommit at the given version.
+    OffsetCommit(OffsetCommitRequest, i16),
+    /// The offsets of one group; `None` topics means all of them.
+    OffsetFetch(OffsetFetchGroup),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteRequest),
+    /// DescribeGroups for one group.
+    DescribeGroup(String),
+    /// ListGroups, with the states and types filters (empty: all).
+    ListGroups(Vec<String>, Vec<String>),
+    /// ConsumerGroupHeartbeat at the given version, with the topics as the broker knows them.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest, i16, SharedTopics),
+    /// ConsumerGroupDescribe for one group.
+    ConsumerGroupDescribe(String, SharedTopics),
+    /// DeleteGroups for one group.
+    DeleteGroup(String),
+    /// A topic was deleted: every group of this shard forgets its committed offsets.
+    TopicDeleted(String),
+}
+
+impl Request {
+    /// The group the request is about, if it is about one.
+    fn group_id(&self) -> Option<&str> {
+        match self {
+            Request::JoinGroup(r, _) => Some(r.group_id.as_str()),
+            Request::SyncGroup(r, _) => Some(r.group_id.as_str()),
+            Request::Heartbeat(r) => Some(r.group_id.as_str()),
+            Request::LeaveGroup(r, _) => Some(r.group_id.as_str()),
+            Request::OffsetCommit(r, _) => Some(r.group_id.as_str()),
+            Request::OffsetFetch(r) => Some(&r.group_id),
+            Request::OffsetDelete(r) => Some(r.group_id.as_str()),
+            Request::DescribeGroup(group_id) | Request::DeleteGroup(group_id) => Some(group_id),
+            Request::ConsumerGroupHeartbeat(r, _, _) => Some(r.group_id.as_str()),
+            Request::ConsumerGroupDescribe(group_id, _) => Some(group_id),
+            Request::ListGroups(..) | Request::TopicDeleted(_) => None,
+        }
+    }
+}
+
+/// A response from this shard.
+#[derive(Clone, Debug)]
+pub enum Response {
+    /// For JoinGroup.
+    JoinGroup(JoinGroupResponse),
+    /// For SyncGroup.
+    SyncGroup(SyncGroupResponse),
+    /// For Heartbeat.
+    Heartbeat(HeartbeatResponse),
+    /// For LeaveGroup.
+    LeaveGroup(LeaveGroupResponse),
+    /// For OffsetCommit.
+    OffsetCommit(OffsetCommitResponse),
+    /// For one group of an OffsetFetch.
+    OffsetFetch(offset_fetch_response::OffsetFetchResponseGroup),
+    /// For OffsetDelete.
+    OffsetDelete(OffsetDeleteResponse),
+    /// For one group of a DescribeGroups.
+    DescribeGroup(describe_groups_response::DescribedGroup),
+    /// This shard's part of a ListGroups.
+    ListGroups(Vec<list_groups_response::ListedGroup>),
+    /// For one group of a DeleteGroups: the error code.
+    DeleteGroup(i16),
+    /// For TopicDeleted: how many committed offsets were removed.
+    TopicDeleted(usize),
+    /// For ConsumerGroupHeartbeat.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// For one group of a ConsumerGroupDescribe.
+    ConsumerGroupDescribe(consumer_group_describe_response::DescribedGroup),
+}
+
+/// Something for the shard to do.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived: built, executed, dropped
+pub enum Operation {
+    /// A client's request; its response goes to `token`.
+    Request {
+        /// Where the response goes.
+        token: Token,
+        /// Who sent it.
+        client: ClientContext,
+        /// The request.
+        request: Request,
+    },
+    /// A deadline passed (see [`GroupShard::next_due`]).
+    Deadline(DeadlineKey),
+}
+
+/// A record of `__consumer_offsets`: key, and value or `None` for a tombstone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The encoded key.
+    pub key: Vec<u8>,
+    /// The encoded value, or `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A group of either protocol.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // most groups of a busy shard are classic ones
+pub enum Group {
+    /// A classic group, or a group that only has committed offsets.
+    Classic(ClassicGroup),
+    /// A consumer group of the next-generation protocol (KIP-848).
+    Consumer(ConsumerGroup),
+}
+
+impl Group {
+    /// The group id.
+    pub fn group_id(&self) -> &str {
+        match self {
+            Group::Classic(group) => &group.group_id,
+            Group::Consumer(group) => &group.group_id,
+        }
+    }
+
+    /// Whether it has no member and none being admitted.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Group::Classic(group) => group.is_empty(),
+            Group::Consumer(group) => group.members.is_empty(),
+        }
+    }
+
+    /// `consumer` for Kafka consumers; `None` for a group that only has offsets.
+    pub fn protocol_type(&self) -> Option<&str> {
+        match self {
+            Group::Classic(group) => group.protocol_type.as_deref(),
+            Group::Consumer(_) => Some("consumer"),
+        }
+    }
+
+    /// The state's name, as ListGroups gives it.
+    pub fn state_name(&self) -> &'static str {
+        match self {
+            Group::Classic(group) => group.state.name(),
+            Group::Consumer(group) => group.state_name(),
+        }
+    }
+
+    /// `classic` or `consumer`, as ListGroups gives it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Group::Classic(_) => "classic",
+            Group::Consumer(_) => "consumer",
+        }
+    }
+
+    /// When it last changed state (for a consumer group: between empty and not).
+    pub fn state_timestamp(&self) -> i64 {
+        match self {
+            Group::Classic(group) => group.state_timestamp,
+            Group::Consumer(group) => group.state_timestamp,
+        }
+    }
+
+    /// The next instant one of its deadlines passes.
+    pub fn next_deadline(&self) -> Option<i64> {
+        match self {
+            Group::Classic(group) => group.next_deadline(),
+            Group::Consumer(group) => group.next_deadline(),
+        }
+    }
+
+    /// The classic group, if it is one.
+    pub fn as_classic(&self) -> Option<&ClassicGroup> {
+        match self {
+            Group::Classic(group) => Some(group),
+            Group::Consumer(_) => None,
+        }
+    }
+
+    /// The consumer group, if it is one.
+    pub fn as_consumer(&self) -> Option<&ConsumerGroup> {
+        match self {
+            Group::Consumer(group) => Some(group),
+            Group::Classic(_) => None,
+        }
+    }
+}
+
+/// Committed offsets of one group, by topic and partition.
+pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// The state of one coordinator shard.
+pub struct GroupShard {
+    config: GroupConfig,
+    groups: HashMap<String, Group>,
+    offsets: HashMap<String, GroupOffsets>,
+    topics: SharedTopics,
+    deadlines: Deadlines,
+    /// The operation running now: what it wrote, answered and would undo.
+    transaction: Transaction,
+    /// Events of completed operations, for the driver to take.
+    events: Vec<GroupEvent>,
+    id_seed: u64,
+    ids_issued: u64,
+}
+
+impl GroupShard {
+    /// A shard with no groups. `id_seed` makes the member ids it hands out unique across
+    /// restarts; tests pass a constant to get the same ids every run.
+    pub fn new(config: GroupConfig, id_seed: u64) -> GroupShard {
+        let mut deadlines = Deadlines::default();
+        deadlines.set(
+            DeadlineKey::OffsetsExpiry,
+            Some(config.offsets_retention_check_interval_ms),
+        );
+        GroupShard {
+            config,
+            groups: HashMap::new(),
+            offsets: HashMap::new(),
+            topics: SharedTopics::default(),
+            deadlines,
+            transaction: Transaction::default(),
+            events: Vec::new(),
+            id_seed,
+            ids_issued: 0,
+        }
+    }
+
+    /// Runs one operation. Nothing it answers is final until [`GroupShard::complete`] is
+    /// called with the outcome of appending [`Staged::records`]; no other operation may run
+    /// in between.
+    pub fn execute(&mut self, now: i64, operation: Operation) -> Staged {
+        match operation {
+            Operation::Request {
+                token,
+                client,
+                request,
+            } => {
+                if let Some(group_id) = request.group_id() {
+                    // Whatever the request changes in its group is undone if its records
+                    // cannot be appended.
+                    self.remember_group(group_id);
+                }
+                let kind = write::RequestKind::of(&request);
+                self.transaction.trigger = Some((token, kind));
+                self.handle(now, token, &client, request);
+            }
+            Operation::Deadline(key) => self.run_deadline(now, &key),
+        }
+        self.stage()
+    }
+
+    fn handle(&mut self, now: i64, token: Token, client: &ClientContext, request: Request) {
+        match request {
+            Request::JoinGroup(request, version) => {
+                self.join_group(now, token, version, client, request)
+            }
+            Request::SyncGroup(request, version) => self.sync_group(now, token, version, request),
+            Request::Heartbeat(request) => self.heartbeat(now, token, request),
+            Request::LeaveGroup(request, version) => self.leave_group(now, token, version, request),
+            Request::OffsetCommit(request, version) => {
+                self.offset_commit(now, token, version, request)
+            }
+            Request::OffsetFetch(request) => self.offset_fetch(token, request),
+            Request::OffsetDelete(request) => self.offset_delete(now, token, request),
+            Request::DescribeGroup(group_id) => self.describe_group(token, &group_id),
+            Request::ListGroups(states, types) => self.list_groups(token, &states, &types),
+            Request::ConsumerGroupHeartbeat(request, version, topics) => {
+                self.topics = topics;
+                self.consumer_heartbeat(now, token, version, client, request)
+            }
+            Request::ConsumerGroupDescribe(group_id, topics) => {
+                self.topics = topics;
+                self.consumer_group_describe(token, &group_id)
+            }
+            Request::DeleteGroup(group_id) => self.delete_group(now, token, &group_id),
+            Request::TopicDeleted(topic) => self.topic_deleted(now, token, &topic),
+        }
+    }
+
+    /// A deadline of one group passed: session timeouts, join and sync deadlines; or the
+    /// periodic offset expiry.
+    fn run_deadline(&mut self, now: i64, key: &DeadlineKey) {
+        match key {
+            DeadlineKey::Group(group_id) => {
+                self.remember_group(group_id);
+                match self.groups.get(group_id) {
+                    Some(Group::Classic(_)) => {
+                        self.expire_members(now, group_id);
+                        self.run_join_deadline(now, group_id);
+                        self.run_sync_deadline(now, group_id);
+                    }
+                    Some(Group::Consumer(_)) => self.expire_consumer_members(now, group_id),
+                    None => {}
+                }
+            }
+            DeadlineKey::OffsetsExpiry => {
+                self.expire_offsets(now);
+                let next = now + self.config.offsets_retention_check_interval_ms;
+                self.transaction.next_offsets_expiry = Some(next);
+            }
+        }
+    }
+
+    /// The operation whose deadline has passed at `now`, if any; run it with
+    /// [`GroupShard::execute`].
+    pub fn next_due(&self, now: i64) -> Option<Operation> {
+        self.deadlines.due(now).map(Operation::Deadline)
+    }
+
+    /// The next instant at which [`GroupShard::next_due`] has something to give.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.deadlines.next()
+    }
+
+    /// The groups of this shard, for describing and for metrics.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// One group's committed offsets.
+    pub fn offsets(&self, group_id: &str) -> Option<&GroupOffsets> {
+        self.offsets.get(group_id)
+    }
+
+    /// The group events of completed operations since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<GroupEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Records a group event; it is logged and kept once the operation completes.
+    fn emit(&mut self, now: i64, group_id: &str, kind: GroupEventKind) {
+        self.transaction.events.push(GroupEvent {
+            at_ms: now,
+            group_id: group_id.to_string(),
+            kind,
+        });
+    }
+
+    /// Queues a response.
+    fn respond(&mut self, token: Token, response: Response) {
+        self.transaction.responses.push((token, response));
+    }
+
+    /// The classic group `group_id`, which the caller knows exists.
+    fn classic(&self, group_id: &str) -> &ClassicGroup {
+        match self.groups.get(group_id) {
+            Some(Group::Classic(group)) => group,
+            _ => panic!("classic group {group_id} exists"),
+        }
+    }
+
+    /// The classic group `group_id`, which the caller knows exists.
+    fn classic_mut(&mut self, group_id: &str) -> &mut ClassicGroup {
+        match self.groups.get_mut(group_id) {
+            Some(Group::Classic(group)) => group,
+            _ => panic!("classic group {group_id} exists"),
+        }
+    }
+
+    /// The consumer group `group_id`, which the caller knows exists.
+    fn consumer_group_mut(&mut self, group_id: &str) -> &mut ConsumerGroup {
+        match self.groups.get_mut(group_id) {
+            Some(Group::Consumer(group)) => group,
+            _ => panic!("consumer group {group_id} exists"),
+        }
+    }
+
+    /// A new member id: `prefix-` and a UUID-shaped string unique to this shard's run.
+    fn new_member_id(&mut self, prefix: &str) -> String {
+        self.ids_issued += 1;
+        let a = mix(self.id_seed ^ self.ids_issued);
+        let b = mix(a ^ self.ids_issued.rotate_left(17));
+        format!(
+            "{prefix}-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// The error for a request naming a classic group that does not exist (or is not a
+    /// classic group).
+    fn error_for_missing_classic_group(&self, group_id: &str) -> Option<ResponseError> {
+        match self.groups.get(group_id) {
+            None | Some(Group::Consumer(_)) => Some(ResponseError::UnknownMemberId),
+            Some(Group::Classic(group)) if group.state == GroupState::Dead => {
+                Some(ResponseError::CoordinatorNotAvailable)
+            }
+            Some(Group::Classic(_)) => None,
+        }
+    }
+}
+
+/// One structured log line per group event.
+fn log_event(event: &GroupEvent) {
+    let group = event.group_id.as_str();
+    match &event.kind {
+        GroupEventKind::MemberJoined {
+            member_id,
+            client_id,
+            group_instance_id,
+        } => tracing::info!(
+            event = "member_joined",
+            group,
+            member = %member_id,
+            client = %client_id,
+            instance = group_instance_id.as_deref().unwrap_or(""),
+            "member joined"
+        ),
+        GroupEventKind::MemberLeft { member_id } => {
+            tracing::info!(event = "member_left", group, member = %member_id, "member left")
+        }
+        GroupEventKind::MemberRemoved { member_id, reason } => tracing::info!(
+            event = "member_removed",
+            group,
+            member = %member_id,
+            reason = reason.name(),
+            "member removed: {}",
+            match reason {
+                crate::events::RemovalReason::SessionTimeout => "session timed out",
+                crate::events::RemovalReason::MissedPoll =>
+                    "did not rejoin within the rebalance timeout",
+                crate::events::RemovalReason::SyncTimeout =>
+                    "no SyncGroup within the rebalance timeout",
+            }
+        ),
+        GroupEventKind::StaticMemberRejoined {
+            old_member_id,
+            new_member_id,
+        } => tracing::info!(
+            event = "static_member_rejoined",
+            group,
+            old = %old_member_id,
+            new = %new_member_id,
+            "static member rejoined"
+        ),
+        GroupEventKind::RebalanceStarted { generation, cause } => tracing::info!(
+            event = "rebalance_started",
+            group,
+            generation,
+            cause = cause.name(),
+            "rebalance started"
+        ),
+        GroupEventKind::RebalanceCompleted {
+            generation,
+            started_at_ms,
+            cause,
+            assignment,
+        } => tracing::info!(
+            event = "rebalance_completed",
+            group,
+            generation,
+            cause = cause.name(),
+            started_at_ms,
+            members = assignment.len(),
+            "rebalance complete"
+        ),
+        GroupEventKind::GroupEmptied { generation } => {
+            tracing::info!(event = "group_emptied", group, generation, "group is empty")
+        }
+        GroupEventKind::GroupDeleted => {
+            tracing::info!(event = "group_deleted", group, "group deleted")
+        }
+    }
+}
+
+/// SplitMix64: a well-spread 64-bit hash, enough to make member ids look random.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod consumer_tests;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;

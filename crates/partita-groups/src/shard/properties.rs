@@ -1,0 +1,539 @@
+//! Properties of the write discipline, over random sequences of requests and passing time
+//! in which any append may fail:
+//!
+//! - an operation whose records could not be appended changes nothing (checked by the
+//!   driver after every failed append);
+//! - what the shard holds durably (offsets, stored classic generations, consumer groups) is
+//!   exactly what replaying the records it appended rebuilds;
+//! - a classic group that is Stable is what its last record says.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::harness::{test_client, Driver};
+use super::*;
+use crate::consumer::{Assignment, MemberState, TopicImage, TopicsImage};
+use crate::records::GroupMetadataValue;
+
+const CLASSIC: &str = "classic-app";
+const CONSUMER: &str = "consumer-app";
+const SIMPLE: &str = "simple-app";
+const TOPIC: Uuid = Uuid::from_u128(0x70);
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// One step of a test.
+#[derive(Clone, Debug)]
+enum Step {
+    Join {
+        member: usize,
+        protocol: u8,
+    },
+    Sync {
+        member: usize,
+    },
+    Heartbeat {
+        member: usize,
+    },
+    Leave {
+        member: usize,
+    },
+    Commit {
+        member: Option<usize>,
+        group: u8,
+        partition: i32,
+        offset: i64,
+    },
+    ConsumerJoin {
+        member: usize,
+        instance: bool,
+    },
+    ConsumerBeat {
+        member: usize,
+    },
+    ConsumerLeave {
+        member: usize,
+        temporarily: bool,
+    },
+    OffsetDelete {
+        group: u8,
+        partition: i32,
+    },
+    DeleteGroup {
+        group: u8,
+    },
+    TopicDeleted,
+    Repartition {
+        partitions: i32,
+    },
+    Advance {
+        ms: i64,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let member = 0..3usize;
+    prop_oneof![
+        (member.clone(), 0..2u8).prop_map(|(member, protocol)| Step::Join { member, protocol }),
+        member.clone().prop_map(|member| Step::Sync { member }),
+        member.clone().prop_map(|member| Step::Heartbeat { member }),
+        member.clone().prop_map(|member| Step::Leave { member }),
+        (
+            prop::option::of(member.clone()),
+            0..3u8,
+            0..3i32,
+            0..1000i64
+        )
+            .prop_map(|(member, group, partition, offset)| Step::Commit {
+                member,
+                group,
+                partition,
+                offset
+            }),
+        (member.clone(), any::<bool>())
+            .prop_map(|(member, instance)| Step::ConsumerJoin { member, instance }),
+        member
+            .clone()
+            .prop_map(|member| Step::ConsumerBeat { member }),
+        member
+            .clone()
+            .prop_map(|member| Step::ConsumerBeat { member }),
+        (member, any::<bool>()).prop_map(|(member, temporarily)| Step::ConsumerLeave {
+            member,
+            temporarily
+        }),
+        (0..3u8, 0..3i32).prop_map(|(group, partition)| Step::OffsetDelete { group, partition }),
+        (0..3u8).prop_map(|group| Step::DeleteGroup { group }),
+        Just(Step::TopicDeleted),
+        (3..6i32).prop_map(|partitions| Step::Repartition { partitions }),
+        (0..20_000i64).prop_map(|ms| Step::Advance { ms }),
+    ]
+}
+
+fn group_name(group: u8) -> &'static str {
+    [CLASSIC, CONSUMER, SIMPLE][usize::from(group) % 3]
+}
+
+fn config() -> GroupConfig {
+    GroupConfig {
+        initial_rebalance_delay_ms: 1_000,
+        consumer_session_timeout_ms: 12_000,
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 15_000,
+        ..GroupConfig::default()
+    }
+}
+
+/// A classic member as its client knows itself.
+#[derive(Clone, Debug, Default)]
+struct ClassicClient {
+    member_id: String,
+    generation: i32,
+    join: Option<Token>,
+    sync: Option<Token>,
+}
+
+/// A consumer-protocol member as its client knows itself.
+#[derive(Clone, Debug, Default)]
+struct ConsumerClient {
+    member_id: String,
+    epoch: i32,
+    owned: BTreeSet<i32>,
+    instance: Option<String>,
+}
+
+/// The test: a driver whose appends fail when told, and the clients' view of themselves.
+struct World {
+    driver: Driver,
+    classic: Vec<ClassicClient>,
+    consumer: Vec<ConsumerClient>,
+    topics: SharedTopics,
+    /// Consumer members started so far: each start has a new member id, as clients do.
+    starts: usize,
+}
+
+impl World {
+    fn new() -> World {
+        let mut world = World {
+            driver: Driver::new(config(), 11, 10_000_000),
+            classic: vec![ClassicClient::default(); 3],
+            consumer: vec![ConsumerClient::default(); 3],
+            topics: Arc::default(),
+            starts: 0,
+        };
+        world.repartition(4);
+        world
+    }
+
+    fn repartition(&mut self, partitions: i32) {
+        let image = TopicImage {
+            id: TOPIC,
+            partitions,
+        };
+        let by_name = BTreeMap::from([("orders".to_string(), image)]);
+        self.topics = Arc::new(TopicsImage { by_name });
+    }
+
+    fn send(&mut self, request: Request) -> Token {
+        self.driver.send_as(&test_client(), request)
+    }
+
+    /// Takes the responses of waiting joins and syncs and acts on them as a client would:
+    /// a member given an id joins again with it; a member whose join completed syncs (the
+    /// leader with an assignment for every member).
+    fn collect(&mut self) {
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for i in 0..self.classic.len() {
+                progress |= self.collect_join(i);
+                if let Some(token) = self.classic[i].sync {
+                    if self.driver.take(token).is_some() {
+                        self.classic[i].sync = None;
+                        progress = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn collect_join(&mut self, i: usize) -> bool {
+        let Some(token) = self.classic[i].join else {
+            return false;
+        };
+        let Some(Response::JoinGroup(r)) = self.driver.take(token) else {
+            return false;
+        };
+        let client = &mut self.classic[i];
+        client.join = None;
+        if !r.member_id.is_empty() {
+            client.member_id = r.member_id.to_string();
+        }
+        if r.error_code == ResponseError::MemberIdRequired.code() {
+            self.run(&Step::Join {
+                member: i,
+                protocol: 0,
+            });
+        } else if r.error_code == 0 {
+            client.generation = r.generation_id;
+            let assignments: Vec<String> =
+                r.members.iter().map(|m| m.member_id.to_string()).collect();
+            self.sync(i, &assignments);
+        }
+        true
+    }
+
+    fn sync(&mut self, member: usize, assignments: &[String]) {
+        let client = &self.classic[member];
+        let assignments = assignments
+            .iter()
+            .map(|member_id| {
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(s(member_id))
+                    .with_assignment(Bytes::from(member_id.clone().into_bytes()))
+            })
+            .collect();
+        let request = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(CLASSIC)))
+            .with_generation_id(client.generation)
+            .with_member_id(s(&client.member_id))
+            .with_assignments(assignments);
+        let token = self.send(Request::SyncGroup(request, 5));
+        self.classic[member].sync = Some(token);
+    }
+
+    fn run(&mut self, step: &Step) {
+        match *step {
+            Step::Join { member, protocol } => {
+                let client = &self.classic[member];
+                let name = ["range", "roundrobin"][usize::from(protocol)];
+                let request = JoinGroupRequest::default()
+                    .with_group_id(GroupId(s(CLASSIC)))
+                    .with_session_timeout_ms(6_000)
+                    .with_rebalance_timeout_ms(9_000)
+                    .with_member_id(s(&client.member_id))
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![JoinGroupRequestProtocol::default()
+                        .with_name(s(name))
+                        .with_metadata(Bytes::from_static(b"meta"))]);
+                let token = self.send(Request::JoinGroup(request, 7));
+                self.classic[member].join = Some(token);
+            }
+            Step::Sync { member } => {
+                let everyone: Vec<String> = self
+                    .classic
+                    .iter()
+                    .filter(|c| !c.member_id.is_empty())
+                    .map(|c| c.member_id.clone())
+                    .collect();
+                self.sync(member, &everyone);
+            }
+            Step::Heartbeat { member } => {
+                let client = &self.classic[member];
+                let request = HeartbeatRequest::default()
+                    .with_group_id(GroupId(s(CLASSIC)))
+                    .with_generation_id(client.generation)
+                    .with_member_id(s(&client.member_id));
+                self.send(Request::Heartbeat(request));
+            }
+            Step::Leave { member } => {
+                let client = &self.classic[member];
+                let request = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s(CLASSIC)))
+                    .with_members(vec![
+                        MemberIdentity::default().with_member_id(s(&client.member_id))
+                    ]);
+                self.send(Request::LeaveGroup(request, 5));
+            }
+            Step::Commit {
+                member,
+                group,
+                partition,
+                offset,
+            } => self.commit(member, group, partition, offset),
+            Step::ConsumerJoin { member, instance } => {
+                self.starts += 1;
+                self.consumer[member] = ConsumerClient {
+                    member_id: format!("consumer-{member}-{}", self.starts),
+                    instance: instance.then(|| format!("instance-{member}")),
+                    ..ConsumerClient::default()
+                };
+                self.consumer_heartbeat(member, 0, true);
+            }
+            Step::ConsumerBeat { member } => {
+                let epoch = self.consumer[member].epoch;
+                self.consumer_heartbeat(member, epoch, false);
+            }
+            Step::ConsumerLeave {
+                member,
+                temporarily,
+            } => {
+                let static_member = self.consumer[member].instance.is_some();
+                let epoch = if temporarily && static_member { -2 } else { -1 };
+                self.consumer_heartbeat(member, epoch, false);
+            }
+            Step::OffsetDelete { group, partition } => {
+                let request = OffsetDeleteRequest::default()
+                    .with_group_id(GroupId(s(group_name(group))))
+                    .with_topics(vec![
+                        offset_delete_request::OffsetDeleteRequestTopic::default()
+                            .with_name(TopicName(s("orders")))
+                            .with_partitions(vec![
+                                offset_delete_request::OffsetDeleteRequestPartition::default()
+                                    .with_partition_index(partition),
+                            ]),
+                    ]);
+                self.send(Request::OffsetDelete(request));
+            }
+            Step::DeleteGroup { group } => {
+                self.send(Request::DeleteGroup(group_name(group).to_string()));
+            }
+            Step::TopicDeleted => {
+                self.send(Request::TopicDeleted("orders".to_string()));
+            }
+            Step::Repartition { partitions } => self.repartition(partitions),
+            Step::Advance { ms } => self.driver.advance(ms),
+        }
+        self.collect();
+    }
+
+    fn commit(&mut self, member: Option<usize>, group: u8, partition: i32, offset: i64) {
+        let (member_id, generation) = match member {
+            Some(i) if group_name(group) == CLASSIC => {
+                let client = &self.classic[i];
+                (client.member_id.clone(), client.generation)
+            }
+            Some(i) if group_name(group) == CONSUMER => {
+                (self.consumer[i].member_id.clone(), self.consumer[i].epoch)
+            }
+            _ => (String::new(), -1),
+        };
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group_name(group))))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(s(&member_id))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)])]);
+        self.send(Request::OffsetCommit(request, 9));
+    }
+
+    fn consumer_heartbeat(&mut self, member: usize, epoch: i32, join: bool) {
+        use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+        let client = self.consumer[member].clone();
+        let owned = if join {
+            Vec::new()
+        } else {
+            vec![TopicPartitions::default()
+                .with_topic_id(TOPIC)
+                .with_partitions(client.owned.iter().copied().collect())]
+        };
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(CONSUMER)))
+            .with_member_id(s(&client.member_id))
+            .with_member_epoch(epoch)
+            .with_instance_id(client.instance.as_deref().map(s))
+            .with_topic_partitions(Some(owned));
+        if join {
+            request = request
+                .with_rebalance_timeout_ms(8_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
+        } else {
+            request = request.with_rebalance_timeout_ms(-1);
+        }
+        let topics = Arc::clone(&self.topics);
+        let token = self.send(Request::ConsumerGroupHeartbeat(request, 1, topics));
+        let Some(Response::ConsumerGroupHeartbeat(r)) = self.driver.take(token) else {
+            return;
+        };
+        let client = &mut self.consumer[member];
+        if r.error_code != 0 {
+            client.epoch = 0;
+            client.owned.clear();
+            return;
+        }
+        client.epoch = r.member_epoch;
+        if let Some(assignment) = r.assignment {
+            client.owned = assignment
+                .topic_partitions
+                .iter()
+                .flat_map(|tp| tp.partitions.iter().copied())
+                .collect();
+        }
+    }
+}
+
+/// What a consumer group's records say of one member.
+type DurableMember = (
+    crate::records::ConsumerGroupMemberMetadataValue,
+    i32,
+    i32,
+    MemberState,
+    Assignment,
+    Assignment,
+);
+
+/// What the records say of a consumer group.
+#[derive(Debug, PartialEq)]
+struct DurableConsumerGroup {
+    group_epoch: i32,
+    assignment_epoch: i32,
+    metadata_hash: i64,
+    target: BTreeMap<String, Assignment>,
+    members: BTreeMap<String, DurableMember>,
+    static_members: BTreeMap<String, String>,
+}
+
+/// What a shard holds that records say.
+#[derive(Debug, PartialEq)]
+struct Durable {
+    offsets: BTreeMap<String, GroupOffsets>,
+    classic: BTreeMap<String, Option<GroupMetadataValue>>,
+    consumer: BTreeMap<String, DurableConsumerGroup>,
+}
+
+fn durable(shard: &GroupShard) -> Durable {
+    let offsets = shard
+        .offsets
+        .iter()
+        .map(|(id, offsets)| (id.clone(), offsets.clone()))
+        .collect();
+    let mut classic = BTreeMap::new();
+    let mut consumer = BTreeMap::new();
+    for (id, group) in &shard.groups {
+        match group {
+            // A classic group that stored nothing and holds no offset leaves no trace.
+            Group::Classic(g) if g.stored.is_none() && !shard.offsets.contains_key(id) => {}
+            Group::Classic(g) => {
+                classic.insert(id.clone(), g.stored.clone());
+            }
+            Group::Consumer(g) => {
+                let members = g
+                    .members
+                    .values()
+                    .map(|m| {
+                        let member = (
+                            super::consumer::member_metadata_value(m),
+                            m.member_epoch,
+                            m.previous_member_epoch,
+                            m.state,
+                            m.assigned.clone(),
+                            m.pending_revocation.clone(),
+                        );
+                        (m.member_id.clone(), member)
+                    })
+                    .collect();
+                let durable = DurableConsumerGroup {
+                    group_epoch: g.group_epoch,
+                    assignment_epoch: g.assignment_epoch,
+                    metadata_hash: g.metadata_hash,
+                    target: g.target.clone(),
+                    members,
+                    static_members: g.static_members.clone().into_iter().collect(),
+                };
+                consumer.insert(id.clone(), durable);
+            }
+        }
+    }
+    Durable {
+        offsets,
+        classic,
+        consumer,
+    }
+}
+
+/// A Stable classic group is what its last record says (but for when it turned Stable).
+fn check_stable_groups_are_stored(shard: &GroupShard) -> Result<(), TestCaseError> {
+    for group in shard.groups.values().filter_map(Group::as_classic) {
+        if group.state != crate::classic::GroupState::Stable {
+            continue;
+        }
+        let mut live = group.metadata_record();
+        let mut stored = group.stored.clone().expect("a Stable group has stored");
+        live.current_state_timestamp = 0;
+        stored.current_state_timestamp = 0;
+        prop_assert_eq!(live, stored, "group {}", group.group_id);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_shard_is_what_its_records_say_and_a_failed_append_changes_nothing(
+        steps in prop::collection::vec((step(), prop::bool::weighted(0.2)), 1..80)
+    ) {
+        let mut world = World::new();
+        for (step, fail) in &steps {
+            world.driver.failing = *fail;
+            world.run(step);
+            world.driver.failing = false;
+            let rebuilt = world.driver.rebuilt(config());
+            prop_assert_eq!(
+                durable(&world.driver.shard),
+                durable(&rebuilt),
+                "after {:?}",
+                step
+            );
+            check_stable_groups_are_stored(&world.driver.shard)?;
+        }
+    }
+}

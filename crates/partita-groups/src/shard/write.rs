@@ -1,0 +1,294 @@
+//! The one door through which a shard's state is written.
+//!
+//! An operation writes records with [`GroupShard::write`], which replays each record on the
+//! spot (so that the operation's later steps see it) and remembers what it replaces. What the
+//! operation answered and what it would undo travel in the [`Staged`] write it returns;
+//! [`GroupShard::complete`] then either lets the answers out (the records were appended) or
+//! puts every group and offset it touched back as it was (they were not).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::deadlines::DeadlineKey;
+use super::{log_event, GroupShard, Request, Response, Token};
+use crate::classic::CommittedOffset;
+use crate::events::GroupEvent;
+use crate::records::{RecordKey, RecordValue};
+use crate::shard::{Group, Record};
+
+/// How long deadlines wait after an append failed, so that a storage outage is not retried
+/// in a busy loop.
+const STORAGE_RETRY_MS: i64 = 1_000;
+
+/// Why the records of an operation could not be appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendError(pub String);
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The API of the request an operation answers, to answer it with an error if its records
+/// cannot be appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RequestKind {
+    JoinGroup,
+    SyncGroup,
+    Heartbeat,
+    LeaveGroup,
+    OffsetCommit,
+    OffsetDelete,
+    ConsumerGroupHeartbeat,
+    DeleteGroup,
+    TopicDeleted,
+    ReadOnly,
+}
+
+impl RequestKind {
+    pub(super) fn of(request: &Request) -> RequestKind {
+        match request {
+            Request::JoinGroup(..) => RequestKind::JoinGroup,
+            Request::SyncGroup(..) => RequestKind::SyncGroup,
+            Request::Heartbeat(..) => RequestKind::Heartbeat,
+            Request::LeaveGroup(..) => RequestKind::LeaveGroup,
+            Request::OffsetCommit(..) => RequestKind::OffsetCommit,
+            Request::OffsetDelete(..) => RequestKind::OffsetDelete,
+            Request::ConsumerGroupHeartbeat(..) => RequestKind::ConsumerGroupHeartbeat,
+            Request::DeleteGroup(..) => RequestKind::DeleteGroup,
+            Request::TopicDeleted(..) => RequestKind::TopicDeleted,
+            Request::OffsetFetch(..)
+            | Request::DescribeGroup(..)
+            | Request::ListGroups(..)
+            | Request::ConsumerGroupDescribe(..) => RequestKind::ReadOnly,
+        }
+    }
+}
+
+/// A committed offset's key: group, topic, partition.
+type OffsetKey = (String, String, i32);
+
+/// What an operation replaced, to put it back.
+#[derive(Debug, Default)]
+struct Undo {
+    /// Each group the operation may have changed, as it was before (`None`: it did not exist).
+    groups: Vec<(String, Option<Group>)>,
+    /// Each committed offset it wrote, as it was before, in the order written.
+    offsets: Vec<(OffsetKey, Option<CommittedOffset>)>,
+}
+
+/// The operation running now.
+#[derive(Debug, Default)]
+pub(super) struct Transaction {
+    records: Vec<Record>,
+    pub(super) responses: Vec<(Token, Response)>,
+    pub(super) events: Vec<GroupEvent>,
+    /// The request that started the operation, answered with an error if the append fails.
+    pub(super) trigger: Option<(Token, RequestKind)>,
+    /// When offsets expire next, once this operation (the expiry) is done.
+    pub(super) next_offsets_expiry: Option<i64>,
+    undo: Undo,
+}
+
+/// The outcome of [`GroupShard::execute`]: records to append, and what follows from them.
+#[must_use = "a staged write must be completed"]
+#[derive(Debug)]
+pub struct Staged {
+    transaction: Transaction,
+}
+
+impl Staged {
+    /// The records to append, in order; empty when the operation changed nothing durable.
+    pub fn records(&self) -> &[Record] {
+        &self.transaction.records
+    }
+}
+
+impl GroupShard {
+    /// Keeps a copy of `group_id` as it is, once per operation, to put it back if the
+    /// operation's records cannot be appended. Called before an operation changes a group.
+    pub(super) fn remember_group(&mut self, group_id: &str) {
+        let undo = &mut self.transaction.undo;
+        if undo.groups.iter().any(|(id, _)| id == group_id) {
+            return;
+        }
+        let before = self.groups.get(group_id).cloned();
+        undo.groups.push((group_id.to_string(), before));
+    }
+
+    /// Writes one record: it is appended with the operation's others, and replayed now.
+    pub(super) fn write(&mut self, now: i64, key: RecordKey, value: Option<RecordValue>) {
+        if let RecordKey::OffsetCommit {
+            group,
+            topic,
+            partition,
+        } = &key
+        {
+            let before = self
+                .offsets
+                .get(group)
+                .and_then(|offsets| offsets.get(&(topic.clone(), *partition)))
+                .cloned();
+            let offset_key = (group.clone(), topic.clone(), *partition);
+            self.transaction.undo.offsets.push((offset_key, before));
+        }
+        if let Some(group) = key.group() {
+            // Replaying may create or remove the group itself.
+            let group = group.to_string();
+            self.remember_group(&group);
+        }
+        self.transaction.records.push(Record {
+            key: key.encode(),
+            value: value.as_ref().map(RecordValue::encode),
+        });
+        self.apply(now, key, value);
+    }
+
+    /// Ends the operation running now.
+    pub(super) fn stage(&mut self) -> Staged {
+        Staged {
+            transaction: std::mem::take(&mut self.transaction),
+        }
+    }
+
+    /// Completes an operation with the outcome of appending its records, and returns the
+    /// responses now due. Appended: its responses and events go out. Not appended: every
+    /// group and offset it touched is put back as it was, and the request that started it is
+    /// answered with COORDINATOR_NOT_AVAILABLE (deadlines wait a second before running again).
+    pub fn complete(
+        &mut self,
+        now: i64,
+        staged: Staged,
+        appended: Result<(), AppendError>,
+    ) -> Vec<(Token, Response)> {
+        let transaction = staged.transaction;
+        let touched: Vec<String> = transaction
+            .undo
+            .groups
+            .iter()
+            .map(|(group_id, _)| group_id.clone())
+            .collect();
+        let responses = match appended {
+            Ok(()) => {
+                transaction.events.iter().for_each(log_event);
+                self.events.extend(transaction.events);
+                if let Some(next) = transaction.next_offsets_expiry {
+                    self.deadlines.set(DeadlineKey::OffsetsExpiry, Some(next));
+                }
+                transaction.responses
+            }
+            Err(error) => {
+                tracing::warn!(%error, records = transaction.records.len(), "coordinator records could not be appended; the operation is undone");
+                self.undo(transaction.undo);
+                self.deadlines.pause_until(now + STORAGE_RETRY_MS);
+                let error = ResponseError::CoordinatorNotAvailable;
+                let mut answered: HashMap<Token, Response> =
+                    transaction.responses.into_iter().collect();
+                transaction
+                    .trigger
+                    .map(|(token, kind)| (token, failed(kind, answered.remove(&token), error)))
+                    .into_iter()
+                    .collect()
+            }
+        };
+        for group_id in touched {
+            self.reindex(&group_id);
+        }
+        responses
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        for ((group, topic, partition), before) in undo.offsets.into_iter().rev() {
+            let offsets = self.offsets.entry(group.clone()).or_default();
+            match before {
+                Some(offset) => offsets.insert((topic, partition), offset),
+                None => offsets.remove(&(topic, partition)),
+            };
+            if offsets.is_empty() {
+                self.offsets.remove(&group);
+            }
+        }
+        for (group_id, before) in undo.groups {
+            match before {
+                Some(group) => self.groups.insert(group_id, group),
+                None => self.groups.remove(&group_id),
+            };
+        }
+    }
+
+    /// Puts a group's next deadline in the index.
+    pub(super) fn reindex(&mut self, group_id: &str) {
+        let next = self.groups.get(group_id).and_then(Group::next_deadline);
+        self.deadlines
+            .set(DeadlineKey::Group(group_id.to_string()), next);
+    }
+}
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// The answer to a request whose records could not be appended: what it would have been,
+/// with `error` wherever it said success, or the API's error response.
+fn failed(kind: RequestKind, answered: Option<Response>, error: ResponseError) -> Response {
+    let code = error.code();
+    match (kind, answered) {
+        (_, Some(Response::OffsetCommit(mut response))) => {
+            for partition in response
+                .topics
+                .iter_mut()
+                .flat_map(|t| t.partitions.iter_mut())
+            {
+                if partition.error_code == 0 {
+                    partition.error_code = code;
+                }
+            }
+            Response::OffsetCommit(response)
+        }
+        (RequestKind::JoinGroup, answered) => {
+            let member_id = match answered {
+                Some(Response::JoinGroup(response)) => response.member_id,
+                _ => text(""),
+            };
+            Response::JoinGroup(
+                JoinGroupResponse::default()
+                    .with_error_code(code)
+                    .with_generation_id(-1)
+                    .with_protocol_name(Some(text("")))
+                    .with_leader(text(""))
+                    .with_member_id(member_id),
+            )
+        }
+        (RequestKind::SyncGroup, _) => {
+            Response::SyncGroup(SyncGroupResponse::default().with_error_code(code))
+        }
+        (RequestKind::Heartbeat, _) => {
+            Response::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+        }
+        (RequestKind::LeaveGroup, _) => {
+            Response::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
+        }
+        (RequestKind::OffsetDelete, _) => {
+            Response::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code))
+        }
+        (RequestKind::ConsumerGroupHeartbeat, _) => Response::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(text(
+                    "the coordinator could not store the group's state",
+                ))),
+        ),
+        (RequestKind::DeleteGroup, _) => Response::DeleteGroup(code),
+        (RequestKind::TopicDeleted, _) => Response::TopicDeleted(0),
+        (RequestKind::OffsetCommit, _) => Response::OffsetCommit(OffsetCommitResponse::default()),
+        (RequestKind::ReadOnly, Some(response)) => response,
+        (RequestKind::ReadOnly, None) => {
+            Response::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+        }
+    }
+}
