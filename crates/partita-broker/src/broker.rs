@@ -13,7 +13,6 @@ use crate::memory::MemoryBudget;
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
 use crate::server::Shutdown;
-use crate::shares::ShareGroups;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
 use std::sync::Arc;
@@ -37,8 +36,6 @@ pub struct Broker {
     pub groups: ShardRouter,
     /// Recent group events, for the rebalance timeline and metrics.
     pub group_events: Arc<GroupEventLog>,
-    /// Share groups (KIP-932).
-    pub shares: Arc<ShareGroups>,
     /// Traffic, request and connection metrics, for `/metrics` and the dashboard.
     pub metrics: BrokerMetrics,
     /// Connection caps (`max.connections`, `max.connections.per.ip`).
@@ -61,7 +58,6 @@ impl Broker {
         let topics = TopicRegistry::open(&config)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
-        let shares = Arc::new(ShareGroups::start(&topics, config.shares.clone())?);
         let groups = ShardRouter::start(&topics, &config.groups, Arc::clone(&group_events))?;
         Ok(Broker {
             admission: Admission::new(&config),
@@ -73,7 +69,6 @@ impl Broker {
             producer_ids,
             groups,
             group_events,
-            shares,
             metrics: BrokerMetrics::default(),
             stopping: watch::channel(false).0,
         })

@@ -7,7 +7,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use partita_groups::share::coordinator::ShareConfig;
 use partita_groups::GroupConfig;
 use partita_log::{CleanupPolicy, LogConfig, TimestampType};
 
@@ -58,8 +57,6 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
-    /// Share groups' settings.
-    pub shares: ShareConfig,
     /// Address of the HTTP listener for `/metrics` and the dashboard (`http.listen`); `None`
     /// (an empty value) turns it off.
     pub http_listen: Option<SocketAddr>,
@@ -95,7 +92,6 @@ impl Default for BrokerConfig {
             log_flush_scheduler_interval_ms: 1_000,
             delete_topic_enable: true,
             groups: GroupConfig::default(),
-            shares: ShareConfig::default(),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             http_history_minutes: 15,
             http_history_interval_ms: 5_000,
@@ -280,17 +276,18 @@ impl BrokerConfig {
                 self.groups.consumer_assignors = assignors;
             }
             "group.share.heartbeat.interval.ms" => {
-                self.shares.heartbeat_interval_ms = positive()?.min(i32::MAX as i64) as i32
+                self.groups.share.heartbeat_interval_ms = positive()?.min(i32::MAX as i64) as i32
             }
-            "group.share.session.timeout.ms" => self.shares.session_timeout_ms = positive()?,
+            "group.share.session.timeout.ms" => self.groups.share.session_timeout_ms = positive()?,
             "group.share.record.lock.duration.ms" => {
-                self.shares.partition.lock_duration_ms = positive()?
+                self.groups.share.partition.lock_duration_ms = positive()?
             }
             "group.share.delivery.count.limit" => {
-                self.shares.partition.delivery_count_limit = positive()?.min(i16::MAX as i64) as i16
+                self.groups.share.partition.delivery_count_limit =
+                    positive()?.min(i16::MAX as i64) as i16
             }
             "group.share.partition.max.record.locks" => {
-                self.shares.partition.max_in_flight = positive()? as usize
+                self.groups.share.partition.max_in_flight = positive()? as usize
             }
             "offset.metadata.max.bytes" => {
                 self.groups.offset_metadata_max_bytes = positive()? as usize

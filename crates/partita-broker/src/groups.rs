@@ -13,6 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+use partita_groups::shard::RecordLog;
+use partita_groups::share::records::ShareStateKey;
 use partita_groups::{
     partition_for_group, AppendError, ClientContext, GroupConfig, GroupShard, Operation, Record,
     Request, Response, Token,
@@ -30,6 +32,9 @@ use crate::topics::TopicRegistry;
 
 /// Kafka's internal topic for committed offsets and group metadata.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
+
+/// Kafka's internal topic for share-group state.
+pub const SHARE_GROUP_STATE: &str = "__share_group_state";
 
 /// A request on its way to a shard, with where to send the answer.
 struct ShardMessage {
@@ -56,29 +61,29 @@ impl ShardRouter {
         config: &GroupConfig,
         events: Arc<GroupEventLog>,
     ) -> Result<ShardRouter, BrokerError> {
-        let topic = match topics.get(CONSUMER_OFFSETS) {
-            Some(topic) => topic,
-            None => {
-                let mut overrides = TopicOverrides::new();
-                overrides.insert("cleanup.policy".to_string(), "compact".to_string());
-                overrides.insert("segment.bytes".to_string(), "104857600".to_string());
-                topics.create(
-                    CONSUMER_OFFSETS,
-                    config.offsets_topic_num_partitions,
-                    overrides,
-                )?
-            }
-        };
+        let offsets = internal_topic(
+            topics,
+            CONSUMER_OFFSETS,
+            config.offsets_topic_num_partitions,
+        )?;
         let mut config = config.clone();
         // The partition count is fixed when the topic is created, as in Kafka.
-        config.offsets_topic_num_partitions = topic.partitions.len() as i32;
+        config.offsets_topic_num_partitions = offsets.partitions.len() as i32;
+        // Shard i keeps its share-group state in partition i of `__share_group_state`.
+        let share_state = internal_topic(
+            topics,
+            SHARE_GROUP_STATE,
+            config.offsets_topic_num_partitions,
+        )?;
+        let share_state = Arc::new(share_state.partitions.clone());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        let mut shards = Vec::with_capacity(topic.partitions.len());
-        for partition in &topic.partitions {
+        let mut shards = Vec::with_capacity(offsets.partitions.len());
+        for partition in &offsets.partitions {
             let driver = ShardDriver {
                 config: config.clone(),
                 seed: seed ^ partition.index as u64,
-                partition: Arc::clone(partition),
+                offsets: Arc::clone(partition),
+                share_state: Arc::clone(&share_state),
                 events: Arc::clone(&events),
             };
             let shard = driver.load()?;
@@ -126,11 +131,40 @@ impl ShardRouter {
     }
 }
 
+/// An internal compacted topic of the coordinator, created on first start with `partitions`
+/// partitions, and grown to them if an older version made it with fewer.
+fn internal_topic(
+    topics: &TopicRegistry,
+    name: &str,
+    partitions: i32,
+) -> Result<Arc<crate::topics::Topic>, BrokerError> {
+    let topic = match topics.get(name) {
+        Some(topic) => topic,
+        None => {
+            let mut overrides = TopicOverrides::new();
+            overrides.insert("cleanup.policy".to_string(), "compact".to_string());
+            overrides.insert("segment.bytes".to_string(), "104857600".to_string());
+            topics.create(name, partitions, overrides)?
+        }
+    };
+    if name == SHARE_GROUP_STATE && (topic.partitions.len() as i32) < partitions {
+        topics.add_partitions(name, partitions, false)?;
+        return topics
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()));
+    }
+    Ok(topic)
+}
+
 /// What a shard's task needs besides the shard itself.
 struct ShardDriver {
     config: GroupConfig,
     seed: u64,
-    partition: Arc<Partition>,
+    /// Its partition of `__consumer_offsets`; its index is the shard's.
+    offsets: Arc<Partition>,
+    /// Every partition of `__share_group_state`: the shard writes to the one of its index,
+    /// and reads its groups' records from all of them (older versions wrote to one).
+    share_state: Arc<Vec<Arc<Partition>>>,
     events: Arc<GroupEventLog>,
 }
 
@@ -138,19 +172,42 @@ struct ShardDriver {
 type Waiting = HashMap<Token, oneshot::Sender<Response>>;
 
 impl ShardDriver {
-    /// A shard rebuilt from every record of its partition.
+    /// A shard rebuilt from every record of its partitions.
     fn load(&self) -> Result<GroupShard, BrokerError> {
         let mut shard = GroupShard::new(self.config.clone(), self.seed);
         let now = now_ms();
-        let replayed = replay(&self.partition, |key, value| {
+        let index = self.offsets.index;
+        let replayed = replay(&self.offsets, |key, value| {
             if let Err(error) = shard.replay(now, key, value) {
-                tracing::warn!(partition = self.partition.index, %error, "skipping an unreadable __consumer_offsets record");
+                tracing::warn!(partition = index, %error, "skipping an unreadable __consumer_offsets record");
             }
         })?;
+        let shards = self.config.offsets_topic_num_partitions;
+        let mut share_records = 0;
+        for partition in self.share_state.iter() {
+            share_records += replay(partition, |key, value| {
+                let group = match ShareStateKey::decode(key) {
+                    Ok(
+                        ShareStateKey::Snapshot { group, .. }
+                        | ShareStateKey::GroupConfig { group },
+                    ) => group,
+                    Err(error) => {
+                        tracing::warn!(partition = partition.index, %error, "skipping an unreadable __share_group_state record");
+                        return;
+                    }
+                };
+                if partition_for_group(&group, shards) != index {
+                    return;
+                }
+                if let Err(error) = shard.replay_share(now, key, value) {
+                    tracing::warn!(partition = partition.index, %error, "skipping an unreadable __share_group_state record");
+                }
+            })?;
+        }
         shard.finish_loading(now);
-        if replayed > 0 {
+        if replayed > 0 || share_records > 0 {
             tracing::info!(
-                partition = self.partition.index,
+                partition = index,
                 records = replayed,
                 "group coordinator shard loaded"
             );
@@ -237,45 +294,58 @@ impl ShardDriver {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        tracing::error!(partition = self.partition.index, panic = %message, "group coordinator shard failed; rebuilding it from its records");
+        let index = self.offsets.index;
+        tracing::error!(partition = index, panic = %message, "group coordinator shard failed; rebuilding it from its records");
         waiting.clear();
         let driver = ShardDriver {
             config: self.config.clone(),
             seed: self.seed.rotate_left(1),
-            partition: Arc::clone(&self.partition),
+            offsets: Arc::clone(&self.offsets),
+            share_state: Arc::clone(&self.share_state),
             events: Arc::clone(&self.events),
         };
         match tokio::task::spawn_blocking(move || driver.load()).await {
             Ok(Ok(shard)) => Some(shard),
             Ok(Err(error)) => {
-                tracing::error!(partition = self.partition.index, %error, "could not rebuild the group coordinator shard");
+                tracing::error!(partition = index, %error, "could not rebuild the group coordinator shard");
                 None
             }
             Err(error) => {
-                tracing::error!(partition = self.partition.index, %error, "could not rebuild the group coordinator shard");
+                tracing::error!(partition = index, %error, "could not rebuild the group coordinator shard");
                 None
             }
         }
     }
 
-    /// Appends records to the shard's partition, in one batch, on a blocking thread.
+    /// Appends records to the shard's partitions, one batch per internal topic, on a
+    /// blocking thread. An operation writes to one of them only.
     async fn append(&self, records: &[Record]) -> Result<(), AppendError> {
-        if records.is_empty() {
-            return Ok(());
+        for log in [RecordLog::ConsumerOffsets, RecordLog::ShareGroupState] {
+            let pairs: Vec<batch::KeyValue<'_>> = records
+                .iter()
+                .filter(|r| r.log == log)
+                .map(|r| (Some(r.key.as_slice()), r.value.as_deref()))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let partition = match log {
+                RecordLog::ConsumerOffsets => Arc::clone(&self.offsets),
+                RecordLog::ShareGroupState => {
+                    let index = self.offsets.index as usize;
+                    Arc::clone(&self.share_state[index.min(self.share_state.len() - 1)])
+                }
+            };
+            let mut encoded = batch::build_batch(&pairs, now_ms()).to_vec();
+            let appended =
+                tokio::task::spawn_blocking(move || partition.append(&mut encoded, now_ms())).await;
+            match appended {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(AppendError(error.to_string())),
+                Err(error) => return Err(AppendError(error.to_string())),
+            }
         }
-        let pairs: Vec<batch::KeyValue<'_>> = records
-            .iter()
-            .map(|r| (Some(r.key.as_slice()), r.value.as_deref()))
-            .collect();
-        let mut encoded = batch::build_batch(&pairs, now_ms()).to_vec();
-        let partition = Arc::clone(&self.partition);
-        let appended =
-            tokio::task::spawn_blocking(move || partition.append(&mut encoded, now_ms())).await;
-        match appended {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(AppendError(error.to_string())),
-            Err(error) => Err(AppendError(error.to_string())),
-        }
+        Ok(())
     }
 }
 

@@ -18,7 +18,6 @@ pub mod metrics;
 pub mod partition;
 mod producer_ids;
 mod server;
-pub mod shares;
 pub mod topic_config;
 pub mod topics;
 

@@ -45,7 +45,6 @@ pub async fn serve(
     let (done_sender, mut done_receiver) = mpsc::channel::<()>(1);
     let shutdown = broker.shutdown_signal();
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
-    tokio::spawn(Arc::clone(&broker.shares).run_timers(shutdown.clone()));
     let http = crate::http::start(&broker, shutdown.clone()).await;
 
     tokio::select! {

@@ -30,6 +30,8 @@ pub struct GroupConfig {
     pub consumer_assignors: Vec<String>,
     /// `group.consumer.max.size`: members a consumer-protocol group may hold.
     pub consumer_max_size: usize,
+    /// Share groups' settings (`group.share.*`).
+    pub share: crate::share::group::ShareConfig,
 }
 
 impl Default for GroupConfig {
@@ -47,6 +49,7 @@ impl Default for GroupConfig {
             consumer_session_timeout_ms: 45_000,
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             consumer_max_size: i32::MAX as usize,
+            share: crate::share::group::ShareConfig::default(),
         }
     }
 }

@@ -37,6 +37,14 @@ pub(crate) async fn describe(
     request: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
+    let mut share_settings = std::collections::HashMap::new();
+    for resource in &request.resources {
+        if resource.resource_type == RESOURCE_GROUP {
+            let group_id = resource.resource_name.to_string();
+            let earliest = share_auto_offset_reset(broker, &group_id).await;
+            share_settings.insert(group_id, earliest);
+        }
+    }
     let results = request
         .resources
         .into_iter()
@@ -71,12 +79,10 @@ pub(crate) async fn describe(
                     ),
                 },
                 RESOURCE_GROUP => {
-                    let earliest = broker
-                        .shares
-                        .lock()
-                        .groups()
+                    let earliest = share_settings
                         .get(resource.resource_name.as_str())
-                        .is_some_and(|g| g.auto_offset_reset_earliest);
+                        .copied()
+                        .unwrap_or(false);
                     let value = if earliest { "earliest" } else { "latest" };
                     let source = if earliest {
                         SOURCE_TOPIC_OVERRIDE
@@ -188,53 +194,51 @@ pub(crate) async fn incremental_alter(
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let changes: Vec<(String, i8, Option<String>)> = resource
-                .configs
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.to_string(),
-                        c.config_operation,
-                        c.value.as_ref().map(|v| v.to_string()),
-                    )
-                })
-                .collect();
-            let outcome = if resource.resource_type == RESOURCE_GROUP {
-                alter_group(
-                    broker,
-                    &resource.resource_name,
-                    request.validate_only,
-                    &changes,
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let changes: Vec<(String, i8, Option<String>)> = resource
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
                 )
-            } else {
-                alter_topic(
-                    broker,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    request.validate_only,
-                    |overrides| {
-                        for (name, operation, value) in &changes {
-                            apply_operation(overrides, name, *operation, value.as_deref())?;
-                        }
-                        Ok(())
-                    },
-                )
-            };
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name);
-            match outcome {
-                Ok(()) => response,
-                Err((code, message)) => response
-                    .with_error_code(code)
-                    .with_error_message(Some(str_bytes(&message))),
-            }
-        })
-        .collect();
+            })
+            .collect();
+        let outcome = if resource.resource_type == RESOURCE_GROUP {
+            alter_group(
+                broker,
+                &resource.resource_name,
+                request.validate_only,
+                &changes,
+            )
+            .await
+        } else {
+            alter_topic(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                request.validate_only,
+                |overrides| {
+                    for (name, operation, value) in &changes {
+                        apply_operation(overrides, name, *operation, value.as_deref())?;
+                    }
+                    Ok(())
+                },
+            )
+        };
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err((code, message)) => response
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(&message))),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -277,8 +281,18 @@ pub(crate) async fn alter(
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// A group's `share.auto.offset.reset`: whether it is `earliest`.
+async fn share_auto_offset_reset(broker: &Broker, group_id: &str) -> bool {
+    let client = partita_groups::ClientContext::default();
+    let ask = partita_groups::Request::ShareAutoOffsetReset(group_id.to_string());
+    matches!(
+        broker.groups.call(group_id, &client, ask).await,
+        Ok(partita_groups::Response::ShareAutoOffsetReset(Some(true)))
+    )
+}
+
 /// Group configs: `share.auto.offset.reset` (`earliest` or `latest`) of a share group.
-fn alter_group(
+async fn alter_group(
     broker: &Broker,
     group_id: &StrBytes,
     validate_only: bool,
@@ -297,9 +311,18 @@ fn alter_group(
         };
     }
     if let (Some(earliest), false) = (earliest, validate_only) {
-        broker
-            .shares
-            .set_auto_offset_reset(group_id.as_str(), earliest);
+        let client = partita_groups::ClientContext::default();
+        let set = partita_groups::Request::SetShareAutoOffsetReset(group_id.to_string(), earliest);
+        match broker.groups.call(group_id.as_str(), &client, set).await {
+            Ok(partita_groups::Response::Done(0)) => {}
+            Ok(partita_groups::Response::Done(code)) => {
+                return Err((code, "the setting could not be stored".to_string()))
+            }
+            _ => {
+                let code = ResponseError::CoordinatorNotAvailable.code();
+                return Err((code, "the group coordinator is not available".to_string()));
+            }
+        }
     }
     Ok(())
 }

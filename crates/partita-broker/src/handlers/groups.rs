@@ -327,6 +327,8 @@ pub(crate) async fn list_groups(
         match broker.groups.call_shard(shard, client, request).await {
             Ok(Response::ListGroups(mut listed)) => {
                 if version < 5 {
+                    // Before v5 a client cannot tell a share group from a consumer group.
+                    listed.retain(|group| group.group_type.as_str() != "share");
                     for group in &mut listed {
                         group.group_type = Default::default();
                     }
@@ -339,50 +341,7 @@ pub(crate) async fn list_groups(
             }
         }
     }
-    groups.extend(share_groups(broker, &states, &types, version));
     ListGroupsResponse::default().with_groups(groups)
-}
-
-/// Share groups as ListGroups shows them: type `share`, state Empty or Stable.
-fn share_groups(
-    broker: &Broker,
-    states: &[String],
-    types: &[String],
-    version: i16,
-) -> Vec<list_groups_response::ListedGroup> {
-    if version < 5 && !types.is_empty() {
-        return Vec::new();
-    }
-    let wanted_type = types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("share"));
-    if !wanted_type || version < 5 {
-        // Before v5 a client cannot tell a share group from a consumer group.
-        return Vec::new();
-    }
-    let shares = broker.shares.lock();
-    let mut listed: Vec<_> = shares
-        .groups()
-        .iter()
-        .map(|(id, group)| {
-            let state = if group.members.is_empty() {
-                "Empty"
-            } else {
-                "Stable"
-            };
-            list_groups_response::ListedGroup::default()
-                .with_group_id(GroupId(id.clone().into()))
-                .with_protocol_type("share".into())
-                .with_group_state(state.into())
-                .with_group_type("share".into())
-        })
-        .filter(|g| {
-            states.is_empty()
-                || states
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(g.group_state.as_str()))
-        })
-        .collect();
-    listed.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
-    listed
 }
 
 /// ConsumerGroupHeartbeat (KIP-848): the shard of the group decides, with the topics as this

@@ -1,6 +1,12 @@
 //! Share groups (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch (with
-//! piggy-backed acknowledgements) and ShareAcknowledge.
+//! piggy-backed acknowledgements), ShareAcknowledge and DescribeShareGroupOffsets.
+//!
+//! Each turns wire messages into operations of the group's coordinator shard and back. A
+//! ShareFetch is four of them: its share session, its acknowledgements, then, until records
+//! come or the wait is over, a plan (where to read) and an acquisition (which of the records
+//! read go to this member); the handler reads the log in between.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,14 +14,15 @@ use bytes::Bytes;
 use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, PartitionData, ShareFetchableTopicResponse,
 };
-use kafka_protocol::messages::share_group_describe_response::{
-    Assignment, DescribedGroup, Member, TopicPartitions,
-};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use partita_groups::share::partition::AcknowledgeType;
-use partita_groups::ClientContext;
+use partita_groups::shard::{
+    ShareAcknowledgements, ShareAcquire, SharePlan, SharePlanned, ShareRead, ShareSessionUpdate,
+};
+use partita_groups::share::group::ShareRequestError;
+use partita_groups::share::partition::{AcknowledgeType, AcquiredRange};
+use partita_groups::{ClientContext, Request, Response};
 use partita_log::batch;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -28,22 +35,30 @@ use crate::memory::MemoryClaim;
 /// Records acquired per partition when the request does not say.
 const DEFAULT_MAX_RECORDS: usize = 500;
 
+/// A share-partition of a request: topic id and partition.
+type Key = (Uuid, i32);
+
+/// Acknowledgement batches of a request, as on the wire: first offset, last offset, types.
+type WireBatches = Vec<(i64, i64, Vec<i8>)>;
+
+async fn call(broker: &Broker, group_id: &str, request: Request) -> Option<Response> {
+    let client = ClientContext::default();
+    broker.groups.call(group_id, &client, request).await.ok()
+}
+
 pub(crate) async fn heartbeat(
     broker: &Broker,
     client: &ClientContext,
     request: ShareGroupHeartbeatRequest,
     _version: i16,
 ) -> ShareGroupHeartbeatResponse {
-    let topics = broker.topics.image();
-    let response = broker.shares.lock().heartbeat(
-        now_ms(),
-        &client.client_id,
-        &client.client_host,
-        &request,
-        &topics,
-    );
-    broker.shares.persist();
-    response
+    let group_id = request.group_id.to_string();
+    let request = Request::ShareGroupHeartbeat(request, broker.topics.image());
+    match broker.groups.call(&group_id, client, request).await {
+        Ok(Response::ShareGroupHeartbeat(response)) => response,
+        _ => ShareGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
 }
 
 pub(crate) async fn describe(
@@ -52,59 +67,17 @@ pub(crate) async fn describe(
     request: ShareGroupDescribeRequest,
     _version: i16,
 ) -> ShareGroupDescribeResponse {
-    let topics = broker.topics.image();
-    let shares = broker.shares.lock();
-    let groups = request
-        .group_ids
-        .into_iter()
-        .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone());
-            let Some(group) = shares.groups().get(group_id.as_str()) else {
-                return described
-                    .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_group_state(str_bytes("Dead"));
-            };
-            let members = group
-                .members
-                .values()
-                .map(|m| {
-                    let partitions = m
-                        .subscribed
-                        .iter()
-                        .filter_map(|name| topics.by_name.get(name).map(|t| (name, t)))
-                        .map(|(name, t)| {
-                            TopicPartitions::default()
-                                .with_topic_id(t.id)
-                                .with_topic_name(TopicName(str_bytes(name)))
-                                .with_partitions((0..t.partitions).collect())
-                        })
-                        .collect();
-                    Member::default()
-                        .with_member_id(str_bytes(&m.member_id))
-                        .with_member_epoch(group.epoch)
-                        .with_client_id(str_bytes(&m.client_id))
-                        .with_client_host(str_bytes(&m.client_host))
-                        .with_subscribed_topic_names(
-                            m.subscribed
-                                .iter()
-                                .map(|n| TopicName(str_bytes(n)))
-                                .collect(),
-                        )
-                        .with_assignment(Assignment::default().with_topic_partitions(partitions))
-                })
-                .collect();
-            described
-                .with_group_state(str_bytes(if group.members.is_empty() {
-                    "Empty"
-                } else {
-                    "Stable"
-                }))
-                .with_group_epoch(group.epoch)
-                .with_assignment_epoch(group.epoch)
-                .with_assignor_name(str_bytes("simple"))
-                .with_members(members)
-        })
-        .collect();
+    let mut groups = Vec::with_capacity(request.group_ids.len());
+    for group_id in request.group_ids {
+        let ask = Request::ShareGroupDescribe(group_id.to_string(), broker.topics.image());
+        let described = match call(broker, &group_id, ask).await {
+            Some(Response::ShareGroupDescribe(described)) => described,
+            _ => share_group_describe_response::DescribedGroup::default()
+                .with_group_id(group_id)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        };
+        groups.push(described);
+    }
     ShareGroupDescribeResponse::default().with_groups(groups)
 }
 
@@ -132,26 +105,57 @@ fn acknowledgements(
     Some(out)
 }
 
-/// Applies one partition's acknowledgement batches, as the request carries them (first
-/// offset, last offset, types); returns the error code for the partition.
-fn apply_acknowledgements(
+/// Applies a request's acknowledgements, partition by partition: `(first, last, types)`
+/// batches each. An error code for every partition named.
+async fn acknowledge_all(
     broker: &Broker,
     group_id: &str,
     member_id: &str,
-    topic_id: Uuid,
-    partition: i32,
-    batches: impl Iterator<Item = (i64, i64, Vec<i8>)>,
-) -> i16 {
-    let Some(batches) = acknowledgements(batches) else {
-        return ResponseError::InvalidRequest.code();
-    };
-    if batches.is_empty() {
-        return 0;
+    requested: Vec<(Key, WireBatches)>,
+) -> BTreeMap<Key, i16> {
+    let mut codes = BTreeMap::new();
+    let mut partitions = Vec::new();
+    for (key, batches) in requested {
+        match acknowledgements(batches.into_iter()) {
+            None => {
+                codes.insert(key, ResponseError::InvalidRequest.code());
+            }
+            Some(batches) if batches.is_empty() => {
+                codes.insert(key, 0);
+            }
+            Some(batches) => partitions.push((key, batches)),
+        }
     }
-    let key = (group_id.to_string(), topic_id, partition);
-    match broker.shares.lock().acknowledge(&key, member_id, &batches) {
-        Ok(()) => 0,
-        Err(_) => ResponseError::InvalidRecordState.code(),
+    if partitions.is_empty() {
+        return codes;
+    }
+    let named: Vec<Key> = partitions.iter().map(|(key, _)| *key).collect();
+    let acks = ShareAcknowledgements {
+        group_id: group_id.to_string(),
+        member_id: member_id.to_string(),
+        partitions,
+    };
+    match call(broker, group_id, Request::ShareAcknowledge(acks)).await {
+        Some(Response::ShareAcknowledged(answered)) if !answered.is_empty() => {
+            codes.extend(answered)
+        }
+        _ => {
+            let unavailable = ResponseError::CoordinatorNotAvailable.code();
+            codes.extend(named.into_iter().map(|key| (key, unavailable)));
+        }
+    }
+    codes
+}
+
+/// The member's share session, updated: its partitions, or the error for the whole request.
+async fn session(
+    broker: &Broker,
+    update: ShareSessionUpdate,
+) -> Result<BTreeSet<Key>, ResponseError> {
+    let group_id = update.group_id.clone();
+    match call(broker, &group_id, Request::ShareSession(update)).await {
+        Some(Response::ShareSession(result)) => result.map_err(ShareRequestError::response_error),
+        _ => Err(ResponseError::CoordinatorNotAvailable),
     }
 }
 
@@ -168,6 +172,15 @@ pub(crate) async fn fetch(
     (response, memory)
 }
 
+/// What one ShareFetch asks for, taken out of the request.
+struct Fetch {
+    group_id: String,
+    member_id: String,
+    max_records: usize,
+    max_bytes: usize,
+    deadline: Instant,
+}
+
 async fn fetch_holding(
     broker: &Broker,
     _client: &ClientContext,
@@ -175,114 +188,102 @@ async fn fetch_holding(
     _version: i16,
     memory: &mut MemoryClaim,
 ) -> ShareFetchResponse {
-    let group_id = request
-        .group_id
-        .as_ref()
-        .map(|g| g.to_string())
-        .unwrap_or_default();
-    let member_id = request
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    let requested: Vec<(Uuid, i32)> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.topic_id, p.partition_index))
-        })
-        .collect();
-    let forgotten: Vec<(Uuid, i32)> = request
-        .forgotten_topics_data
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
-        .collect();
-    let session = broker.shares.lock().update_session(
-        &group_id,
-        &member_id,
-        request.share_session_epoch,
-        &requested,
-        &forgotten,
-    );
-    let session = match session {
+    let fetch = Fetch {
+        group_id: request
+            .group_id
+            .as_ref()
+            .map(|g| g.to_string())
+            .unwrap_or_default(),
+        member_id: request
+            .member_id
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        // The client's batch size, when it gives one, bounds what one fetch acquires, so that
+        // the members sharing a partition each get a part of it.
+        max_records: [request.max_records, request.batch_size]
+            .into_iter()
+            .filter_map(|n| usize::try_from(n).ok().filter(|n| *n > 0))
+            .min()
+            .unwrap_or(DEFAULT_MAX_RECORDS),
+        max_bytes: usize::try_from(request.max_bytes)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(1 << 20)
+            .min(broker.config.fetch_max_bytes),
+        deadline: Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64),
+    };
+    let update = ShareSessionUpdate {
+        group_id: fetch.group_id.clone(),
+        member_id: fetch.member_id.clone(),
+        session_epoch: request.share_session_epoch,
+        added: request
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
+            .collect(),
+        forgotten: request
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+            .collect(),
+    };
+    let session = match session(broker, update).await {
         Ok(partitions) => partitions,
-        Err(error) => {
-            return ShareFetchResponse::default().with_error_code(error.response_error().code())
-        }
+        Err(error) => return ShareFetchResponse::default().with_error_code(error.code()),
     };
     // Acknowledgements first: records given back may be fetched again right away.
-    let mut ack_errors = std::collections::BTreeMap::new();
-    for topic in &request.topics {
-        for p in &topic.partitions {
-            let batches = p
-                .acknowledgement_batches
-                .iter()
-                .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
-            let code = apply_acknowledgements(
-                broker,
-                &group_id,
-                &member_id,
-                topic.topic_id,
-                p.partition_index,
-                batches,
-            );
-            ack_errors.insert((topic.topic_id, p.partition_index), code);
-        }
-    }
-    let lock_ms = broker.shares.lock().lock_duration_ms() as i32;
+    let requested_acks = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| {
+                let batches = p
+                    .acknowledgement_batches
+                    .iter()
+                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                    .collect();
+                ((topic.topic_id, p.partition_index), batches)
+            })
+        })
+        .collect();
+    let ack_codes =
+        acknowledge_all(broker, &fetch.group_id, &fetch.member_id, requested_acks).await;
+    let lock_ms = broker.config.groups.share.partition.lock_duration_ms as i32;
     let response = ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms);
     if request.share_session_epoch == -1 {
-        broker.shares.persist();
-        return response.with_responses(partition_responses(&ack_errors, Vec::new()));
+        return response.with_responses(partition_responses(&ack_codes, Vec::new()));
     }
-    // The client's batch size, when it gives one, bounds what one fetch acquires, so that
-    // the members sharing a partition each get a part of it.
-    let max_records = [request.max_records, request.batch_size]
-        .into_iter()
-        .filter_map(|n| usize::try_from(n).ok().filter(|n| *n > 0))
-        .min()
-        .unwrap_or(DEFAULT_MAX_RECORDS);
-    let max_bytes = usize::try_from(request.max_bytes)
-        .ok()
-        .filter(|n| *n > 0)
-        .unwrap_or(1 << 20)
-        .min(broker.config.fetch_max_bytes);
-    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let data = fetch_records(broker, &fetch, &session, memory).await;
+    response.with_responses(partition_responses(&ack_codes, data))
+}
+
+/// Plans, reads and acquires until records come, the wait is over or the broker stops.
+async fn fetch_records(
+    broker: &Broker,
+    fetch: &Fetch,
+    session: &BTreeSet<Key>,
+    memory: &mut MemoryClaim,
+) -> Vec<(Key, PartitionData)> {
     let waiter = Arc::new(Notify::new());
     let mut stopping = broker.shutdown_signal();
     loop {
-        *memory = broker.fetch_memory.claim(max_bytes).await;
-        let acquired = acquire_all(
-            broker,
-            &group_id,
-            &member_id,
-            &session,
-            max_records,
-            max_bytes,
-            &waiter,
-        );
-        let any = acquired
+        *memory = broker.fetch_memory.claim(fetch.max_bytes).await;
+        let (data, next_lock_expiry) = fetch_once(broker, fetch, session, &waiter).await;
+        let bytes: usize = data
             .iter()
-            .any(|(_, data)| !data.acquired_records.is_empty());
-        let bytes: usize = acquired
-            .iter()
-            .map(|(_, data)| data.records.as_ref().map_or(0, |r| r.len()))
+            .map(|(_, p)| p.records.as_ref().map_or(0, |r| r.len()))
             .sum();
         memory.shrink_to(bytes);
-        broker.shares.persist();
+        let any = data.iter().any(|(_, p)| !p.acquired_records.is_empty());
         // A stopping broker answers at once rather than hold shutdown up.
-        if any || Instant::now() >= deadline || stopping.is_shutdown() {
-            return response.with_responses(partition_responses(&ack_errors, acquired));
+        if any || Instant::now() >= fetch.deadline || stopping.is_shutdown() {
+            return data;
         }
         // Wait for new records, or for a lock to expire, or for the request's deadline.
-        let lock_expiry = broker
-            .shares
-            .lock()
-            .next_deadline()
+        let lock_expiry = next_lock_expiry
             .map(|at| Instant::now() + Duration::from_millis((at - now_ms()).max(0) as u64));
-        let wake = lock_expiry.map_or(deadline, |at| at.min(deadline));
+        let wake = lock_expiry.map_or(fetch.deadline, |at| at.min(fetch.deadline));
         tokio::select! {
             _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(wake) => {}
@@ -291,77 +292,80 @@ async fn fetch_holding(
     }
 }
 
-/// Acquires records on every partition of the session and reads them.
-fn acquire_all(
+/// One round: where to read, the reads, and the acquisition. Returns each partition's data
+/// and when the next acquisition lock of the session's partitions expires.
+async fn fetch_once(
     broker: &Broker,
-    group_id: &str,
-    member_id: &str,
-    session: &std::collections::BTreeSet<(Uuid, i32)>,
-    max_records: usize,
-    max_bytes: usize,
+    fetch: &Fetch,
+    session: &BTreeSet<Key>,
     waiter: &Arc<Notify>,
-) -> Vec<((Uuid, i32), PartitionData)> {
-    let mut out = Vec::new();
-    let mut records_left = max_records;
-    let mut bytes_left = max_bytes;
+) -> (Vec<(Key, PartitionData)>, Option<i64>) {
+    let mut data: BTreeMap<Key, PartitionData> = BTreeMap::new();
+    let mut offsets = Vec::new();
+    let mut logs = BTreeMap::new();
     for &(topic_id, index) in session {
-        let data = PartitionData::default().with_partition_index(index);
-        let Some(partition) = broker
+        let empty = PartitionData::default()
+            .with_partition_index(index)
+            .with_records(Some(Bytes::new()));
+        let found = broker
             .topics
             .get_by_id(topic_id)
-            .and_then(|t| t.partition(index).cloned())
-        else {
-            out.push((
-                (topic_id, index),
-                data.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-            ));
+            .and_then(|t| t.partition(index).cloned());
+        let Some(partition) = found else {
+            let unknown = ResponseError::UnknownTopicOrPartition.code();
+            data.insert((topic_id, index), empty.with_error_code(unknown));
             continue;
         };
         partition.register_waiter(waiter);
-        if records_left == 0 || bytes_left == 0 {
-            out.push(((topic_id, index), data.with_records(Some(Bytes::new()))));
-            continue;
+        let now = partition.offsets();
+        offsets.push(((topic_id, index), now.log_start_offset, now.log_end_offset));
+        logs.insert((topic_id, index), partition);
+        data.insert((topic_id, index), empty);
+    }
+    let plan = SharePlan {
+        group_id: fetch.group_id.clone(),
+        partitions: offsets,
+    };
+    let planned = match call(broker, &fetch.group_id, Request::SharePlan(plan)).await {
+        Some(Response::SharePlanned(planned)) => planned,
+        _ => SharePlanned::default(),
+    };
+    let mut reads = Vec::new();
+    let mut read_bytes: BTreeMap<Key, Bytes> = BTreeMap::new();
+    let mut bytes_left = fetch.max_bytes;
+    for &(key, from) in &planned.reads {
+        if bytes_left == 0 {
+            break;
         }
-        let key = (group_id.to_string(), topic_id, index);
-        let now = now_ms();
-        let offsets = partition.offsets();
-        let start = broker.shares.lock().next_fetch_offset(
-            &key,
-            now,
-            offsets.log_start_offset,
-            offsets.log_end_offset,
-        );
-        if start >= offsets.log_end_offset {
-            out.push(((topic_id, index), data.with_records(Some(Bytes::new()))));
+        let Some(partition) = logs.get(&key) else {
             continue;
-        }
-        let bytes = match partition.read(start, bytes_left) {
-            Ok((bytes, _)) => bytes,
-            Err(error) => {
-                out.push((
-                    (topic_id, index),
-                    data.with_error_code(crate::error::log_error(&error).code()),
-                ));
-                continue;
-            }
         };
-        let covered_end = covered_end_offset(&bytes).unwrap_or(start);
-        let acquired =
-            broker
-                .shares
-                .lock()
-                .acquire(&key, member_id, now, covered_end, records_left);
-        let count: i64 = acquired
-            .iter()
-            .map(|r| r.last_offset - r.first_offset + 1)
-            .sum();
-        records_left = records_left.saturating_sub(count as usize);
-        if acquired.is_empty() {
-            out.push(((topic_id, index), data.with_records(Some(Bytes::new()))));
-            continue;
+        match partition.read(from, bytes_left) {
+            Ok((bytes, _)) if !bytes.is_empty() => {
+                let covered_end = covered_end_offset(&bytes).unwrap_or(from);
+                bytes_left = bytes_left.saturating_sub(bytes.len());
+                reads.push(ShareRead {
+                    partition: key,
+                    from,
+                    covered_end,
+                });
+                read_bytes.insert(key, bytes);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let code = crate::error::log_error(&error).code();
+                if let Some(entry) = data.get_mut(&key) {
+                    entry.error_code = code;
+                }
+            }
         }
-        bytes_left = bytes_left.saturating_sub(bytes.len());
-        let ranges = acquired
+    }
+    for (key, ranges) in acquire(broker, fetch, reads).await {
+        let (Some(entry), Some(bytes)) = (data.get_mut(&key), read_bytes.remove(&key)) else {
+            continue;
+        };
+        entry.records = Some(bytes);
+        entry.acquired_records = ranges
             .iter()
             .map(|r| {
                 AcquiredRecords::default()
@@ -370,12 +374,29 @@ fn acquire_all(
                     .with_delivery_count(r.delivery_count)
             })
             .collect();
-        out.push((
-            (topic_id, index),
-            data.with_records(Some(bytes)).with_acquired_records(ranges),
-        ));
     }
-    out
+    (data.into_iter().collect(), planned.next_lock_expiry)
+}
+
+/// Acquires what was read for the fetch's member.
+async fn acquire(
+    broker: &Broker,
+    fetch: &Fetch,
+    reads: Vec<ShareRead>,
+) -> Vec<(Key, Vec<AcquiredRange>)> {
+    if reads.is_empty() {
+        return Vec::new();
+    }
+    let acquire = ShareAcquire {
+        group_id: fetch.group_id.clone(),
+        member_id: fetch.member_id.clone(),
+        reads,
+        max_records: fetch.max_records,
+    };
+    match call(broker, &fetch.group_id, Request::ShareAcquire(acquire)).await {
+        Some(Response::ShareAcquired(acquired)) => acquired,
+        _ => Vec::new(),
+    }
 }
 
 /// The offset after the last record of the whole batches in `bytes`.
@@ -389,17 +410,17 @@ fn covered_end_offset(bytes: &[u8]) -> Option<i64> {
 
 /// Groups per-partition data by topic, adding partitions that only had acknowledgements.
 fn partition_responses(
-    ack_errors: &std::collections::BTreeMap<(Uuid, i32), i16>,
-    data: Vec<((Uuid, i32), PartitionData)>,
+    ack_codes: &BTreeMap<Key, i16>,
+    data: Vec<(Key, PartitionData)>,
 ) -> Vec<ShareFetchableTopicResponse> {
-    let mut by_topic: std::collections::BTreeMap<Uuid, Vec<PartitionData>> = Default::default();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for ((topic, index), mut partition) in data {
-        partition.acknowledge_error_code = ack_errors.get(&(topic, index)).copied().unwrap_or(0);
+        partition.acknowledge_error_code = ack_codes.get(&(topic, index)).copied().unwrap_or(0);
         seen.insert((topic, index));
         by_topic.entry(topic).or_default().push(partition);
     }
-    for (&(topic, index), &code) in ack_errors {
+    for (&(topic, index), &code) in ack_codes {
         if !seen.contains(&(topic, index)) {
             by_topic.entry(topic).or_default().push(
                 PartitionData::default()
@@ -438,51 +459,49 @@ pub(crate) async fn acknowledge(
         .as_ref()
         .map(|m| m.to_string())
         .unwrap_or_default();
-    let session = broker.shares.lock().update_session(
-        &group_id,
-        &member_id,
-        request.share_session_epoch,
-        &[],
-        &[],
-    );
-    if let Err(error) = session {
-        return ShareAcknowledgeResponse::default().with_error_code(error.response_error().code());
+    let update = ShareSessionUpdate {
+        group_id: group_id.clone(),
+        member_id: member_id.clone(),
+        session_epoch: request.share_session_epoch,
+        added: Vec::new(),
+        forgotten: Vec::new(),
+    };
+    if let Err(error) = session(broker, update).await {
+        return ShareAcknowledgeResponse::default().with_error_code(error.code());
     }
-    let responses = request
+    let requested = request
         .topics
         .iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let batches = p
-                        .acknowledgement_batches
-                        .iter()
-                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
-                    let code = apply_acknowledgements(
-                        broker,
-                        &group_id,
-                        &member_id,
-                        topic.topic_id,
-                        p.partition_index,
-                        batches,
-                    );
-                    AckPartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(code)
-                        .with_error_message(
-                            (code != 0)
-                                .then(|| StrBytes::from_static_str("acknowledgement refused")),
-                        )
-                })
-                .collect();
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| {
+                let batches = p
+                    .acknowledgement_batches
+                    .iter()
+                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                    .collect();
+                ((topic.topic_id, p.partition_index), batches)
+            })
+        })
+        .collect();
+    let codes = acknowledge_all(broker, &group_id, &member_id, requested).await;
+    let mut by_topic: BTreeMap<Uuid, Vec<AckPartition>> = BTreeMap::new();
+    for ((topic_id, index), code) in codes {
+        let message = (code != 0).then(|| StrBytes::from_static_str("acknowledgement refused"));
+        by_topic.entry(topic_id).or_default().push(
+            AckPartition::default()
+                .with_partition_index(index)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
+    }
+    let responses = by_topic
+        .into_iter()
+        .map(|(topic_id, partitions)| {
             ShareAcknowledgeTopicResponse::default()
-                .with_topic_id(topic.topic_id)
+                .with_topic_id(topic_id)
                 .with_partitions(partitions)
         })
         .collect();
-    broker.shares.persist();
     ShareAcknowledgeResponse::default().with_responses(responses)
 }
 
@@ -495,96 +514,107 @@ pub(crate) async fn describe_offsets(
     request: DescribeShareGroupOffsetsRequest,
     _version: i16,
 ) -> DescribeShareGroupOffsetsResponse {
-    use kafka_protocol::messages::describe_share_group_offsets_response::{
-        DescribeShareGroupOffsetsResponseGroup as GroupResult,
-        DescribeShareGroupOffsetsResponsePartition as PartitionResult,
-        DescribeShareGroupOffsetsResponseTopic as TopicResult,
-    };
-    let partition_result = |index: i32, start_offset: i64| {
-        PartitionResult::default()
-            .with_partition_index(index)
-            .with_start_offset(start_offset)
-            .with_leader_epoch(0)
-    };
-    let groups = request
-        .groups
-        .into_iter()
-        .map(|requested| {
-            let group_id = requested.group_id.to_string();
-            let result = GroupResult::default().with_group_id(requested.group_id.clone());
-            // Start offsets by (topic id, partition), read under the lock and nothing else.
-            let starts: Option<std::collections::BTreeMap<(Uuid, i32), i64>> = {
-                let shares = broker.shares.lock();
-                shares.groups().contains_key(&group_id).then(|| {
-                    shares
-                        .partitions_of(&group_id)
-                        .into_iter()
-                        .map(|((_, topic_id, index), p)| ((*topic_id, *index), p.start_offset()))
-                        .collect()
-                })
-            };
-            let Some(starts) = starts else {
-                return result
-                    .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(str_bytes(&format!("Group {group_id} not found."))));
-            };
-            let topics = match requested.topics {
-                None => {
-                    let mut by_topic: std::collections::BTreeMap<Uuid, Vec<PartitionResult>> =
-                        Default::default();
-                    for (&(topic_id, index), &start) in &starts {
-                        by_topic
-                            .entry(topic_id)
-                            .or_default()
-                            .push(partition_result(index, start));
-                    }
-                    by_topic
-                        .into_iter()
-                        .filter_map(|(topic_id, partitions)| {
-                            // State of a deleted topic is not shown.
-                            let topic = broker.topics.get_by_id(topic_id)?;
-                            Some(
-                                TopicResult::default()
-                                    .with_topic_name(TopicName(str_bytes(&topic.name)))
-                                    .with_topic_id(topic_id)
-                                    .with_partitions(partitions),
-                            )
-                        })
-                        .collect()
-                }
-                Some(topics) => topics
-                    .into_iter()
-                    .map(|t| {
-                        let result = TopicResult::default().with_topic_name(t.topic_name.clone());
-                        let Some(topic) = broker.topics.get(t.topic_name.as_str()) else {
-                            let unknown = ResponseError::UnknownTopicOrPartition;
-                            return result.with_partitions(
-                                t.partitions
-                                    .iter()
-                                    .map(|&index| {
-                                        partition_result(index, -1)
-                                            .with_error_code(unknown.code())
-                                            .with_error_message(Some(str_bytes(
-                                                "This server does not host this topic-partition.",
-                                            )))
-                                    })
-                                    .collect(),
-                            );
-                        };
-                        let partitions = t
-                            .partitions
-                            .iter()
-                            .map(|&index| {
-                                let start = starts.get(&(topic.id, index)).copied().unwrap_or(-1);
-                                partition_result(index, start)
-                            })
-                            .collect();
-                        result.with_topic_id(topic.id).with_partitions(partitions)
-                    })
-                    .collect(),
-            };
-            result.with_topics(topics)
-        })
-        .collect();
+    use kafka_protocol::messages::describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup as GroupResult;
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for requested in request.groups {
+        let group_id = requested.group_id.to_string();
+        let result = GroupResult::default().with_group_id(requested.group_id.clone());
+        let ask = Request::ShareGroupStatus(group_id.clone());
+        let starts: BTreeMap<Key, i64> = match call(broker, &group_id, ask).await {
+            Some(Response::ShareGroupStatus(Some(status))) => status
+                .partitions
+                .iter()
+                .map(|(key, p)| (*key, p.start_offset))
+                .collect(),
+            _ => {
+                groups.push(
+                    result
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(str_bytes(&format!(
+                            "Group {group_id} not found."
+                        )))),
+                );
+                continue;
+            }
+        };
+        let topics = match requested.topics {
+            None => all_share_offsets(broker, &starts),
+            Some(topics) => named_share_offsets(broker, &starts, topics),
+        };
+        groups.push(result.with_topics(topics));
+    }
     DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
+use kafka_protocol::messages::describe_share_group_offsets_response::{
+    DescribeShareGroupOffsetsResponsePartition as OffsetsPartition,
+    DescribeShareGroupOffsetsResponseTopic as OffsetsTopic,
+};
+
+fn offsets_partition(index: i32, start_offset: i64) -> OffsetsPartition {
+    OffsetsPartition::default()
+        .with_partition_index(index)
+        .with_start_offset(start_offset)
+        .with_leader_epoch(0)
+}
+
+/// Every share-partition the group has state for (those of deleted topics are not shown).
+fn all_share_offsets(broker: &Broker, starts: &BTreeMap<Key, i64>) -> Vec<OffsetsTopic> {
+    let mut by_topic: BTreeMap<Uuid, Vec<OffsetsPartition>> = BTreeMap::new();
+    for (&(topic_id, index), &start) in starts {
+        by_topic
+            .entry(topic_id)
+            .or_default()
+            .push(offsets_partition(index, start));
+    }
+    by_topic
+        .into_iter()
+        .filter_map(|(topic_id, partitions)| {
+            let topic = broker.topics.get_by_id(topic_id)?;
+            Some(
+                OffsetsTopic::default()
+                    .with_topic_name(TopicName(str_bytes(&topic.name)))
+                    .with_topic_id(topic_id)
+                    .with_partitions(partitions),
+            )
+        })
+        .collect()
+}
+
+/// The share-partitions a request names.
+fn named_share_offsets(
+    broker: &Broker,
+    starts: &BTreeMap<Key, i64>,
+    topics: Vec<describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic>,
+) -> Vec<OffsetsTopic> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let result = OffsetsTopic::default().with_topic_name(t.topic_name.clone());
+            let Some(topic) = broker.topics.get(t.topic_name.as_str()) else {
+                let unknown = ResponseError::UnknownTopicOrPartition;
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|&index| {
+                        offsets_partition(index, -1)
+                            .with_error_code(unknown.code())
+                            .with_error_message(Some(str_bytes(
+                                "This server does not host this topic-partition.",
+                            )))
+                    })
+                    .collect();
+                return result.with_partitions(partitions);
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|&index| {
+                    let start = starts.get(&(topic.id, index)).copied().unwrap_or(-1);
+                    offsets_partition(index, start)
+                })
+                .collect();
+            result.with_topic_id(topic.id).with_partitions(partitions)
+        })
+        .collect()
 }

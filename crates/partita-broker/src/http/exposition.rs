@@ -35,7 +35,7 @@ pub(crate) async fn render(observer: &Observer) -> String {
     write_partitions(&mut out, &snapshot::topics(broker));
     write_groups(&mut out, &groups);
     write_group_lag(&mut out, &groups);
-    write_share_groups(&mut out, &snapshot::share_groups(broker));
+    write_share_groups(&mut out, &snapshot::share_groups(broker).await);
     observer.tracker.write(&mut out);
     out.finish()
 }

@@ -70,7 +70,7 @@ impl Observer {
             };
             groups.push((group_id, sample));
         }
-        for share in snapshot::share_groups(&self.broker) {
+        for share in snapshot::share_groups(&self.broker).await {
             let sample = GroupSample {
                 at_ms: now,
                 total_lag: share.total_lag(),

@@ -109,7 +109,7 @@ async fn groups(observer: &Observer) -> Value {
         })
         .collect();
     // Share groups: their lag is the share lag, records not yet acknowledged or archived.
-    groups.extend(snapshot::share_groups(broker).iter().map(|g| {
+    groups.extend(snapshot::share_groups(broker).await.iter().map(|g| {
         let trend: Vec<i64> = observer
             .group_history
             .last(&g.group_id, TREND_SAMPLES)
@@ -148,7 +148,7 @@ async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
     observer.tracker.update(&broker.group_events);
     let now = now_ms();
     let Some(view) = snapshot::describe_group(broker, group_id, true, now).await else {
-        return share_group(observer, group_id, now);
+        return share_group(observer, group_id, now).await;
     };
     // Classic groups show assignments once stable; consumer-protocol groups always do.
     let stable = view.state == "Stable" || view.members.iter().any(|m| !m.assignment.is_empty());
@@ -217,8 +217,8 @@ fn member_json(m: &snapshot::MemberView, may_be_idle: bool) -> Value {
 
 /// One share group in full: members, and per share-partition the start offset, log end,
 /// share lag and the records acquired, available and in flight.
-fn share_group(observer: &Observer, group_id: &str, now: i64) -> Option<Value> {
-    let view = snapshot::describe_share_group(&observer.broker, group_id)?;
+async fn share_group(observer: &Observer, group_id: &str, now: i64) -> Option<Value> {
+    let view = snapshot::describe_share_group(&observer.broker, group_id).await?;
     // Members of a share group read the same partitions: none is idle.
     let members: Vec<Value> = view.members.iter().map(|m| member_json(m, false)).collect();
     let partitions: Vec<Value> = view

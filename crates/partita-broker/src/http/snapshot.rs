@@ -69,8 +69,8 @@ impl GroupView {
     }
 }
 
-/// The id of every group of every coordinator shard, sorted.
-pub(crate) async fn list_groups(broker: &Broker) -> Vec<String> {
+/// Every group of every coordinator shard, as ListGroups gives them.
+async fn listed_groups(broker: &Broker) -> Vec<(String, String)> {
     let client = ClientContext::default();
     let mut groups = Vec::new();
     for shard in 0..broker.groups.shard_count() {
@@ -81,31 +81,33 @@ pub(crate) async fn list_groups(broker: &Broker) -> Vec<String> {
         else {
             continue;
         };
-        groups.extend(listed.into_iter().map(|g| g.group_id.to_string()));
-    }
-    groups.sort();
-    groups
-}
-
-/// The type (`classic` or `consumer`) of every group of the coordinator shards.
-pub(crate) async fn group_types(broker: &Broker) -> BTreeMap<String, String> {
-    let client = ClientContext::default();
-    let mut types = BTreeMap::new();
-    for shard in 0..broker.groups.shard_count() {
-        let Ok(Response::ListGroups(listed)) = broker
-            .groups
-            .call_shard(shard, &client, Request::ListGroups(Vec::new(), Vec::new()))
-            .await
-        else {
-            continue;
-        };
-        types.extend(
+        groups.extend(
             listed
                 .into_iter()
                 .map(|g| (g.group_id.to_string(), g.group_type.to_string())),
         );
     }
-    types
+    groups.sort();
+    groups
+}
+
+/// The id of every consumer group (classic or KIP-848), sorted.
+pub(crate) async fn list_groups(broker: &Broker) -> Vec<String> {
+    listed_groups(broker)
+        .await
+        .into_iter()
+        .filter(|(_, kind)| kind != "share")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The type (`classic` or `consumer`) of every consumer group.
+pub(crate) async fn group_types(broker: &Broker) -> BTreeMap<String, String> {
+    listed_groups(broker)
+        .await
+        .into_iter()
+        .filter(|(_, kind)| kind != "share")
+        .collect()
 }
 
 /// One group now, or `None` if it does not exist. `with_age` also reads the oldest
@@ -310,52 +312,51 @@ impl ShareGroupView {
 }
 
 /// The id of every share group, sorted.
-pub(crate) fn share_group_ids(broker: &Broker) -> Vec<String> {
-    let mut ids: Vec<String> = broker.shares.lock().groups().keys().cloned().collect();
-    ids.sort();
-    ids
+pub(crate) async fn share_group_ids(broker: &Broker) -> Vec<String> {
+    listed_groups(broker)
+        .await
+        .into_iter()
+        .filter(|(_, kind)| kind == "share")
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// One share group now, or `None` if there is no such share group.
-pub(crate) fn describe_share_group(broker: &Broker, group_id: &str) -> Option<ShareGroupView> {
+pub(crate) async fn describe_share_group(
+    broker: &Broker,
+    group_id: &str,
+) -> Option<ShareGroupView> {
     let image = broker.topics.image();
-    // The share coordinator's lock is held only to copy what is shown; log offsets are read
-    // outside it.
-    let (state, epoch, members, keys) = {
-        let shares = broker.shares.lock();
-        let group = shares.groups().get(group_id)?;
-        let members: Vec<MemberView> = group
-            .members
-            .values()
-            .map(|m| MemberView {
-                member_id: m.member_id.clone(),
-                group_instance_id: None,
-                client_id: m.client_id.clone(),
-                client_host: m.client_host.clone(),
-                assignment: m
-                    .subscribed
-                    .iter()
-                    .filter_map(|name| {
-                        image
-                            .by_name
-                            .get(name)
-                            .map(|t| (name.clone(), (0..t.partitions).collect()))
-                    })
-                    .collect(),
-            })
-            .collect();
-        let keys: Vec<(uuid::Uuid, i32)> = shares
-            .partitions_of(group_id)
-            .into_iter()
-            .map(|((_, topic_id, index), _)| (*topic_id, *index))
-            .collect();
-        let state = if group.members.is_empty() {
-            "Empty"
-        } else {
-            "Stable"
-        };
-        (state.to_string(), group.epoch, members, keys)
+    let client = ClientContext::default();
+    let ask = Request::ShareGroupStatus(group_id.to_string());
+    let Ok(Response::ShareGroupStatus(Some(status))) =
+        broker.groups.call(group_id, &client, ask).await
+    else {
+        return None;
     };
+    let group = &status.group;
+    let members: Vec<MemberView> = group
+        .members
+        .values()
+        .map(|m| MemberView {
+            member_id: m.member_id.clone(),
+            group_instance_id: None,
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            assignment: m
+                .subscribed
+                .iter()
+                .filter_map(|name| {
+                    image
+                        .by_name
+                        .get(name)
+                        .map(|t| (name.clone(), (0..t.partitions).collect()))
+                })
+                .collect(),
+        })
+        .collect();
+    let states: BTreeMap<(uuid::Uuid, i32), partita_groups::shard::SharePartitionStatus> =
+        status.partitions.iter().copied().collect();
     // Log ends of the share-partitions and of every partition a member is assigned.
     let mut log_ends: BTreeMap<(String, i32), (uuid::Uuid, i64)> = BTreeMap::new();
     let mut note = |topic: &crate::topics::Topic, index: i32| {
@@ -366,7 +367,7 @@ pub(crate) fn describe_share_group(broker: &Broker, group_id: &str) -> Option<Sh
             );
         }
     };
-    for &(topic_id, index) in &keys {
+    for &(topic_id, index) in states.keys() {
         if let Some(topic) = broker.topics.get_by_id(topic_id) {
             note(&topic, index);
         }
@@ -380,20 +381,18 @@ pub(crate) fn describe_share_group(broker: &Broker, group_id: &str) -> Option<Sh
             }
         }
     }
-    let shares = broker.shares.lock();
     let partitions = log_ends
         .into_iter()
         .map(|((topic, partition), (topic_id, log_end_offset))| {
-            let key = (group_id.to_string(), topic_id, partition);
-            match shares.partition(&key) {
+            match states.get(&(topic_id, partition)) {
                 Some(p) => SharePartitionView {
                     topic,
                     partition,
-                    start_offset: Some(p.start_offset()),
+                    start_offset: Some(p.start_offset),
                     log_end_offset,
-                    share_lag: Some((log_end_offset - p.start_offset()).max(0)),
-                    in_flight: p.in_flight() as u64,
-                    acquired: p.acquired() as u64,
+                    share_lag: Some((log_end_offset - p.start_offset).max(0)),
+                    in_flight: p.in_flight,
+                    acquired: p.acquired,
                     available: p.available(log_end_offset),
                 },
                 None => SharePartitionView {
@@ -411,19 +410,20 @@ pub(crate) fn describe_share_group(broker: &Broker, group_id: &str) -> Option<Sh
         .collect();
     Some(ShareGroupView {
         group_id: group_id.to_string(),
-        state,
-        epoch,
+        state: group.state_name().to_string(),
+        epoch: group.epoch,
         members,
         partitions,
     })
 }
 
 /// Every share group now.
-pub(crate) fn share_groups(broker: &Broker) -> Vec<ShareGroupView> {
-    share_group_ids(broker)
-        .iter()
-        .filter_map(|id| describe_share_group(broker, id))
-        .collect()
+pub(crate) async fn share_groups(broker: &Broker) -> Vec<ShareGroupView> {
+    let mut groups = Vec::new();
+    for group_id in share_group_ids(broker).await {
+        groups.extend(describe_share_group(broker, &group_id).await);
+    }
+    groups
 }
 
 /// One partition of a topic.

@@ -27,7 +27,8 @@ impl GroupShard {
                 return self.respond(token, Response::DescribeGroup(described));
             }
             Some(Group::Classic(group)) => group,
-            None => {
+            // A share group is described by ShareGroupDescribe; here it is not a group.
+            None | Some(Group::Share(_)) => {
                 let dead = described
                     .with_group_state(text(GroupState::Dead.name()))
                     .with_protocol_type(text(""))
@@ -125,6 +126,7 @@ impl GroupShard {
                 },
                 None,
             )],
+            Some(Group::Share(_)) => return self.delete_share_group_state(now, group_id),
             None => Vec::new(),
         };
         for (key, value) in records {

@@ -101,9 +101,15 @@ impl Driver {
     pub(super) fn rebuilt(&self, config: GroupConfig) -> GroupShard {
         let mut shard = GroupShard::new(config, 99);
         for record in &self.journal {
-            shard
-                .replay(self.now, &record.key, record.value.as_deref())
-                .expect("the shard's own records decode");
+            let value = record.value.as_deref();
+            match record.log {
+                RecordLog::ConsumerOffsets => shard
+                    .replay(self.now, &record.key, value)
+                    .expect("the shard's own records decode"),
+                RecordLog::ShareGroupState => shard
+                    .replay_share(self.now, &record.key, value)
+                    .expect("the shard's own records decode"),
+            }
         }
         shard.finish_loading(self.now);
         shard
@@ -126,7 +132,9 @@ fn everything(shard: &GroupShard) -> String {
         .map(|(id, group)| (id, canonical(group)))
         .collect();
     let offsets: BTreeMap<&String, &GroupOffsets> = shard.offsets.iter().collect();
-    format!("{groups:#?}\n{offsets:#?}")
+    let shares: BTreeMap<&String, &SharePartitions> = shard.share_partitions.iter().collect();
+    let earliest: BTreeMap<&String, &bool> = shard.share_earliest.iter().collect();
+    format!("{groups:#?}\n{offsets:#?}\n{shares:#?}\n{earliest:#?}")
 }
 
 fn canonical(group: &Group) -> String {
@@ -142,5 +150,6 @@ fn canonical(group: &Group) -> String {
             let statics: BTreeMap<_, _> = g.static_members.drain().collect();
             format!("{g:?} {statics:?}")
         }
+        Group::Share(g) => format!("{g:?}"),
     }
 }

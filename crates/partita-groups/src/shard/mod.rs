@@ -23,20 +23,28 @@ mod consumer;
 mod deadlines;
 mod offsets;
 mod replay;
+mod share;
 mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
+use uuid::Uuid;
 
 use crate::classic::{ClassicGroup, CommittedOffset, GroupState};
 use crate::config::GroupConfig;
 use crate::consumer::{ConsumerGroup, SharedTopics};
 use crate::events::{GroupEvent, GroupEventKind};
+use crate::share::group::{ShareGroup, ShareRequestError};
+use crate::share::partition::{AcquiredRange, SharePartition};
 
 pub use deadlines::DeadlineKey;
 pub use offsets::OffsetFetchGroup;
+pub use share::{
+    AcknowledgementBatches, ShareAcknowledgements, ShareAcquire, ShareGroupStatus,
+    SharePartitionStatus, SharePlan, SharePlanned, ShareRead, ShareSessionUpdate,
+};
 pub use write::{AppendError, Staged};
 
 use deadlines::Deadlines;
@@ -83,6 +91,24 @@ pub enum Request {
     DeleteGroup(String),
     /// A topic was deleted: every group of this shard forgets its committed offsets.
     TopicDeleted(String),
+    /// ShareGroupHeartbeat, with the topics as the broker knows them.
+    ShareGroupHeartbeat(ShareGroupHeartbeatRequest, SharedTopics),
+    /// ShareGroupDescribe for one group.
+    ShareGroupDescribe(String, SharedTopics),
+    /// The share session part of a ShareFetch or ShareAcknowledge.
+    ShareSession(ShareSessionUpdate),
+    /// Acknowledgements of a ShareFetch or ShareAcknowledge.
+    ShareAcknowledge(ShareAcknowledgements),
+    /// Where a ShareFetch should read each of its partitions.
+    SharePlan(SharePlan),
+    /// Acquires records a ShareFetch has read.
+    ShareAcquire(ShareAcquire),
+    /// Sets a group's `share.auto.offset.reset` (`true`: earliest).
+    SetShareAutoOffsetReset(String, bool),
+    /// A group's `share.auto.offset.reset` (`true`: earliest).
+    ShareAutoOffsetReset(String),
+    /// A share group's members and share-partitions, for describing it.
+    ShareGroupStatus(String),
 }
 
 impl Request {
@@ -99,6 +125,15 @@ impl Request {
             Request::DescribeGroup(group_id) | Request::DeleteGroup(group_id) => Some(group_id),
             Request::ConsumerGroupHeartbeat(r, _, _) => Some(r.group_id.as_str()),
             Request::ConsumerGroupDescribe(group_id, _) => Some(group_id),
+            Request::ShareGroupHeartbeat(r, _) => Some(r.group_id.as_str()),
+            Request::ShareGroupDescribe(group_id, _)
+            | Request::SetShareAutoOffsetReset(group_id, _)
+            | Request::ShareAutoOffsetReset(group_id)
+            | Request::ShareGroupStatus(group_id) => Some(group_id),
+            Request::ShareSession(r) => Some(&r.group_id),
+            Request::ShareAcknowledge(r) => Some(&r.group_id),
+            Request::SharePlan(r) => Some(&r.group_id),
+            Request::ShareAcquire(r) => Some(&r.group_id),
             Request::ListGroups(..) | Request::TopicDeleted(_) => None,
         }
     }
@@ -133,6 +168,24 @@ pub enum Response {
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
     /// For one group of a ConsumerGroupDescribe.
     ConsumerGroupDescribe(consumer_group_describe_response::DescribedGroup),
+    /// For ShareGroupHeartbeat.
+    ShareGroupHeartbeat(ShareGroupHeartbeatResponse),
+    /// For one group of a ShareGroupDescribe.
+    ShareGroupDescribe(share_group_describe_response::DescribedGroup),
+    /// For a share session update: the session's partitions, or why not.
+    ShareSession(Result<BTreeSet<(Uuid, i32)>, ShareRequestError>),
+    /// For acknowledgements: an error code per partition.
+    ShareAcknowledged(Vec<((Uuid, i32), i16)>),
+    /// For [`Request::SharePlan`].
+    SharePlanned(SharePlanned),
+    /// For [`Request::ShareAcquire`]: the records acquired, per partition.
+    ShareAcquired(Vec<((Uuid, i32), Vec<AcquiredRange>)>),
+    /// For a request that only changes something: its error code.
+    Done(i16),
+    /// For [`Request::ShareAutoOffsetReset`]: `Some(true)` for earliest, `None` if not set.
+    ShareAutoOffsetReset(Option<bool>),
+    /// For [`Request::ShareGroupStatus`]: `None` if there is no such share group.
+    ShareGroupStatus(Option<Box<ShareGroupStatus>>),
 }
 
 /// Something for the shard to do.
@@ -152,9 +205,20 @@ pub enum Operation {
     Deadline(DeadlineKey),
 }
 
-/// A record of `__consumer_offsets`: key, and value or `None` for a tombstone.
+/// The internal topic a shard's record belongs in: its partition of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordLog {
+    /// `__consumer_offsets`: offsets and group records, in Kafka's format.
+    ConsumerOffsets,
+    /// `__share_group_state`: share-partition state and share group settings.
+    ShareGroupState,
+}
+
+/// A record of the shard: where it goes, key, and value or `None` for a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The internal topic it belongs in.
+    pub log: RecordLog,
     /// The encoded key.
     pub key: Vec<u8>,
     /// The encoded value, or `None` for a tombstone.
@@ -169,6 +233,8 @@ pub enum Group {
     Classic(ClassicGroup),
     /// A consumer group of the next-generation protocol (KIP-848).
     Consumer(ConsumerGroup),
+    /// A share group (KIP-932).
+    Share(ShareGroup),
 }
 
 impl Group {
@@ -177,6 +243,7 @@ impl Group {
         match self {
             Group::Classic(group) => &group.group_id,
             Group::Consumer(group) => &group.group_id,
+            Group::Share(group) => &group.group_id,
         }
     }
 
@@ -185,6 +252,7 @@ impl Group {
         match self {
             Group::Classic(group) => group.is_empty(),
             Group::Consumer(group) => group.members.is_empty(),
+            Group::Share(group) => group.members.is_empty(),
         }
     }
 
@@ -193,6 +261,7 @@ impl Group {
         match self {
             Group::Classic(group) => group.protocol_type.as_deref(),
             Group::Consumer(_) => Some("consumer"),
+            Group::Share(_) => Some("share"),
         }
     }
 
@@ -201,6 +270,7 @@ impl Group {
         match self {
             Group::Classic(group) => group.state.name(),
             Group::Consumer(group) => group.state_name(),
+            Group::Share(group) => group.state_name(),
         }
     }
 
@@ -209,6 +279,7 @@ impl Group {
         match self {
             Group::Classic(_) => "classic",
             Group::Consumer(_) => "consumer",
+            Group::Share(_) => "share",
         }
     }
 
@@ -217,6 +288,7 @@ impl Group {
         match self {
             Group::Classic(group) => group.state_timestamp,
             Group::Consumer(group) => group.state_timestamp,
+            Group::Share(_) => 0,
         }
     }
 
@@ -225,6 +297,7 @@ impl Group {
         match self {
             Group::Classic(group) => group.next_deadline(),
             Group::Consumer(group) => group.next_deadline(),
+            Group::Share(group) => group.members.values().map(|m| m.session_deadline).min(),
         }
     }
 
@@ -232,7 +305,7 @@ impl Group {
     pub fn as_classic(&self) -> Option<&ClassicGroup> {
         match self {
             Group::Classic(group) => Some(group),
-            Group::Consumer(_) => None,
+            _ => None,
         }
     }
 
@@ -240,7 +313,15 @@ impl Group {
     pub fn as_consumer(&self) -> Option<&ConsumerGroup> {
         match self {
             Group::Consumer(group) => Some(group),
-            Group::Classic(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The share group, if it is one.
+    pub fn as_share(&self) -> Option<&ShareGroup> {
+        match self {
+            Group::Share(group) => Some(group),
+            _ => None,
         }
     }
 }
@@ -248,11 +329,18 @@ impl Group {
 /// Committed offsets of one group, by topic and partition.
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
+/// The share-partitions of one share group, by topic id and partition.
+pub type SharePartitions = BTreeMap<(Uuid, i32), SharePartition>;
+
 /// The state of one coordinator shard.
 pub struct GroupShard {
     config: GroupConfig,
     groups: HashMap<String, Group>,
     offsets: HashMap<String, GroupOffsets>,
+    /// Share-partitions by share group; changed only by replaying their snapshots.
+    share_partitions: HashMap<String, SharePartitions>,
+    /// `share.auto.offset.reset=earliest` by group; changed only by replaying a record.
+    share_earliest: HashMap<String, bool>,
     topics: SharedTopics,
     deadlines: Deadlines,
     /// The operation running now: what it wrote, answered and would undo.
@@ -276,6 +364,8 @@ impl GroupShard {
             config,
             groups: HashMap::new(),
             offsets: HashMap::new(),
+            share_partitions: HashMap::new(),
+            share_earliest: HashMap::new(),
             topics: SharedTopics::default(),
             deadlines,
             transaction: Transaction::default(),
@@ -334,6 +424,7 @@ impl GroupShard {
             }
             Request::DeleteGroup(group_id) => self.delete_group(now, token, &group_id),
             Request::TopicDeleted(topic) => self.topic_deleted(now, token, &topic),
+            share => self.handle_share(now, token, client, share),
         }
     }
 
@@ -350,6 +441,7 @@ impl GroupShard {
                         self.run_sync_deadline(now, group_id);
                     }
                     Some(Group::Consumer(_)) => self.expire_consumer_members(now, group_id),
+                    Some(Group::Share(_)) => self.expire_share_group(now, group_id),
                     None => {}
                 }
             }
@@ -380,6 +472,11 @@ impl GroupShard {
     /// One group's committed offsets.
     pub fn offsets(&self, group_id: &str) -> Option<&GroupOffsets> {
         self.offsets.get(group_id)
+    }
+
+    /// One share group's share-partitions.
+    pub fn share_partitions(&self, group_id: &str) -> Option<&SharePartitions> {
+        self.share_partitions.get(group_id)
     }
 
     /// The group events of completed operations since the last call, oldest first.
@@ -444,7 +541,9 @@ impl GroupShard {
     /// classic group).
     fn error_for_missing_classic_group(&self, group_id: &str) -> Option<ResponseError> {
         match self.groups.get(group_id) {
-            None | Some(Group::Consumer(_)) => Some(ResponseError::UnknownMemberId),
+            None | Some(Group::Consumer(_) | Group::Share(_)) => {
+                Some(ResponseError::UnknownMemberId)
+            }
             Some(Group::Classic(group)) if group.state == GroupState::Dead => {
                 Some(ResponseError::CoordinatorNotAvailable)
             }
@@ -540,5 +639,7 @@ mod consumer_tests;
 mod harness;
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod share_tests;
 #[cfg(test)]
 mod tests;

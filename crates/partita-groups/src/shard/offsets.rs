@@ -119,6 +119,7 @@ impl GroupShard {
                 };
             }
             Some(Group::Classic(group)) => group,
+            Some(Group::Share(_)) => return Some(ResponseError::GroupIdNotFound),
             Some(Group::Consumer(consumer)) => {
                 if generation < 0 && member_id.is_empty() && instance.is_none() {
                     return (!consumer.members.is_empty())
@@ -240,6 +241,7 @@ impl GroupShard {
     fn validate_fetch(&self, request: &OffsetFetchGroup) -> Option<ResponseError> {
         let (member_id, epoch) = request.member.as_ref()?;
         match self.groups.get(&request.group_id)? {
+            Group::Share(_) => Some(ResponseError::GroupIdNotFound),
             Group::Consumer(consumer) => match consumer.members.get(member_id) {
                 None => Some(ResponseError::UnknownMemberId),
                 Some(member)
@@ -264,7 +266,9 @@ impl GroupShard {
             Response::OffsetDelete(OffsetDeleteResponse::default().with_error_code(error.code()))
         };
         let (has_members, subscribed) = match self.groups.get(&group_id) {
-            None => return self.respond(token, top_error(ResponseError::GroupIdNotFound)),
+            None | Some(Group::Share(_)) => {
+                return self.respond(token, top_error(ResponseError::GroupIdNotFound))
+            }
             Some(Group::Classic(group)) if group.state == GroupState::Dead => {
                 return self.respond(token, top_error(ResponseError::GroupIdNotFound))
             }
@@ -382,6 +386,8 @@ impl GroupShard {
             .groups
             .values()
             .filter(|g| g.is_empty() && !self.offsets.contains_key(g.group_id()))
+            // A share group is kept with its share-partitions.
+            .filter(|g| g.as_share().is_none())
             .filter(|g| g.as_classic().is_none_or(|c| c.state == GroupState::Empty))
             .map(|g| g.group_id().to_string())
             .collect();

@@ -31,6 +31,7 @@ use crate::records::GroupMetadataValue;
 const CLASSIC: &str = "classic-app";
 const CONSUMER: &str = "consumer-app";
 const SIMPLE: &str = "simple-app";
+const SHARE: &str = "share-app";
 const TOPIC: Uuid = Uuid::from_u128(0x70);
 
 fn s(text: &str) -> StrBytes {
@@ -84,6 +85,27 @@ enum Step {
     Advance {
         ms: i64,
     },
+    ShareJoin {
+        member: usize,
+    },
+    ShareLeave {
+        member: usize,
+    },
+    ShareFetch {
+        member: usize,
+        max_records: usize,
+    },
+    ShareAck {
+        member: usize,
+        kind: u8,
+    },
+    Produce {
+        partition: i32,
+        records: i64,
+    },
+    SetEarliest {
+        earliest: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -122,6 +144,19 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::TopicDeleted),
         (3..6i32).prop_map(|partitions| Step::Repartition { partitions }),
         (0..20_000i64).prop_map(|ms| Step::Advance { ms }),
+        (0..3usize).prop_map(|member| Step::ShareJoin { member }),
+        (0..3usize).prop_map(|member| Step::ShareLeave { member }),
+        (0..3usize, 1..8usize).prop_map(|(member, max_records)| Step::ShareFetch {
+            member,
+            max_records
+        }),
+        (0..3usize, 1..8usize).prop_map(|(member, max_records)| Step::ShareFetch {
+            member,
+            max_records
+        }),
+        (0..3usize, 0..4u8).prop_map(|(member, kind)| Step::ShareAck { member, kind }),
+        (0..3i32, 1..10i64).prop_map(|(partition, records)| Step::Produce { partition, records }),
+        any::<bool>().prop_map(|earliest| Step::SetEarliest { earliest }),
     ]
 }
 
@@ -157,11 +192,24 @@ struct ConsumerClient {
     instance: Option<String>,
 }
 
+/// A share-group member as its client knows itself.
+#[derive(Clone, Debug, Default)]
+struct ShareClient {
+    joined: bool,
+    epoch: i32,
+    session_epoch: i32,
+    /// Records it acquired and has not acknowledged: partition, first, last.
+    held: Vec<(i32, i64, i64)>,
+}
+
 /// The test: a driver whose appends fail when told, and the clients' view of themselves.
 struct World {
     driver: Driver,
     classic: Vec<ClassicClient>,
     consumer: Vec<ConsumerClient>,
+    share: Vec<ShareClient>,
+    /// Log end offset of each partition of the topic.
+    log_ends: BTreeMap<i32, i64>,
     topics: SharedTopics,
     /// Consumer members started so far: each start has a new member id, as clients do.
     starts: usize,
@@ -173,6 +221,8 @@ impl World {
             driver: Driver::new(config(), 11, 10_000_000),
             classic: vec![ClassicClient::default(); 3],
             consumer: vec![ConsumerClient::default(); 3],
+            share: vec![ShareClient::default(); 3],
+            log_ends: BTreeMap::new(),
             topics: Arc::default(),
             starts: 0,
         };
@@ -348,8 +398,129 @@ impl World {
             }
             Step::Repartition { partitions } => self.repartition(partitions),
             Step::Advance { ms } => self.driver.advance(ms),
+            Step::ShareJoin { member } => self.share_heartbeat(member, 0),
+            Step::ShareLeave { member } => self.share_heartbeat(member, -1),
+            Step::ShareFetch {
+                member,
+                max_records,
+            } => self.share_fetch(member, max_records),
+            Step::ShareAck { member, kind } => self.share_ack(member, kind),
+            Step::Produce { partition, records } => {
+                *self.log_ends.entry(partition).or_default() += records;
+            }
+            Step::SetEarliest { earliest } => {
+                self.send(Request::SetShareAutoOffsetReset(
+                    SHARE.to_string(),
+                    earliest,
+                ));
+            }
         }
         self.collect();
+    }
+
+    fn share_heartbeat(&mut self, member: usize, epoch: i32) {
+        let epoch = if epoch == 0 || !self.share[member].joined {
+            epoch
+        } else {
+            -1
+        };
+        let request = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(SHARE)))
+            .with_member_id(s(&format!("share-{member}")))
+            .with_member_epoch(epoch)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
+        let topics = Arc::clone(&self.topics);
+        let token = self.send(Request::ShareGroupHeartbeat(request, topics));
+        if let Some(Response::ShareGroupHeartbeat(r)) = self.driver.take(token) {
+            let client = &mut self.share[member];
+            if r.error_code == 0 {
+                client.joined = epoch == 0;
+                client.epoch = r.member_epoch;
+                client.session_epoch = 0;
+                if epoch == -1 {
+                    client.held.clear();
+                }
+            }
+        }
+    }
+
+    fn share_fetch(&mut self, member: usize, max_records: usize) {
+        let partitions: Vec<(Uuid, i32)> = (0..3).map(|p| (TOPIC, p)).collect();
+        let session = ShareSessionUpdate {
+            group_id: SHARE.to_string(),
+            member_id: format!("share-{member}"),
+            session_epoch: self.share[member].session_epoch,
+            added: partitions.clone(),
+            forgotten: Vec::new(),
+        };
+        let token = self.send(Request::ShareSession(session));
+        let Some(Response::ShareSession(Ok(_))) = self.driver.take(token) else {
+            self.share[member].session_epoch = 0;
+            return;
+        };
+        self.share[member].session_epoch += 1;
+        let plan = SharePlan {
+            group_id: SHARE.to_string(),
+            partitions: partitions
+                .iter()
+                .map(|&(t, p)| ((t, p), 0, self.log_ends.get(&p).copied().unwrap_or(0)))
+                .collect(),
+        };
+        let token = self.send(Request::SharePlan(plan));
+        let Some(Response::SharePlanned(planned)) = self.driver.take(token) else {
+            return;
+        };
+        let reads = planned
+            .reads
+            .iter()
+            .map(|&(partition, from)| ShareRead {
+                partition,
+                from,
+                covered_end: self.log_ends.get(&partition.1).copied().unwrap_or(0),
+            })
+            .collect();
+        let acquire = ShareAcquire {
+            group_id: SHARE.to_string(),
+            member_id: format!("share-{member}"),
+            reads,
+            max_records,
+        };
+        let token = self.send(Request::ShareAcquire(acquire));
+        if let Some(Response::ShareAcquired(acquired)) = self.driver.take(token) {
+            for ((_, partition), ranges) in acquired {
+                for range in ranges {
+                    let held = (partition, range.first_offset, range.last_offset);
+                    self.share[member].held.push(held);
+                }
+            }
+        }
+    }
+
+    fn share_ack(&mut self, member: usize, kind: u8) {
+        use crate::share::partition::AcknowledgeType;
+        let kind = match kind {
+            0 => AcknowledgeType::Accept,
+            1 => AcknowledgeType::Release,
+            2 => AcknowledgeType::Reject,
+            _ => AcknowledgeType::Gap,
+        };
+        let held = std::mem::take(&mut self.share[member].held);
+        let mut by_partition: BTreeMap<i32, Vec<(i64, i64, AcknowledgeType)>> = BTreeMap::new();
+        for (partition, first, last) in held {
+            by_partition
+                .entry(partition)
+                .or_default()
+                .push((first, last, kind));
+        }
+        let acks = ShareAcknowledgements {
+            group_id: SHARE.to_string(),
+            member_id: format!("share-{member}"),
+            partitions: by_partition
+                .into_iter()
+                .map(|(p, batches)| ((TOPIC, p), batches))
+                .collect(),
+        };
+        self.send(Request::ShareAcknowledge(acks));
     }
 
     fn commit(&mut self, member: Option<usize>, group: u8, partition: i32, offset: i64) {
@@ -445,6 +616,9 @@ struct DurableConsumerGroup {
 #[derive(Debug, PartialEq)]
 struct Durable {
     offsets: BTreeMap<String, GroupOffsets>,
+    /// Share-partitions, with acquired records given back as a restart does.
+    shares: BTreeMap<String, SharePartitions>,
+    share_earliest: BTreeMap<String, bool>,
     classic: BTreeMap<String, Option<GroupMetadataValue>>,
     consumer: BTreeMap<String, DurableConsumerGroup>,
 }
@@ -455,10 +629,27 @@ fn durable(shard: &GroupShard) -> Durable {
         .iter()
         .map(|(id, offsets)| (id.clone(), offsets.clone()))
         .collect();
+    let shares = shard
+        .share_partitions
+        .iter()
+        .map(|(id, partitions)| {
+            let mut partitions = partitions.clone();
+            partitions.values_mut().for_each(|p| {
+                p.release_all();
+            });
+            (id.clone(), partitions)
+        })
+        .collect();
+    let share_earliest = shard
+        .share_earliest
+        .iter()
+        .map(|(id, e)| (id.clone(), *e))
+        .collect();
     let mut classic = BTreeMap::new();
     let mut consumer = BTreeMap::new();
     for (id, group) in &shard.groups {
         match group {
+            Group::Share(_) => {}
             // A classic group that stored nothing and holds no offset leaves no trace.
             Group::Classic(g) if g.stored.is_none() && !shard.offsets.contains_key(id) => {}
             Group::Classic(g) => {
@@ -494,6 +685,8 @@ fn durable(shard: &GroupShard) -> Durable {
     }
     Durable {
         offsets,
+        shares,
+        share_earliest,
         classic,
         consumer,
     }
@@ -514,6 +707,38 @@ fn check_stable_groups_are_stored(shard: &GroupShard) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// No record is held by two share members at once.
+fn check_records_have_one_holder(world: &World) -> Result<(), TestCaseError> {
+    let mut holders: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    let group = world
+        .driver
+        .shard
+        .groups
+        .get(SHARE)
+        .and_then(Group::as_share);
+    for (member, client) in world.share.iter().enumerate() {
+        let still_member =
+            group.is_some_and(|g| g.members.contains_key(&format!("share-{member}")));
+        if !still_member {
+            continue;
+        }
+        for &(partition, first, last) in &client.held {
+            for offset in first..=last {
+                let previous = holders.insert((partition, offset), member);
+                prop_assert!(
+                    previous.is_none() || world.driver.now > 10_000_000,
+                    "record {}:{} held by {:?} and {}",
+                    partition,
+                    offset,
+                    previous,
+                    member
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -522,6 +747,7 @@ proptest! {
         steps in prop::collection::vec((step(), prop::bool::weighted(0.2)), 1..80)
     ) {
         let mut world = World::new();
+        let mut acquired = 0;
         for (step, fail) in &steps {
             world.driver.failing = *fail;
             world.run(step);
@@ -534,6 +760,9 @@ proptest! {
                 step
             );
             check_stable_groups_are_stored(&world.driver.shard)?;
+            check_records_have_one_holder(&world)?;
+            acquired += world.share.iter().map(|c| c.held.len()).sum::<usize>();
         }
+        let _ = acquired;
     }
 }

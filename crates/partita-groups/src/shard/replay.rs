@@ -26,8 +26,9 @@ impl GroupShard {
         Ok(())
     }
 
-    /// Ends start-up: classic groups take the generation their last record stored, and every
-    /// group's deadlines are indexed.
+    /// Ends start-up: classic groups take the generation their last record stored, records
+    /// that were acquired by share group members are offered again, and every group's
+    /// deadlines are indexed.
     pub fn finish_loading(&mut self, now: i64) {
         for group in self.groups.values_mut() {
             if let Group::Classic(classic) = group {
@@ -36,6 +37,7 @@ impl GroupShard {
                 }
             }
         }
+        self.release_share_records_at_start();
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in ids {
             self.reindex(&group_id);

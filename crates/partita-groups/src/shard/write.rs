@@ -18,7 +18,10 @@ use super::{log_event, GroupShard, Request, Response, Token};
 use crate::classic::CommittedOffset;
 use crate::events::GroupEvent;
 use crate::records::{RecordKey, RecordValue};
-use crate::shard::{Group, Record};
+use crate::shard::{Group, Record, RecordLog};
+use crate::share::group::SharePartitionKey;
+use crate::share::partition::SharePartition;
+use crate::share::records::{ShareStateKey, ShareStateValue};
 
 /// How long deadlines wait after an append failed, so that a storage outage is not retried
 /// in a busy loop.
@@ -47,6 +50,12 @@ pub(super) enum RequestKind {
     ConsumerGroupHeartbeat,
     DeleteGroup,
     TopicDeleted,
+    ShareGroupHeartbeat,
+    ShareAcknowledge,
+    SharePlan,
+    ShareAcquire,
+    /// A request answered [`Response::Done`].
+    Setting,
     ReadOnly,
 }
 
@@ -62,10 +71,19 @@ impl RequestKind {
             Request::ConsumerGroupHeartbeat(..) => RequestKind::ConsumerGroupHeartbeat,
             Request::DeleteGroup(..) => RequestKind::DeleteGroup,
             Request::TopicDeleted(..) => RequestKind::TopicDeleted,
+            Request::ShareGroupHeartbeat(..) => RequestKind::ShareGroupHeartbeat,
+            Request::ShareAcknowledge(..) => RequestKind::ShareAcknowledge,
+            Request::SharePlan(..) => RequestKind::SharePlan,
+            Request::ShareAcquire(..) => RequestKind::ShareAcquire,
+            Request::SetShareAutoOffsetReset(..) => RequestKind::Setting,
             Request::OffsetFetch(..)
             | Request::DescribeGroup(..)
             | Request::ListGroups(..)
-            | Request::ConsumerGroupDescribe(..) => RequestKind::ReadOnly,
+            | Request::ConsumerGroupDescribe(..)
+            | Request::ShareGroupDescribe(..)
+            | Request::ShareSession(..)
+            | Request::ShareAutoOffsetReset(..)
+            | Request::ShareGroupStatus(..) => RequestKind::ReadOnly,
         }
     }
 }
@@ -80,6 +98,10 @@ struct Undo {
     groups: Vec<(String, Option<Group>)>,
     /// Each committed offset it wrote, as it was before, in the order written.
     offsets: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    /// Each share-partition it wrote, as it was before, in the order written.
+    share_partitions: Vec<(SharePartitionKey, Option<SharePartition>)>,
+    /// Each `share.auto.offset.reset` it wrote, as it was before.
+    share_earliest: Vec<(String, Option<bool>)>,
 }
 
 /// The operation running now.
@@ -143,10 +165,53 @@ impl GroupShard {
             self.remember_group(&group);
         }
         self.transaction.records.push(Record {
+            log: RecordLog::ConsumerOffsets,
             key: key.encode(),
             value: value.as_ref().map(RecordValue::encode),
         });
         self.apply(now, key, value);
+    }
+
+    /// Writes one record of `__share_group_state`: appended with the operation's others, and
+    /// replayed now.
+    pub(super) fn write_share(
+        &mut self,
+        now: i64,
+        key: ShareStateKey,
+        value: Option<ShareStateValue>,
+    ) {
+        let undo = &mut self.transaction.undo;
+        match &key {
+            ShareStateKey::Snapshot {
+                group,
+                topic_id,
+                partition,
+            } => {
+                let before = self
+                    .share_partitions
+                    .get(group)
+                    .and_then(|partitions| partitions.get(&(*topic_id, *partition)))
+                    .cloned();
+                let partition_key = (group.clone(), *topic_id, *partition);
+                undo.share_partitions.push((partition_key, before));
+            }
+            ShareStateKey::GroupConfig { group } => {
+                let before = self.share_earliest.get(group).copied();
+                undo.share_earliest.push((group.clone(), before));
+            }
+        }
+        let group = match &key {
+            ShareStateKey::Snapshot { group, .. } | ShareStateKey::GroupConfig { group } => {
+                group.clone()
+            }
+        };
+        self.remember_group(&group);
+        self.transaction.records.push(Record {
+            log: RecordLog::ShareGroupState,
+            key: key.encode(),
+            value: value.as_ref().map(ShareStateValue::encode),
+        });
+        self.apply_share(now, key, value);
     }
 
     /// Ends the operation running now.
@@ -203,6 +268,22 @@ impl GroupShard {
     }
 
     fn undo(&mut self, undo: Undo) {
+        for ((group, topic_id, partition), before) in undo.share_partitions.into_iter().rev() {
+            let partitions = self.share_partitions.entry(group.clone()).or_default();
+            match before {
+                Some(state) => partitions.insert((topic_id, partition), state),
+                None => partitions.remove(&(topic_id, partition)),
+            };
+            if partitions.is_empty() {
+                self.share_partitions.remove(&group);
+            }
+        }
+        for (group, before) in undo.share_earliest.into_iter().rev() {
+            match before {
+                Some(earliest) => self.share_earliest.insert(group, earliest),
+                None => self.share_earliest.remove(&group),
+            };
+        }
         for ((group, topic, partition), before) in undo.offsets.into_iter().rev() {
             let offsets = self.offsets.entry(group.clone()).or_default();
             match before {
@@ -221,9 +302,17 @@ impl GroupShard {
         }
     }
 
-    /// Puts a group's next deadline in the index.
+    /// Puts a group's next deadline in the index: its members', and for a share group, its
+    /// records' acquisition locks.
     pub(super) fn reindex(&mut self, group_id: &str) {
-        let next = self.groups.get(group_id).and_then(Group::next_deadline);
+        let locks = self
+            .share_partitions
+            .get(group_id)
+            .into_iter()
+            .flat_map(|partitions| partitions.values())
+            .filter_map(SharePartition::next_deadline);
+        let members = self.groups.get(group_id).and_then(Group::next_deadline);
+        let next = locks.chain(members).min();
         self.deadlines
             .set(DeadlineKey::Group(group_id.to_string()), next);
     }
@@ -284,6 +373,26 @@ fn failed(kind: RequestKind, answered: Option<Response>, error: ResponseError) -
                 ))),
         ),
         (RequestKind::DeleteGroup, _) => Response::DeleteGroup(code),
+        (RequestKind::ShareGroupHeartbeat, _) => Response::ShareGroupHeartbeat(
+            ShareGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(text(
+                    "the coordinator could not store the group's state",
+                ))),
+        ),
+        (RequestKind::ShareAcknowledge, Some(Response::ShareAcknowledged(partitions))) => {
+            let failed = partitions
+                .into_iter()
+                .map(|(partition, own)| (partition, if own == 0 { code } else { own }))
+                .collect();
+            Response::ShareAcknowledged(failed)
+        }
+        (RequestKind::ShareAcknowledge, _) => Response::ShareAcknowledged(Vec::new()),
+        // Nothing to read, and nothing acquired: the records stay where they were, for the
+        // next fetch.
+        (RequestKind::SharePlan, _) => Response::SharePlanned(Default::default()),
+        (RequestKind::ShareAcquire, _) => Response::ShareAcquired(Vec::new()),
+        (RequestKind::Setting, _) => Response::Done(code),
         (RequestKind::TopicDeleted, _) => Response::TopicDeleted(0),
         (RequestKind::OffsetCommit, _) => Response::OffsetCommit(OffsetCommitResponse::default()),
         (RequestKind::ReadOnly, Some(response)) => response,

@@ -86,7 +86,7 @@ pub struct AcquiredRange {
 pub struct InvalidRecordState;
 
 /// Settings of a share-partition.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SharePartitionConfig {
     /// `group.share.record.lock.duration.ms`.
     pub lock_duration_ms: i64,
@@ -115,17 +115,44 @@ struct InFlight {
 }
 
 /// The persisted form of a share-partition: its start offset and the state of every record
-/// from there that is not simply Available and undelivered.
+/// of its in-flight window, exactly (a partition rebuilt from it is the same partition).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShareSnapshot {
     /// The share-partition start offset: everything below is done.
     pub start_offset: i64,
-    /// Runs of records with the same state and delivery count: (first, last, state, count).
-    pub batches: Vec<(i64, i64, RecordState, i16)>,
+    /// Runs of records in the same state, from the start offset on.
+    pub batches: Vec<SnapshotBatch>,
+}
+
+/// A run of consecutive records in the same state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotBatch {
+    /// First offset.
+    pub first_offset: i64,
+    /// Last offset, inclusive.
+    pub last_offset: i64,
+    /// Their state.
+    pub state: RecordState,
+    /// How many times they have been delivered.
+    pub delivery_count: i16,
+    /// Who holds them, when Acquired.
+    pub owner: Option<String>,
+    /// When their acquisition lock expires, when Acquired.
+    pub lock_deadline: i64,
+}
+
+impl SnapshotBatch {
+    fn extends(&self, offset: i64, record: &InFlight) -> bool {
+        self.last_offset + 1 == offset
+            && self.state == record.state
+            && self.delivery_count == record.delivery_count
+            && self.owner == record.owner
+            && self.lock_deadline == record.lock_deadline
+    }
 }
 
 /// The in-flight window of one share-partition.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharePartition {
     config: SharePartitionConfig,
     start_offset: i64,
@@ -145,30 +172,38 @@ impl SharePartition {
         }
     }
 
-    /// Rebuilds a share-partition from its snapshot; acquired records become available
-    /// again, since their holders are gone.
-    pub fn restore(config: SharePartitionConfig, snapshot: &ShareSnapshot) -> SharePartition {
+    /// Rebuilds a share-partition exactly as its snapshot describes it.
+    pub fn from_snapshot(config: SharePartitionConfig, snapshot: &ShareSnapshot) -> SharePartition {
         let mut partition = SharePartition::new(config, snapshot.start_offset);
-        for &(first, last, state, delivery_count) in &snapshot.batches {
-            let state = match state {
-                RecordState::Acquired => RecordState::Available,
-                other => other,
-            };
-            for offset in first.max(snapshot.start_offset)..=last {
-                partition.records.insert(
-                    offset,
-                    InFlight {
-                        state,
-                        delivery_count,
-                        owner: None,
-                        lock_deadline: 0,
-                    },
-                );
+        for batch in &snapshot.batches {
+            for offset in batch.first_offset.max(snapshot.start_offset)..=batch.last_offset {
+                let record = InFlight {
+                    state: batch.state,
+                    delivery_count: batch.delivery_count,
+                    owner: batch.owner.clone(),
+                    lock_deadline: batch.lock_deadline,
+                };
+                partition.records.insert(offset, record);
             }
-            partition.end_offset = partition.end_offset.max(last + 1);
+            partition.end_offset = partition.end_offset.max(batch.last_offset + 1);
         }
         partition.advance_start();
         partition
+    }
+
+    /// Gives back every acquired record, as at start-up, when their holders are gone.
+    /// Returns whether anything changed.
+    pub fn release_all(&mut self) -> bool {
+        let limit = self.config.delivery_count_limit;
+        let mut changed = false;
+        for record in self.records.values_mut() {
+            if record.state == RecordState::Acquired {
+                release(record, limit);
+                changed = true;
+            }
+        }
+        self.advance_start();
+        changed
     }
 
     /// The share-partition start offset.
@@ -232,19 +267,21 @@ impl SharePartition {
             .map_or(self.end_offset, |(offset, _)| *offset)
     }
 
-    /// Acquires up to `max_records` records below `log_end_offset` for `member`: first those
-    /// offered before and available again, then new ones.
+    /// Acquires up to `max_records` records of `from..upper_bound` for `member` (the records
+    /// a fetch read): first those offered before and available again, then new ones.
     pub fn acquire(
         &mut self,
         member: &str,
         now: i64,
-        log_end_offset: i64,
+        from: i64,
+        upper_bound: i64,
         max_records: usize,
     ) -> Vec<AcquiredRange> {
         self.expire_locks(now);
         let mut acquired: Vec<(i64, i16)> = Vec::new();
         let lock_deadline = now + self.config.lock_duration_ms;
-        for (offset, record) in self.records.range_mut(..log_end_offset) {
+        let log_end_offset = upper_bound;
+        for (offset, record) in self.records.range_mut(from..log_end_offset) {
             if acquired.len() >= max_records {
                 break;
             }
@@ -257,6 +294,7 @@ impl SharePartition {
             }
         }
         while acquired.len() < max_records
+            && self.end_offset >= from
             && self.end_offset < log_end_offset
             && self.records.len() < self.config.max_in_flight
         {
@@ -312,15 +350,19 @@ impl SharePartition {
         Ok(())
     }
 
-    /// Gives back every record `member` holds, as when it leaves or is removed.
-    pub fn release_member(&mut self, member: &str) {
+    /// Gives back every record `member` holds, as when it leaves or is removed. Returns
+    /// whether it held any.
+    pub fn release_member(&mut self, member: &str) -> bool {
         let limit = self.config.delivery_count_limit;
+        let mut changed = false;
         for record in self.records.values_mut() {
             if record.state == RecordState::Acquired && record.owner.as_deref() == Some(member) {
                 release(record, limit);
+                changed = true;
             }
         }
         self.advance_start();
+        changed
     }
 
     /// Makes records whose lock has expired available again (or archives them if they have
@@ -351,17 +393,18 @@ impl SharePartition {
 
     /// The persisted form.
     pub fn snapshot(&self) -> ShareSnapshot {
-        let mut batches: Vec<(i64, i64, RecordState, i16)> = Vec::new();
+        let mut batches: Vec<SnapshotBatch> = Vec::new();
         for (offset, record) in &self.records {
             match batches.last_mut() {
-                Some(last)
-                    if last.1 + 1 == *offset
-                        && last.2 == record.state
-                        && last.3 == record.delivery_count =>
-                {
-                    last.1 = *offset
-                }
-                _ => batches.push((*offset, *offset, record.state, record.delivery_count)),
+                Some(last) if last.extends(*offset, record) => last.last_offset = *offset,
+                _ => batches.push(SnapshotBatch {
+                    first_offset: *offset,
+                    last_offset: *offset,
+                    state: record.state,
+                    delivery_count: record.delivery_count,
+                    owner: record.owner.clone(),
+                    lock_deadline: record.lock_deadline,
+                }),
             }
         }
         ShareSnapshot {
@@ -438,36 +481,36 @@ mod tests {
     #[test]
     fn members_acquire_disjoint_records() {
         let mut p = SharePartition::new(config(), 0);
-        assert_eq!(p.acquire("a", 0, 10, 4), vec![range(0, 3, 1)]);
-        assert_eq!(p.acquire("b", 0, 10, 4), vec![range(4, 7, 1)]);
-        assert_eq!(p.acquire("c", 0, 10, 4), vec![range(8, 9, 1)]);
-        assert_eq!(p.acquire("c", 0, 10, 4), vec![], "nothing left");
+        assert_eq!(p.acquire("a", 0, 0, 10, 4), vec![range(0, 3, 1)]);
+        assert_eq!(p.acquire("b", 0, 0, 10, 4), vec![range(4, 7, 1)]);
+        assert_eq!(p.acquire("c", 0, 0, 10, 4), vec![range(8, 9, 1)]);
+        assert_eq!(p.acquire("c", 0, 0, 10, 4), vec![], "nothing left");
     }
 
     #[test]
     fn accepted_records_move_the_start_offset_and_are_never_delivered_again() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 5, 5);
+        p.acquire("a", 0, 0, 5, 5);
         p.acknowledge("a", 0, 4, AcknowledgeType::Accept).unwrap();
         assert_eq!(p.start_offset(), 5);
-        assert_eq!(p.acquire("b", 10, 5, 5), vec![]);
+        assert_eq!(p.acquire("b", 10, 0, 5, 5), vec![]);
     }
 
     #[test]
     fn released_records_come_back_with_a_higher_delivery_count() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 3, 3);
+        p.acquire("a", 0, 0, 3, 3);
         p.acknowledge("a", 1, 1, AcknowledgeType::Release).unwrap();
-        assert_eq!(p.acquire("b", 0, 3, 3), vec![range(1, 1, 2)]);
+        assert_eq!(p.acquire("b", 0, 0, 3, 3), vec![range(1, 1, 2)]);
     }
 
     #[test]
     fn rejected_records_never_come_back() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 2, 2);
+        p.acquire("a", 0, 0, 2, 2);
         p.acknowledge("a", 0, 0, AcknowledgeType::Reject).unwrap();
         p.acknowledge("a", 1, 1, AcknowledgeType::Release).unwrap();
-        assert_eq!(p.acquire("b", 0, 2, 5), vec![range(1, 1, 2)]);
+        assert_eq!(p.acquire("b", 0, 0, 2, 5), vec![range(1, 1, 2)]);
         assert_eq!(p.start_offset(), 1, "the rejected record is archived");
     }
 
@@ -475,11 +518,11 @@ mod tests {
     fn a_record_released_past_the_delivery_limit_is_archived() {
         let mut p = SharePartition::new(config(), 0);
         for delivery in 1..=3 {
-            assert_eq!(p.acquire("a", 0, 1, 1), vec![range(0, 0, delivery)]);
+            assert_eq!(p.acquire("a", 0, 0, 1, 1), vec![range(0, 0, delivery)]);
             p.acknowledge("a", 0, 0, AcknowledgeType::Release).unwrap();
         }
         assert_eq!(
-            p.acquire("a", 0, 1, 1),
+            p.acquire("a", 0, 0, 1, 1),
             vec![],
             "archived after 3 deliveries"
         );
@@ -489,10 +532,10 @@ mod tests {
     #[test]
     fn expired_locks_make_records_available_to_others() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 2, 2);
+        p.acquire("a", 0, 0, 2, 2);
         assert_eq!(p.next_deadline(), Some(1_000));
-        assert_eq!(p.acquire("b", 999, 2, 2), vec![], "still locked");
-        assert_eq!(p.acquire("b", 1_000, 2, 2), vec![range(0, 1, 2)]);
+        assert_eq!(p.acquire("b", 999, 0, 2, 2), vec![], "still locked");
+        assert_eq!(p.acquire("b", 1_000, 0, 2, 2), vec![range(0, 1, 2)]);
         // The first holder's late acknowledgement is refused.
         assert_eq!(
             p.acknowledge("a", 0, 1, AcknowledgeType::Accept),
@@ -505,8 +548,8 @@ mod tests {
     #[test]
     fn acknowledging_records_not_held_is_refused_whole() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 2, 1);
-        p.acquire("b", 0, 2, 1);
+        p.acquire("a", 0, 0, 2, 1);
+        p.acquire("b", 0, 0, 2, 1);
         assert_eq!(
             p.acknowledge("a", 0, 1, AcknowledgeType::Accept),
             Err(InvalidRecordState)
@@ -523,15 +566,15 @@ mod tests {
     #[test]
     fn a_member_that_leaves_gives_its_records_back() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 3, 3);
+        p.acquire("a", 0, 0, 3, 3);
         p.release_member("a");
-        assert_eq!(p.acquire("b", 0, 3, 3), vec![range(0, 2, 2)]);
+        assert_eq!(p.acquire("b", 0, 0, 3, 3), vec![range(0, 2, 2)]);
     }
 
     #[test]
     fn the_window_advances_over_archived_records() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 4, 4);
+        p.acquire("a", 0, 0, 4, 4);
         p.acknowledge("a", 1, 2, AcknowledgeType::Reject).unwrap();
         assert_eq!(p.start_offset(), 0, "offset 0 is still held");
         p.acknowledge("a", 0, 0, AcknowledgeType::Accept).unwrap();
@@ -547,16 +590,16 @@ mod tests {
             },
             0,
         );
-        assert_eq!(p.acquire("a", 0, 10, 10), vec![range(0, 2, 1)]);
+        assert_eq!(p.acquire("a", 0, 0, 10, 10), vec![range(0, 2, 1)]);
         p.acknowledge("a", 0, 0, AcknowledgeType::Accept).unwrap();
-        assert_eq!(p.acquire("a", 0, 10, 10), vec![range(3, 3, 1)]);
+        assert_eq!(p.acquire("a", 0, 0, 10, 10), vec![range(3, 3, 1)]);
     }
 
     #[test]
     fn counts_of_acquired_and_available_records() {
         let mut p = SharePartition::new(config(), 0);
         assert_eq!(p.available(10), 10, "nothing delivered yet");
-        p.acquire("a", 0, 10, 4);
+        p.acquire("a", 0, 0, 10, 4);
         assert_eq!((p.acquired(), p.in_flight(), p.available(10)), (4, 4, 6));
         p.acknowledge("a", 0, 0, AcknowledgeType::Accept).unwrap();
         p.acknowledge("a", 1, 1, AcknowledgeType::Release).unwrap();
@@ -573,13 +616,14 @@ mod tests {
     #[test]
     fn a_restored_partition_keeps_accepted_records_and_frees_acquired_ones() {
         let mut p = SharePartition::new(config(), 0);
-        p.acquire("a", 0, 6, 6);
+        p.acquire("a", 0, 0, 6, 6);
         p.acknowledge("a", 0, 1, AcknowledgeType::Accept).unwrap();
         p.acknowledge("a", 3, 3, AcknowledgeType::Accept).unwrap();
-        let restored = SharePartition::restore(config(), &p.snapshot());
-        let mut restored = restored;
+        let mut restored = SharePartition::from_snapshot(config(), &p.snapshot());
+        assert_eq!(restored, p, "a snapshot holds the whole partition");
+        restored.release_all();
         assert_eq!(restored.start_offset(), 2);
-        let again = restored.acquire("b", 0, 6, 10);
+        let again = restored.acquire("b", 0, 0, 6, 10);
         assert_eq!(
             again,
             vec![range(2, 2, 2), range(4, 5, 2)],

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::partition::{RecordState, ShareSnapshot};
+use super::partition::{RecordState, ShareSnapshot, SnapshotBatch};
 
 /// Key type of a share-partition snapshot.
 const SNAPSHOT: i16 = 0;
@@ -110,52 +110,98 @@ impl ShareStateKey {
     }
 }
 
-/// Encodes a share-partition snapshot (value version 0).
+/// The snapshot value version written: 1 adds the holder and lock deadline of acquired
+/// records to version 0.
+const SNAPSHOT_VERSION: i16 = 1;
+
+/// Bytes of a batch at least (version 0's fixed part).
+const MIN_BATCH_BYTES: usize = 19;
+
+/// Encodes a share-partition snapshot.
 pub fn encode_snapshot(snapshot: &ShareSnapshot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + snapshot.batches.len() * 19);
-    out.extend_from_slice(&0i16.to_be_bytes());
+    let mut out = Vec::with_capacity(16 + snapshot.batches.len() * MIN_BATCH_BYTES);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
     out.extend_from_slice(&snapshot.start_offset.to_be_bytes());
     out.extend_from_slice(&(snapshot.batches.len() as i32).to_be_bytes());
-    for &(first, last, state, delivery_count) in &snapshot.batches {
-        out.extend_from_slice(&first.to_be_bytes());
-        out.extend_from_slice(&last.to_be_bytes());
-        out.extend_from_slice(&delivery_count.to_be_bytes());
-        out.push(state.code() as u8);
+    for batch in &snapshot.batches {
+        out.extend_from_slice(&batch.first_offset.to_be_bytes());
+        out.extend_from_slice(&batch.last_offset.to_be_bytes());
+        out.extend_from_slice(&batch.delivery_count.to_be_bytes());
+        out.push(batch.state.code() as u8);
+        put_string(&mut out, batch.owner.as_deref().unwrap_or(""));
+        out.extend_from_slice(&batch.lock_deadline.to_be_bytes());
     }
     out
 }
 
-/// Decodes a share-partition snapshot.
+/// Decodes a share-partition snapshot (version 0 or 1).
 pub fn decode_snapshot(bytes: &[u8]) -> Result<ShareSnapshot, ShareStateError> {
     let mut r = Reader(bytes);
-    if r.i16()? != 0 {
+    let version = r.i16()?;
+    if !(0..=SNAPSHOT_VERSION).contains(&version) {
         return Err(ShareStateError);
     }
     let start_offset = r.i64()?;
     let count = usize::try_from(r.i32()?).map_err(|_| ShareStateError)?;
-    if count > bytes.len() / 19 {
+    if count > bytes.len() / MIN_BATCH_BYTES {
         return Err(ShareStateError);
     }
     let mut batches = Vec::with_capacity(count);
     for _ in 0..count {
-        let first = r.i64()?;
-        let last = r.i64()?;
+        let first_offset = r.i64()?;
+        let last_offset = r.i64()?;
         let delivery_count = r.i16()?;
         let [state] = r.take::<1>()?;
-        if last < first || last - first > 1_000_000 {
+        let (owner, lock_deadline) = if version >= 1 {
+            (r.string()?, r.i64()?)
+        } else {
+            (String::new(), 0)
+        };
+        if last_offset < first_offset || last_offset - first_offset > 1_000_000 {
             return Err(ShareStateError);
         }
-        batches.push((
-            first,
-            last,
-            RecordState::from_code(state as i8),
+        batches.push(SnapshotBatch {
+            first_offset,
+            last_offset,
+            state: RecordState::from_code(state as i8),
             delivery_count,
-        ));
+            owner: (!owner.is_empty()).then_some(owner),
+            lock_deadline,
+        });
     }
     Ok(ShareSnapshot {
         start_offset,
         batches,
     })
+}
+
+/// A decoded value of `__share_group_state`, of the type its key names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareStateValue {
+    /// For [`ShareStateKey::Snapshot`].
+    Snapshot(ShareSnapshot),
+    /// For [`ShareStateKey::GroupConfig`]: whether `share.auto.offset.reset` is `earliest`.
+    GroupConfig(bool),
+}
+
+impl ShareStateValue {
+    /// Encodes the value.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ShareStateValue::Snapshot(snapshot) => encode_snapshot(snapshot),
+            ShareStateValue::GroupConfig(earliest) => encode_group_config(*earliest),
+        }
+    }
+
+    /// Decodes the value of a record with this key.
+    pub fn decode(key: &ShareStateKey, bytes: &[u8]) -> Result<ShareStateValue, ShareStateError> {
+        match key {
+            ShareStateKey::Snapshot { .. } => decode_snapshot(bytes).map(ShareStateValue::Snapshot),
+            ShareStateKey::GroupConfig { .. } => {
+                decode_group_config(bytes).map(ShareStateValue::GroupConfig)
+            }
+        }
+    }
 }
 
 /// Encodes a group's `share.auto.offset.reset` (value version 0: 1 for earliest).
@@ -191,11 +237,20 @@ mod tests {
             group: "workers".into(),
         };
         assert_eq!(ShareStateKey::decode(&group.encode()), Ok(group));
+        let batch = |first, last, state, count, owner: Option<&str>| SnapshotBatch {
+            first_offset: first,
+            last_offset: last,
+            state,
+            delivery_count: count,
+            owner: owner.map(str::to_string),
+            lock_deadline: if owner.is_some() { 77 } else { 0 },
+        };
         let snapshot = ShareSnapshot {
             start_offset: 10,
             batches: vec![
-                (10, 12, RecordState::Acknowledged, 1),
-                (13, 13, RecordState::Available, 2),
+                batch(10, 12, RecordState::Acknowledged, 1, None),
+                batch(13, 13, RecordState::Available, 2, None),
+                batch(14, 15, RecordState::Acquired, 1, Some("member-a")),
             ],
         };
         assert_eq!(decode_snapshot(&encode_snapshot(&snapshot)), Ok(snapshot));
@@ -203,10 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn version_0_snapshots_are_read() {
+        let mut bytes = 0i16.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&5i64.to_be_bytes());
+        bytes.extend_from_slice(&1i32.to_be_bytes());
+        bytes.extend_from_slice(&5i64.to_be_bytes());
+        bytes.extend_from_slice(&6i64.to_be_bytes());
+        bytes.extend_from_slice(&2i16.to_be_bytes());
+        bytes.push(RecordState::Acknowledged.code() as u8);
+        let snapshot = decode_snapshot(&bytes).unwrap();
+        assert_eq!(snapshot.start_offset, 5);
+        assert_eq!(snapshot.batches[0].last_offset, 6);
+        assert_eq!(snapshot.batches[0].owner, None);
+    }
+
+    #[test]
     fn damaged_records_are_refused_without_panicking() {
         let bytes = encode_snapshot(&ShareSnapshot {
             start_offset: 1,
-            batches: vec![(1, 2, RecordState::Archived, 5)],
+            batches: vec![SnapshotBatch {
+                first_offset: 1,
+                last_offset: 2,
+                state: RecordState::Archived,
+                delivery_count: 5,
+                owner: None,
+                lock_deadline: 0,
+            }],
         });
         for len in 0..bytes.len() {
             assert!(decode_snapshot(&bytes[..len]).is_err());

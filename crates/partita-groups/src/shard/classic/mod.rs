@@ -97,6 +97,10 @@ impl GroupShard {
         if let Err(error) = self.leave_consumer_protocol(now, &group_id) {
             return self.respond(token, join_error(error, &join.member_id));
         }
+        if let Some(Group::Share(_)) = self.groups.get(&group_id) {
+            let error = ResponseError::InconsistentGroupProtocol;
+            return self.respond(token, join_error(error, &join.member_id));
+        }
         if !self.groups.contains_key(&group_id) {
             if !join.member_id.is_empty() {
                 return self.respond(
@@ -424,7 +428,7 @@ impl GroupShard {
     pub(in crate::shard) fn touch_member(&mut self, now: i64, group_id: &str, member_id: &str) {
         if let Some(member) = self.groups.get_mut(group_id).and_then(|g| match g {
             Group::Classic(group) => group.members.get_mut(member_id),
-            Group::Consumer(_) => None,
+            Group::Consumer(_) | Group::Share(_) => None,
         }) {
             member.session_deadline = member
                 .session_deadline
