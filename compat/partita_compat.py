@@ -85,7 +85,8 @@ class Broker:
     """One Partita broker process on a fixed port and data directory."""
 
     def __init__(self, binary: Path, port: int, data_dir: Path, log_path: Path,
-                 settings: Optional[Mapping[str, object]] = None):
+                 settings: Optional[Mapping[str, object]] = None,
+                 env: Optional[Mapping[str, str]] = None):
         self.binary = Path(binary)
         self.port = port
         self.data_dir = Path(data_dir)
@@ -94,6 +95,8 @@ class Broker:
         # would otherwise all try to bind the default port.
         self.settings = {"http.listen": ""}
         self.settings.update({k: _setting_value(v) for k, v in (settings or {}).items()})
+        # Extra environment variables of the broker process (LD_PRELOAD for fault tests).
+        self.env = dict(env or {})
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
 
@@ -129,6 +132,7 @@ class Broker:
             log.flush()
             env = dict(os.environ)
             env.setdefault("RUST_BACKTRACE", "1")
+            env.update(self.env)
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          env=env, preexec_fn=_die_with_parent)
         self._wait_ready()

@@ -50,15 +50,15 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the data directory (creating it on first start), recovers every topic and
-    /// starts the group coordinator from `__consumer_offsets`. Must be called within the
+    /// starts the group coordinator from `__consumer_offsets`. Called at start-up, within the
     /// runtime, which runs the coordinator's shards.
-    pub fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
+    pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
         fs::create_dir_all(&config.data_dir)?;
         let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
         let topics = TopicRegistry::open(&config)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
-        let groups = ShardRouter::start(&topics, &config.groups, Arc::clone(&group_events))?;
+        let groups = ShardRouter::start(&topics, &config.groups, Arc::clone(&group_events)).await?;
         Ok(Broker {
             admission: Admission::new(&config),
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
@@ -76,7 +76,7 @@ impl Broker {
 
     /// Looks a topic up, creating it with the broker defaults when auto-creation is enabled and
     /// the caller allows it. `Ok(None)` means the topic does not exist.
-    pub fn topic_or_auto_create(
+    pub async fn topic_or_auto_create(
         &self,
         name: &str,
         allow_auto_create: bool,
@@ -91,6 +91,7 @@ impl Broker {
         match self
             .topics
             .create(name, self.config.num_partitions, TopicOverrides::new())
+            .await
         {
             Ok(topic) => Ok(Some(topic)),
             Err(BrokerError::TopicAlreadyExists(_)) => Ok(self.topics.get(name)),
@@ -109,8 +110,8 @@ impl Broker {
     }
 
     /// Flushes and closes everything; called once at shutdown.
-    pub fn shutdown(&self) {
-        self.topics.flush_all();
+    pub async fn shutdown(&self) {
+        self.topics.flush_all().await;
     }
 }
 

@@ -140,6 +140,7 @@ pub(crate) async fn dispatch(
 
     if api_key == ApiKey::ListOffsets && version == 0 {
         let body = handlers::list_offsets::handle_v0(broker, &mut frame)
+            .await
             .map_err(|e| DispatchError::Close(format!("malformed ListOffsets v0 request: {e}")))?;
         return Ok(Some(frame_raw(correlation_id, &body)));
     }

@@ -54,9 +54,9 @@ pub struct ShardRouter {
 pub struct CoordinatorUnavailable;
 
 impl ShardRouter {
-    /// Creates `__consumer_offsets` if needed, rebuilds every shard from it and starts the
-    /// shard tasks. Must be called within the runtime.
-    pub fn start(
+    /// Creates `__consumer_offsets` and `__share_group_state` if needed, rebuilds every shard
+    /// from them and starts the shard tasks. Called at start-up, within the runtime.
+    pub async fn start(
         topics: &TopicRegistry,
         config: &GroupConfig,
         events: Arc<GroupEventLog>,
@@ -86,7 +86,7 @@ impl ShardRouter {
                 share_state: Arc::clone(&share_state),
                 events: Arc::clone(&events),
             };
-            let shard = driver.load()?;
+            let shard = driver.load().await?;
             let (sender, receiver) = mpsc::channel(1024);
             tokio::spawn(driver.run(shard, receiver));
             shards.push(sender);
@@ -144,11 +144,11 @@ fn internal_topic(
             let mut overrides = TopicOverrides::new();
             overrides.insert("cleanup.policy".to_string(), "compact".to_string());
             overrides.insert("segment.bytes".to_string(), "104857600".to_string());
-            topics.create(name, partitions, overrides)?
+            topics.create_at_start(name, partitions, overrides)?
         }
     };
     if name == SHARE_GROUP_STATE && (topic.partitions.len() as i32) < partitions {
-        topics.add_partitions(name, partitions, false)?;
+        topics.add_partitions_at_start(name, partitions)?;
         return topics
             .get(name)
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()));
@@ -173,7 +173,7 @@ type Waiting = HashMap<Token, oneshot::Sender<Response>>;
 
 impl ShardDriver {
     /// A shard rebuilt from every record of its partitions.
-    fn load(&self) -> Result<GroupShard, BrokerError> {
+    async fn load(&self) -> Result<GroupShard, BrokerError> {
         let mut shard = GroupShard::new(self.config.clone(), self.seed);
         let now = now_ms();
         let index = self.offsets.index;
@@ -181,7 +181,8 @@ impl ShardDriver {
             if let Err(error) = shard.replay(now, key, value) {
                 tracing::warn!(partition = index, %error, "skipping an unreadable __consumer_offsets record");
             }
-        })?;
+        })
+        .await?;
         let shards = self.config.offsets_topic_num_partitions;
         let mut share_records = 0;
         for partition in self.share_state.iter() {
@@ -202,7 +203,8 @@ impl ShardDriver {
                 if let Err(error) = shard.replay_share(now, key, value) {
                     tracing::warn!(partition = partition.index, %error, "skipping an unreadable __share_group_state record");
                 }
-            })?;
+            })
+            .await?;
         }
         shard.finish_loading(now);
         if replayed > 0 || share_records > 0 {
@@ -304,12 +306,8 @@ impl ShardDriver {
             share_state: Arc::clone(&self.share_state),
             events: Arc::clone(&self.events),
         };
-        match tokio::task::spawn_blocking(move || driver.load()).await {
-            Ok(Ok(shard)) => Some(shard),
-            Ok(Err(error)) => {
-                tracing::error!(partition = index, %error, "could not rebuild the group coordinator shard");
-                None
-            }
+        match driver.load().await {
+            Ok(shard) => Some(shard),
             Err(error) => {
                 tracing::error!(partition = index, %error, "could not rebuild the group coordinator shard");
                 None
@@ -317,8 +315,8 @@ impl ShardDriver {
         }
     }
 
-    /// Appends records to the shard's partitions, one batch per internal topic, on a
-    /// blocking thread. An operation writes to one of them only.
+    /// Appends records to the shard's partitions, one batch per internal topic (the storage
+    /// does its I/O off the async workers). An operation writes to one of them only.
     async fn append(&self, records: &[Record]) -> Result<(), AppendError> {
         for log in [RecordLog::ConsumerOffsets, RecordLog::ShareGroupState] {
             let pairs: Vec<batch::KeyValue<'_>> = records
@@ -336,13 +334,9 @@ impl ShardDriver {
                     Arc::clone(&self.share_state[index.min(self.share_state.len() - 1)])
                 }
             };
-            let mut encoded = batch::build_batch(&pairs, now_ms()).to_vec();
-            let appended =
-                tokio::task::spawn_blocking(move || partition.append(&mut encoded, now_ms())).await;
-            match appended {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(AppendError(error.to_string())),
-                Err(error) => return Err(AppendError(error.to_string())),
+            let encoded = batch::build_batch(&pairs, now_ms()).to_vec();
+            if let Err(error) = partition.append(encoded, now_ms()).await {
+                return Err(AppendError(error.to_string()));
             }
         }
         Ok(())
@@ -351,14 +345,14 @@ impl ShardDriver {
 
 /// Feeds every record of a compacted internal partition to `apply`, oldest first; returns
 /// how many there were.
-pub(crate) fn replay(
+pub(crate) async fn replay(
     partition: &Partition,
     mut apply: impl FnMut(&[u8], Option<&[u8]>),
 ) -> Result<usize, BrokerError> {
     let mut offset = partition.offsets().log_start_offset;
     let mut count = 0;
     loop {
-        let (bytes, offsets) = partition.read(offset, 1 << 20)?;
+        let (bytes, offsets) = partition.read(offset, 1 << 20).await?;
         if bytes.is_empty() {
             return Ok(count);
         }
@@ -385,5 +379,79 @@ pub(crate) fn replay(
         if offset >= offsets.log_end_offset {
             return Ok(count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, TopicName};
+    use partita_groups::shard::OffsetFetchGroup;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    async fn commit(router: &ShardRouter, group: &str, offset: i64) -> i16 {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(group.to_string().into()))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName("orders".into()))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        let client = ClientContext::default();
+        match router
+            .call(group, &client, Request::OffsetCommit(request, 8))
+            .await
+        {
+            Ok(Response::OffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn committed(router: &ShardRouter, group: &str) -> i64 {
+        let request = Request::OffsetFetch(OffsetFetchGroup {
+            group_id: group.to_string(),
+            topics: Some(vec![("orders".to_string(), vec![0])]),
+            member: None,
+        });
+        let client = ClientContext::default();
+        match router.call(group, &client, request).await {
+            Ok(Response::OffsetFetch(r)) => r.topics[0].partitions[0].committed_offset,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shard_that_panics_is_rebuilt_from_its_records_and_serves_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        let mut groups = config.groups.clone();
+        groups.offsets_topic_num_partitions = 3;
+        let topics = TopicRegistry::open(&config).unwrap();
+        let events = Arc::new(GroupEventLog::new(100));
+        let router = ShardRouter::start(&topics, &groups, events).await.unwrap();
+        assert_eq!(commit(&router, "billing", 42).await, 0);
+        let client = ClientContext::default();
+        let failed = router
+            .call("billing", &client, Request::Panic("billing".to_string()))
+            .await;
+        assert!(
+            failed.is_err(),
+            "the request that hit the panic has no answer"
+        );
+        assert_eq!(
+            committed(&router, "billing").await,
+            42,
+            "rebuilt from its records"
+        );
+        assert_eq!(commit(&router, "billing", 43).await, 0);
+        assert_eq!(committed(&router, "billing").await, 43);
     }
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod partition;
 mod producer_ids;
 mod server;
+pub mod storage;
 pub mod topic_config;
 pub mod topics;
 

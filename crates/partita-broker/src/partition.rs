@@ -1,52 +1,35 @@
-//! One topic-partition: its log, and the fetches waiting for it to grow.
+//! One topic-partition: its storage, and the fetches waiting for it to grow.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use partita_log::{AppendInfo, Log, LogConfig, LogError};
+use partita_log::{AppendInfo, LogConfig, LogError};
 use tokio::sync::Notify;
 
+pub use crate::storage::PartitionOffsets;
+use crate::storage::{Maintenance, PartitionStorage};
+
 /// A partition of a topic, shared by every connection that produces to or fetches from it.
-///
-/// The log sits behind its own mutex, held only for the length of one append or read, so
-/// partitions never wait on each other.
 pub struct Partition {
     /// Partition index within its topic.
     pub index: i32,
-    log: Mutex<Log>,
+    storage: Arc<dyn PartitionStorage>,
     waiters: Mutex<Vec<Arc<Notify>>>,
 }
 
-/// Offsets and size of a partition at one instant.
-#[derive(Clone, Copy, Debug)]
-pub struct PartitionOffsets {
-    /// First offset still in the log.
-    pub log_start_offset: i64,
-    /// Offset the next record will get (the high watermark on a single broker).
-    pub log_end_offset: i64,
-}
-
 impl Partition {
-    /// Wraps an opened log.
-    pub fn new(index: i32, log: Log) -> Partition {
+    /// A partition kept in `storage`.
+    pub fn new(index: i32, storage: Arc<dyn PartitionStorage>) -> Partition {
         Partition {
             index,
-            log: Mutex::new(log),
+            storage,
             waiters: Mutex::new(Vec::new()),
         }
     }
 
-    /// Locks the log. A panic while the lock was held cannot leave the log half-written in
-    /// memory in a way that matters more than losing the partition, so poisoning is ignored.
-    pub fn log(&self) -> MutexGuard<'_, Log> {
-        self.log
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Appends one validated batch and wakes every fetch waiting on this partition.
-    pub fn append(&self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        let info = self.log().append(batch, now_ms)?;
+    pub async fn append(&self, batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError> {
+        let info = self.storage.append(batch, now_ms).await?;
         if !info.duplicate {
             self.wake_waiters();
         }
@@ -54,25 +37,60 @@ impl Partition {
     }
 
     /// Reads whole batches from `offset`, at most `max_bytes` but at least one batch.
-    pub fn read(
+    pub async fn read(
         &self,
         offset: i64,
         max_bytes: usize,
     ) -> Result<(Bytes, PartitionOffsets), LogError> {
-        let log = self.log();
-        let offsets = offsets_of(&log);
-        let bytes = log.read(offset, max_bytes)?;
-        Ok((bytes, offsets))
+        self.storage.read(offset, max_bytes).await
     }
 
-    /// Current start and end offsets.
+    /// Current start and end offsets (from memory).
     pub fn offsets(&self) -> PartitionOffsets {
-        offsets_of(&self.log())
+        self.storage.offsets()
     }
 
-    /// Applies a new configuration to the log.
-    pub fn set_config(&self, config: LogConfig) {
-        self.log().set_config(config);
+    /// Bytes stored (from memory).
+    pub fn size_bytes(&self) -> u64 {
+        self.storage.size_bytes()
+    }
+
+    /// The settings in force (from memory).
+    pub fn config(&self) -> LogConfig {
+        self.storage.config()
+    }
+
+    /// Applies new settings.
+    pub async fn set_config(&self, config: LogConfig) {
+        self.storage.set_config(config).await
+    }
+
+    /// The first record at or after the log start with a timestamp `>= timestamp`.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        self.storage.offset_for_timestamp(timestamp).await
+    }
+
+    /// The largest timestamp and the offset of its first record.
+    pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        self.storage.max_timestamp().await
+    }
+
+    /// Moves the log start offset up to `offset`; returns the new log start.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        self.storage.delete_records(offset).await
+    }
+
+    /// Rolls, compaction and retention.
+    pub async fn maintain(&self, now_ms: i64) -> Result<Maintenance, LogError> {
+        self.storage.maintain(now_ms).await
+    }
+
+    /// Makes everything appended durable.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.storage.flush().await
     }
 
     /// Asks to be notified on the next append. The permit is kept if the append comes
@@ -88,12 +106,5 @@ impl Partition {
         for waiter in waiters {
             waiter.notify_one();
         }
-    }
-}
-
-fn offsets_of(log: &Log) -> PartitionOffsets {
-    PartitionOffsets {
-        log_start_offset: log.log_start_offset(),
-        log_end_offset: log.log_end_offset(),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::BrokerError;
 
@@ -13,6 +13,11 @@ const BLOCK_SIZE: i64 = 1000;
 
 /// Allocates producer ids.
 pub struct ProducerIds {
+    inner: Arc<Blocks>,
+}
+
+/// The block in use, and where its end is kept.
+struct Blocks {
     file: PathBuf,
     state: Mutex<(i64, i64)>,
 }
@@ -26,13 +31,25 @@ impl ProducerIds {
             .and_then(|t| t.trim().parse::<i64>().ok())
             .unwrap_or(0);
         Ok(ProducerIds {
-            file,
-            state: Mutex::new((start, start)),
+            inner: Arc::new(Blocks {
+                file,
+                state: Mutex::new((start, start)),
+            }),
         })
     }
 
-    /// The next unused producer id.
-    pub fn next(&self) -> Result<i64, BrokerError> {
+    /// The next unused producer id. Reserving a new block writes a file, on a blocking
+    /// thread.
+    pub async fn next(&self) -> Result<i64, BrokerError> {
+        let blocks = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || blocks.next())
+            .await
+            .unwrap_or_else(|error| Err(BrokerError::Storage(error.to_string())))
+    }
+}
+
+impl Blocks {
+    fn next(&self) -> Result<i64, BrokerError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (next, block_end) = *state;
         if next >= block_end {
@@ -52,15 +69,15 @@ impl ProducerIds {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ids_are_unique_across_restarts() {
+    #[tokio::test]
+    async fn ids_are_unique_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let first = ProducerIds::open(dir.path()).unwrap();
-        let a = first.next().unwrap();
-        let b = first.next().unwrap();
+        let a = first.next().await.unwrap();
+        let b = first.next().await.unwrap();
         assert_ne!(a, b);
         let second = ProducerIds::open(dir.path()).unwrap();
-        let c = second.next().unwrap();
+        let c = second.next().await.unwrap();
         assert!(c > b, "{c} after restart must exceed {b}");
     }
 }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use partita_log::CleanupPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -68,7 +67,7 @@ pub async fn serve(
     for task in http {
         let _ = task.await;
     }
-    broker.shutdown();
+    broker.shutdown().await;
     tracing::info!("stopped");
 }
 
@@ -115,7 +114,7 @@ async fn accept_loop(
 }
 
 /// Periodic log maintenance: time-based rolls, compaction of compacted topics, retention,
-/// and `flush.ms`.
+/// and `flush.ms`. The work is the storage's, done off the async workers.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
     let flush_every = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms);
@@ -124,46 +123,37 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut last_flush = HashMap::new();
     loop {
         tokio::select! {
-            _ = retention.tick() => maintain_logs(&broker),
-            _ = flush.tick() => flush_due_logs(&broker, &mut last_flush),
+            _ = retention.tick() => maintain_logs(&broker).await,
+            _ = flush.tick() => flush_due_logs(&broker, &mut last_flush).await,
             _ = shutdown.recv() => return,
         }
     }
 }
 
 /// Rolls, compacts and applies retention to every partition.
-fn maintain_logs(broker: &Broker) {
+async fn maintain_logs(broker: &Broker) {
     let now = now_ms();
     for topic in broker.topics.all() {
         for partition in &topic.partitions {
-            let mut log = partition.log();
             let (name, index) = (&topic.name, partition.index);
-            if let Err(error) = log.roll_if_due(now) {
-                tracing::error!(topic = %name, partition = index, %error, "segment roll failed");
-            }
-            if log.config().cleanup_policy != CleanupPolicy::Delete {
-                match log.compact(now) {
-                    Ok(stats) if stats.records_removed > 0 => tracing::info!(
-                        topic = %name,
-                        partition = index,
-                        removed = stats.records_removed,
-                        bytes_before = stats.bytes_before,
-                        bytes_after = stats.bytes_after,
-                        "compacted"
-                    ),
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::error!(topic = %name, partition = index, %error, "compaction failed")
+            match partition.maintain(now).await {
+                Ok(done) => {
+                    if let Some(stats) = done.compaction.filter(|s| s.records_removed > 0) {
+                        tracing::info!(
+                            topic = %name,
+                            partition = index,
+                            removed = stats.records_removed,
+                            bytes_before = stats.bytes_before,
+                            bytes_after = stats.bytes_after,
+                            "compacted"
+                        );
+                    }
+                    if done.segments_deleted > 0 {
+                        tracing::info!(topic = %name, partition = index, deleted = done.segments_deleted, "retention deleted segments");
                     }
                 }
-            }
-            match log.enforce_retention(now) {
-                Ok(0) => {}
-                Ok(deleted) => {
-                    tracing::info!(topic = %name, partition = index, deleted, "retention deleted segments")
-                }
                 Err(error) => {
-                    tracing::error!(topic = %name, partition = index, %error, "retention failed")
+                    tracing::error!(topic = %name, partition = index, %error, "log maintenance failed")
                 }
             }
         }
@@ -171,12 +161,11 @@ fn maintain_logs(broker: &Broker) {
 }
 
 /// Fsyncs the logs whose `flush.ms` has passed since their last flush.
-fn flush_due_logs(broker: &Broker, last_flush: &mut HashMap<(String, i32), i64>) {
+async fn flush_due_logs(broker: &Broker, last_flush: &mut HashMap<(String, i32), i64>) {
     let now = now_ms();
     for topic in broker.topics.all() {
         for partition in &topic.partitions {
-            let mut log = partition.log();
-            let flush_ms = log.config().flush_ms;
+            let flush_ms = partition.config().flush_ms;
             if flush_ms == u64::MAX {
                 continue;
             }
@@ -185,7 +174,7 @@ fn flush_due_logs(broker: &Broker, last_flush: &mut HashMap<(String, i32), i64>)
                 .or_insert(now);
             if now - *last >= flush_ms as i64 {
                 *last = now;
-                if let Err(error) = log.flush() {
+                if let Err(error) = partition.flush().await {
                     tracing::error!(topic = %topic.name, partition = partition.index, %error, "flush failed");
                 }
             }

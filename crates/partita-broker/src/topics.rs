@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use partita_groups::consumer::{SharedTopics, TopicImage, TopicsImage};
-use partita_log::Log;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use crate::storage::LocalPartition;
 use crate::topic_config::{self, TopicOverrides};
 
 /// Longest legal topic name, as in Kafka.
@@ -60,24 +60,57 @@ impl Topic {
 }
 
 /// All topics, by name and by id.
+///
+/// Lookups only read memory. Changes (create, grow, reconfigure, delete) write files and
+/// fsync them on a blocking thread, one change at a time, and take the map's lock only to
+/// swap a topic in or out: a lookup never waits for a disk.
 pub struct TopicRegistry {
+    inner: Arc<Registry>,
+}
+
+/// The registry's state, shared with the blocking threads that change it.
+struct Registry {
     config: BrokerConfig,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    topics: RwLock<Topics>,
     /// Names, ids and partition counts, rebuilt on every change, for the group coordinator.
     image: RwLock<SharedTopics>,
+    /// Held for the whole of a change, so that two changes never race; lookups ignore it.
+    changing: Mutex<()>,
+}
+
+/// Topics by name, and the same by id.
+#[derive(Default)]
+struct Topics {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+impl Topics {
+    fn insert(&mut self, topic: Arc<Topic>) {
+        self.by_id.insert(topic.id, Arc::clone(&topic));
+        self.by_name.insert(topic.name.clone(), topic);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.by_name.remove(name)?;
+        self.by_id.remove(&topic.id);
+        Some(topic)
+    }
 }
 
 impl TopicRegistry {
     /// Opens every topic found under the data directory, recovering each partition's log.
+    /// Blocking: called at start-up, before the broker serves.
     pub fn open(config: &BrokerConfig) -> Result<TopicRegistry, BrokerError> {
-        let registry = TopicRegistry {
+        let registry = Registry {
             config: config.clone(),
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(Topics::default()),
             image: RwLock::new(SharedTopics::default()),
+            changing: Mutex::new(()),
         };
         let meta_dir = registry.meta_dir();
         fs::create_dir_all(&meta_dir)?;
-        let mut topics = HashMap::new();
+        let mut topics = Topics::default();
         for entry in fs::read_dir(&meta_dir)? {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("properties") {
@@ -85,47 +118,37 @@ impl TopicRegistry {
             }
             let topic = registry.load_topic(&path)?;
             tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "loaded topic");
-            topics.insert(topic.name.clone(), Arc::new(topic));
+            topics.insert(Arc::new(topic));
         }
         *registry.write() = topics;
         registry.refresh_image();
-        Ok(registry)
+        Ok(TopicRegistry {
+            inner: Arc::new(registry),
+        })
     }
 
     /// The current names, ids and partition counts of every topic.
     pub fn image(&self) -> SharedTopics {
-        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Rebuilds the image after a change.
-    fn refresh_image(&self) {
-        let by_name = self
+        self.inner
+            .image
             .read()
-            .values()
-            .map(|t| {
-                let image = TopicImage {
-                    id: t.id,
-                    partitions: t.partitions.len() as i32,
-                };
-                (t.name.clone(), image)
-            })
-            .collect();
-        *self.image.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(TopicsImage { by_name });
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The topic with this name.
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.read().get(name).cloned()
+        self.inner.read().by_name.get(name).cloned()
     }
 
     /// The topic with this id.
     pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.read().values().find(|t| t.id == id).cloned()
+        self.inner.read().by_id.get(&id).cloned()
     }
 
     /// Every topic, sorted by name.
     pub fn all(&self) -> Vec<Arc<Topic>> {
-        let mut topics: Vec<_> = self.read().values().cloned().collect();
+        let mut topics: Vec<_> = self.inner.read().by_name.values().cloned().collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         topics
     }
@@ -137,13 +160,117 @@ impl TopicRegistry {
         partitions: i32,
         overrides: &TopicOverrides,
     ) -> Result<(), BrokerError> {
+        self.inner.validate_new(name, partitions, overrides)
+    }
+
+    /// Creates a topic and its partitions on disk.
+    pub async fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: TopicOverrides,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        let name = name.to_string();
+        self.blocking(move |registry| registry.create(&name, partitions, overrides))
+            .await
+    }
+
+    /// [`TopicRegistry::create`] for start-up, before the broker serves.
+    pub fn create_at_start(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: TopicOverrides,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        self.inner.create(name, partitions, overrides)
+    }
+
+    /// Grows a topic to `count` partitions; shrinking is refused as in Kafka.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let name = name.to_string();
+        self.blocking(move |registry| registry.add_partitions(&name, count, validate_only))
+            .await
+    }
+
+    /// [`TopicRegistry::add_partitions`] for start-up, before the broker serves.
+    pub fn add_partitions_at_start(&self, name: &str, count: i32) -> Result<(), BrokerError> {
+        self.inner.add_partitions(name, count, false)
+    }
+
+    /// Replaces a topic's config overrides and applies them to its partitions.
+    pub async fn set_overrides(
+        &self,
+        name: &str,
+        overrides: TopicOverrides,
+    ) -> Result<(), BrokerError> {
+        let name = name.to_string();
+        let topic = self
+            .blocking(move |registry| registry.set_overrides(&name, overrides))
+            .await?;
+        let log_config = topic_config::log_config(&self.inner.config, &topic.overrides);
+        for partition in &topic.partitions {
+            partition.set_config(log_config.clone()).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete(&self, name: &str) -> Result<Uuid, BrokerError> {
+        let name = name.to_string();
+        self.blocking(move |registry| registry.delete(&name)).await
+    }
+
+    /// Flushes every partition to disk.
+    pub async fn flush_all(&self) {
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                if let Err(e) = partition.flush().await {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
+    /// The broker configuration topics default to.
+    pub fn broker_config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Runs a change on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&Registry) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        let registry = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || change(&registry))
+            .await
+            .unwrap_or_else(|error| Err(BrokerError::Storage(error.to_string())))
+    }
+}
+
+impl Registry {
+    fn validate_new(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: &TopicOverrides,
+    ) -> Result<(), BrokerError> {
         validate_topic_name(name)?;
         let topics = self.read();
-        if topics.contains_key(name) {
+        if topics.by_name.contains_key(name) {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
         }
         let collision_key = name.replace('.', "_");
-        if let Some(other) = topics.keys().find(|t| t.replace('.', "_") == collision_key) {
+        if let Some(other) = topics
+            .by_name
+            .keys()
+            .find(|t| t.replace('.', "_") == collision_key)
+        {
             return Err(BrokerError::InvalidTopic(format!(
                 "topic '{name}' collides with existing topic '{other}'"
             )));
@@ -159,18 +286,14 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Creates a topic and its partitions on disk.
-    pub fn create(
+    fn create(
         &self,
         name: &str,
         partitions: i32,
         overrides: TopicOverrides,
     ) -> Result<Arc<Topic>, BrokerError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         self.validate_new(name, partitions, &overrides)?;
-        let mut topics = self.write();
-        if topics.contains_key(name) {
-            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
-        }
         let id = Uuid::new_v4();
         self.save_topic(name, id, partitions, &overrides)?;
         let log_config = topic_config::log_config(&self.config, &overrides);
@@ -183,22 +306,22 @@ impl TopicRegistry {
             partitions: opened,
             overrides,
         });
-        topics.insert(name.to_string(), Arc::clone(&topic));
-        drop(topics);
+        self.write().insert(Arc::clone(&topic));
         self.refresh_image();
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
 
-    /// Grows a topic to `count` partitions; shrinking is refused as in Kafka.
-    pub fn add_partitions(
+    fn add_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        let mut topics = self.write();
-        let topic = topics
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self
+            .read()
+            .by_name
             .get(name)
             .cloned()
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
@@ -217,47 +340,43 @@ impl TopicRegistry {
         for p in current..count {
             partitions.push(self.new_partition(name, p, log_config.clone())?);
         }
-        topics.insert(
-            name.to_string(),
-            Arc::new(Topic {
-                name: topic.name.clone(),
-                id: topic.id,
-                partitions,
-                overrides: topic.overrides.clone(),
-            }),
-        );
-        drop(topics);
+        self.write().insert(Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions,
+            overrides: topic.overrides.clone(),
+        }));
         self.refresh_image();
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
 
-    /// Replaces a topic's config overrides and applies them to its partitions.
-    pub fn set_overrides(&self, name: &str, overrides: TopicOverrides) -> Result<(), BrokerError> {
-        let mut topics = self.write();
-        let topic = topics
+    /// Stores a topic's new overrides; returns the topic as it now is.
+    fn set_overrides(
+        &self,
+        name: &str,
+        overrides: TopicOverrides,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self
+            .read()
+            .by_name
             .get(name)
             .cloned()
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         self.save_topic(name, topic.id, topic.partitions.len() as i32, &overrides)?;
-        let log_config = topic_config::log_config(&self.config, &overrides);
-        for partition in &topic.partitions {
-            partition.set_config(log_config.clone());
-        }
-        topics.insert(
-            name.to_string(),
-            Arc::new(Topic {
-                name: topic.name.clone(),
-                id: topic.id,
-                partitions: topic.partitions.clone(),
-                overrides,
-            }),
-        );
-        Ok(())
+        let changed = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.clone(),
+            overrides,
+        });
+        self.write().insert(Arc::clone(&changed));
+        Ok(changed)
     }
 
-    /// Deletes a topic and its data.
-    pub fn delete(&self, name: &str) -> Result<Uuid, BrokerError> {
+    fn delete(&self, name: &str) -> Result<Uuid, BrokerError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let topic = self
             .write()
             .remove(name)
@@ -274,20 +393,21 @@ impl TopicRegistry {
         Ok(topic.id)
     }
 
-    /// Flushes every partition to disk.
-    pub fn flush_all(&self) {
-        for topic in self.all() {
-            for partition in &topic.partitions {
-                if let Err(e) = partition.log().flush() {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
-                }
-            }
-        }
-    }
-
-    /// The broker configuration topics default to.
-    pub fn broker_config(&self) -> &BrokerConfig {
-        &self.config
+    /// Rebuilds the image after a change.
+    fn refresh_image(&self) {
+        let by_name = self
+            .read()
+            .by_name
+            .values()
+            .map(|t| {
+                let image = TopicImage {
+                    id: t.id,
+                    partitions: t.partitions.len() as i32,
+                };
+                (t.name.clone(), image)
+            })
+            .collect();
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(TopicsImage { by_name });
     }
 
     fn open_partition(
@@ -296,8 +416,8 @@ impl TopicRegistry {
         index: i32,
         config: partita_log::LogConfig,
     ) -> Result<Arc<Partition>, BrokerError> {
-        let log = Log::open(&self.partition_dir(name, index), config)?;
-        Ok(Arc::new(Partition::new(index, log)))
+        let storage = LocalPartition::open(&self.partition_dir(name, index), config)?;
+        Ok(Arc::new(Partition::new(index, Arc::new(storage))))
     }
 
     /// Opens a partition that must start empty: a directory left behind by a topic of the
@@ -388,11 +508,11 @@ impl TopicRegistry {
         self.config.data_dir.join(format!("{name}-{index}"))
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
         self.topics.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -444,27 +564,35 @@ mod tests {
         assert!(validate_topic_name(&"a".repeat(250)).is_err());
     }
 
-    #[test]
-    fn dot_and_underscore_names_collide() {
+    #[tokio::test]
+    async fn dot_and_underscore_names_collide() {
         let dir = tempfile::tempdir().unwrap();
         let topics = registry(dir.path());
-        topics.create("a.b", 1, TopicOverrides::new()).unwrap();
+        topics
+            .create("a.b", 1, TopicOverrides::new())
+            .await
+            .unwrap();
         let err = topics
             .create("a_b", 1, TopicOverrides::new())
+            .await
             .err()
             .unwrap();
         assert!(matches!(err, BrokerError::InvalidTopic(_)), "{err:?}");
     }
 
-    #[test]
-    fn topics_survive_reopening_with_id_partitions_and_configs() {
+    #[tokio::test]
+    async fn topics_survive_reopening_with_id_partitions_and_configs() {
         let dir = tempfile::tempdir().unwrap();
         let mut overrides = TopicOverrides::new();
         overrides.insert("retention.ms".into(), "60000".into());
         let id = {
             let topics = registry(dir.path());
-            let id = topics.create("events", 2, overrides.clone()).unwrap().id;
-            topics.add_partitions("events", 3, false).unwrap();
+            let id = topics
+                .create("events", 2, overrides.clone())
+                .await
+                .unwrap()
+                .id;
+            topics.add_partitions("events", 3, false).await.unwrap();
             id
         };
         let topics = registry(dir.path());
@@ -472,7 +600,7 @@ mod tests {
         assert_eq!(topic.id, id);
         assert_eq!(topic.partitions.len(), 3);
         assert_eq!(topic.overrides, overrides);
-        topics.delete("events").unwrap();
+        topics.delete("events").await.unwrap();
         assert!(registry(dir.path()).get("events").is_none());
     }
 }

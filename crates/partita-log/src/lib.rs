@@ -16,4 +16,4 @@ mod segment;
 
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::LogError;
-pub use log::{AppendInfo, CompactionStats, Log};
+pub use log::{AppendInfo, CompactionOutput, CompactionPlan, CompactionStats, Log};

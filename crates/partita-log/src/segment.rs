@@ -4,6 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::error::LogError;
@@ -88,7 +89,8 @@ impl Tracker {
 /// A segment of the log. Offsets in it are `base_offset..next_offset`.
 pub(crate) struct Segment {
     dir: PathBuf,
-    file: File,
+    /// Shared with [`SegmentFile`]s, which read it outside the log's lock.
+    file: Arc<File>,
     offset_index: Index<OffsetEntry>,
     time_index: Index<TimeEntry>,
     tracker: Tracker,
@@ -104,7 +106,7 @@ impl Segment {
         file.set_len(0)?;
         Ok(Segment {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), Vec::new())?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), Vec::new())?,
             tracker: Tracker::new(base_offset),
@@ -173,7 +175,7 @@ impl Segment {
         };
         let segment = Segment {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), offset_entries)?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), time_entries)?,
             tracker,
@@ -236,23 +238,6 @@ impl Segment {
         }
         self.tracker = tracker;
         Ok(())
-    }
-
-    /// Header of the batch starting at `position`, if a whole batch starts there.
-    pub(crate) fn header_at(&self, position: u64) -> Result<Option<BatchHeader>, LogError> {
-        if position + HEADER_SIZE as u64 > self.tracker.size {
-            return Ok(None);
-        }
-        let mut buf = [0u8; HEADER_SIZE];
-        self.file.read_exact_at(&mut buf, position)?;
-        let header = batch::parse_header(&buf)?;
-        if position + header.total_size() as u64 > self.tracker.size {
-            return Err(LogError::Corrupt(format!(
-                "batch at {position} in {} overruns the segment",
-                self.log_path().display()
-            )));
-        }
-        Ok(Some(header))
     }
 
     /// Position of the first batch whose last offset is `>= offset`, with its header.
@@ -347,11 +332,57 @@ impl Segment {
         Ok(())
     }
 
+    /// The segment's bytes as they are now, to read without the log (a closed segment's
+    /// bytes do not change).
+    pub(crate) fn file_view(&self) -> SegmentFile {
+        SegmentFile {
+            base_offset: self.tracker.base_offset,
+            file: Arc::clone(&self.file),
+            size: self.tracker.size,
+            path: self.log_path(),
+        }
+    }
+
     /// Modification time of the `.log` file in milliseconds since the epoch, if known.
     pub(crate) fn modified_ms(&self) -> Option<i64> {
         let modified = self.file.metadata().ok()?.modified().ok()?;
         let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
         i64::try_from(since_epoch.as_millis()).ok()
+    }
+}
+
+/// A closed segment's bytes, read without holding the log: what compaction cleans.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentFile {
+    pub(crate) base_offset: i64,
+    file: Arc<File>,
+    pub(crate) size: u64,
+    pub(crate) path: PathBuf,
+}
+
+impl SegmentFile {
+    /// Header of the batch starting at `position`, if a whole batch starts there.
+    pub(crate) fn header_at(&self, position: u64) -> Result<Option<BatchHeader>, LogError> {
+        if position + HEADER_SIZE as u64 > self.size {
+            return Ok(None);
+        }
+        let mut buf = [0u8; HEADER_SIZE];
+        self.file.read_exact_at(&mut buf, position)?;
+        let header = batch::parse_header(&buf)?;
+        if position + header.total_size() as u64 > self.size {
+            return Err(LogError::Corrupt(format!(
+                "batch at {position} in {} overruns the segment",
+                self.path.display()
+            )));
+        }
+        Ok(Some(header))
+    }
+
+    /// Reads `len` bytes at `position`.
+    pub(crate) fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position)?;
+        Ok(buf)
     }
 }
 

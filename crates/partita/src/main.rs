@@ -102,7 +102,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let broker =
-            Arc::new(Broker::open(config.clone()).with_context(|| {
+            Arc::new(Broker::open(config.clone()).await.with_context(|| {
                 format!("opening data directory {}", config.data_dir.display())
             })?);
         tracing::info!(

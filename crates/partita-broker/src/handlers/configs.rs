@@ -228,6 +228,7 @@ pub(crate) async fn incremental_alter(
                     Ok(())
                 },
             )
+            .await
         };
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
@@ -247,37 +248,35 @@ pub(crate) async fn alter(
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let outcome = alter_topic(
-                broker,
-                resource.resource_type,
-                &resource.resource_name,
-                request.validate_only,
-                |overrides| {
-                    // AlterConfigs replaces the whole set of overrides.
-                    overrides.clear();
-                    for config in &resource.configs {
-                        if let Some(value) = &config.value {
-                            overrides.insert(config.name.to_string(), value.to_string());
-                        }
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let outcome = alter_topic(
+            broker,
+            resource.resource_type,
+            &resource.resource_name,
+            request.validate_only,
+            |overrides| {
+                // AlterConfigs replaces the whole set of overrides.
+                overrides.clear();
+                for config in &resource.configs {
+                    if let Some(value) = &config.value {
+                        overrides.insert(config.name.to_string(), value.to_string());
                     }
-                    Ok(())
-                },
-            );
-            let response = alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name);
-            match outcome {
-                Ok(()) => response,
-                Err((code, message)) => response
-                    .with_error_code(code)
-                    .with_error_message(Some(str_bytes(&message))),
-            }
-        })
-        .collect();
+                }
+                Ok(())
+            },
+        )
+        .await;
+        let response = alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err((code, message)) => response
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(&message))),
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -328,7 +327,7 @@ async fn alter_group(
 }
 
 /// Applies `change` to a copy of a topic's overrides, validates the result and stores it.
-fn alter_topic(
+async fn alter_topic(
     broker: &Broker,
     resource_type: i8,
     name: &StrBytes,
@@ -358,6 +357,7 @@ fn alter_topic(
     broker
         .topics
         .set_overrides(name.as_str(), overrides)
+        .await
         .map_err(fail)
 }
 

@@ -14,26 +14,27 @@ pub(crate) async fn handle(
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|wanted| {
-            let result = CreatePartitionsTopicResult::default().with_name(wanted.name.clone());
-            let added = check_assignments(broker, &wanted).and_then(|()| {
-                broker.topics.add_partitions(
-                    wanted.name.as_str(),
-                    wanted.count,
-                    request.validate_only,
-                )
-            });
-            match added {
-                Ok(()) => result,
-                Err(error) => result
-                    .with_error_code(error.code())
-                    .with_error_message(Some(str_bytes(&error.to_string()))),
+    let mut results = Vec::with_capacity(request.topics.len());
+    for wanted in request.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(wanted.name.clone());
+        let added = match check_assignments(broker, &wanted) {
+            Ok(()) => {
+                let name = wanted.name.as_str();
+                let validate_only = request.validate_only;
+                broker
+                    .topics
+                    .add_partitions(name, wanted.count, validate_only)
+                    .await
             }
-        })
-        .collect();
+            Err(error) => Err(error),
+        };
+        results.push(match added {
+            Ok(()) => result,
+            Err(error) => result
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(&error.to_string()))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 

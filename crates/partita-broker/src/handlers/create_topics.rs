@@ -17,33 +17,30 @@ pub(crate) async fn handle(
     _version: i16,
 ) -> CreateTopicsResponse {
     let validate_only = request.validate_only;
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|wanted| {
-            let name = wanted.name.clone();
-            let result = CreatableTopicResult::default().with_name(name.clone());
-            match create_one(broker, wanted, validate_only) {
-                Ok((partitions, id, overrides)) => result
-                    .with_topic_id(id)
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)
-                    .with_configs(Some(describe(broker, &overrides))),
-                Err(error) => {
-                    tracing::info!(topic = name.as_str(), %error, "create topic refused");
-                    result
-                        .with_error_code(error.code())
-                        .with_error_message(Some(str_bytes(&error.to_string())))
-                        .with_num_partitions(-1)
-                        .with_replication_factor(-1)
-                }
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for wanted in request.topics {
+        let name = wanted.name.clone();
+        let result = CreatableTopicResult::default().with_name(name.clone());
+        topics.push(match create_one(broker, wanted, validate_only).await {
+            Ok((partitions, id, overrides)) => result
+                .with_topic_id(id)
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(Some(describe(broker, &overrides))),
+            Err(error) => {
+                tracing::info!(topic = name.as_str(), %error, "create topic refused");
+                result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(str_bytes(&error.to_string())))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
             }
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-fn create_one(
+async fn create_one(
     broker: &Broker,
     wanted: CreatableTopic,
     validate_only: bool,
@@ -93,7 +90,7 @@ fn create_one(
         broker.topics.validate_new(name, partitions, &overrides)?;
         return Ok((partitions, uuid::Uuid::nil(), overrides));
     }
-    let topic = broker.topics.create(name, partitions, overrides)?;
+    let topic = broker.topics.create(name, partitions, overrides).await?;
     Ok((partitions, topic.id, topic.overrides.clone()))
 }
 

@@ -11,6 +11,7 @@ use partita_log::CleanupPolicy;
 
 use crate::broker::Broker;
 use crate::error::log_error;
+use crate::partition::Partition;
 
 /// The offset that stands for "everything up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
@@ -20,46 +21,48 @@ pub(crate) async fn handle(
     request: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|wanted| {
-            let topic = broker.topics.get(wanted.name.as_str());
-            let partitions = wanted
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let result = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1);
-                    let Some(partition) =
-                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
-                    let mut log = partition.log();
-                    if log.config().cleanup_policy == CleanupPolicy::Compact {
-                        // Kafka: records of a compact-only topic cannot be deleted this way.
-                        return result.with_error_code(ResponseError::PolicyViolation.code());
-                    }
-                    let offset = match p.offset {
-                        HIGH_WATERMARK => log.log_end_offset(),
-                        offset if offset < 0 => {
-                            return result.with_error_code(ResponseError::OffsetOutOfRange.code())
-                        }
-                        offset => offset,
-                    };
-                    match log.delete_records_before(offset) {
-                        Ok(()) => result.with_low_watermark(log.log_start_offset()),
-                        Err(error) => result.with_error_code(log_error(&error).code()),
-                    }
-                })
-                .collect();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for wanted in request.topics {
+        let topic = broker.topics.get(wanted.name.as_str());
+        let mut partitions = Vec::with_capacity(wanted.partitions.len());
+        for p in wanted.partitions {
+            let result = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            let partition = topic.as_ref().and_then(|t| t.partition(p.partition_index));
+            partitions.push(match partition {
+                None => result.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                Some(partition) => delete_before(partition, p.offset, result).await,
+            });
+        }
+        topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(wanted.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Moves one partition's log start up to `offset` (or to its high watermark).
+async fn delete_before(
+    partition: &Partition,
+    offset: i64,
+    result: DeleteRecordsPartitionResult,
+) -> DeleteRecordsPartitionResult {
+    if partition.config().cleanup_policy == CleanupPolicy::Compact {
+        // Kafka: records of a compact-only topic cannot be deleted this way.
+        return result.with_error_code(ResponseError::PolicyViolation.code());
+    }
+    let offset = match offset {
+        HIGH_WATERMARK => partition.offsets().log_end_offset,
+        offset if offset < 0 => {
+            return result.with_error_code(ResponseError::OffsetOutOfRange.code())
+        }
+        offset => offset,
+    };
+    match partition.delete_records(offset).await {
+        Ok(log_start_offset) => result.with_low_watermark(log_start_offset),
+        Err(error) => result.with_error_code(log_error(&error).code()),
+    }
 }

@@ -28,10 +28,10 @@ pub(crate) async fn handle(
             .map(|name| (Some(name), Uuid::nil()))
             .collect()
     };
-    let responses: Vec<DeletableTopicResult> = wanted
-        .into_iter()
-        .map(|(name, id)| delete_one(broker, name, id))
-        .collect();
+    let mut responses: Vec<DeletableTopicResult> = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        responses.push(delete_one(broker, name, id).await);
+    }
     for deleted in responses.iter().filter(|r| r.error_code == 0) {
         if let Some(name) = &deleted.name {
             forget_offsets(broker, name.as_str()).await;
@@ -61,7 +61,7 @@ async fn forget_offsets(broker: &Broker, topic: &str) {
     }
 }
 
-fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+async fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
     let topic = match &name {
         Some(name) => broker.topics.get(name.as_str()),
         None => broker.topics.get_by_id(id),
@@ -88,7 +88,7 @@ fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTo
             .with_error_code(ResponseError::InvalidRequest.code())
             .with_error_message(Some(str_bytes("internal topics cannot be deleted")));
     }
-    match broker.topics.delete(&topic.name) {
+    match broker.topics.delete(&topic.name).await {
         Ok(_) => result,
         Err(error) => result
             .with_error_code(error.code())

@@ -47,7 +47,7 @@ pub(crate) async fn handle(
         let mut memory = broker.fetch_memory.claim(max_bytes).await;
         // Register before reading, so an append between the read and the wait still wakes us.
         let (responses, bytes, errors) =
-            read_all(broker, &request, max_bytes, version, Some(&waiter));
+            read_all(broker, &request, max_bytes, version, Some(&waiter)).await;
         let done = bytes >= min_bytes || errors || Instant::now() >= deadline;
         if done || stopping.is_shutdown() {
             memory.shrink_to(bytes);
@@ -62,7 +62,7 @@ pub(crate) async fn handle(
             _ = stopping.recv() => {}
         }
         let mut memory = broker.fetch_memory.claim(max_bytes).await;
-        let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None);
+        let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None).await;
         memory.shrink_to(bytes);
         return (respond(broker, version, responses), memory);
     }
@@ -105,7 +105,7 @@ fn respond(broker: &Broker, version: i16, responses: Vec<FetchableTopicResponse>
 
 /// Reads every requested partition. Returns the per-topic results, the bytes gathered and
 /// whether any partition had an error (which ends the wait, as in Kafka).
-fn read_all(
+async fn read_all(
     broker: &Broker,
     request: &FetchRequest,
     max_bytes: usize,
@@ -140,7 +140,7 @@ fn read_all(
                 partition.register_waiter(waiter);
             }
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            match partition.read(p.fetch_offset, limit) {
+            match partition.read(p.fetch_offset, limit).await {
                 Ok((records, offsets)) => {
                     // The first data in a response may exceed the limits (KIP-74) so that a
                     // batch larger than max_bytes still makes progress; later ones may not.

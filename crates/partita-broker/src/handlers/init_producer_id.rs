@@ -22,7 +22,7 @@ pub(crate) async fn handle(
     // KIP-360: an idempotent producer that already has an id asks for an epoch bump.
     if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {
         if request.producer_epoch == i16::MAX {
-            return match broker.producer_ids.next() {
+            return match broker.producer_ids.next().await {
                 Ok(id) => response
                     .with_producer_id(ProducerId(id))
                     .with_producer_epoch(0),
@@ -33,7 +33,7 @@ pub(crate) async fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match broker.producer_ids.next() {
+    match broker.producer_ids.next().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -21,35 +21,33 @@ pub(crate) async fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|wanted| {
-            let topic = broker.topics.get(wanted.name.as_str());
-            let partitions = wanted
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let answer = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
-                    match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
-                        None => answer
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_timestamp(-1)
-                            .with_offset(-1),
-                        Some(partition) => lookup(partition, p.timestamp, answer, version),
-                    }
-                })
-                .collect();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for wanted in request.topics {
+        let topic = broker.topics.get(wanted.name.as_str());
+        let mut partitions = Vec::with_capacity(wanted.partitions.len());
+        for p in wanted.partitions {
+            let answer =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            partitions.push(
+                match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
+                    None => answer
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_timestamp(-1)
+                        .with_offset(-1),
+                    Some(partition) => lookup(partition, p.timestamp, answer, version).await,
+                },
+            );
+        }
+        topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(wanted.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(
+async fn lookup(
     partition: &Partition,
     timestamp: i64,
     answer: ListOffsetsPartitionResponse,
@@ -57,15 +55,15 @@ fn lookup(
 ) -> ListOffsetsPartitionResponse {
     // The leader epoch exists from v4 on; earlier versions must not carry it.
     let epoch = if version >= 4 { 0 } else { -1 };
-    let log = partition.log();
+    let offsets = partition.offsets();
     let found = match timestamp {
-        LATEST => Ok(Some((log.log_end_offset(), -1))),
-        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-        MAX_TIMESTAMP => log.max_timestamp(),
+        LATEST => Ok(Some((offsets.log_end_offset, -1))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
+        MAX_TIMESTAMP => partition.max_timestamp().await,
         // Nothing is ever tiered here.
         LATEST_TIERED => Ok(None),
         ts if ts < 0 => Ok(None),
-        ts => log.offset_for_timestamp(ts),
+        ts => partition.offset_for_timestamp(ts).await,
     };
     match found {
         Ok(Some((offset, timestamp))) => answer
@@ -86,7 +84,7 @@ fn lookup(
 /// ListOffsets v0, which the protocol codec no longer knows but older tools (Burrow 1.2, old
 /// sarama) still send: for each partition, a list of offsets (`old_style_offsets`). Decoded
 /// and encoded here by hand; every length is checked, so a short frame is refused.
-pub(crate) fn handle_v0(
+pub(crate) async fn handle_v0(
     broker: &Broker,
     body: &mut bytes::Bytes,
 ) -> Result<bytes::BytesMut, String> {
@@ -131,12 +129,13 @@ pub(crate) fn handle_v0(
                 out.put_i32(0);
                 continue;
             };
-            let log = partition.log();
+            let now = partition.offsets();
             let mut offsets = match timestamp {
-                LATEST => vec![log.log_end_offset(), log.log_start_offset()],
-                EARLIEST => vec![log.log_start_offset()],
-                ts => log
+                LATEST => vec![now.log_end_offset, now.log_start_offset],
+                EARLIEST => vec![now.log_start_offset],
+                ts => partition
                     .offset_for_timestamp(ts)
+                    .await
                     .ok()
                     .flatten()
                     .map(|(offset, _)| vec![offset])

@@ -32,16 +32,19 @@ pub(crate) async fn handle(
             .iter()
             .map(|t| describe_topic(node, t))
             .collect(),
-        Some(requested) => requested
-            .into_iter()
-            // A topic id, when given, wins over the name (the Java client sends an empty
-            // name with it), as in Kafka.
-            .map(|wanted| match (wanted.name, wanted.topic_id) {
-                (_, id) if !id.is_nil() => lookup_by_id(broker, node, id),
-                (Some(name), _) => lookup_by_name(broker, node, &name, allow_auto_create),
-                (None, id) => lookup_by_id(broker, node, id),
-            })
-            .collect(),
+        Some(requested) => {
+            let mut found = Vec::with_capacity(requested.len());
+            for wanted in requested {
+                // A topic id, when given, wins over the name (the Java client sends an empty
+                // name with it), as in Kafka.
+                found.push(match (wanted.name, wanted.topic_id) {
+                    (_, id) if !id.is_nil() => lookup_by_id(broker, node, id),
+                    (Some(name), _) => lookup_by_name(broker, node, &name, allow_auto_create).await,
+                    (None, id) => lookup_by_id(broker, node, id),
+                });
+            }
+            found
+        }
     };
     let topic_operations = operations::if_asked(
         request.include_topic_authorized_operations,
@@ -68,13 +71,16 @@ pub(crate) async fn handle(
         .with_topics(topics)
 }
 
-fn lookup_by_name(
+async fn lookup_by_name(
     broker: &Broker,
     node: BrokerId,
     name: &TopicName,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
-    match broker.topic_or_auto_create(name.as_str(), allow_auto_create) {
+    match broker
+        .topic_or_auto_create(name.as_str(), allow_auto_create)
+        .await
+    {
         Ok(Some(topic)) => describe_topic(node, &topic),
         Ok(None) => MetadataResponseTopic::default()
             .with_name(Some(name.clone()))

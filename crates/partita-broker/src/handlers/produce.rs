@@ -3,7 +3,8 @@
 //! Batches stay opaque: only the 61-byte header is read and the base offset rewritten; a
 //! compressed batch is stored exactly as the producer compressed it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
@@ -14,6 +15,7 @@ use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::error::log_error;
 use crate::partition::Partition;
+use crate::topics::Topic;
 
 /// Returns `None` for `acks=0`, which gets no response at all.
 pub(crate) async fn handle(
@@ -23,60 +25,66 @@ pub(crate) async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
-    let responses = request
-        .topic_data
-        .into_iter()
-        .map(|topic_data| {
-            let topic = broker.topics.get(topic_data.name.as_str());
-            let traffic = topic.as_ref().map(|t| broker.metrics.topic(&t.name));
-            let partition_responses = topic_data
-                .partition_data
-                .into_iter()
-                .map(|data| {
-                    let answer = PartitionProduceResponse::default()
-                        .with_index(data.index)
-                        .with_base_offset(-1)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(-1);
-                    if !acks_valid {
-                        return answer.with_error_code(ResponseError::InvalidRequiredAcks.code());
-                    }
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(data.index))
-                    else {
-                        return answer
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
-                    match may_block(|| append_records(partition, data.records)) {
-                        Ok(appended) => {
-                            if let Some(traffic) = &traffic {
-                                traffic.bytes_in.add(appended.bytes);
-                                traffic.records_in.add(appended.records);
-                            }
-                            answer
-                            .with_base_offset(appended.base_offset)
-                            .with_log_append_time_ms(appended.log_append_time)
-                            .with_log_start_offset(partition.offsets().log_start_offset)
-                        }
-                        Err((error, message)) => {
-                            if error == ResponseError::KafkaStorageError {
-                                tracing::warn!(topic = topic_data.name.as_str(), partition = data.index, %message, "produce failed: storage error");
-                            } else {
-                                tracing::debug!(topic = topic_data.name.as_str(), partition = data.index, error = ?error, %message, "produce refused");
-                            }
-                            answer
-                                .with_error_code(error.code())
-                                .with_error_message(Some(str_bytes(&message)))
-                        }
-                    }
-                })
-                .inspect(|answer| broker.metrics.record_error(ApiKey::Produce, answer.error_code))
-                .collect();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = broker.topics.get(topic_data.name.as_str());
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let answer = produce_partition(broker, topic.as_deref(), data, acks_valid).await;
+            broker
+                .metrics
+                .record_error(ApiKey::Produce, answer.error_code);
+            partition_responses.push(answer);
+        }
+        responses.push(
             TopicProduceResponse::default()
                 .with_name(topic_data.name)
-                .with_partition_responses(partition_responses)
-        })
-        .collect();
+                .with_partition_responses(partition_responses),
+        );
+    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Appends one partition's records and answers for them.
+async fn produce_partition(
+    broker: &Broker,
+    topic: Option<&Topic>,
+    data: PartitionProduceData,
+    acks_valid: bool,
+) -> PartitionProduceResponse {
+    let answer = PartitionProduceResponse::default()
+        .with_index(data.index)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    if !acks_valid {
+        return answer.with_error_code(ResponseError::InvalidRequiredAcks.code());
+    }
+    let Some((topic, partition)) = topic.and_then(|t| t.partition(data.index).map(|p| (t, p)))
+    else {
+        return answer.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    match append_records(partition, data.records).await {
+        Ok(appended) => {
+            let traffic = broker.metrics.topic(&topic.name);
+            traffic.bytes_in.add(appended.bytes);
+            traffic.records_in.add(appended.records);
+            answer
+                .with_base_offset(appended.base_offset)
+                .with_log_append_time_ms(appended.log_append_time)
+                .with_log_start_offset(partition.offsets().log_start_offset)
+        }
+        Err((error, message)) => {
+            if error == ResponseError::KafkaStorageError {
+                tracing::warn!(topic = %topic.name, partition = data.index, %message, "produce failed: storage error");
+            } else {
+                tracing::debug!(topic = %topic.name, partition = data.index, error = ?error, %message, "produce refused");
+            }
+            answer
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(&message)))
+        }
+    }
 }
 
 /// The result of appending one partition's records.
@@ -89,7 +97,7 @@ struct Appended {
 }
 
 /// Validates every batch before appending any, so a request is taken whole or not at all.
-fn append_records(
+async fn append_records(
     partition: &Partition,
     records: Option<Bytes>,
 ) -> Result<Appended, (ResponseError, String)> {
@@ -101,12 +109,9 @@ fn append_records(
             "produce request holds no record batch".to_string(),
         ));
     }
-    let (max_message_bytes, compacted) = {
-        let log = partition.log();
-        let config = log.config();
-        let compacted = config.cleanup_policy != CleanupPolicy::Delete;
-        (config.max_message_bytes as usize, compacted)
-    };
+    let config = partition.config();
+    let compacted = config.cleanup_policy != CleanupPolicy::Delete;
+    let max_message_bytes = config.max_message_bytes as usize;
     for range in &ranges {
         let header = batch::validate(&records[range.clone()]).map_err(batch_error)?;
         if compacted && !header.is_control() {
@@ -126,13 +131,15 @@ fn append_records(
     let mut first: Option<Appended> = None;
     let (mut appended_records, mut appended_bytes) = (0, 0);
     for range in ranges {
-        let mut owned = BytesMut::from(&records[range]);
+        let owned = records[range].to_vec();
+        let (count, size) = (crate::metrics::count_records(&owned), owned.len() as u64);
         let info = partition
-            .append(&mut owned, now)
+            .append(owned, now)
+            .await
             .map_err(|e| (log_error(&e), e.to_string()))?;
         if !info.duplicate {
-            appended_records += crate::metrics::count_records(&owned);
-            appended_bytes += owned.len() as u64;
+            appended_records += count;
+            appended_bytes += size;
         }
         first.get_or_insert(Appended {
             base_offset: info.base_offset,
@@ -145,15 +152,6 @@ fn append_records(
     first.records = appended_records;
     first.bytes = appended_bytes;
     Ok(first)
-}
-
-/// Runs a log append that may fsync (`flush.messages`) without stalling the other tasks of
-/// this worker thread.
-fn may_block<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
 }
 
 /// A compacted topic keeps the newest record of each key, so every record needs one, as in

@@ -340,7 +340,7 @@ async fn fetch_once(
         let Some(partition) = logs.get(&key) else {
             continue;
         };
-        match partition.read(from, bytes_left) {
+        match partition.read(from, bytes_left).await {
             Ok((bytes, _)) if !bytes.is_empty() => {
                 let covered_end = covered_end_offset(&bytes).unwrap_or(from);
                 bytes_left = bytes_left.saturating_sub(bytes.len());

@@ -145,7 +145,7 @@ pub(crate) async fn describe_group(
         })
         .collect();
     let committed = committed_offsets(broker, group_id).await;
-    let partitions = partition_lags(broker, &members, &committed, with_age, now_ms);
+    let partitions = partition_lags(broker, &members, &committed, with_age, now_ms).await;
     Some(GroupView {
         group_id: group_id.to_string(),
         state: described.group_state.to_string(),
@@ -184,7 +184,7 @@ pub(crate) async fn committed_offsets(
 }
 
 /// Lag of every partition of every topic the group consumes or committed offsets for.
-fn partition_lags(
+async fn partition_lags(
     broker: &Broker,
     members: &[MemberView],
     committed: &BTreeMap<(String, i32), i64>,
@@ -217,6 +217,7 @@ fn partition_lags(
             let lag_seconds = match (with_age, committed, lag) {
                 (true, Some(offset), Some(lag)) if lag > 0 => {
                     oldest_unconsumed_timestamp(partition, offset)
+                        .await
                         .map(|ts| ((now_ms - ts).max(0)) as f64 / 1000.0)
                 }
                 (true, Some(_), Some(_)) => Some(0.0),
@@ -239,13 +240,13 @@ fn partition_lags(
 /// The timestamp of the first record at or after `offset`: the record's own for an
 /// uncompressed batch; for a compressed one (never decompressed) the batch's first timestamp,
 /// an approximation; for a LogAppendTime batch its append time.
-pub(crate) fn oldest_unconsumed_timestamp(partition: &Partition, offset: i64) -> Option<i64> {
+pub(crate) async fn oldest_unconsumed_timestamp(partition: &Partition, offset: i64) -> Option<i64> {
     let offsets = partition.offsets();
     let offset = offset.max(offsets.log_start_offset);
     if offset >= offsets.log_end_offset {
         return None;
     }
-    let (bytes, _) = partition.read(offset, 1).ok()?;
+    let (bytes, _) = partition.read(offset, 1).await.ok()?;
     let header = batch::parse_header(&bytes).ok()?;
     if header.timestamp_type_log_append() {
         return Some(header.max_timestamp);
@@ -467,12 +468,12 @@ pub(crate) fn topics(broker: &Broker) -> Vec<TopicView> {
                 .partitions
                 .iter()
                 .map(|p| {
-                    let log = p.log();
+                    let offsets = p.offsets();
                     PartitionView {
                         partition: p.index,
-                        log_start_offset: log.log_start_offset(),
-                        log_end_offset: log.log_end_offset(),
-                        size_bytes: log.size_bytes(),
+                        log_start_offset: offsets.log_start_offset,
+                        log_end_offset: offsets.log_end_offset,
+                        size_bytes: p.size_bytes(),
                     }
                 })
                 .collect(),

@@ -43,7 +43,7 @@ impl TestBroker {
         for (name, value) in settings {
             config.set(name, value).unwrap();
         }
-        let broker = Arc::new(Broker::open(config).unwrap());
+        let broker = Arc::new(Broker::open(config).await.unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(partita_broker::serve(broker, listener, async {
             let _ = stopped.await;

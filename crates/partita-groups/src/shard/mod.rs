@@ -109,6 +109,9 @@ pub enum Request {
     ShareAutoOffsetReset(String),
     /// A share group's members and share-partitions, for describing it.
     ShareGroupStatus(String),
+    /// Makes the shard panic in the middle of an operation on the group (tests only).
+    #[cfg(feature = "fault-injection")]
+    Panic(String),
 }
 
 impl Request {
@@ -130,6 +133,8 @@ impl Request {
             | Request::SetShareAutoOffsetReset(group_id, _)
             | Request::ShareAutoOffsetReset(group_id)
             | Request::ShareGroupStatus(group_id) => Some(group_id),
+            #[cfg(feature = "fault-injection")]
+            Request::Panic(group_id) => Some(group_id),
             Request::ShareSession(r) => Some(&r.group_id),
             Request::ShareAcknowledge(r) => Some(&r.group_id),
             Request::SharePlan(r) => Some(&r.group_id),
@@ -424,6 +429,8 @@ impl GroupShard {
             }
             Request::DeleteGroup(group_id) => self.delete_group(now, token, &group_id),
             Request::TopicDeleted(topic) => self.topic_deleted(now, token, &topic),
+            #[cfg(feature = "fault-injection")]
+            Request::Panic(group_id) => panic!("failure injected in group {group_id}"),
             share => self.handle_share(now, token, client, share),
         }
     }

@@ -84,6 +84,8 @@ impl RequestKind {
             | Request::ShareSession(..)
             | Request::ShareAutoOffsetReset(..)
             | Request::ShareGroupStatus(..) => RequestKind::ReadOnly,
+            #[cfg(feature = "fault-injection")]
+            Request::Panic(..) => RequestKind::ReadOnly,
         }
     }
 }

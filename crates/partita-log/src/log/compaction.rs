@@ -1,18 +1,29 @@
 //! Log compaction: keep only the newest record per key in closed segments.
+//!
+//! Compaction runs in three steps so that the partition is never held while segments are
+//! read and rewritten: [`Log::compaction_plan`] (under the caller's lock) picks the closed
+//! segments to clean; [`CompactionPlan::run`] (without it) reads them and writes cleaned
+//! copies beside them; [`Log::install_compaction`] (under the lock again) swaps each copy
+//! in, if its segment is still the one that was read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 
 use super::Log;
 use crate::batch::{self, BatchHeader, BatchWriter, Record};
 use crate::error::LogError;
-use crate::segment::{segment_path, Segment};
+use crate::segment::{segment_path, Segment, SegmentFile};
 
 /// Extension of a segment file being rewritten by compaction; left-overs are deleted at open.
 pub(super) const CLEANED_EXTENSION: &str = "log.cleaned";
 
-/// What one [`Log::compact`] run did.
+/// Bytes copied at once when a segment's start is carried into its cleaned copy.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// What one compaction run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompactionStats {
     /// Closed segments that were rewritten.
@@ -25,99 +36,111 @@ pub struct CompactionStats {
     pub records_removed: u64,
 }
 
+/// The closed segments a compaction run cleans, and what it needs to know, to run without
+/// the log.
+#[derive(Debug)]
+pub struct CompactionPlan {
+    dir: PathBuf,
+    segments: Vec<SegmentFile>,
+    active_base: i64,
+    now_ms: i64,
+    delete_retention_ms: i64,
+    /// When a segment still too young to clean comes of age.
+    due: Option<i64>,
+}
+
+/// A cleaned copy of one segment, waiting to be swapped in.
+#[derive(Debug)]
+struct Cleaned {
+    base_offset: i64,
+    original_size: u64,
+    temporary: PathBuf,
+}
+
+/// What a compaction run wrote: cleaned copies to install.
+#[derive(Debug)]
+pub struct CompactionOutput {
+    active_base: i64,
+    due: Option<i64>,
+    cleaned: Vec<Cleaned>,
+    stats: CompactionStats,
+}
+
 impl Log {
     /// Rewrites the closed segments keeping only the newest record of each key; offsets are
-    /// preserved. The active segment and control batches are left alone. Compressed batches
-    /// are read decompressed, and rewritten uncompressed when that makes them no larger.
+    /// preserved. The three steps of compaction in one call, for a caller that holds the log.
+    pub fn compact(&mut self, now_ms: i64) -> Result<CompactionStats, LogError> {
+        match self.compaction_plan(now_ms) {
+            Some(plan) => {
+                let output = plan.run()?;
+                self.install_compaction(output)
+            }
+            None => Ok(CompactionStats::default()),
+        }
+    }
+
+    /// The closed segments to clean now, or `None` when a run could not change anything.
     ///
     /// Only closed segments whose newest record is at least `min.compaction.lag.ms` old are
-    /// cleaned (up to the first one that is younger). A tombstone (a key with no value) that
-    /// is the newest record of its key is kept for `delete.retention.ms` after its timestamp,
-    /// so that consumers see the deletion, then removed.
-    ///
-    /// A run reads the closed segments again only when a segment has closed since the last
-    /// run, or when a segment has come of age or a tombstone has expired: otherwise the
-    /// outcome could not differ from the last run's.
-    pub fn compact(&mut self, now_ms: i64) -> Result<CompactionStats, LogError> {
-        let mut stats = CompactionStats::default();
+    /// cleaned (up to the first one that is younger). A run is needed only when a segment
+    /// has closed since the last one, or a segment has come of age or a tombstone expired.
+    pub fn compaction_plan(&self, now_ms: i64) -> Option<CompactionPlan> {
         let active_base = *self.segments.keys().next_back().expect("never empty");
         let nothing_closed = self.compacted_through == Some(active_base);
         if nothing_closed && self.compaction_due_ms.is_none_or(|due| now_ms < due) {
-            return Ok(stats);
+            return None;
         }
-        let mut due: Option<i64> = None;
         let lag_ms = self.config.min_compaction_lag_ms;
-        let mut cleanable = Vec::new();
-        for (base_offset, segment) in self.segments.range(..active_base) {
+        let mut due = None;
+        let mut segments = Vec::new();
+        for segment in self.segments.range(..active_base).map(|(_, s)| s) {
             let newest = segment.max_timestamp().map(|(_, timestamp)| timestamp);
             let newest = newest.or_else(|| segment.modified_ms()).unwrap_or(i64::MIN);
             if lag_ms > 0 && newest.saturating_add(lag_ms) > now_ms {
                 due = Some(newest.saturating_add(lag_ms));
                 break;
             }
-            cleanable.push(*base_offset);
+            segments.push(segment.file_view());
         }
-        let mut newest_offset_by_key = HashMap::new();
-        for base_offset in &cleanable {
-            for_each_batch(&self.segments[base_offset], |header, bytes| {
-                if let Some(plain) = readable(header, bytes) {
-                    for record in batch::decode_records(&plain).unwrap_or_default() {
-                        if let Some(key) = record.key {
-                            newest_offset_by_key.insert(key.to_vec(), record.offset);
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        let retention_ms = self.config.delete_retention_ms;
-        let mut keep = |record: &Record<'_>| {
-            let Some(newest) = record.key.and_then(|key| newest_offset_by_key.get(key)) else {
-                return true;
-            };
-            if *newest > record.offset {
-                return false;
-            }
-            if record.value.is_some() {
-                return true;
-            }
-            let expires = record.timestamp.saturating_add(retention_ms);
-            if expires <= now_ms {
-                return false;
-            }
-            due = Some(due.map_or(expires, |due| due.min(expires)));
-            true
-        };
-        for base_offset in cleanable {
-            let segment = &self.segments[&base_offset];
-            stats.bytes_before += segment.size();
-            let mut cleaned = Vec::with_capacity(segment.size() as usize);
-            let mut removed = 0;
-            for_each_batch(segment, |header, bytes| {
-                let (batch, dropped) = clean_batch(header, bytes, &mut keep);
-                cleaned.extend_from_slice(batch.as_deref().unwrap_or(bytes));
-                removed += dropped;
-                Ok(())
-            })?;
-            stats.bytes_after += cleaned.len() as u64;
-            if removed == 0 {
+        Some(CompactionPlan {
+            dir: self.dir.clone(),
+            segments,
+            active_base,
+            now_ms,
+            delete_retention_ms: self.config.delete_retention_ms,
+            due,
+        })
+    }
+
+    /// Swaps in the cleaned copies of a run whose segments are still as they were read (a
+    /// segment deleted by retention meanwhile is left alone), and rebuilds their indexes.
+    pub fn install_compaction(
+        &mut self,
+        output: CompactionOutput,
+    ) -> Result<CompactionStats, LogError> {
+        let mut stats = output.stats;
+        let mut result = Ok(());
+        for cleaned in output.cleaned {
+            let unchanged = self
+                .segments
+                .get(&cleaned.base_offset)
+                .is_some_and(|s| s.size() == cleaned.original_size);
+            if !unchanged || result.is_err() {
+                let _ = fs::remove_file(&cleaned.temporary);
+                stats.segments_cleaned = stats.segments_cleaned.saturating_sub(1);
                 continue;
             }
-            stats.records_removed += removed;
-            stats.segments_cleaned += 1;
-            self.replace_segment(base_offset, &cleaned)?;
+            result = self.swap_in(cleaned.base_offset, &cleaned.temporary);
         }
-        self.compacted_through = Some(active_base);
-        self.compaction_due_ms = due;
+        result?;
+        self.compacted_through = Some(output.active_base);
+        self.compaction_due_ms = output.due;
         Ok(stats)
     }
 
-    /// Swaps a segment's file for `contents` (same base offset) and rebuilds its indexes.
-    fn replace_segment(&mut self, base_offset: i64, contents: &[u8]) -> Result<(), LogError> {
-        let temporary = segment_path(&self.dir, base_offset, CLEANED_EXTENSION);
-        fs::write(&temporary, contents)?;
-        fs::File::open(&temporary)?.sync_all()?;
-        fs::rename(&temporary, segment_path(&self.dir, base_offset, "log"))?;
+    /// Renames a cleaned copy over its segment and opens it again.
+    fn swap_in(&mut self, base_offset: i64, temporary: &PathBuf) -> Result<(), LogError> {
+        fs::rename(temporary, segment_path(&self.dir, base_offset, "log"))?;
         let (segment, truncation) = Segment::open_existing(
             &self.dir,
             base_offset,
@@ -137,15 +160,124 @@ impl Log {
     }
 }
 
-/// Calls `visit` with each batch of `segment` in order.
+impl CompactionPlan {
+    /// Reads the planned segments and writes a cleaned copy (fsynced) of each that loses
+    /// records. Touches no state of the log: run it without holding the log.
+    ///
+    /// A tombstone (a key with no value) that is the newest record of its key is kept for
+    /// `delete.retention.ms` after its timestamp, so that consumers see the deletion.
+    pub fn run(self) -> Result<CompactionOutput, LogError> {
+        let mut newest_offset_by_key = HashMap::new();
+        for segment in &self.segments {
+            for_each_batch(segment, |_, header, bytes| {
+                if let Some(plain) = readable(header, bytes) {
+                    for record in batch::decode_records(&plain).unwrap_or_default() {
+                        if let Some(key) = record.key {
+                            newest_offset_by_key.insert(key.to_vec(), record.offset);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let mut due = self.due;
+        let (now_ms, retention_ms) = (self.now_ms, self.delete_retention_ms);
+        let mut keep = |record: &Record<'_>| {
+            let Some(newest) = record.key.and_then(|key| newest_offset_by_key.get(key)) else {
+                return true;
+            };
+            if *newest > record.offset {
+                return false;
+            }
+            if record.value.is_some() {
+                return true;
+            }
+            let expires = record.timestamp.saturating_add(retention_ms);
+            if expires <= now_ms {
+                return false;
+            }
+            due = Some(due.map_or(expires, |due| due.min(expires)));
+            true
+        };
+        let mut stats = CompactionStats::default();
+        let mut cleaned = Vec::new();
+        for segment in &self.segments {
+            stats.bytes_before += segment.size;
+            let temporary = segment_path(&self.dir, segment.base_offset, CLEANED_EXTENSION);
+            let (removed, size) = clean_segment(segment, &temporary, &mut keep)?;
+            stats.bytes_after += size;
+            if removed == 0 {
+                continue;
+            }
+            stats.records_removed += removed;
+            stats.segments_cleaned += 1;
+            cleaned.push(Cleaned {
+                base_offset: segment.base_offset,
+                original_size: segment.size,
+                temporary,
+            });
+        }
+        Ok(CompactionOutput {
+            active_base: self.active_base,
+            due,
+            cleaned,
+            stats,
+        })
+    }
+}
+
+/// Writes the cleaned copy of one segment to `temporary`, but only once a record is dropped
+/// (the bytes before are copied then). Returns the records dropped and the cleaned size.
+fn clean_segment(
+    segment: &SegmentFile,
+    temporary: &PathBuf,
+    keep: &mut impl FnMut(&Record<'_>) -> bool,
+) -> Result<(u64, u64), LogError> {
+    let mut writer: Option<BufWriter<File>> = None;
+    let mut removed = 0;
+    let mut size = 0;
+    for_each_batch(segment, |position, header, bytes| {
+        let (batch, dropped) = clean_batch(header, bytes, keep);
+        if dropped > 0 && writer.is_none() {
+            let mut file = BufWriter::new(File::create(temporary)?);
+            copy_prefix(segment, position, &mut file)?;
+            writer = Some(file);
+        }
+        let out = batch.as_deref().unwrap_or(bytes);
+        if let Some(file) = writer.as_mut() {
+            file.write_all(out)?;
+        }
+        removed += dropped;
+        size += out.len() as u64;
+        Ok(())
+    })?;
+    if let Some(file) = writer {
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+    }
+    Ok((removed, size))
+}
+
+/// Copies a segment's first `len` bytes.
+fn copy_prefix(segment: &SegmentFile, len: u64, out: &mut impl Write) -> Result<(), LogError> {
+    let mut position = 0;
+    while position < len {
+        let chunk = (len - position).min(COPY_CHUNK as u64) as usize;
+        out.write_all(&segment.read_at(position, chunk)?)?;
+        position += chunk as u64;
+    }
+    Ok(())
+}
+
+/// Calls `visit` with each batch of `segment` in order, with its position.
 fn for_each_batch(
-    segment: &Segment,
-    mut visit: impl FnMut(&BatchHeader, &[u8]) -> Result<(), LogError>,
+    segment: &SegmentFile,
+    mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
     let mut position = 0;
     while let Some(header) = segment.header_at(position)? {
         let bytes = segment.read_at(position, header.total_size())?;
-        visit(&header, &bytes)?;
+        visit(position, &header, &bytes)?;
         position += header.total_size() as u64;
     }
     Ok(())

@@ -206,3 +206,66 @@ fn compressed_batches_are_compacted_too() {
         ]
     );
 }
+
+#[test]
+fn a_run_reads_and_writes_without_the_log_while_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    for i in 0..60u8 {
+        let key = [b'k', b'0' + i % 3];
+        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
+            .unwrap();
+    }
+    let plan = log.compaction_plan(0).expect("closed segments to clean");
+    // The log takes more records while the plan runs without it.
+    for i in 60..80u8 {
+        let key = [b'k', b'0' + i % 3];
+        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
+            .unwrap();
+    }
+    let output = plan.run().unwrap();
+    let stats = log.install_compaction(output).unwrap();
+    assert!(stats.records_removed > 0);
+    assert_eq!(log.log_end_offset(), 80);
+    let records = all_records(&log);
+    assert_eq!(
+        records.last().unwrap().0,
+        79,
+        "the appends made meanwhile are kept"
+    );
+    let latest: std::collections::BTreeMap<Vec<u8>, i64> =
+        records.iter().map(|(o, k, _)| (k.clone(), *o)).collect();
+    let mut newest: Vec<i64> = latest.values().copied().collect();
+    newest.sort();
+    assert_eq!(newest, vec![77, 78, 79]);
+    // Another run finds the segment closed meanwhile.
+    assert!(log.compaction_plan(0).is_some());
+}
+
+#[test]
+fn a_cleaned_copy_of_a_segment_deleted_meanwhile_is_thrown_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    for i in 0..60u8 {
+        let key = [b'k', b'0' + i % 3];
+        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
+            .unwrap();
+    }
+    let plan = log.compaction_plan(0).unwrap();
+    let output = plan.run().unwrap();
+    let first = *log.segments.keys().next().unwrap();
+    let second = *log.segments.keys().nth(1).unwrap();
+    log.delete_records_before(second).unwrap();
+    assert!(!log.segments.contains_key(&first));
+    log.install_compaction(output).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().to_string_lossy().ends_with(".cleaned"))
+        .collect();
+    assert!(leftovers.is_empty(), "no cleaned copy is left behind");
+    assert_eq!(log.log_start_offset(), second);
+    let records = all_records(&log);
+    assert!(records.iter().all(|(offset, _, _)| *offset >= second));
+    assert_eq!(records.last().unwrap().0, 59);
+}
