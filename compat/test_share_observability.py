@@ -137,7 +137,11 @@ def test_describe_and_dashboard_show_share_progress(start_broker, members):
     assert "MEMBER-ID" in text and m["member_id"] in text, text
 
     # The dashboard's JSON API: the in-flight counts, which Kafka's protocol does not carry.
-    groups = {g["group_id"]: g for g in http_json(http_port, "/api/groups")["groups"]}
+    # It shows what the coordinator published, at most a moment behind.
+    groups = wait_until(
+        lambda: (gs := {g["group_id"]: g for g in http_json(http_port, "/api/groups")["groups"]})
+        and gs.get(group, {}).get("members") == 1 and gs[group]["acquired"] >= len(held) and gs,
+        GROUP_DEADLINE, "the dashboard showing the member and what it holds")
     assert groups[group]["type"] == "share", groups[group]
     assert groups[group]["members"] == 1 and groups[group]["total_lag"] == 2 * MORE, groups[group]
     page = http_json(http_port, f"/api/groups/{group}")

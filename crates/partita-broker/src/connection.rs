@@ -81,8 +81,8 @@ impl Connection {
     /// answered, or the broker shuts down.
     pub(crate) async fn run(mut self) {
         tracing::debug!(peer = %self.peer, "connection opened");
-        self.broker.metrics.connections_accepted.add(1);
-        self.broker.metrics.open_connections.add(1);
+        self.broker.metrics.connections_accepted.inc();
+        self.broker.metrics.open_connections.inc();
         let mut shutdown = self.shutdown.clone();
         loop {
             // Once shutdown has begun, no further request is read.
@@ -95,7 +95,7 @@ impl Connection {
                 Ok(ReadOutcome::Frame(frame, memory)) => (frame, memory),
                 Ok(ReadOutcome::Closed) => break,
                 Ok(ReadOutcome::Idle) => {
-                    self.broker.metrics.connections_idle_closed.add(1);
+                    self.broker.metrics.connection_idle_closed();
                     tracing::debug!(peer = %self.peer, "closing idle connection");
                     break;
                 }
@@ -115,7 +115,7 @@ impl Connection {
                 break;
             }
         }
-        self.broker.metrics.open_connections.add(-1);
+        self.broker.metrics.open_connections.dec();
         let _ = self.stream.shutdown().await;
         tracing::debug!(peer = %self.peer, "connection closed");
     }

@@ -8,12 +8,12 @@
 //! deadline comes. A shard that panics is rebuilt from its partition and carries on; the
 //! requests it held are answered COORDINATOR_NOT_AVAILABLE, so their clients retry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use partita_groups::shard::RecordLog;
+use partita_groups::shard::{GroupSummary, RecordLog};
 use partita_groups::share::records::ShareStateKey;
 use partita_groups::{
     partition_for_group, AppendError, ClientContext, GroupConfig, GroupShard, Operation, Record,
@@ -36,6 +36,12 @@ pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
 /// Kafka's internal topic for share-group state.
 pub const SHARE_GROUP_STATE: &str = "__share_group_state";
 
+/// How long a shard's group summaries may lag behind its groups.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// The summaries one shard published, by group id.
+type Published = RwLock<BTreeMap<String, Arc<GroupSummary>>>;
+
 /// A request on its way to a shard, with where to send the answer.
 struct ShardMessage {
     client: ClientContext,
@@ -46,6 +52,8 @@ struct ShardMessage {
 /// Routes each group's requests to the shard that owns the group.
 pub struct ShardRouter {
     shards: Vec<mpsc::Sender<ShardMessage>>,
+    /// What each shard last published of its groups.
+    published: Vec<Arc<Published>>,
 }
 
 /// The coordinator is gone (the broker is shutting down), or its shard failed while holding
@@ -78,6 +86,7 @@ impl ShardRouter {
         let share_state = Arc::new(share_state.partitions.clone());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut shards = Vec::with_capacity(offsets.partitions.len());
+        let mut published = Vec::with_capacity(offsets.partitions.len());
         for partition in &offsets.partitions {
             let driver = ShardDriver {
                 config: config.clone(),
@@ -85,13 +94,16 @@ impl ShardRouter {
                 offsets: Arc::clone(partition),
                 share_state: Arc::clone(&share_state),
                 events: Arc::clone(&events),
+                published: Arc::default(),
             };
-            let shard = driver.load().await?;
+            let mut shard = driver.load().await?;
+            driver.publish(&mut shard);
+            published.push(Arc::clone(&driver.published));
             let (sender, receiver) = mpsc::channel(1024);
             tokio::spawn(driver.run(shard, receiver));
             shards.push(sender);
         }
-        Ok(ShardRouter { shards })
+        Ok(ShardRouter { shards, published })
     }
 
     /// Sends a request to the shard of `group_id` and waits for its response.
@@ -128,6 +140,30 @@ impl ShardRouter {
     /// How many shards there are.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Every group as its shard last published it (at most [`PUBLISH_EVERY`] old), sorted
+    /// by group id. Reads memory only.
+    pub fn summaries(&self) -> Vec<Arc<GroupSummary>> {
+        let mut all: Vec<Arc<GroupSummary>> = self
+            .published
+            .iter()
+            .flat_map(|shard| {
+                let groups = shard.read().unwrap_or_else(|p| p.into_inner());
+                groups.values().cloned().collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        all
+    }
+
+    /// One group as its shard last published it.
+    pub fn summary(&self, group_id: &str) -> Option<Arc<GroupSummary>> {
+        let shard = partition_for_group(group_id, self.shards.len() as i32) as usize;
+        let groups = self.published[shard]
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        groups.get(group_id).cloned()
     }
 }
 
@@ -166,6 +202,8 @@ struct ShardDriver {
     /// and reads its groups' records from all of them (older versions wrote to one).
     share_state: Arc<Vec<Arc<Partition>>>,
     events: Arc<GroupEventLog>,
+    /// Where its group summaries are published.
+    published: Arc<Published>,
 }
 
 /// Requests a shard holds until it answers them.
@@ -221,13 +259,29 @@ impl ShardDriver {
     async fn run(self, mut shard: GroupShard, mut requests: mpsc::Receiver<ShardMessage>) {
         let mut waiting = Waiting::new();
         let mut next_token: Token = 0;
+        let mut published_at = Instant::now();
+        let mut publish_at: Option<Instant> = None;
         loop {
             while let Some(operation) = shard.next_due(now_ms()) {
                 shard = self.step(shard, operation, &mut waiting).await;
             }
-            let wake_at = shard.next_deadline().map(|deadline| {
+            // A change is published at once after a quiet spell, and a burst of changes once
+            // more at its end: summaries are never more than PUBLISH_EVERY behind.
+            if shard.has_changed_summaries() && publish_at.is_none() {
+                publish_at = Some(published_at + PUBLISH_EVERY);
+            }
+            if publish_at.is_some_and(|at| at <= Instant::now()) {
+                self.publish(&mut shard);
+                published_at = Instant::now();
+                publish_at = None;
+            }
+            let deadline = shard.next_deadline().map(|deadline| {
                 Instant::now() + Duration::from_millis((deadline - now_ms()).max(0) as u64)
             });
+            let wake_at = match (deadline, publish_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let timer = async {
                 match wake_at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -248,6 +302,18 @@ impl ShardDriver {
                 }
                 _ = timer => {}
             }
+        }
+    }
+
+    /// Publishes the summaries of the groups that changed.
+    fn publish(&self, shard: &mut GroupShard) {
+        let (changed, gone) = shard.take_changed_summaries();
+        let mut published = self.published.write().unwrap_or_else(|p| p.into_inner());
+        for summary in changed {
+            published.insert(summary.group_id.clone(), Arc::new(summary));
+        }
+        for group_id in gone {
+            published.remove(&group_id);
         }
     }
 
@@ -305,6 +371,7 @@ impl ShardDriver {
             offsets: Arc::clone(&self.offsets),
             share_state: Arc::clone(&self.share_state),
             events: Arc::clone(&self.events),
+            published: Arc::clone(&self.published),
         };
         match driver.load().await {
             Ok(shard) => Some(shard),

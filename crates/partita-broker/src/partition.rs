@@ -55,6 +55,11 @@ impl Partition {
         self.storage.size_bytes()
     }
 
+    /// Roughly the timestamp of the record at `offset` (from memory).
+    pub fn timestamp_at(&self, offset: i64) -> Option<i64> {
+        self.storage.timestamp_at(offset)
+    }
+
     /// The settings in force (from memory).
     pub fn config(&self) -> LogConfig {
         self.storage.config()

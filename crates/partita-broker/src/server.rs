@@ -87,7 +87,7 @@ async fn accept_loop(
                 let admitted = match broker.admission.admit(peer.ip(), room) {
                     Ok(admitted) => admitted,
                     Err(TooManyFromAddress(cap)) => {
-                        broker.metrics.connections_refused.add(1);
+                        broker.metrics.connection_refused();
                         tracing::info!(%peer, cap, "refused a connection: its address already has max.connections.per.ip open");
                         continue;
                     }

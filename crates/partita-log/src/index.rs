@@ -106,6 +106,11 @@ impl<E: IndexEntry> Index<E> {
         self.entries.len()
     }
 
+    /// The entries, in order.
+    pub(crate) fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
     /// Forgets the entries from `len` on (after a failed append). The file keeps its bytes,
     /// which the next append overwrites; a restart rebuilds the file anyway.
     pub(crate) fn truncate(&mut self, len: usize) {

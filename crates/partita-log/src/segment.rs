@@ -197,6 +197,15 @@ impl Segment {
         self.tracker.size == 0
     }
 
+    /// The time index as (offset, largest timestamp up to it) pairs, from memory.
+    pub(crate) fn time_marks(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let base = self.tracker.base_offset;
+        self.time_index
+            .entries()
+            .iter()
+            .map(move |e| (base + i64::from(e.relative_offset), e.timestamp))
+    }
+
     /// Largest batch timestamp and the last offset of its batch; `None` if no batch has one.
     pub(crate) fn max_timestamp(&self) -> Option<(i64, i64)> {
         (self.tracker.max_timestamp >= 0).then_some((

@@ -93,10 +93,8 @@ fn respond(broker: &Broker, version: i16, responses: Vec<FetchableTopicResponse>
                 name.map(|name| broker.metrics.topic(&name))
             });
             if let Some(traffic) = traffic {
-                traffic.bytes_out.add(records.len() as u64);
-                traffic
-                    .records_out
-                    .add(crate::metrics::count_records(records));
+                let count = crate::metrics::count_records(records);
+                traffic.record_out(records.len() as u64, count);
             }
         }
     }

@@ -67,8 +67,7 @@ async fn produce_partition(
     match append_records(partition, data.records).await {
         Ok(appended) => {
             let traffic = broker.metrics.topic(&topic.name);
-            traffic.bytes_in.add(appended.bytes);
-            traffic.records_in.add(appended.records);
+            traffic.record_in(appended.bytes, appended.records);
             answer
                 .with_base_offset(appended.base_offset)
                 .with_log_append_time_ms(appended.log_append_time)

@@ -1,10 +1,20 @@
 //! `/metrics`: the broker's counters, every partition's offsets and size, and every group's
-//! state, members, lag and rebalances, gathered at scrape time. Names: `docs/metrics.md`.
+//! state, members, lag and rebalances, in the OpenMetrics text format (prometheus-client).
+//! Names: `docs/metrics.md`.
+//!
+//! The broker's own counters are long-lived; the rest is read at scrape time from memory
+//! (what the shards published, the partitions' offsets) into gauges made for the scrape.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::snapshot::{self, GroupView, ShareGroupView, TopicView};
 use super::Observer;
 use crate::broker::{now_ms, Broker};
-use crate::metrics::Exposition;
 
 /// The states a group can be in, as `partita_group_state` labels them: the classic
 /// protocol's, then the consumer protocol's (KIP-848).
@@ -18,263 +28,289 @@ const GROUP_STATES: &[&str] = &[
     "Reconciling",
 ];
 
+/// A gauge of a float value.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupStateLabels {
+    group: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
 /// The whole exposition.
-pub(crate) async fn render(observer: &Observer) -> String {
+pub(crate) fn render(observer: &Observer) -> String {
     let broker = &observer.broker;
     observer.tracker.update(&broker.group_events);
-    let now = now_ms();
-    let mut groups = Vec::new();
-    for group_id in snapshot::list_groups(broker).await {
-        if let Some(view) = snapshot::describe_group(broker, &group_id, true, now).await {
-            groups.push(view);
-        }
-    }
-    let mut out = Exposition::default();
-    broker.metrics.write(&mut out);
-    write_memory(&mut out, broker);
-    write_partitions(&mut out, &snapshot::topics(broker));
-    write_groups(&mut out, &groups);
-    write_group_lag(&mut out, &groups);
-    write_share_groups(&mut out, &snapshot::share_groups(broker).await);
-    observer.tracker.write(&mut out);
-    out.finish()
+    let groups = snapshot::consumer_groups(broker, true, now_ms());
+    let mut registry = Registry::default();
+    broker.metrics.register(&mut registry);
+    register_memory(&mut registry, broker);
+    register_partitions(&mut registry, &snapshot::topics(broker));
+    register_groups(&mut registry, &groups);
+    register_group_lag(&mut registry, &groups);
+    register_share_groups(&mut registry, &snapshot::share_groups(broker));
+    observer.tracker.register(&mut registry);
+    crate::metrics::encode(&registry)
 }
 
 /// The bounded memory budgets: their size and how much is claimed now.
-fn write_memory(out: &mut Exposition, broker: &Broker) {
+fn register_memory(registry: &mut Registry, broker: &Broker) {
+    let budget = Family::<PoolLabels, Gauge>::default();
+    let in_use = Family::<PoolLabels, Gauge>::default();
     let pools = [
         ("fetch", &broker.fetch_memory),
         ("request", &broker.request_memory),
     ];
-    out.family(
+    for (pool, memory) in pools {
+        if let (Some(capacity), Some(available)) = (memory.capacity(), memory.available()) {
+            let labels = PoolLabels { pool };
+            budget.get_or_create(&labels).set(capacity as i64);
+            let claimed = capacity.saturating_sub(available) as i64;
+            in_use.get_or_create(&labels).set(claimed);
+        }
+    }
+    registry.register(
         "partita_memory_budget_bytes",
-        "gauge",
         "Size of a memory budget: fetch (fetch.memory.max.bytes) or request \
-         (queued.max.request.bytes). Absent when the budget is unbounded.",
+         (queued.max.request.bytes). Absent when the budget is unbounded",
+        budget,
     );
-    for (pool, budget) in pools {
-        if let Some(capacity) = budget.capacity() {
-            out.sample(
-                "partita_memory_budget_bytes",
-                &[("pool", pool)],
-                capacity as u64,
-            );
-        }
-    }
-    out.family(
+    registry.register(
         "partita_memory_in_use_bytes",
-        "gauge",
-        "Bytes claimed from a memory budget now, by responses or requests not yet answered.",
+        "Bytes claimed from a memory budget now, by responses or requests not yet answered",
+        in_use,
     );
-    for (pool, budget) in pools {
-        if let (Some(capacity), Some(available)) = (budget.capacity(), budget.available()) {
-            let in_use = capacity.saturating_sub(available) as u64;
-            out.sample("partita_memory_in_use_bytes", &[("pool", pool)], in_use);
-        }
-    }
 }
 
-fn write_partitions(out: &mut Exposition, topics: &[TopicView]) {
-    out.family(
-        "partita_topic_partitions",
-        "gauge",
-        "Partitions of the topic.",
-    );
+fn register_partitions(registry: &mut Registry, topics: &[TopicView]) {
+    let partitions = Family::<TopicLabels, Gauge>::default();
     for topic in topics {
-        out.sample(
-            "partita_topic_partitions",
-            &[("topic", &topic.name)],
-            topic.partitions.len() as u64,
-        );
+        let labels = TopicLabels {
+            topic: topic.name.clone(),
+        };
+        partitions
+            .get_or_create(&labels)
+            .set(topic.partitions.len() as i64);
     }
+    registry.register(
+        "partita_topic_partitions",
+        "Partitions of the topic",
+        partitions,
+    );
     type Field = fn(&snapshot::PartitionView) -> i64;
     let families: [(&str, &str, Field); 3] = [
         (
             "partita_partition_log_start_offset",
-            "First offset still in the partition's log.",
+            "First offset still in the partition's log",
             |p| p.log_start_offset,
         ),
         (
             "partita_partition_log_end_offset",
-            "Offset the partition's next record will get (the high watermark).",
+            "Offset the partition's next record will get (the high watermark)",
             |p| p.log_end_offset,
         ),
         (
             "partita_partition_size_bytes",
-            "Bytes of the partition's log segments.",
+            "Bytes of the partition's log segments",
             |p| p.size_bytes as i64,
         ),
     ];
     for (name, help, value) in families {
-        out.family(name, "gauge", help);
+        let family = Family::<PartitionLabels, Gauge>::default();
         for topic in topics {
             for partition in &topic.partitions {
-                let index = partition.partition.to_string();
-                out.sample(
-                    name,
-                    &[("topic", &topic.name), ("partition", &index)],
-                    value(partition),
-                );
+                let labels = PartitionLabels {
+                    topic: topic.name.clone(),
+                    partition: partition.partition,
+                };
+                family.get_or_create(&labels).set(value(partition));
             }
         }
+        registry.register(name, help, family);
     }
 }
 
-fn write_groups(out: &mut Exposition, groups: &[GroupView]) {
-    out.family(
-        "partita_group_state",
-        "gauge",
-        "1 for the state the group is in, 0 for the others.",
-    );
+fn register_groups(registry: &mut Registry, groups: &[GroupView]) {
+    let states = Family::<GroupStateLabels, Gauge>::default();
+    let members = Family::<GroupLabels, Gauge>::default();
+    let total_lag = Family::<GroupLabels, Gauge>::default();
+    let max_lag_seconds = Family::<GroupLabels, FloatGauge>::default();
     for group in groups {
         let known = GROUP_STATES.contains(&group.state.as_str());
         let other = (!known).then_some(group.state.as_str());
         for state in GROUP_STATES.iter().copied().chain(other) {
-            let value = i64::from(group.state == state);
-            out.sample(
-                "partita_group_state",
-                &[("group", &group.group_id), ("state", state)],
-                value,
-            );
+            let labels = GroupStateLabels {
+                group: group.group_id.clone(),
+                state: state.to_string(),
+            };
+            states
+                .get_or_create(&labels)
+                .set(i64::from(group.state == state));
         }
-    }
-    out.family("partita_group_members", "gauge", "Members of the group.");
-    for group in groups {
-        out.sample(
-            "partita_group_members",
-            &[("group", &group.group_id)],
-            group.members.len() as u64,
-        );
-    }
-    out.family(
-        "partita_group_total_lag_records",
-        "gauge",
-        "Lag of the group summed over its partitions with a committed offset.",
-    );
-    for group in groups {
-        out.sample(
-            "partita_group_total_lag_records",
-            &[("group", &group.group_id)],
-            group.total_lag(),
-        );
-    }
-    out.family(
-        "partita_group_max_lag_seconds",
-        "gauge",
-        "Largest age of an unconsumed record over the group's partitions.",
-    );
-    for group in groups {
+        let labels = GroupLabels {
+            group: group.group_id.clone(),
+        };
+        members
+            .get_or_create(&labels)
+            .set(group.members.len() as i64);
+        total_lag.get_or_create(&labels).set(group.total_lag());
         if let Some(seconds) = group.max_lag_seconds() {
-            out.sample(
-                "partita_group_max_lag_seconds",
-                &[("group", &group.group_id)],
-                seconds,
-            );
+            max_lag_seconds.get_or_create(&labels).set(seconds);
         }
     }
+    registry.register(
+        "partita_group_state",
+        "1 for the state the group is in, 0 for the others",
+        states,
+    );
+    registry.register("partita_group_members", "Members of the group", members);
+    registry.register(
+        "partita_group_total_lag_records",
+        "Lag of the group summed over its partitions with a committed offset",
+        total_lag,
+    );
+    registry.register(
+        "partita_group_max_lag_seconds",
+        "Largest age of an unconsumed record over the group's partitions",
+        max_lag_seconds,
+    );
 }
 
-fn write_group_lag(out: &mut Exposition, groups: &[GroupView]) {
-    type Field = fn(&snapshot::PartitionLag) -> Option<f64>;
-    let families: [(&str, &str, Field); 4] = [
+fn register_group_lag(registry: &mut Registry, groups: &[GroupView]) {
+    type Field = fn(&snapshot::PartitionLag) -> Option<i64>;
+    let families: [(&str, &str, Field); 3] = [
         (
             "partita_group_committed_offset",
-            "Offset the group committed for the partition (the next record it will read).",
-            |p| p.committed.map(|o| o as f64),
+            "Offset the group committed for the partition (the next record it will read)",
+            |p| p.committed,
         ),
         (
             "partita_group_log_end_offset",
-            "Log-end offset of a partition the group has committed an offset for.",
-            |p| p.committed.map(|_| p.log_end_offset as f64),
+            "Log-end offset of a partition the group has committed an offset for",
+            |p| p.committed.map(|_| p.log_end_offset),
         ),
         (
             "partita_group_lag_records",
-            "Log-end offset minus committed offset.",
-            |p| p.lag.map(|l| l as f64),
-        ),
-        (
-            "partita_group_lag_seconds",
-            "Age of the oldest unconsumed record (0 when there is none).",
-            |p| p.lag_seconds,
+            "Log-end offset minus committed offset",
+            |p| p.lag,
         ),
     ];
+    let labels = |group: &GroupView, partition: &snapshot::PartitionLag| GroupPartitionLabels {
+        group: group.group_id.clone(),
+        topic: partition.topic.clone(),
+        partition: partition.partition,
+    };
     for (name, help, value) in families {
-        out.family(name, "gauge", help);
+        let family = Family::<GroupPartitionLabels, Gauge>::default();
         for group in groups {
             for partition in &group.partitions {
-                let Some(value) = value(partition) else {
-                    continue;
-                };
-                let index = partition.partition.to_string();
-                let labels = [
-                    ("group", group.group_id.as_str()),
-                    ("topic", partition.topic.as_str()),
-                    ("partition", index.as_str()),
-                ];
-                if name == "partita_group_lag_seconds" {
-                    out.sample(name, &labels, value);
-                } else {
-                    out.sample(name, &labels, value as i64);
+                if let Some(value) = value(partition) {
+                    family.get_or_create(&labels(group, partition)).set(value);
                 }
             }
         }
+        registry.register(name, help, family);
     }
+    let seconds = Family::<GroupPartitionLabels, FloatGauge>::default();
+    for group in groups {
+        for partition in &group.partitions {
+            if let Some(value) = partition.lag_seconds {
+                seconds.get_or_create(&labels(group, partition)).set(value);
+            }
+        }
+    }
+    registry.register(
+        "partita_group_lag_seconds",
+        "Age of the oldest unconsumed record (0 when there is none), from the partition's \
+         append clock: to within about a second for recent records",
+        seconds,
+    );
 }
 
-fn write_share_groups(out: &mut Exposition, groups: &[ShareGroupView]) {
-    out.family(
-        "partita_share_group_members",
-        "gauge",
-        "Members of the share group.",
-    );
+fn register_share_groups(registry: &mut Registry, groups: &[ShareGroupView]) {
+    let members = Family::<GroupLabels, Gauge>::default();
     for group in groups {
-        out.sample(
-            "partita_share_group_members",
-            &[("group", &group.group_id)],
-            group.members.len() as u64,
-        );
+        let labels = GroupLabels {
+            group: group.group_id.clone(),
+        };
+        members
+            .get_or_create(&labels)
+            .set(group.members.len() as i64);
     }
+    registry.register(
+        "partita_share_group_members",
+        "Members of the share group",
+        members,
+    );
     type Field = fn(&snapshot::SharePartitionView) -> i64;
     let families: [(&str, &str, Field); 5] = [
         (
             "partita_share_partition_start_offset",
-            "Share-partition start offset: every record below it is acknowledged or archived.",
+            "Share-partition start offset: every record below it is acknowledged or archived",
             |p| p.start_offset.unwrap_or(0),
         ),
         (
             "partita_share_partition_lag_records",
-            "Share lag: log-end offset minus start offset, records not yet acknowledged or archived.",
+            "Share lag: log-end offset minus start offset, records not yet acknowledged or archived",
             |p| p.share_lag.unwrap_or(0),
         ),
         (
             "partita_share_partition_in_flight_records",
-            "Records of the in-flight window that are acquired or available again.",
+            "Records of the in-flight window that are acquired or available again",
             |p| p.in_flight as i64,
         ),
         (
             "partita_share_partition_acquired_records",
-            "Records acquired by a member now (locked until acknowledged or the lock expires).",
+            "Records acquired by a member now (locked until acknowledged or the lock expires)",
             |p| p.acquired as i64,
         ),
         (
             "partita_share_partition_available_records",
-            "Records a member could acquire now: released, expired or never delivered.",
+            "Records a member could acquire now: released, expired or never delivered",
             |p| p.available as i64,
         ),
     ];
     for (name, help, value) in families {
-        out.family(name, "gauge", help);
+        let family = Family::<GroupPartitionLabels, Gauge>::default();
         for group in groups {
             // Partitions the group has not read yet have no share-partition state.
             for partition in group.partitions.iter().filter(|p| p.start_offset.is_some()) {
-                let index = partition.partition.to_string();
-                let labels = [
-                    ("group", group.group_id.as_str()),
-                    ("topic", partition.topic.as_str()),
-                    ("partition", index.as_str()),
-                ];
-                out.sample(name, &labels, value(partition));
+                let labels = GroupPartitionLabels {
+                    group: group.group_id.clone(),
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                };
+                family.get_or_create(&labels).set(value(partition));
             }
         }
+        registry.register(name, help, family);
     }
 }

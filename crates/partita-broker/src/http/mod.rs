@@ -46,20 +46,12 @@ impl Observer {
     }
 
     /// Takes one sample of every group's lag and every topic's traffic.
-    async fn sample(&self) {
+    fn sample(&self) {
         self.tracker.update(&self.broker.group_events);
         let now = now_ms();
         let mut groups = Vec::new();
-        for group_id in snapshot::list_groups(&self.broker).await {
-            let committed = snapshot::committed_offsets(&self.broker, &group_id).await;
-            let lags = committed.iter().map(|((topic, partition), offset)| {
-                let end = self
-                    .broker
-                    .topics
-                    .get(topic)
-                    .and_then(|t| t.partition(*partition).map(|p| p.offsets().log_end_offset));
-                end.map_or(0, |end| (end - offset).max(0))
-            });
+        for group in snapshot::consumer_groups(&self.broker, false, now) {
+            let lags = group.partitions.iter().filter_map(|p| p.lag);
             let (total_lag, max_partition_lag) = lags.fold((0, 0), |(total, max), lag| {
                 (total + lag, i64::max(max, lag))
             });
@@ -68,9 +60,9 @@ impl Observer {
                 total_lag,
                 max_partition_lag,
             };
-            groups.push((group_id, sample));
+            groups.push((group.group_id, sample));
         }
-        for share in snapshot::share_groups(&self.broker).await {
+        for share in snapshot::share_groups(&self.broker) {
             let sample = GroupSample {
                 at_ms: now,
                 total_lag: share.total_lag(),
@@ -100,10 +92,10 @@ impl Observer {
                     at_ms: now,
                     log_end_offset: topic.log_end_offset(),
                     size_bytes: topic.size_bytes(),
-                    records_in: traffic.records_in.get(),
-                    bytes_in: traffic.bytes_in.get(),
-                    records_out: traffic.records_out.get(),
-                    bytes_out: traffic.bytes_out.get(),
+                    records_in: traffic.records_in(),
+                    bytes_in: traffic.bytes_in(),
+                    records_out: traffic.records_out(),
+                    bytes_out: traffic.bytes_out(),
                 };
                 (topic.name.clone(), sample)
             })
@@ -140,7 +132,7 @@ async fn run_sampler(observer: Arc<Observer>, mut shutdown: Shutdown) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => observer.sample().await,
+            _ = every.tick() => observer.sample(),
             _ = shutdown.recv() => return,
         }
     }

@@ -2,25 +2,70 @@
 //! and duration histograms of `/metrics`, each group's generation, and the rebalance timeline
 //! of the dashboard (cause, duration and the partitions that moved).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use partita_groups::{GroupEvent, GroupEventKind};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::group_events::GroupEventLog;
-use crate::metrics::{Exposition, Histogram, REBALANCE_BUCKETS};
+use crate::metrics::rebalance_histogram;
 
-/// Counters of one group, kept since the broker started (the event log itself is bounded).
+/// What the tracker knows of one group since the broker started (the event log itself is
+/// bounded): its generation, its rebalances, and the label values of its series.
 #[derive(Default)]
 struct GroupCounters {
     generation: Option<i32>,
-    rebalances: BTreeMap<&'static str, u64>,
-    durations: BTreeMap<&'static str, Histogram>,
-    joined: u64,
-    left: u64,
-    removed: BTreeMap<&'static str, u64>,
+    rebalances: u64,
+    causes: BTreeSet<&'static str>,
+    reasons: BTreeSet<&'static str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    group: String,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    group: String,
+    reason: &'static str,
+}
+
+/// The tracker's series.
+#[derive(Clone, Debug)]
+struct Families {
+    generation: Family<GroupLabels, Gauge>,
+    rebalances: Family<CauseLabels, Counter>,
+    durations: Family<CauseLabels, Histogram, fn() -> Histogram>,
+    joined: Family<GroupLabels, Counter>,
+    left: Family<GroupLabels, Counter>,
+    removed: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Families {
+            generation: Family::default(),
+            rebalances: Family::default(),
+            durations: Family::new_with_constructor(rebalance_histogram),
+            joined: Family::default(),
+            left: Family::default(),
+            removed: Family::default(),
+        }
+    }
 }
 
 /// Follows the group event log and counts what happened to each group.
@@ -36,6 +81,7 @@ pub(crate) struct RebalanceTracker {
 struct TrackerState {
     next: u64,
     groups: BTreeMap<String, GroupCounters>,
+    families: Families,
 }
 
 impl RebalanceTracker {
@@ -64,111 +110,90 @@ impl RebalanceTracker {
     /// Rebalances of `group_id` since the broker started.
     pub(crate) fn rebalance_count(&self, group_id: &str) -> u64 {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .groups
-            .get(group_id)
-            .map_or(0, |g| g.rebalances.values().sum())
+        state.groups.get(group_id).map_or(0, |g| g.rebalances)
     }
 
-    /// Writes the generation, rebalance and membership families for every group.
-    pub(crate) fn write(&self, out: &mut Exposition) {
+    /// Registers the generation, rebalance and membership families of every group.
+    pub(crate) fn register(&self, registry: &mut Registry) {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let groups = &state.groups;
-        out.family(
+        let families = state.families.clone();
+        registry.register(
             "partita_group_generation",
-            "gauge",
-            "Generation of the group (classic protocol), as of its last rebalance since the broker started.",
+            "Generation of the group (classic protocol), as of its last rebalance since the broker started",
+            families.generation,
         );
-        for (group, counters) in groups {
-            if let Some(generation) = counters.generation {
-                out.sample("partita_group_generation", &[("group", group)], generation);
-            }
-        }
-        out.family(
-            "partita_group_rebalances_total",
-            "counter",
-            "Rebalances started, by group and cause.",
+        registry.register(
+            "partita_group_rebalances",
+            "Rebalances started, by group and cause",
+            families.rebalances,
         );
-        for (group, counters) in groups {
-            for (cause, count) in &counters.rebalances {
-                out.sample(
-                    "partita_group_rebalances_total",
-                    &[("group", group), ("cause", cause)],
-                    *count,
-                );
-            }
-        }
-        out.family(
+        registry.register(
             "partita_group_rebalance_duration_seconds",
-            "histogram",
-            "Duration of completed rebalances, from start to every member holding its assignment, by group and cause.",
+            "Duration of completed rebalances, from start to every member holding its assignment, by group and cause",
+            families.durations,
         );
-        for (group, counters) in groups {
-            for (cause, histogram) in &counters.durations {
-                out.histogram(
-                    "partita_group_rebalance_duration_seconds",
-                    &[("group", group), ("cause", cause)],
-                    &histogram.snapshot(),
-                );
-            }
-        }
-        out.family(
-            "partita_group_members_joined_total",
-            "counter",
-            "Members admitted to the group.",
+        registry.register(
+            "partita_group_members_joined",
+            "Members admitted to the group",
+            families.joined,
         );
-        for (group, counters) in groups {
-            out.sample(
-                "partita_group_members_joined_total",
-                &[("group", group)],
-                counters.joined,
-            );
-        }
-        out.family(
-            "partita_group_members_left_total",
-            "counter",
-            "Members that left the group with LeaveGroup.",
+        registry.register(
+            "partita_group_members_left",
+            "Members that left the group with LeaveGroup",
+            families.left,
         );
-        for (group, counters) in groups {
-            out.sample(
-                "partita_group_members_left_total",
-                &[("group", group)],
-                counters.left,
-            );
-        }
-        out.family(
-            "partita_group_members_removed_total",
-            "counter",
-            "Members the coordinator removed, by reason (session_timeout, missed_poll, sync_timeout).",
+        registry.register(
+            "partita_group_members_removed",
+            "Members the coordinator removed, by reason (session_timeout, missed_poll, sync_timeout)",
+            families.removed,
         );
-        for (group, counters) in groups {
-            for (reason, count) in &counters.removed {
-                out.sample(
-                    "partita_group_members_removed_total",
-                    &[("group", group), ("reason", reason)],
-                    *count,
-                );
-            }
-        }
     }
 }
 
 impl TrackerState {
     fn count(&mut self, event: &GroupEvent) {
+        let group_id = event.group_id.clone();
+        let families = &self.families;
+        let group = GroupLabels {
+            group: group_id.clone(),
+        };
         if event.kind == GroupEventKind::GroupDeleted {
-            self.groups.remove(&event.group_id);
+            if let Some(counters) = self.groups.remove(&group_id) {
+                forget(families, &group_id, &counters);
+            }
             return;
         }
-        let group = self.groups.entry(event.group_id.clone()).or_default();
+        let counters = self.groups.entry(group_id.clone()).or_default();
+        // Every group known has its membership counters, at 0 until something happens.
+        let joined = families.joined.get_or_create_owned(&group);
+        let left = families.left.get_or_create_owned(&group);
+        let cause_labels = |cause| CauseLabels {
+            group: group_id.clone(),
+            cause,
+        };
         match &event.kind {
-            GroupEventKind::MemberJoined { .. } => group.joined += 1,
-            GroupEventKind::MemberLeft { .. } => group.left += 1,
+            GroupEventKind::MemberJoined { .. } => {
+                joined.inc();
+            }
+            GroupEventKind::MemberLeft { .. } => {
+                left.inc();
+            }
             GroupEventKind::MemberRemoved { reason, .. } => {
-                *group.removed.entry(reason.name()).or_insert(0) += 1
+                counters.reasons.insert(reason.name());
+                let labels = ReasonLabels {
+                    group: group_id.clone(),
+                    reason: reason.name(),
+                };
+                families.removed.get_or_create(&labels).inc();
             }
             GroupEventKind::RebalanceStarted { generation, cause } => {
-                group.generation = Some(*generation);
-                *group.rebalances.entry(cause.name()).or_insert(0) += 1;
+                counters.generation = Some(*generation);
+                counters.rebalances += 1;
+                counters.causes.insert(cause.name());
+                families
+                    .rebalances
+                    .get_or_create(&cause_labels(cause.name()))
+                    .inc();
             }
             GroupEventKind::RebalanceCompleted {
                 generation,
@@ -176,17 +201,48 @@ impl TrackerState {
                 cause,
                 ..
             } => {
-                group.generation = Some(*generation);
-                let elapsed = (event.at_ms - started_at_ms).max(0) as u64;
-                group
+                counters.generation = Some(*generation);
+                counters.causes.insert(cause.name());
+                let elapsed = (event.at_ms - started_at_ms).max(0) as f64 / 1000.0;
+                let histogram = families
                     .durations
-                    .entry(cause.name())
-                    .or_insert_with(|| Histogram::new(REBALANCE_BUCKETS))
-                    .observe(Duration::from_millis(elapsed));
+                    .get_or_create(&cause_labels(cause.name()));
+                histogram.observe(elapsed);
             }
-            GroupEventKind::GroupEmptied { generation } => group.generation = Some(*generation),
+            GroupEventKind::GroupEmptied { generation } => counters.generation = Some(*generation),
             GroupEventKind::StaticMemberRejoined { .. } | GroupEventKind::GroupDeleted => {}
         }
+        if let Some(generation) = counters.generation {
+            families
+                .generation
+                .get_or_create(&group)
+                .set(i64::from(generation));
+        }
+    }
+}
+
+/// Removes every series of a deleted group.
+fn forget(families: &Families, group_id: &str, counters: &GroupCounters) {
+    let group = GroupLabels {
+        group: group_id.to_string(),
+    };
+    families.generation.remove(&group);
+    families.joined.remove(&group);
+    families.left.remove(&group);
+    for &cause in &counters.causes {
+        let labels = CauseLabels {
+            group: group_id.to_string(),
+            cause,
+        };
+        families.rebalances.remove(&labels);
+        families.durations.remove(&labels);
+    }
+    for &reason in &counters.reasons {
+        let labels = ReasonLabels {
+            group: group_id.to_string(),
+            reason,
+        };
+        families.removed.remove(&labels);
     }
 }
 
@@ -467,13 +523,13 @@ mod tests {
         tracker.update(&log);
         assert_eq!(tracker.rebalance_count("g"), 2);
         assert_eq!(tracker.generation("g"), Some(1));
-        let mut out = Exposition::default();
-        tracker.write(&mut out);
-        let text = out.finish();
+        let mut registry = Registry::default();
+        tracker.register(&mut registry);
+        let text = crate::metrics::encode(&registry);
         assert!(text.contains("partita_group_rebalances_total{group=\"g\",cause=\"join\"} 1\n"));
         assert!(text.contains("partita_group_rebalances_total{group=\"g\",cause=\"leave\"} 1\n"));
         assert!(text.contains(
-            "partita_group_rebalance_duration_seconds_bucket{group=\"g\",cause=\"join\",le=\"0.5\"} 1\n"
+            "partita_group_rebalance_duration_seconds_bucket{le=\"0.5\",group=\"g\",cause=\"join\"} 1\n"
         ));
         assert!(text.contains(
             "partita_group_rebalance_duration_seconds_count{group=\"g\",cause=\"join\"} 1\n"

@@ -19,7 +19,6 @@ use super::server::{percent_decode, Reply};
 use super::snapshot::{self, GroupView, PartitionLag};
 use super::{exposition, Observer};
 use crate::broker::now_ms;
-use crate::metrics::Exposition;
 
 const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
@@ -41,17 +40,17 @@ pub(crate) async fn route(observer: &Observer, path: &str) -> Reply {
         "/dashboard.js" => Reply::new(200, "text/javascript; charset=utf-8", DASHBOARD_JS),
         "/dashboard.css" => Reply::new(200, "text/css; charset=utf-8", DASHBOARD_CSS),
         "/metrics" => {
-            let text = exposition::render(observer).await;
-            Reply::new(200, Exposition::CONTENT_TYPE, text)
+            let text = exposition::render(observer);
+            Reply::new(200, crate::metrics::CONTENT_TYPE, text)
         }
-        "/api/groups" => json_reply(groups(observer).await),
+        "/api/groups" => json_reply(groups(observer)),
         "/api/topics" => json_reply(topics(observer)),
         _ => {
             if let Some(id) = path.strip_prefix("/api/groups/") {
                 let Some(id) = percent_decode(id) else {
                     return Reply::text(400, "bad group id\n");
                 };
-                return match group(observer, &id).await {
+                return match group(observer, &id) {
                     Some(value) => json_reply(value),
                     None => Reply::text(404, "no such group\n"),
                 };
@@ -73,17 +72,12 @@ fn json_reply(value: Value) -> Reply {
 }
 
 /// Every group, the lagging ones first.
-async fn groups(observer: &Observer) -> Value {
+fn groups(observer: &Observer) -> Value {
     let broker = &observer.broker;
     observer.tracker.update(&broker.group_events);
     let now = now_ms();
-    let mut views = Vec::new();
-    for group_id in snapshot::list_groups(broker).await {
-        if let Some(view) = snapshot::describe_group(broker, &group_id, false, now).await {
-            views.push(view);
-        }
-    }
-    let types = snapshot::group_types(broker).await;
+    let views = snapshot::consumer_groups(broker, false, now);
+    let types = snapshot::group_types(broker);
     let mut groups: Vec<Value> = views
         .iter()
         .map(|g| {
@@ -109,7 +103,7 @@ async fn groups(observer: &Observer) -> Value {
         })
         .collect();
     // Share groups: their lag is the share lag, records not yet acknowledged or archived.
-    groups.extend(snapshot::share_groups(broker).await.iter().map(|g| {
+    groups.extend(snapshot::share_groups(broker).iter().map(|g| {
         let trend: Vec<i64> = observer
             .group_history
             .last(&g.group_id, TREND_SAMPLES)
@@ -143,12 +137,12 @@ async fn groups(observer: &Observer) -> Value {
 }
 
 /// One group in full, or `None` if it does not exist.
-async fn group(observer: &Observer, group_id: &str) -> Option<Value> {
+fn group(observer: &Observer, group_id: &str) -> Option<Value> {
     let broker = &observer.broker;
     observer.tracker.update(&broker.group_events);
     let now = now_ms();
-    let Some(view) = snapshot::describe_group(broker, group_id, true, now).await else {
-        return share_group(observer, group_id, now).await;
+    let Some(view) = snapshot::describe_group(broker, group_id, true, now) else {
+        return share_group(observer, group_id, now);
     };
     // Classic groups show assignments once stable; consumer-protocol groups always do.
     let stable = view.state == "Stable" || view.members.iter().any(|m| !m.assignment.is_empty());
@@ -217,8 +211,8 @@ fn member_json(m: &snapshot::MemberView, may_be_idle: bool) -> Value {
 
 /// One share group in full: members, and per share-partition the start offset, log end,
 /// share lag and the records acquired, available and in flight.
-async fn share_group(observer: &Observer, group_id: &str, now: i64) -> Option<Value> {
-    let view = snapshot::describe_share_group(&observer.broker, group_id).await?;
+fn share_group(observer: &Observer, group_id: &str, now: i64) -> Option<Value> {
+    let view = snapshot::describe_share_group(&observer.broker, group_id)?;
     // Members of a share group read the same partitions: none is idle.
     let members: Vec<Value> = view.members.iter().map(|m| member_json(m, false)).collect();
     let partitions: Vec<Value> = view

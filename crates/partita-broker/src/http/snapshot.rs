@@ -1,14 +1,13 @@
 //! What groups and topics look like right now: state, members, who owns which partition,
-//! committed offsets, log-end offsets and lag. Read through the group coordinator's public
-//! requests (ListGroups, DescribeGroups, OffsetFetch) and the partitions' offsets, the same
-//! view a Kafka admin client gets.
+//! committed offsets, log-end offsets and lag. Read from memory only: the summaries the
+//! coordinator's shards publish (what DescribeGroups and OffsetFetch would answer, at most
+//! half a second old), and the partitions' offsets and append clocks; a scrape neither asks
+//! a shard nor reads a record.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use partita_groups::consumer_protocol::assigned_partitions;
-use partita_groups::shard::OffsetFetchGroup;
-use partita_groups::{ClientContext, Request, Response};
-use partita_log::batch;
+use partita_groups::shard::GroupSummary;
 
 use crate::broker::Broker;
 use crate::partition::Partition;
@@ -69,62 +68,46 @@ impl GroupView {
     }
 }
 
-/// Every group of every coordinator shard, as ListGroups gives them.
-async fn listed_groups(broker: &Broker) -> Vec<(String, String)> {
-    let client = ClientContext::default();
-    let mut groups = Vec::new();
-    for shard in 0..broker.groups.shard_count() {
-        let Ok(Response::ListGroups(listed)) = broker
-            .groups
-            .call_shard(shard, &client, Request::ListGroups(Vec::new(), Vec::new()))
-            .await
-        else {
-            continue;
-        };
-        groups.extend(
-            listed
-                .into_iter()
-                .map(|g| (g.group_id.to_string(), g.group_type.to_string())),
-        );
-    }
-    groups.sort();
-    groups
-}
-
-/// The id of every consumer group (classic or KIP-848), sorted.
-pub(crate) async fn list_groups(broker: &Broker) -> Vec<String> {
-    listed_groups(broker)
-        .await
-        .into_iter()
-        .filter(|(_, kind)| kind != "share")
-        .map(|(id, _)| id)
+/// Every classic and consumer group, sorted by id.
+pub(crate) fn consumer_groups(broker: &Broker, with_age: bool, now_ms: i64) -> Vec<GroupView> {
+    broker
+        .groups
+        .summaries()
+        .iter()
+        .filter_map(|summary| group_view(broker, summary, with_age, now_ms))
         .collect()
 }
 
 /// The type (`classic` or `consumer`) of every consumer group.
-pub(crate) async fn group_types(broker: &Broker) -> BTreeMap<String, String> {
-    listed_groups(broker)
-        .await
-        .into_iter()
-        .filter(|(_, kind)| kind != "share")
+pub(crate) fn group_types(broker: &Broker) -> BTreeMap<String, String> {
+    broker
+        .groups
+        .summaries()
+        .iter()
+        .filter(|g| g.kind != "share")
+        .map(|g| (g.group_id.clone(), g.kind.to_string()))
         .collect()
 }
 
-/// One group now, or `None` if it does not exist. `with_age` also reads the oldest
-/// unconsumed record of every lagging partition for the lag in seconds.
-pub(crate) async fn describe_group(
+/// One group now, or `None` if it does not exist. `with_age` also tells the lag of every
+/// lagging partition in seconds.
+pub(crate) fn describe_group(
     broker: &Broker,
     group_id: &str,
     with_age: bool,
     now_ms: i64,
 ) -> Option<GroupView> {
-    let client = ClientContext::default();
-    let request = Request::DescribeGroup(group_id.to_string());
-    let Ok(Response::DescribeGroup(described)) =
-        broker.groups.call(group_id, &client, request).await
-    else {
-        return None;
-    };
+    let summary = broker.groups.summary(group_id)?;
+    group_view(broker, &summary, with_age, now_ms)
+}
+
+fn group_view(
+    broker: &Broker,
+    summary: &GroupSummary,
+    with_age: bool,
+    now_ms: i64,
+) -> Option<GroupView> {
+    let described = summary.described.as_ref()?;
     if described.group_state.as_str() == "Dead" || described.error_code != 0 {
         return None;
     }
@@ -144,10 +127,9 @@ pub(crate) async fn describe_group(
             },
         })
         .collect();
-    let committed = committed_offsets(broker, group_id).await;
-    let partitions = partition_lags(broker, &members, &committed, with_age, now_ms).await;
+    let partitions = partition_lags(broker, &members, &summary.offsets, with_age, now_ms);
     Some(GroupView {
-        group_id: group_id.to_string(),
+        group_id: summary.group_id.clone(),
         state: described.group_state.to_string(),
         protocol_type: described.protocol_type.to_string(),
         protocol: described.protocol_data.to_string(),
@@ -156,35 +138,8 @@ pub(crate) async fn describe_group(
     })
 }
 
-/// The group's committed offsets by topic and partition.
-pub(crate) async fn committed_offsets(
-    broker: &Broker,
-    group_id: &str,
-) -> BTreeMap<(String, i32), i64> {
-    let client = ClientContext::default();
-    let request = Request::OffsetFetch(OffsetFetchGroup {
-        group_id: group_id.to_string(),
-        topics: None,
-        member: None,
-    });
-    let Ok(Response::OffsetFetch(fetched)) = broker.groups.call(group_id, &client, request).await
-    else {
-        return BTreeMap::new();
-    };
-    fetched
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
-                .map(|p| ((t.name.to_string(), p.partition_index), p.committed_offset))
-        })
-        .collect()
-}
-
 /// Lag of every partition of every topic the group consumes or committed offsets for.
-async fn partition_lags(
+fn partition_lags(
     broker: &Broker,
     members: &[MemberView],
     committed: &BTreeMap<(String, i32), i64>,
@@ -217,7 +172,6 @@ async fn partition_lags(
             let lag_seconds = match (with_age, committed, lag) {
                 (true, Some(offset), Some(lag)) if lag > 0 => {
                     oldest_unconsumed_timestamp(partition, offset)
-                        .await
                         .map(|ts| ((now_ms - ts).max(0)) as f64 / 1000.0)
                 }
                 (true, Some(_), Some(_)) => Some(0.0),
@@ -237,26 +191,15 @@ async fn partition_lags(
     lags
 }
 
-/// The timestamp of the first record at or after `offset`: the record's own for an
-/// uncompressed batch; for a compressed one (never decompressed) the batch's first timestamp,
-/// an approximation; for a LogAppendTime batch its append time.
-pub(crate) async fn oldest_unconsumed_timestamp(partition: &Partition, offset: i64) -> Option<i64> {
+/// Roughly the timestamp of the first record at or after `offset`, from the partition's
+/// append clock (no record is read).
+pub(crate) fn oldest_unconsumed_timestamp(partition: &Partition, offset: i64) -> Option<i64> {
     let offsets = partition.offsets();
     let offset = offset.max(offsets.log_start_offset);
     if offset >= offsets.log_end_offset {
         return None;
     }
-    let (bytes, _) = partition.read(offset, 1).await.ok()?;
-    let header = batch::parse_header(&bytes).ok()?;
-    if header.timestamp_type_log_append() {
-        return Some(header.max_timestamp);
-    }
-    if let Ok(records) = batch::decode_records(&bytes) {
-        if let Some(record) = records.iter().find(|r| r.offset >= offset) {
-            return Some(record.timestamp);
-        }
-    }
-    Some(header.base_timestamp)
+    partition.timestamp_at(offset)
 }
 
 /// One share-partition of a share group (or a partition its members are assigned that it
@@ -312,29 +255,26 @@ impl ShareGroupView {
     }
 }
 
-/// The id of every share group, sorted.
-pub(crate) async fn share_group_ids(broker: &Broker) -> Vec<String> {
-    listed_groups(broker)
-        .await
-        .into_iter()
-        .filter(|(_, kind)| kind == "share")
-        .map(|(id, _)| id)
+/// One share group now, or `None` if there is no such share group.
+pub(crate) fn describe_share_group(broker: &Broker, group_id: &str) -> Option<ShareGroupView> {
+    let summary = broker.groups.summary(group_id)?;
+    share_view(broker, &summary)
+}
+
+/// Every share group now.
+pub(crate) fn share_groups(broker: &Broker) -> Vec<ShareGroupView> {
+    broker
+        .groups
+        .summaries()
+        .iter()
+        .filter_map(|summary| share_view(broker, summary))
         .collect()
 }
 
-/// One share group now, or `None` if there is no such share group.
-pub(crate) async fn describe_share_group(
-    broker: &Broker,
-    group_id: &str,
-) -> Option<ShareGroupView> {
+fn share_view(broker: &Broker, summary: &GroupSummary) -> Option<ShareGroupView> {
+    let status = summary.share.as_ref()?;
+    let group_id = summary.group_id.as_str();
     let image = broker.topics.image();
-    let client = ClientContext::default();
-    let ask = Request::ShareGroupStatus(group_id.to_string());
-    let Ok(Response::ShareGroupStatus(Some(status))) =
-        broker.groups.call(group_id, &client, ask).await
-    else {
-        return None;
-    };
     let group = &status.group;
     let members: Vec<MemberView> = group
         .members
@@ -416,15 +356,6 @@ pub(crate) async fn describe_share_group(
         members,
         partitions,
     })
-}
-
-/// Every share group now.
-pub(crate) async fn share_groups(broker: &Broker) -> Vec<ShareGroupView> {
-    let mut groups = Vec::new();
-    for group_id in share_group_ids(broker).await {
-        groups.extend(describe_share_group(broker, &group_id).await);
-    }
-    groups
 }
 
 /// One partition of a topic.

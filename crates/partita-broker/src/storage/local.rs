@@ -9,9 +9,58 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use partita_log::{AppendInfo, CleanupPolicy, Log, LogConfig, LogError};
+use partita_log::{batch, AppendInfo, CleanupPolicy, Log, LogConfig, LogError};
 
 use super::{Maintenance, PartitionOffsets, PartitionStorage};
+
+/// Marks an append clock keeps at most.
+const CLOCK_MARKS: usize = 16;
+
+/// Time between two marks at least.
+const CLOCK_SPACING_MS: i64 = 1_000;
+
+/// Roughly when the records at each offset were written: a few (offset, timestamp) marks,
+/// at most one a second from appends, thinned out as they age. Lag is told in seconds from
+/// it without reading a record.
+#[derive(Debug, Default)]
+struct AppendClock {
+    /// Sorted by offset.
+    marks: Vec<(i64, i64)>,
+}
+
+impl AppendClock {
+    /// Notes that the record at `offset` has `timestamp`.
+    fn record(&mut self, offset: i64, timestamp: i64) {
+        if let Some(&(last_offset, last_timestamp)) = self.marks.last() {
+            if offset <= last_offset || timestamp < last_timestamp + CLOCK_SPACING_MS {
+                return;
+            }
+        }
+        if self.marks.len() >= CLOCK_MARKS {
+            // The older half keeps every other mark: recent history stays precise.
+            let half = CLOCK_MARKS / 2;
+            let thinned: Vec<(i64, i64)> = self.marks[..half].iter().step_by(2).copied().collect();
+            self.marks.splice(..half, thinned);
+        }
+        self.marks.push((offset, timestamp));
+    }
+
+    /// Roughly the timestamp of the record at `offset`: between the marks around it, in
+    /// proportion; after the last mark, that mark's (appends come within a second of it).
+    fn timestamp_at(&self, offset: i64) -> Option<i64> {
+        let after = self.marks.partition_point(|(o, _)| *o < offset);
+        let before = after.checked_sub(1).map(|i| self.marks[i]);
+        match (before, self.marks.get(after).copied()) {
+            (Some((o0, t0)), Some((o1, t1))) if o1 > o0 => {
+                let share = (offset - o0) as f64 / (o1 - o0) as f64;
+                Some(t0 + ((t1 - t0) as f64 * share) as i64)
+            }
+            (_, Some((_, t1))) => Some(t1),
+            (Some((_, t0)), None) => Some(t0),
+            (None, None) => None,
+        }
+    }
+}
 
 /// What is known of a log without taking it.
 #[derive(Debug)]
@@ -20,6 +69,7 @@ struct Published {
     log_end_offset: AtomicI64,
     size_bytes: AtomicU64,
     config: Mutex<LogConfig>,
+    clock: Mutex<AppendClock>,
 }
 
 impl Published {
@@ -29,6 +79,9 @@ impl Published {
             log_end_offset: AtomicI64::new(log.log_end_offset()),
             size_bytes: AtomicU64::new(log.size_bytes()),
             config: Mutex::new(log.config().clone()),
+            clock: Mutex::new(AppendClock {
+                marks: log.timestamp_marks(CLOCK_MARKS),
+            }),
         }
     }
 
@@ -85,8 +138,21 @@ impl LocalPartition {
 #[async_trait]
 impl PartitionStorage for LocalPartition {
     async fn append(&self, mut batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError> {
-        self.with_log(move |log| log.append(&mut batch, now_ms))
-            .await
+        let max_timestamp = batch::parse_header(&batch).map_or(-1, |h| h.max_timestamp);
+        let info = self
+            .with_log(move |log| log.append(&mut batch, now_ms))
+            .await?;
+        if !info.duplicate {
+            let timestamp = if info.log_append_time >= 0 {
+                info.log_append_time
+            } else {
+                max_timestamp
+            };
+            let mut clock = self.published.clock.lock();
+            let clock = clock.as_deref_mut().unwrap_or_else(|p| p.get_mut());
+            clock.record(info.base_offset, timestamp);
+        }
+        Ok(info)
     }
 
     async fn read(
@@ -118,6 +184,13 @@ impl PartitionStorage for LocalPartition {
 
     fn size_bytes(&self) -> u64 {
         self.published.size_bytes.load(Ordering::Acquire)
+    }
+
+    fn timestamp_at(&self, offset: i64) -> Option<i64> {
+        let clock = self.published.clock.lock();
+        clock
+            .unwrap_or_else(|p| p.into_inner())
+            .timestamp_at(offset)
     }
 
     fn config(&self) -> LogConfig {
@@ -190,5 +263,30 @@ impl PartitionStorage for LocalPartition {
 
     async fn flush(&self) -> Result<(), LogError> {
         self.with_log(|log| log.flush()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_clock_tells_roughly_how_old_a_record_is() {
+        let mut clock = AppendClock::default();
+        assert_eq!(clock.timestamp_at(5), None);
+        for second in 0..100 {
+            clock.record(second * 10, 1_000_000 + second * 1_000);
+        }
+        assert!(clock.marks.len() <= CLOCK_MARKS);
+        // Recent records are told to the second; old ones more coarsely.
+        assert_eq!(clock.timestamp_at(990), Some(1_099_000));
+        assert_eq!(clock.timestamp_at(985), Some(1_098_500));
+        let old = clock.timestamp_at(100).unwrap();
+        assert!((1_000_000..=1_050_000).contains(&old), "{old}");
+        // Past the last mark: as new as it.
+        assert_eq!(clock.timestamp_at(2_000), Some(1_099_000));
+        // Marks come at most once a second.
+        clock.record(1_000, 1_099_500);
+        assert_eq!(clock.marks.last(), Some(&(990, 1_099_000)));
     }
 }

@@ -54,6 +54,10 @@ pub trait PartitionStorage: Send + Sync {
     /// Bytes stored.
     fn size_bytes(&self) -> u64;
 
+    /// Roughly the timestamp of the record at `offset`, known without reading it (for lag in
+    /// seconds); `None` when nothing tells.
+    fn timestamp_at(&self, offset: i64) -> Option<i64>;
+
     /// The settings in force.
     fn config(&self) -> LogConfig;
 

@@ -20,20 +20,24 @@ impl GroupShard {
     /// Kafka's summary: members with their metadata and assignment only once the group is
     /// stable; a group this shard does not know is reported as Dead.
     pub(super) fn describe_group(&mut self, token: Token, group_id: &str) {
+        let described = self.described(group_id);
+        self.respond(token, Response::DescribeGroup(described));
+    }
+
+    /// A group as DescribeGroups shows it.
+    pub(super) fn described(&self, group_id: &str) -> DescribedGroup {
         let described = DescribedGroup::default().with_group_id(GroupId(text(group_id)));
         let group = match self.groups.get(group_id) {
             Some(Group::Consumer(consumer)) => {
-                let described = super::consumer::describe_as_classic(consumer, &self.topics);
-                return self.respond(token, Response::DescribeGroup(described));
+                return super::consumer::describe_as_classic(consumer, &self.topics);
             }
             Some(Group::Classic(group)) => group,
             // A share group is described by ShareGroupDescribe; here it is not a group.
             None | Some(Group::Share(_)) => {
-                let dead = described
+                return described
                     .with_group_state(text(GroupState::Dead.name()))
                     .with_protocol_type(text(""))
                     .with_protocol_data(text(""));
-                return self.respond(token, Response::DescribeGroup(dead));
             }
         };
         let stable = group.state == GroupState::Stable;
@@ -56,12 +60,11 @@ impl GroupShard {
                 }
             })
             .collect();
-        let described = described
+        described
             .with_group_state(text(group.state.name()))
             .with_protocol_type(text(group.protocol_type.as_deref().unwrap_or("")))
             .with_protocol_data(text(if stable { &protocol } else { "" }))
-            .with_members(members);
-        self.respond(token, Response::DescribeGroup(described));
+            .with_members(members)
     }
 
     pub(super) fn list_groups(&mut self, token: Token, states: &[String], types: &[String]) {

@@ -24,6 +24,7 @@ mod deadlines;
 mod offsets;
 mod replay;
 mod share;
+mod summary;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,6 +46,7 @@ pub use share::{
     AcknowledgementBatches, ShareAcknowledgements, ShareAcquire, ShareGroupStatus,
     SharePartitionStatus, SharePlan, SharePlanned, ShareRead, ShareSessionUpdate,
 };
+pub use summary::GroupSummary;
 pub use write::{AppendError, Staged};
 
 use deadlines::Deadlines;
@@ -352,6 +354,8 @@ pub struct GroupShard {
     transaction: Transaction,
     /// Events of completed operations, for the driver to take.
     events: Vec<GroupEvent>,
+    /// Groups changed since their summaries were last taken.
+    changed: BTreeSet<String>,
     id_seed: u64,
     ids_issued: u64,
 }
@@ -375,6 +379,7 @@ impl GroupShard {
             deadlines,
             transaction: Transaction::default(),
             events: Vec::new(),
+            changed: BTreeSet::new(),
             id_seed,
             ids_issued: 0,
         }

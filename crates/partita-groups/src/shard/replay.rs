@@ -41,6 +41,7 @@ impl GroupShard {
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in ids {
             self.reindex(&group_id);
+            self.changed.insert(group_id);
         }
     }
 

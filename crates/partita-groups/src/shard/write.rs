@@ -265,6 +265,7 @@ impl GroupShard {
         };
         for group_id in touched {
             self.reindex(&group_id);
+            self.changed.insert(group_id);
         }
         responses
     }

@@ -237,6 +237,25 @@ impl Log {
         Ok(Some((record.unwrap_or(batch_last_offset), ts)))
     }
 
+    /// Up to `max` (offset, timestamp) marks spread over the log, from the time indexes in
+    /// memory: each timestamp is the largest of the records up to its offset. Enough to tell
+    /// roughly how old the record at an offset is, without reading it.
+    pub fn timestamp_marks(&self, max: usize) -> Vec<(i64, i64)> {
+        let marks: Vec<(i64, i64)> = self
+            .segments
+            .values()
+            .flat_map(|segment| segment.time_marks())
+            .filter(|(offset, _)| *offset >= self.log_start_offset)
+            .collect();
+        if marks.len() <= max || max == 0 {
+            return marks;
+        }
+        let step = marks.len() as f64 / max as f64;
+        (0..max)
+            .map(|i| marks[(i as f64 * step) as usize])
+            .collect()
+    }
+
     /// Total bytes of all segment files.
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(Segment::size).sum()

@@ -314,7 +314,7 @@ impl GroupShard {
             .with_members(members)
     }
 
-    fn share_status(&self, group_id: &str) -> Option<ShareGroupStatus> {
+    pub(super) fn share_status(&self, group_id: &str) -> Option<ShareGroupStatus> {
         let group = self.groups.get(group_id)?.as_share()?.clone();
         let partitions = self
             .share_partitions
