@@ -136,7 +136,7 @@ fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String, Br
     }
     let id = new_cluster_id();
     let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
-    fs::write(&path, text)?;
+    partita_log::files::replace(&path, text.as_bytes())?;
     Ok(id)
 }
 

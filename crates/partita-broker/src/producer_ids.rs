@@ -54,10 +54,7 @@ impl Blocks {
         let (next, block_end) = *state;
         if next >= block_end {
             let new_end = next + BLOCK_SIZE;
-            let temporary = self.file.with_extension("tmp");
-            fs::write(&temporary, new_end.to_string())?;
-            fs::File::open(&temporary)?.sync_all()?;
-            fs::rename(&temporary, &self.file)?;
+            partita_log::files::replace(&self.file, new_end.to_string().as_bytes())?;
             state.1 = new_end;
         }
         state.0 = next + 1;

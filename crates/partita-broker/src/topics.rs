@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -486,13 +485,7 @@ impl Registry {
         for (key, value) in overrides {
             text.push_str(&format!("config.{key}={value}\n"));
         }
-        let path = self.topic_file(id);
-        let temporary = path.with_extension("properties.tmp");
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temporary, &path)?;
-        fs::File::open(self.meta_dir())?.sync_all()?;
+        partita_log::files::replace(&self.topic_file(id), text.as_bytes())?;
         Ok(())
     }
 

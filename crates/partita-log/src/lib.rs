@@ -9,6 +9,7 @@
 pub mod batch;
 mod config;
 mod error;
+pub mod files;
 mod index;
 mod log;
 mod producer_state;

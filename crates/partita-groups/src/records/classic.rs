@@ -172,7 +172,7 @@ impl GroupMetadataValue {
 }
 
 impl MemberMetadata {
-    fn read(reader: &mut Reader<'_>, version: i16) -> Result<MemberMetadata, RecordError> {
+    fn read(reader: &mut Reader, version: i16) -> Result<MemberMetadata, RecordError> {
         let member_id = reader.string()?;
         let group_instance_id = if version >= 3 {
             reader.nullable_string()?

@@ -16,7 +16,7 @@ fn writer() -> Writer {
     writer
 }
 
-fn reader(bytes: &[u8]) -> Result<Reader<'_>, RecordError> {
+fn reader(bytes: &[u8]) -> Result<Reader, RecordError> {
     let version = Reader::new(bytes, false).i16()?;
     if version != VERSION {
         return Err(RecordError::UnknownVersion(version));
@@ -25,7 +25,7 @@ fn reader(bytes: &[u8]) -> Result<Reader<'_>, RecordError> {
 }
 
 /// Reads a tagged-field section whose fields are all unknown to us.
-fn skip_tagged_fields(reader: &mut Reader<'_>) -> Result<(), RecordError> {
+fn skip_tagged_fields(reader: &mut Reader) -> Result<(), RecordError> {
     reader.tagged_fields(|_, _| Ok(()))
 }
 
@@ -260,7 +260,7 @@ impl ClassicMemberMetadata {
         writer.into_bytes()
     }
 
-    fn read_tagged(reader: &mut Reader<'_>) -> Result<Option<ClassicMemberMetadata>, RecordError> {
+    fn read_tagged(reader: &mut Reader) -> Result<Option<ClassicMemberMetadata>, RecordError> {
         if reader.uvarint()? == 0 {
             return Ok(None);
         }
@@ -324,7 +324,7 @@ impl TopicPartitions {
         }
     }
 
-    fn read_all(reader: &mut Reader<'_>) -> Result<Vec<TopicPartitions>, RecordError> {
+    fn read_all(reader: &mut Reader) -> Result<Vec<TopicPartitions>, RecordError> {
         reader.array_of(|reader| {
             let topic_id = reader.uuid()?;
             let partitions = reader.i32s()?;

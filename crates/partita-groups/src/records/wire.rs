@@ -1,11 +1,18 @@
-//! Kafka's primitive field encodings, in their classic and flexible forms.
+//! Kafka's primitive field encodings, in their classic and flexible forms, as kafka-protocol
+//! writes and reads them (its `types`).
 //!
 //! A [`Writer`] or [`Reader`] is made for one message version: `flexible` selects the compact
 //! encodings (unsigned-varint lengths, `len + 1` with 0 for null) and tagged-field sections, as
-//! the schemas' `flexibleVersions` say. Integers are big-endian. Reading never panics: a short
-//! buffer is [`RecordError::Truncated`], a malformed one [`RecordError::Invalid`].
+//! the schemas' `flexibleVersions` say. Reading never panics: a short buffer is
+//! [`RecordError::Truncated`], a malformed one [`RecordError::Invalid`].
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
+use kafka_protocol::protocol::buf::NotEnoughBytesError;
+use kafka_protocol::protocol::types::{
+    Bytes as ClassicBytes, CompactBytes, CompactString, Int16, Int32, Int64, Int8,
+    String as ClassicString, UnsignedVarInt,
+};
+use kafka_protocol::protocol::{Decoder, Encoder};
 
 use super::RecordError;
 
@@ -30,20 +37,27 @@ impl Writer {
         self.buf
     }
 
+    /// Writes with one of kafka-protocol's field types. Writing into a `Vec` fails only for a
+    /// value the type cannot hold, which the callers keep within bounds.
+    fn put<V>(&mut self, encoder: impl Encoder<V>, value: V) {
+        let written = encoder.encode(&mut self.buf, value);
+        debug_assert!(written.is_ok(), "field out of bounds: {written:?}");
+    }
+
     pub(super) fn i8(&mut self, value: i8) {
-        self.buf.put_i8(value);
+        self.put(Int8, value);
     }
 
     pub(super) fn i16(&mut self, value: i16) {
-        self.buf.put_i16(value);
+        self.put(Int16, value);
     }
 
     pub(super) fn i32(&mut self, value: i32) {
-        self.buf.put_i32(value);
+        self.put(Int32, value);
     }
 
     pub(super) fn i64(&mut self, value: i64) {
-        self.buf.put_i64(value);
+        self.put(Int64, value);
     }
 
     pub(super) fn uuid(&mut self, value: &[u8; 16]) {
@@ -51,12 +65,8 @@ impl Writer {
     }
 
     /// Unsigned varint: 7 bits a byte, least significant group first.
-    pub(super) fn uvarint(&mut self, mut value: u32) {
-        while value >= 0x80 {
-            self.buf.put_u8((value as u8 & 0x7f) | 0x80);
-            value >>= 7;
-        }
-        self.buf.put_u8(value as u8);
+    pub(super) fn uvarint(&mut self, value: u32) {
+        self.put(UnsignedVarInt, value);
     }
 
     /// STRING (int16 length) or COMPACT_STRING (uvarint length + 1).
@@ -64,36 +74,34 @@ impl Writer {
     /// Strings longer than Kafka's limit of `i16::MAX` bytes cannot come from a Kafka request;
     /// should one reach here it is cut at that limit so that the record stays readable.
     pub(super) fn string(&mut self, value: &str) {
-        let value = clamp(value);
-        self.length(value.len());
-        self.buf.put_slice(value.as_bytes());
+        self.nullable_string(Some(value));
     }
 
     /// NULLABLE_STRING: like [`Writer::string`], with length -1 (classic) or 0 (compact) for null.
     pub(super) fn nullable_string(&mut self, value: Option<&str>) {
-        match value {
-            Some(value) => self.string(value),
-            None => self.null(),
+        let value = value.map(clamp);
+        if self.flexible {
+            self.put(CompactString, value);
+        } else {
+            self.put(ClassicString, value);
         }
     }
 
     /// BYTES (int32 length) or COMPACT_BYTES (uvarint length + 1).
     pub(super) fn bytes(&mut self, value: &[u8]) {
         if self.flexible {
-            self.uvarint(compact_len(value.len()));
+            self.put(CompactBytes, value);
         } else {
-            self.buf
-                .put_i32(i32::try_from(value.len()).unwrap_or(i32::MAX));
+            self.put(ClassicBytes, value);
         }
-        self.buf.put_slice(value);
     }
 
     /// ARRAY (int32 count) or COMPACT_ARRAY (uvarint count + 1); the elements follow.
     pub(super) fn array_len(&mut self, count: usize) {
         if self.flexible {
-            self.uvarint(compact_len(count));
+            self.uvarint(u32::try_from(count).map_or(u32::MAX, |n| n.saturating_add(1)));
         } else {
-            self.buf.put_i32(i32::try_from(count).unwrap_or(i32::MAX));
+            self.i32(i32::try_from(count).unwrap_or(i32::MAX));
         }
     }
 
@@ -126,27 +134,6 @@ impl Writer {
             self.buf.put_slice(bytes);
         }
     }
-
-    fn length(&mut self, len: usize) {
-        if self.flexible {
-            self.uvarint(compact_len(len));
-        } else {
-            // `clamp` keeps `len` within i16.
-            self.buf.put_i16(len as i16);
-        }
-    }
-
-    fn null(&mut self) {
-        if self.flexible {
-            self.uvarint(0);
-        } else {
-            self.buf.put_i16(-1);
-        }
-    }
-}
-
-fn compact_len(len: usize) -> u32 {
-    u32::try_from(len).map_or(u32::MAX, |len| len.saturating_add(1))
 }
 
 fn clamp(value: &str) -> &str {
@@ -160,88 +147,67 @@ fn clamp(value: &str) -> &str {
     &value[..end]
 }
 
-/// Reads one message's fields from a byte slice.
-pub(super) struct Reader<'a> {
-    buf: &'a [u8],
+/// The error of a field that would not decode.
+fn decode_error(error: anyhow::Error) -> RecordError {
+    if error.downcast_ref::<NotEnoughBytesError>().is_some() {
+        RecordError::Truncated
+    } else {
+        RecordError::Invalid(error.to_string())
+    }
+}
+
+/// Reads one message's fields.
+pub(super) struct Reader {
+    buf: Bytes,
     flexible: bool,
 }
 
-impl<'a> Reader<'a> {
-    pub(super) fn new(buf: &'a [u8], flexible: bool) -> Reader<'a> {
-        Reader { buf, flexible }
-    }
-
-    fn take(&mut self, len: usize) -> Result<&'a [u8], RecordError> {
-        if len > self.buf.len() {
-            return Err(RecordError::Truncated);
+impl Reader {
+    pub(super) fn new(buf: &[u8], flexible: bool) -> Reader {
+        Reader {
+            buf: Bytes::copy_from_slice(buf),
+            flexible,
         }
-        let (head, tail) = self.buf.split_at(len);
-        self.buf = tail;
-        Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
+    /// Reads with one of kafka-protocol's field types.
+    fn get<V>(&mut self, decoder: impl Decoder<V>) -> Result<V, RecordError> {
+        decoder.decode(&mut self.buf).map_err(decode_error)
+    }
+
+    fn take(&mut self, len: usize) -> Result<Bytes, RecordError> {
+        use kafka_protocol::protocol::buf::ByteBuf;
+        self.buf
+            .try_get_bytes(len)
+            .map_err(|_| RecordError::Truncated)
     }
 
     pub(super) fn i8(&mut self) -> Result<i8, RecordError> {
-        Ok(i8::from_be_bytes(self.array()?))
+        self.get(Int8)
     }
 
     pub(super) fn i16(&mut self) -> Result<i16, RecordError> {
-        Ok(i16::from_be_bytes(self.array()?))
+        self.get(Int16)
     }
 
     pub(super) fn i32(&mut self) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.array()?))
+        self.get(Int32)
     }
 
     pub(super) fn i64(&mut self) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.array()?))
+        self.get(Int64)
     }
 
     pub(super) fn uuid(&mut self) -> Result<[u8; 16], RecordError> {
-        self.array()
+        let bytes = self.take(16)?;
+        let mut out = [0; 16];
+        out.copy_from_slice(&bytes);
+        Ok(out)
     }
 
-    /// Unsigned varint of at most five bytes, as Kafka accepts.
+    /// Unsigned varint, read as kafka-protocol reads one: at most five bytes.
     pub(super) fn uvarint(&mut self) -> Result<u32, RecordError> {
-        let mut value: u32 = 0;
-        for index in 0..5 {
-            let byte = self.take(1)?[0];
-            if index == 4 && byte > 0x0f {
-                return Err(RecordError::Invalid(
-                    "unsigned varint overflows 32 bits".into(),
-                ));
-            }
-            value |= u32::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(RecordError::Invalid(
-            "unsigned varint overflows 32 bits".into(),
-        ))
-    }
-
-    /// A length prefix; `None` means null (classic -1, compact 0).
-    fn length(&mut self, classic_wide: bool) -> Result<Option<usize>, RecordError> {
-        let len: i64 = if self.flexible {
-            i64::from(self.uvarint()?) - 1
-        } else if classic_wide {
-            i64::from(self.i32()?)
-        } else {
-            i64::from(self.i16()?)
-        };
-        match len {
-            -1 => Ok(None),
-            len if len < 0 => Err(RecordError::Invalid(format!("negative length {len}"))),
-            len => usize::try_from(len)
-                .map(Some)
-                .map_err(|_| RecordError::Truncated),
-        }
+        self.get(UnsignedVarInt)
     }
 
     pub(super) fn string(&mut self) -> Result<String, RecordError> {
@@ -250,32 +216,38 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
-        let Some(len) = self.length(false)? else {
-            return Ok(None);
-        };
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| RecordError::Invalid("string is not UTF-8".into()))
+        if self.flexible {
+            self.get(CompactString)
+        } else {
+            self.get(ClassicString)
+        }
     }
 
     pub(super) fn bytes(&mut self) -> Result<Vec<u8>, RecordError> {
-        let len = self
-            .length(true)?
-            .ok_or_else(|| RecordError::Invalid("null in a non-nullable bytes field".into()))?;
-        Ok(self.take(len)?.to_vec())
+        let bytes: Option<Vec<u8>> = if self.flexible {
+            self.get(CompactBytes)?
+        } else {
+            self.get(ClassicBytes)?
+        };
+        bytes.ok_or_else(|| RecordError::Invalid("null in a non-nullable bytes field".into()))
     }
 
     /// An array, each element read by `element`.
     pub(super) fn array_of<T>(
         &mut self,
-        mut element: impl FnMut(&mut Reader<'a>) -> Result<T, RecordError>,
+        mut element: impl FnMut(&mut Reader) -> Result<T, RecordError>,
     ) -> Result<Vec<T>, RecordError> {
-        let count = self
-            .length(true)?
-            .ok_or_else(|| RecordError::Invalid("null in a non-nullable array".into()))?;
+        let count: i64 = if self.flexible {
+            i64::from(self.uvarint()?) - 1
+        } else {
+            i64::from(self.i32()?)
+        };
+        if count < 0 {
+            return Err(RecordError::Invalid("null in a non-nullable array".into()));
+        }
         // Every element here takes at least one byte: refuse a count the buffer cannot hold
         // before allocating for it.
+        let count = usize::try_from(count).map_err(|_| RecordError::Truncated)?;
         if count > self.buf.len() {
             return Err(RecordError::Truncated);
         }
@@ -299,7 +271,7 @@ impl<'a> Reader<'a> {
     /// Reads nothing in a classic version.
     pub(super) fn tagged_fields(
         &mut self,
-        mut field: impl FnMut(u32, &mut Reader<'a>) -> Result<(), RecordError>,
+        mut field: impl FnMut(u32, &mut Reader) -> Result<(), RecordError>,
     ) -> Result<(), RecordError> {
         if !self.flexible {
             return Ok(());
@@ -308,7 +280,11 @@ impl<'a> Reader<'a> {
         for _ in 0..count {
             let tag = self.uvarint()?;
             let size = self.uvarint()? as usize;
-            let mut body = Reader::new(self.take(size)?, true);
+            let body = self.take(size)?;
+            let mut body = Reader {
+                buf: body,
+                flexible: true,
+            };
             field(tag, &mut body)?;
         }
         Ok(())
@@ -334,8 +310,15 @@ mod tests {
             assert_eq!(writer.into_bytes(), bytes);
             assert_eq!(Reader::new(&bytes, true).uvarint().unwrap(), value);
         }
-        let too_long = [0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert!(Reader::new(&too_long, true).uvarint().is_err());
+        // As kafka-protocol reads every request: at most five bytes, whatever follows is the
+        // next field.
+        let mut too_long = Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01], true);
+        too_long.uvarint().unwrap();
+        assert_eq!(too_long.i8().unwrap(), 1);
+        assert!(
+            Reader::new(&[0x80, 0x80], true).uvarint().is_err(),
+            "truncated"
+        );
     }
 
     #[test]

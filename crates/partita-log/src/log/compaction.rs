@@ -3,21 +3,24 @@
 //! Compaction runs in three steps so that the partition is never held while segments are
 //! read and rewritten: [`Log::compaction_plan`] (under the caller's lock) picks the closed
 //! segments to clean; [`CompactionPlan::run`] (without it) reads them and writes cleaned
-//! copies beside them; [`Log::install_compaction`] (under the lock again) swaps each copy
-//! in, if its segment is still the one that was read.
+//! copies beside them (unnamed until installed, so a crash leaves nothing behind);
+//! [`Log::install_compaction`] (under the lock again) swaps each copy in atomically and
+//! durably (`atomic-write-file`: fsync, rename, fsync of the directory), if its segment is
+//! still the one that was read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+
+use atomic_write_file::AtomicWriteFile;
 
 use super::Log;
 use crate::batch::{self, BatchHeader, BatchWriter, Record};
 use crate::error::LogError;
-use crate::segment::{segment_path, Segment, SegmentFile};
+use crate::segment::{Segment, SegmentFile};
 
-/// Extension of a segment file being rewritten by compaction; left-overs are deleted at open.
+/// Extension of a segment file rewritten by compaction by earlier versions; left-overs are
+/// deleted at open.
 pub(super) const CLEANED_EXTENSION: &str = "log.cleaned";
 
 /// Bytes copied at once when a segment's start is carried into its cleaned copy.
@@ -40,7 +43,6 @@ pub struct CompactionStats {
 /// the log.
 #[derive(Debug)]
 pub struct CompactionPlan {
-    dir: PathBuf,
     segments: Vec<SegmentFile>,
     active_base: i64,
     now_ms: i64,
@@ -54,7 +56,7 @@ pub struct CompactionPlan {
 struct Cleaned {
     base_offset: i64,
     original_size: u64,
-    temporary: PathBuf,
+    file: AtomicWriteFile,
 }
 
 /// What a compaction run wrote: cleaned copies to install.
@@ -103,7 +105,6 @@ impl Log {
             segments.push(segment.file_view());
         }
         Some(CompactionPlan {
-            dir: self.dir.clone(),
             segments,
             active_base,
             now_ms,
@@ -126,11 +127,11 @@ impl Log {
                 .get(&cleaned.base_offset)
                 .is_some_and(|s| s.size() == cleaned.original_size);
             if !unchanged || result.is_err() {
-                let _ = fs::remove_file(&cleaned.temporary);
+                let _ = cleaned.file.discard();
                 stats.segments_cleaned = stats.segments_cleaned.saturating_sub(1);
                 continue;
             }
-            result = self.swap_in(cleaned.base_offset, &cleaned.temporary);
+            result = self.swap_in(cleaned.base_offset, cleaned.file);
         }
         result?;
         self.compacted_through = Some(output.active_base);
@@ -138,9 +139,9 @@ impl Log {
         Ok(stats)
     }
 
-    /// Renames a cleaned copy over its segment and opens it again.
-    fn swap_in(&mut self, base_offset: i64, temporary: &PathBuf) -> Result<(), LogError> {
-        fs::rename(temporary, segment_path(&self.dir, base_offset, "log"))?;
+    /// Puts a cleaned copy in place of its segment and opens it again.
+    fn swap_in(&mut self, base_offset: i64, cleaned: AtomicWriteFile) -> Result<(), LogError> {
+        cleaned.commit()?;
         let (segment, truncation) = Segment::open_existing(
             &self.dir,
             base_offset,
@@ -203,18 +204,17 @@ impl CompactionPlan {
         let mut cleaned = Vec::new();
         for segment in &self.segments {
             stats.bytes_before += segment.size;
-            let temporary = segment_path(&self.dir, segment.base_offset, CLEANED_EXTENSION);
-            let (removed, size) = clean_segment(segment, &temporary, &mut keep)?;
+            let (removed, size, file) = clean_segment(segment, &mut keep)?;
             stats.bytes_after += size;
-            if removed == 0 {
+            let Some(file) = file else {
                 continue;
-            }
+            };
             stats.records_removed += removed;
             stats.segments_cleaned += 1;
             cleaned.push(Cleaned {
                 base_offset: segment.base_offset,
                 original_size: segment.size,
-                temporary,
+                file,
             });
         }
         Ok(CompactionOutput {
@@ -226,20 +226,20 @@ impl CompactionPlan {
     }
 }
 
-/// Writes the cleaned copy of one segment to `temporary`, but only once a record is dropped
-/// (the bytes before are copied then). Returns the records dropped and the cleaned size.
+/// Writes the cleaned copy of one segment, but only once a record is dropped (the bytes
+/// before are copied then). Returns the records dropped, the cleaned size and the copy, not
+/// yet in place.
 fn clean_segment(
     segment: &SegmentFile,
-    temporary: &PathBuf,
     keep: &mut impl FnMut(&Record<'_>) -> bool,
-) -> Result<(u64, u64), LogError> {
-    let mut writer: Option<BufWriter<File>> = None;
+) -> Result<(u64, u64, Option<AtomicWriteFile>), LogError> {
+    let mut writer: Option<BufWriter<AtomicWriteFile>> = None;
     let mut removed = 0;
     let mut size = 0;
     for_each_batch(segment, |position, header, bytes| {
         let (batch, dropped) = clean_batch(header, bytes, keep);
         if dropped > 0 && writer.is_none() {
-            let mut file = BufWriter::new(File::create(temporary)?);
+            let mut file = BufWriter::new(AtomicWriteFile::open(&segment.path)?);
             copy_prefix(segment, position, &mut file)?;
             writer = Some(file);
         }
@@ -251,11 +251,11 @@ fn clean_segment(
         size += out.len() as u64;
         Ok(())
     })?;
-    if let Some(file) = writer {
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-    }
-    Ok((removed, size))
+    let file = match writer {
+        Some(file) => Some(file.into_inner().map_err(|e| e.into_error())?),
+        None => None,
+    };
+    Ok((removed, size, file))
 }
 
 /// Copies a segment's first `len` bytes.

@@ -90,10 +90,7 @@ impl Log {
     /// Writes the log start offset so that a DeleteRecords survives a restart.
     pub(super) fn persist_log_start_offset(&self) -> io::Result<()> {
         let path = self.dir.join(LOG_START_OFFSET_FILE);
-        let temporary = self.dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
-        fs::write(&temporary, self.log_start_offset.to_string())?;
-        fs::File::open(&temporary)?.sync_all()?;
-        fs::rename(&temporary, &path)
+        crate::files::replace(&path, self.log_start_offset.to_string().as_bytes())
     }
 }
 

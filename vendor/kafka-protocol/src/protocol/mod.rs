@@ -134,15 +134,22 @@ pub(crate) trait NewType<Inner>: From<Inner> + Into<Inner> + Borrow<Inner> {}
 
 impl<T> NewType<T> for T {}
 
-pub(crate) trait Encoder<Value> {
+/// Encodes one field type (Partita: public, for records of Kafka's internal topics, which
+/// are not messages of this crate).
+pub trait Encoder<Value> {
+    /// Writes `value`.
     fn encode<B: ByteBufMut>(&self, buf: &mut B, value: Value) -> Result<()>;
+    /// The bytes `value` takes.
     fn compute_size(&self, value: Value) -> Result<usize>;
+    /// The bytes every value takes, for a fixed-size type.
     fn fixed_size(&self) -> Option<usize> {
         None
     }
 }
 
-pub(crate) trait Decoder<Value> {
+/// Decodes one field type (Partita: public, as [`Encoder`]).
+pub trait Decoder<Value> {
+    /// Reads a value.
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<Value>;
 }
 
