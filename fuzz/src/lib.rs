@@ -52,9 +52,7 @@ fn harness() -> &'static Harness {
         };
         // Joins answer at once instead of after the usual 3 s delay.
         config.groups.initial_rebalance_delay_ms = 0;
-        let broker = runtime
-            .block_on(async { Broker::open(config) })
-            .expect("broker");
+        let broker = runtime.block_on(Broker::open(config)).expect("broker");
         Harness {
             runtime,
             broker,

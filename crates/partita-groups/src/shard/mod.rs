@@ -21,7 +21,9 @@ mod admin;
 mod classic;
 mod consumer;
 mod deadlines;
+mod group;
 mod offsets;
+mod operation;
 mod replay;
 mod share;
 mod summary;
@@ -29,7 +31,6 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -37,11 +38,12 @@ use crate::classic::{ClassicGroup, CommittedOffset, GroupState};
 use crate::config::GroupConfig;
 use crate::consumer::{ConsumerGroup, SharedTopics};
 use crate::events::{GroupEvent, GroupEventKind};
-use crate::share::group::{ShareGroup, ShareRequestError};
-use crate::share::partition::{AcquiredRange, SharePartition};
+use crate::share::partition::SharePartition;
 
 pub use deadlines::DeadlineKey;
+pub use group::Group;
 pub use offsets::OffsetFetchGroup;
+pub use operation::{ClientContext, Operation, Record, RecordLog, Request, Response, Token};
 pub use share::{
     AcknowledgementBatches, ShareAcknowledgements, ShareAcquire, ShareGroupStatus,
     SharePartitionStatus, SharePlan, SharePlanned, ShareRead, ShareSessionUpdate,
@@ -51,287 +53,6 @@ pub use write::{AppendError, Staged};
 
 use deadlines::Deadlines;
 use write::Transaction;
-
-/// Identifies a request to the driver, so that a response given later finds its way back.
-pub type Token = u64;
-
-/// Who sent a request.
-#[derive(Clone, Debug, Default)]
-pub struct ClientContext {
-    /// The client's `client.id`.
-    pub client_id: String,
-    /// The client's address.
-    pub client_host: String,
-}
-
-/// A request for this shard, decoded and normalised across API versions where that helps.
-#[derive(Clone, Debug)]
-pub enum Request {
-    /// JoinGroup at the given version.
-    JoinGroup(JoinGroupRequest, i16),
-    /// SyncGroup at the given version.
-    SyncGroup(SyncGroupRequest, i16),
-    /// Heartbeat.
-    Heartbeat(HeartbeatRequest),
-    /// LeaveGroup at the given version.
-    LeaveGroup(LeaveGroupRequest, i16),
-    /// OffsetCommit at the given version.
-    OffsetCommit(OffsetCommitRequest, i16),
-    /// The offsets of one group; `None` topics means all of them.
-    OffsetFetch(OffsetFetchGroup),
-    /// OffsetDelete.
-    OffsetDelete(OffsetDeleteRequest),
-    /// DescribeGroups for one group.
-    DescribeGroup(String),
-    /// ListGroups, with the states and types filters (empty: all).
-    ListGroups(Vec<String>, Vec<String>),
-    /// ConsumerGroupHeartbeat at the given version, with the topics as the broker knows them.
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest, i16, SharedTopics),
-    /// ConsumerGroupDescribe for one group.
-    ConsumerGroupDescribe(String, SharedTopics),
-    /// DeleteGroups for one group.
-    DeleteGroup(String),
-    /// A topic was deleted: every group of this shard forgets its committed offsets.
-    TopicDeleted(String),
-    /// ShareGroupHeartbeat, with the topics as the broker knows them.
-    ShareGroupHeartbeat(ShareGroupHeartbeatRequest, SharedTopics),
-    /// ShareGroupDescribe for one group.
-    ShareGroupDescribe(String, SharedTopics),
-    /// The share session part of a ShareFetch or ShareAcknowledge.
-    ShareSession(ShareSessionUpdate),
-    /// Acknowledgements of a ShareFetch or ShareAcknowledge.
-    ShareAcknowledge(ShareAcknowledgements),
-    /// Where a ShareFetch should read each of its partitions.
-    SharePlan(SharePlan),
-    /// Acquires records a ShareFetch has read.
-    ShareAcquire(ShareAcquire),
-    /// Sets a group's `share.auto.offset.reset` (`true`: earliest).
-    SetShareAutoOffsetReset(String, bool),
-    /// A group's `share.auto.offset.reset` (`true`: earliest).
-    ShareAutoOffsetReset(String),
-    /// A share group's members and share-partitions, for describing it.
-    ShareGroupStatus(String),
-    /// Makes the shard panic in the middle of an operation on the group (tests only).
-    #[cfg(feature = "fault-injection")]
-    Panic(String),
-}
-
-impl Request {
-    /// The group the request is about, if it is about one.
-    fn group_id(&self) -> Option<&str> {
-        match self {
-            Request::JoinGroup(r, _) => Some(r.group_id.as_str()),
-            Request::SyncGroup(r, _) => Some(r.group_id.as_str()),
-            Request::Heartbeat(r) => Some(r.group_id.as_str()),
-            Request::LeaveGroup(r, _) => Some(r.group_id.as_str()),
-            Request::OffsetCommit(r, _) => Some(r.group_id.as_str()),
-            Request::OffsetFetch(r) => Some(&r.group_id),
-            Request::OffsetDelete(r) => Some(r.group_id.as_str()),
-            Request::DescribeGroup(group_id) | Request::DeleteGroup(group_id) => Some(group_id),
-            Request::ConsumerGroupHeartbeat(r, _, _) => Some(r.group_id.as_str()),
-            Request::ConsumerGroupDescribe(group_id, _) => Some(group_id),
-            Request::ShareGroupHeartbeat(r, _) => Some(r.group_id.as_str()),
-            Request::ShareGroupDescribe(group_id, _)
-            | Request::SetShareAutoOffsetReset(group_id, _)
-            | Request::ShareAutoOffsetReset(group_id)
-            | Request::ShareGroupStatus(group_id) => Some(group_id),
-            #[cfg(feature = "fault-injection")]
-            Request::Panic(group_id) => Some(group_id),
-            Request::ShareSession(r) => Some(&r.group_id),
-            Request::ShareAcknowledge(r) => Some(&r.group_id),
-            Request::SharePlan(r) => Some(&r.group_id),
-            Request::ShareAcquire(r) => Some(&r.group_id),
-            Request::ListGroups(..) | Request::TopicDeleted(_) => None,
-        }
-    }
-}
-
-/// A response from this shard.
-#[derive(Clone, Debug)]
-pub enum Response {
-    /// For JoinGroup.
-    JoinGroup(JoinGroupResponse),
-    /// For SyncGroup.
-    SyncGroup(SyncGroupResponse),
-    /// For Heartbeat.
-    Heartbeat(HeartbeatResponse),
-    /// For LeaveGroup.
-    LeaveGroup(LeaveGroupResponse),
-    /// For OffsetCommit.
-    OffsetCommit(OffsetCommitResponse),
-    /// For one group of an OffsetFetch.
-    OffsetFetch(offset_fetch_response::OffsetFetchResponseGroup),
-    /// For OffsetDelete.
-    OffsetDelete(OffsetDeleteResponse),
-    /// For one group of a DescribeGroups.
-    DescribeGroup(describe_groups_response::DescribedGroup),
-    /// This shard's part of a ListGroups.
-    ListGroups(Vec<list_groups_response::ListedGroup>),
-    /// For one group of a DeleteGroups: the error code.
-    DeleteGroup(i16),
-    /// For TopicDeleted: how many committed offsets were removed.
-    TopicDeleted(usize),
-    /// For ConsumerGroupHeartbeat.
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
-    /// For one group of a ConsumerGroupDescribe.
-    ConsumerGroupDescribe(consumer_group_describe_response::DescribedGroup),
-    /// For ShareGroupHeartbeat.
-    ShareGroupHeartbeat(ShareGroupHeartbeatResponse),
-    /// For one group of a ShareGroupDescribe.
-    ShareGroupDescribe(share_group_describe_response::DescribedGroup),
-    /// For a share session update: the session's partitions, or why not.
-    ShareSession(Result<BTreeSet<(Uuid, i32)>, ShareRequestError>),
-    /// For acknowledgements: an error code per partition.
-    ShareAcknowledged(Vec<((Uuid, i32), i16)>),
-    /// For [`Request::SharePlan`].
-    SharePlanned(SharePlanned),
-    /// For [`Request::ShareAcquire`]: the records acquired, per partition.
-    ShareAcquired(Vec<((Uuid, i32), Vec<AcquiredRange>)>),
-    /// For a request that only changes something: its error code.
-    Done(i16),
-    /// For [`Request::ShareAutoOffsetReset`]: `Some(true)` for earliest, `None` if not set.
-    ShareAutoOffsetReset(Option<bool>),
-    /// For [`Request::ShareGroupStatus`]: `None` if there is no such share group.
-    ShareGroupStatus(Option<Box<ShareGroupStatus>>),
-}
-
-/// Something for the shard to do.
-#[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)] // short-lived: built, executed, dropped
-pub enum Operation {
-    /// A client's request; its response goes to `token`.
-    Request {
-        /// Where the response goes.
-        token: Token,
-        /// Who sent it.
-        client: ClientContext,
-        /// The request.
-        request: Request,
-    },
-    /// A deadline passed (see [`GroupShard::next_due`]).
-    Deadline(DeadlineKey),
-}
-
-/// The internal topic a shard's record belongs in: its partition of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RecordLog {
-    /// `__consumer_offsets`: offsets and group records, in Kafka's format.
-    ConsumerOffsets,
-    /// `__share_group_state`: share-partition state and share group settings.
-    ShareGroupState,
-}
-
-/// A record of the shard: where it goes, key, and value or `None` for a tombstone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    /// The internal topic it belongs in.
-    pub log: RecordLog,
-    /// The encoded key.
-    pub key: Vec<u8>,
-    /// The encoded value, or `None` for a tombstone.
-    pub value: Option<Vec<u8>>,
-}
-
-/// A group of either protocol.
-#[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)] // most groups of a busy shard are classic ones
-pub enum Group {
-    /// A classic group, or a group that only has committed offsets.
-    Classic(ClassicGroup),
-    /// A consumer group of the next-generation protocol (KIP-848).
-    Consumer(ConsumerGroup),
-    /// A share group (KIP-932).
-    Share(ShareGroup),
-}
-
-impl Group {
-    /// The group id.
-    pub fn group_id(&self) -> &str {
-        match self {
-            Group::Classic(group) => &group.group_id,
-            Group::Consumer(group) => &group.group_id,
-            Group::Share(group) => &group.group_id,
-        }
-    }
-
-    /// Whether it has no member and none being admitted.
-    pub fn is_empty(&self) -> bool {
-        match self {
-            Group::Classic(group) => group.is_empty(),
-            Group::Consumer(group) => group.members.is_empty(),
-            Group::Share(group) => group.members.is_empty(),
-        }
-    }
-
-    /// `consumer` for Kafka consumers; `None` for a group that only has offsets.
-    pub fn protocol_type(&self) -> Option<&str> {
-        match self {
-            Group::Classic(group) => group.protocol_type.as_deref(),
-            Group::Consumer(_) => Some("consumer"),
-            Group::Share(_) => Some("share"),
-        }
-    }
-
-    /// The state's name, as ListGroups gives it.
-    pub fn state_name(&self) -> &'static str {
-        match self {
-            Group::Classic(group) => group.state.name(),
-            Group::Consumer(group) => group.state_name(),
-            Group::Share(group) => group.state_name(),
-        }
-    }
-
-    /// `classic` or `consumer`, as ListGroups gives it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Group::Classic(_) => "classic",
-            Group::Consumer(_) => "consumer",
-            Group::Share(_) => "share",
-        }
-    }
-
-    /// When it last changed state (for a consumer group: between empty and not).
-    pub fn state_timestamp(&self) -> i64 {
-        match self {
-            Group::Classic(group) => group.state_timestamp,
-            Group::Consumer(group) => group.state_timestamp,
-            Group::Share(_) => 0,
-        }
-    }
-
-    /// The next instant one of its deadlines passes.
-    pub fn next_deadline(&self) -> Option<i64> {
-        match self {
-            Group::Classic(group) => group.next_deadline(),
-            Group::Consumer(group) => group.next_deadline(),
-            Group::Share(group) => group.members.values().map(|m| m.session_deadline).min(),
-        }
-    }
-
-    /// The classic group, if it is one.
-    pub fn as_classic(&self) -> Option<&ClassicGroup> {
-        match self {
-            Group::Classic(group) => Some(group),
-            _ => None,
-        }
-    }
-
-    /// The consumer group, if it is one.
-    pub fn as_consumer(&self) -> Option<&ConsumerGroup> {
-        match self {
-            Group::Consumer(group) => Some(group),
-            _ => None,
-        }
-    }
-
-    /// The share group, if it is one.
-    pub fn as_share(&self) -> Option<&ShareGroup> {
-        match self {
-            Group::Share(group) => Some(group),
-            _ => None,
-        }
-    }
-}
 
 /// Committed offsets of one group, by topic and partition.
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;

@@ -309,46 +309,8 @@ impl World {
 
     fn run(&mut self, step: &Step) {
         match *step {
-            Step::Join { member, protocol } => {
-                let client = &self.classic[member];
-                let name = ["range", "roundrobin"][usize::from(protocol)];
-                let request = JoinGroupRequest::default()
-                    .with_group_id(GroupId(s(CLASSIC)))
-                    .with_session_timeout_ms(6_000)
-                    .with_rebalance_timeout_ms(9_000)
-                    .with_member_id(s(&client.member_id))
-                    .with_protocol_type(s("consumer"))
-                    .with_protocols(vec![JoinGroupRequestProtocol::default()
-                        .with_name(s(name))
-                        .with_metadata(Bytes::from_static(b"meta"))]);
-                let token = self.send(Request::JoinGroup(request, 7));
-                self.classic[member].join = Some(token);
-            }
-            Step::Sync { member } => {
-                let everyone: Vec<String> = self
-                    .classic
-                    .iter()
-                    .filter(|c| !c.member_id.is_empty())
-                    .map(|c| c.member_id.clone())
-                    .collect();
-                self.sync(member, &everyone);
-            }
-            Step::Heartbeat { member } => {
-                let client = &self.classic[member];
-                let request = HeartbeatRequest::default()
-                    .with_group_id(GroupId(s(CLASSIC)))
-                    .with_generation_id(client.generation)
-                    .with_member_id(s(&client.member_id));
-                self.send(Request::Heartbeat(request));
-            }
-            Step::Leave { member } => {
-                let client = &self.classic[member];
-                let request = LeaveGroupRequest::default()
-                    .with_group_id(GroupId(s(CLASSIC)))
-                    .with_members(vec![
-                        MemberIdentity::default().with_member_id(s(&client.member_id))
-                    ]);
-                self.send(Request::LeaveGroup(request, 5));
+            Step::Join { .. } | Step::Sync { .. } | Step::Heartbeat { .. } | Step::Leave { .. } => {
+                self.run_classic(step)
             }
             Step::Commit {
                 member,
@@ -416,6 +378,54 @@ impl World {
             }
         }
         self.collect();
+    }
+
+    /// The classic members' steps.
+    fn run_classic(&mut self, step: &Step) {
+        match *step {
+            Step::Join { member, protocol } => {
+                let client = &self.classic[member];
+                let name = ["range", "roundrobin"][usize::from(protocol)];
+                let request = JoinGroupRequest::default()
+                    .with_group_id(GroupId(s(CLASSIC)))
+                    .with_session_timeout_ms(6_000)
+                    .with_rebalance_timeout_ms(9_000)
+                    .with_member_id(s(&client.member_id))
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![JoinGroupRequestProtocol::default()
+                        .with_name(s(name))
+                        .with_metadata(Bytes::from_static(b"meta"))]);
+                let token = self.send(Request::JoinGroup(request, 7));
+                self.classic[member].join = Some(token);
+            }
+            Step::Sync { member } => {
+                let everyone: Vec<String> = self
+                    .classic
+                    .iter()
+                    .filter(|c| !c.member_id.is_empty())
+                    .map(|c| c.member_id.clone())
+                    .collect();
+                self.sync(member, &everyone);
+            }
+            Step::Heartbeat { member } => {
+                let client = &self.classic[member];
+                let request = HeartbeatRequest::default()
+                    .with_group_id(GroupId(s(CLASSIC)))
+                    .with_generation_id(client.generation)
+                    .with_member_id(s(&client.member_id));
+                self.send(Request::Heartbeat(request));
+            }
+            Step::Leave { member } => {
+                let client = &self.classic[member];
+                let request = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s(CLASSIC)))
+                    .with_members(vec![
+                        MemberIdentity::default().with_member_id(s(&client.member_id))
+                    ]);
+                self.send(Request::LeaveGroup(request, 5));
+            }
+            _ => unreachable!("not a classic step"),
+        }
     }
 
     fn share_heartbeat(&mut self, member: usize, epoch: i32) {

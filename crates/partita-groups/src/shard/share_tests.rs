@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kafka_protocol::messages::{GroupId, ShareGroupHeartbeatRequest, TopicName};
+use kafka_protocol::messages::{
+    GroupId, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 

@@ -359,8 +359,8 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut strbuf = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // Partita: the length is checked against the bytes left before allocating.
+                let strbuf = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
             n => {
@@ -511,8 +511,8 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut strbuf = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // Partita: the length is checked against the bytes left before allocating.
+                let strbuf = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
         }
@@ -655,8 +655,8 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut data = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut data)?;
+                // Partita: the length is checked against the bytes left before allocating.
+                let data = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(data))
             }
             n => {
@@ -804,8 +804,8 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut data = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut data)?;
+                // Partita: the length is checked against the bytes left before allocating.
+                let data = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(data))
             }
         }
