@@ -91,8 +91,9 @@ fn topic_id(byte: u8) -> [u8; 16] {
     [byte; 16]
 }
 
+/// A value of each key of `all_keys`, in the same order.
 fn all_values() -> Vec<RecordValue> {
-    vec![
+    let mut values = vec![
         RecordValue::OffsetCommit(OffsetCommitValue {
             offset: 10,
             leader_epoch: 2,
@@ -117,6 +118,13 @@ fn all_values() -> Vec<RecordValue> {
                 assignment: vec![1; 4],
             }],
         }),
+    ];
+    values.extend(consumer_group_values());
+    values
+}
+
+fn consumer_group_values() -> Vec<RecordValue> {
+    vec![
         RecordValue::ConsumerGroupMetadata(ConsumerGroupMetadataValue {
             epoch: 4,
             metadata_hash: -77,
