@@ -46,6 +46,18 @@ def start_broker(request, tmp_path):
 
 
 @pytest.fixture
+def cluster(request, tmp_path):
+    """Cluster mode on real engines: a private PostgreSQL and S3 server for the test, and
+    `cluster.start_broker(node_id, ...)` for each broker (see cluster_engines.py)."""
+    from cluster_engines import Cluster
+    brokers: list = []
+    setattr(request.node, BROKERS_ATTR, brokers)
+    c = Cluster(tmp_path, brokers)
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def broker(start_broker) -> Broker:
     return start_broker()
 

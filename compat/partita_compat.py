@@ -86,9 +86,14 @@ class Broker:
 
     def __init__(self, binary: Path, port: int, data_dir: Path, log_path: Path,
                  settings: Optional[Mapping[str, object]] = None,
-                 env: Optional[Mapping[str, str]] = None):
+                 env: Optional[Mapping[str, str]] = None,
+                 host: str = "127.0.0.1", prefix: Optional[list] = None):
         self.binary = Path(binary)
         self.port = port
+        # The address it listens on and advertises, and a command that runs it (a network
+        # namespace's `ip netns exec NAME`), for the tests of several hosts.
+        self._host = host
+        self.prefix = list(prefix or [])
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         # The HTTP listener is off unless a test asks for it: brokers of parallel tests
@@ -102,14 +107,14 @@ class Broker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self._host}:{self.port}"
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self._host
 
     def command(self) -> list:
-        cmd = [str(self.binary), "broker",
+        cmd = self.prefix + [str(self.binary), "broker",
                "--listen", self.bootstrap,
                "--advertised", self.bootstrap,
                "--data-dir", str(self.data_dir)]
@@ -147,7 +152,7 @@ class Broker:
                     f"broker exited with status {code} before accepting connections on "
                     f"{self.bootstrap}\n--- broker log ---\n{self.log_tail()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                with socket.create_connection((self._host, self.port), timeout=1.0):
                     return
             except OSError:
                 pass

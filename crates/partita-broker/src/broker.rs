@@ -17,6 +17,7 @@ use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
 use std::sync::Arc;
 
+use partita_cluster::{BrokerInfo, Cluster, NodeAddress};
 use tokio::sync::watch;
 
 /// How many group events are kept for the timeline.
@@ -28,8 +29,11 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// The topics and their partitions.
     pub topics: TopicRegistry,
-    /// The cluster id, generated on first start and kept in `meta.properties`.
+    /// The cluster id: generated on first start and kept in `meta.properties`, or in cluster
+    /// mode the cluster's, from PostgreSQL.
     pub cluster_id: String,
+    /// Membership of a cluster, in cluster mode.
+    pub cluster: Option<Cluster>,
     /// Allocator of idempotent producer ids.
     pub producer_ids: ProducerIds,
     /// The group coordinator: its shards, behind their router.
@@ -52,13 +56,30 @@ impl Broker {
     /// Opens the data directory (creating it on first start), recovers every topic and
     /// starts the group coordinator from `__consumer_offsets`. Called at start-up, within the
     /// runtime, which runs the coordinator's shards.
+    ///
+    /// In cluster mode (`storage.url` and `cluster.metadata.url` set) nothing is kept in the
+    /// data directory: the broker joins the cluster, and topics, offsets and records live in
+    /// PostgreSQL and the object store.
     pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        fs::create_dir_all(&config.data_dir)?;
-        let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
-        let topics = TopicRegistry::open(&config)?;
-        let producer_ids = ProducerIds::open(&config.data_dir)?;
+        let (cluster, cluster_id, topics, producer_ids) =
+            match config.cluster.enabled().map_err(BrokerError::Startup)? {
+                true => {
+                    let cluster = join_cluster(&config).await?;
+                    let topics = TopicRegistry::cluster(&config, cluster.clone()).await;
+                    let id = cluster.cluster_id().to_string();
+                    let ids = ProducerIds::Cluster(cluster.clone());
+                    (Some(cluster), id, topics, ids)
+                }
+                false => {
+                    fs::create_dir_all(&config.data_dir)?;
+                    let id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
+                    let topics = TopicRegistry::open(&config)?;
+                    (None, id, topics, ProducerIds::open(&config.data_dir)?)
+                }
+            };
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
-        let groups = ShardRouter::start(&topics, &config.groups, Arc::clone(&group_events)).await?;
+        let events = Arc::clone(&group_events);
+        let groups = ShardRouter::start(&topics, &config.groups, events, cluster.is_none()).await?;
         Ok(Broker {
             admission: Admission::new(&config),
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
@@ -66,6 +87,7 @@ impl Broker {
             config,
             topics,
             cluster_id,
+            cluster,
             producer_ids,
             groups,
             group_events,
@@ -109,10 +131,72 @@ impl Broker {
         self.stopping.send_replace(true);
     }
 
-    /// Flushes and closes everything; called once at shutdown.
+    /// Flushes and closes everything, and leaves the cluster; called once at shutdown.
     pub async fn shutdown(&self) {
         self.topics.flush_all().await;
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
     }
+
+    /// The brokers clients are told of: this one, or in cluster mode every live broker.
+    pub fn brokers(&self) -> Vec<BrokerInfo> {
+        match &self.cluster {
+            Some(cluster) => cluster.view().brokers.clone(),
+            None => vec![self.this_broker()],
+        }
+    }
+
+    /// This broker, as clients reach it.
+    pub fn this_broker(&self) -> BrokerInfo {
+        BrokerInfo {
+            node_id: self.config.node_id,
+            host: self.config.advertised_host.clone(),
+            port: i32::from(self.config.advertised_port),
+            rack: self.config.cluster.rack.clone(),
+        }
+    }
+
+    /// The broker given as the controller: this one, or the first live broker.
+    pub fn controller_id(&self) -> i32 {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .view()
+                .brokers
+                .first()
+                .map_or(-1, |broker| broker.node_id),
+            None => self.config.node_id,
+        }
+    }
+
+    /// The broker that coordinates `group_id`: the leader of its `__consumer_offsets`
+    /// partition. `None` while that partition has no live leader.
+    pub fn coordinator_of(&self, group_id: &str) -> Option<BrokerInfo> {
+        let Some(cluster) = &self.cluster else {
+            return Some(self.this_broker());
+        };
+        let shard = partita_groups::partition_for_group(group_id, self.groups.shard_count() as i32);
+        let leader = self
+            .topics
+            .get(crate::groups::CONSUMER_OFFSETS)?
+            .leaders
+            .get(shard as usize)?
+            .node_id;
+        cluster.view().broker(leader).cloned()
+    }
+}
+
+/// Joins the cluster named by the configuration; a failure is one line saying what to fix.
+async fn join_cluster(config: &BrokerConfig) -> Result<Cluster, BrokerError> {
+    let node = NodeAddress {
+        node_id: config.node_id,
+        host: config.advertised_host.clone(),
+        port: i32::from(config.advertised_port),
+        rack: config.cluster.rack.clone(),
+    };
+    Cluster::start(config.cluster.clone(), node)
+        .await
+        .map_err(|error| BrokerError::Startup(error.to_string()))
 }
 
 /// Milliseconds since the Unix epoch.

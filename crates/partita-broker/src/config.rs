@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use partita_cluster::ClusterConfig;
 use partita_groups::GroupConfig;
 use partita_log::{CleanupPolicy, LogConfig, TimestampType};
 
@@ -57,6 +58,8 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
+    /// Cluster mode's settings: off unless `storage.url` and `cluster.metadata.url` are set.
+    pub cluster: ClusterConfig,
     /// Address of the HTTP listener for `/metrics` and the dashboard (`http.listen`); `None`
     /// (an empty value) turns it off.
     pub http_listen: Option<SocketAddr>,
@@ -92,6 +95,7 @@ impl Default for BrokerConfig {
             log_flush_scheduler_interval_ms: 1_000,
             delete_topic_enable: true,
             groups: GroupConfig::default(),
+            cluster: ClusterConfig::default(),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             http_history_minutes: 15,
             http_history_interval_ms: 5_000,
@@ -292,6 +296,16 @@ impl BrokerConfig {
             "offset.metadata.max.bytes" => {
                 self.groups.offset_metadata_max_bytes = positive()? as usize
             }
+            "storage.url" => self.cluster.storage_url = non_empty(value),
+            "cluster.metadata.url" => self.cluster.metadata_url = non_empty(value),
+            "storage.flush.interval.ms" => self.cluster.flush_interval_ms = positive()? as u64,
+            "storage.flush.max.bytes" => self.cluster.flush_max_bytes = positive()? as usize,
+            "storage.cache.max.bytes" => self.cluster.cache_max_bytes = non_negative()? as u64,
+            "broker.heartbeat.interval.ms" => {
+                self.cluster.heartbeat_interval_ms = positive()? as u64
+            }
+            "broker.session.timeout.ms" => self.cluster.session_timeout_ms = positive()? as u64,
+            "broker.rack" => self.cluster.rack = non_empty(value),
             "http.listen" if value.is_empty() => self.http_listen = None,
             "http.listen" => self.http_listen = Some(parse_listener(value).map_err(|r| bad(&r))?),
             "http.history.minutes" => self.http_history_minutes = positive()? as u64,
@@ -387,6 +401,11 @@ impl BrokerConfig {
             int("socket.request.max.bytes", &self.socket_request_max_bytes),
         ]
     }
+}
+
+/// A text setting, where empty means unset.
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// Parses `max.connections.per.ip.overrides`: `address:count` pairs, comma separated.

@@ -33,6 +33,9 @@ pub enum BrokerError {
     /// A storage operation failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The broker cannot start; the message says what to fix.
+    #[error("{0}")]
+    Startup(String),
     /// An error from a partition's log.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -57,6 +60,7 @@ impl BrokerError {
             BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
             BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             BrokerError::Storage(_) => ResponseError::KafkaStorageError,
+            BrokerError::Startup(_) => ResponseError::UnknownServerError,
             BrokerError::Log(error) => log_error(error),
         }
     }
@@ -75,6 +79,7 @@ pub fn log_error(error: &LogError) -> ResponseError {
         LogError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         LogError::Corrupt(_) => ResponseError::CorruptMessage,
-        _ => ResponseError::KafkaStorageError,
+        LogError::NotLeader => ResponseError::NotLeaderOrFollower,
+        LogError::Io(_) | LogError::Unavailable(_) => ResponseError::KafkaStorageError,
     }
 }

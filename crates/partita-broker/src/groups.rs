@@ -7,6 +7,11 @@
 //! the responses out or undoes the operation. Time is only looked at when the shard's next
 //! deadline comes. A shard that panics is rebuilt from its partition and carries on; the
 //! requests it held are answered COORDINATOR_NOT_AVAILABLE, so their clients retry.
+//!
+//! In cluster mode a shard is served by the broker that leads its partition: a task holds
+//! its shard only while its partition's storage says this broker leads it, loads it again
+//! when it leads at a new epoch (another broker may have written meanwhile), and answers
+//! nothing while another broker leads, so that clients look for the coordinator again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,7 +24,7 @@ use partita_groups::{
     partition_for_group, AppendError, ClientContext, GroupConfig, GroupShard, Operation, Record,
     Request, Response, Token,
 };
-use partita_log::batch;
+use partita_log::{batch, LogError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -39,6 +44,10 @@ pub const SHARE_GROUP_STATE: &str = "__share_group_state";
 /// How long a shard's group summaries may lag behind its groups.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
+/// How often a shard's task checks whether this broker still leads its partition (cluster
+/// mode; on a single node it always does).
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
+
 /// The summaries one shard published, by group id.
 type Published = RwLock<BTreeMap<String, Arc<GroupSummary>>>;
 
@@ -54,6 +63,8 @@ pub struct ShardRouter {
     shards: Vec<mpsc::Sender<ShardMessage>>,
     /// What each shard last published of its groups.
     published: Vec<Arc<Published>>,
+    /// Each shard's `__consumer_offsets` partition, which says whether this broker leads it.
+    leaders: Vec<Arc<Partition>>,
 }
 
 /// The coordinator is gone (the broker is shutting down), or its shard failed while holding
@@ -62,18 +73,23 @@ pub struct ShardRouter {
 pub struct CoordinatorUnavailable;
 
 impl ShardRouter {
-    /// Creates `__consumer_offsets` and `__share_group_state` if needed, rebuilds every shard
-    /// from them and starts the shard tasks. Called at start-up, within the runtime.
+    /// Creates `__consumer_offsets` and `__share_group_state` if needed, and starts the
+    /// shard tasks. Called at start-up, within the runtime. With `load_now` (a single node)
+    /// every shard is rebuilt from its records before this returns, and a failure stops the
+    /// start; in cluster mode, where leadership moves while brokers come up, each task loads
+    /// its shard once this broker leads its partition.
     pub async fn start(
         topics: &TopicRegistry,
         config: &GroupConfig,
         events: Arc<GroupEventLog>,
+        load_now: bool,
     ) -> Result<ShardRouter, BrokerError> {
         let offsets = internal_topic(
             topics,
             CONSUMER_OFFSETS,
             config.offsets_topic_num_partitions,
-        )?;
+        )
+        .await?;
         let mut config = config.clone();
         // The partition count is fixed when the topic is created, as in Kafka.
         config.offsets_topic_num_partitions = offsets.partitions.len() as i32;
@@ -82,11 +98,13 @@ impl ShardRouter {
             topics,
             SHARE_GROUP_STATE,
             config.offsets_topic_num_partitions,
-        )?;
+        )
+        .await?;
         let share_state = Arc::new(share_state.partitions.clone());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut shards = Vec::with_capacity(offsets.partitions.len());
         let mut published = Vec::with_capacity(offsets.partitions.len());
+        let mut leaders = Vec::with_capacity(offsets.partitions.len());
         for partition in &offsets.partitions {
             let driver = ShardDriver {
                 config: config.clone(),
@@ -96,14 +114,30 @@ impl ShardRouter {
                 events: Arc::clone(&events),
                 published: Arc::default(),
             };
-            let mut shard = driver.load().await?;
-            driver.publish(&mut shard);
+            let shard = match partition.leader_epoch().filter(|_| load_now) {
+                Some(epoch) => {
+                    let mut shard = driver.load().await?;
+                    driver.publish(&mut shard);
+                    Some((epoch, shard))
+                }
+                None => None,
+            };
             published.push(Arc::clone(&driver.published));
+            leaders.push(Arc::clone(partition));
             let (sender, receiver) = mpsc::channel(1024);
             tokio::spawn(driver.run(shard, receiver));
             shards.push(sender);
         }
-        Ok(ShardRouter { shards, published })
+        Ok(ShardRouter {
+            shards,
+            published,
+            leaders,
+        })
+    }
+
+    /// Whether this broker serves shard `shard` now (always, on a single node).
+    pub fn leads(&self, shard: usize) -> bool {
+        self.leaders.get(shard).is_some_and(|p| p.is_leader())
     }
 
     /// Sends a request to the shard of `group_id` and waits for its response.
@@ -168,8 +202,9 @@ impl ShardRouter {
 }
 
 /// An internal compacted topic of the coordinator, created on first start with `partitions`
-/// partitions, and grown to them if an older version made it with fewer.
-fn internal_topic(
+/// partitions, and grown to them if an older version made it with fewer. In cluster mode
+/// another broker starting at the same time may create it first.
+async fn internal_topic(
     topics: &TopicRegistry,
     name: &str,
     partitions: i32,
@@ -180,11 +215,20 @@ fn internal_topic(
             let mut overrides = TopicOverrides::new();
             overrides.insert("cleanup.policy".to_string(), "compact".to_string());
             overrides.insert("segment.bytes".to_string(), "104857600".to_string());
-            topics.create_at_start(name, partitions, overrides)?
+            match topics.create(name, partitions, overrides).await {
+                Ok(topic) => topic,
+                Err(BrokerError::TopicAlreadyExists(_)) => topics
+                    .get(name)
+                    .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?,
+                Err(error) => return Err(error),
+            }
         }
     };
     if name == SHARE_GROUP_STATE && (topic.partitions.len() as i32) < partitions {
-        topics.add_partitions_at_start(name, partitions)?;
+        match topics.add_partitions(name, partitions, false).await {
+            Ok(()) | Err(BrokerError::InvalidPartitions(_)) => {}
+            Err(error) => return Err(error),
+        }
         return topics
             .get(name)
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()));
@@ -223,7 +267,9 @@ impl ShardDriver {
         .await?;
         let shards = self.config.offsets_topic_num_partitions;
         let mut share_records = 0;
-        for partition in self.share_state.iter() {
+        // Partitions another broker leads hold none of this shard's groups (cluster mode
+        // places partition i of both internal topics on the same broker).
+        for partition in self.share_state.iter().filter(|p| p.is_leader()) {
             share_records += replay(partition, |key, value| {
                 let group = match ShareStateKey::decode(key) {
                     Ok(
@@ -256,41 +302,49 @@ impl ShardDriver {
     }
 
     /// The shard's task: requests in, responses out, and a timer set to the next deadline.
-    async fn run(self, mut shard: GroupShard, mut requests: mpsc::Receiver<ShardMessage>) {
+    /// `held` is the shard with the leader epoch it was loaded at, or `None` while another
+    /// broker leads its partition.
+    async fn run(
+        self,
+        mut held: Option<(i32, GroupShard)>,
+        mut requests: mpsc::Receiver<ShardMessage>,
+    ) {
         let mut waiting = Waiting::new();
         let mut next_token: Token = 0;
         let mut published_at = Instant::now();
         let mut publish_at: Option<Instant> = None;
         loop {
-            while let Some(operation) = shard.next_due(now_ms()) {
-                shard = self.step(shard, operation, &mut waiting).await;
-            }
-            // A change is published at once after a quiet spell, and a burst of changes once
-            // more at its end: summaries are never more than PUBLISH_EVERY behind.
-            if shard.has_changed_summaries() && publish_at.is_none() {
-                publish_at = Some(published_at + PUBLISH_EVERY);
-            }
-            if publish_at.is_some_and(|at| at <= Instant::now()) {
-                self.publish(&mut shard);
-                published_at = Instant::now();
-                publish_at = None;
-            }
-            let deadline = shard.next_deadline().map(|deadline| {
-                Instant::now() + Duration::from_millis((deadline - now_ms()).max(0) as u64)
-            });
-            let wake_at = match (deadline, publish_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let timer = async {
-                match wake_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            held = self.follow_leadership(held, &mut waiting).await;
+            let mut wake_at = Instant::now() + LEADERSHIP_CHECK;
+            if let Some((epoch, mut shard)) = held.take() {
+                while let Some(operation) = shard.next_due(now_ms()) {
+                    shard = self.step(shard, operation, &mut waiting).await;
                 }
-            };
+                // A change is published at once after a quiet spell, and a burst of changes
+                // once more at its end: summaries are never more than PUBLISH_EVERY behind.
+                if shard.has_changed_summaries() && publish_at.is_none() {
+                    publish_at = Some(published_at + PUBLISH_EVERY);
+                }
+                if publish_at.is_some_and(|at| at <= Instant::now()) {
+                    self.publish(&mut shard);
+                    published_at = Instant::now();
+                    publish_at = None;
+                }
+                if let Some(deadline) = shard.next_deadline() {
+                    let due = Duration::from_millis((deadline - now_ms()).max(0) as u64);
+                    wake_at = wake_at.min(Instant::now() + due);
+                }
+                held = Some((epoch, shard));
+            }
+            if let Some(at) = publish_at {
+                wake_at = wake_at.min(at);
+            }
             tokio::select! {
                 message = requests.recv() => {
                     let Some(message) = message else { return };
+                    // While another broker leads the partition the request gets no answer,
+                    // which its handler turns into COORDINATOR_NOT_AVAILABLE.
+                    let Some((epoch, shard)) = held.take() else { continue };
                     next_token += 1;
                     waiting.insert(next_token, message.reply);
                     let operation = Operation::Request {
@@ -298,9 +352,54 @@ impl ShardDriver {
                         client: message.client,
                         request: message.request,
                     };
-                    shard = self.step(shard, operation, &mut waiting).await;
+                    held = Some((epoch, self.step(shard, operation, &mut waiting).await));
                 }
-                _ = timer => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    /// Keeps the shard only while this broker leads its partition at the epoch it was loaded
+    /// at; loads it when this broker comes to lead it.
+    async fn follow_leadership(
+        &self,
+        held: Option<(i32, GroupShard)>,
+        waiting: &mut Waiting,
+    ) -> Option<(i32, GroupShard)> {
+        let index = self.offsets.index;
+        match (held, self.offsets.leader_epoch()) {
+            (Some((loaded, shard)), Some(epoch)) if loaded == epoch => Some((loaded, shard)),
+            (None, None) => None,
+            (held, epoch) => {
+                if held.is_some() {
+                    tracing::info!(
+                        partition = index,
+                        "no longer coordinating this shard's groups"
+                    );
+                }
+                waiting.clear();
+                self.published
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                let epoch = epoch?;
+                match self.load().await {
+                    Ok(mut shard) => {
+                        self.publish(&mut shard);
+                        tracing::info!(
+                            partition = index,
+                            epoch,
+                            "coordinating this shard's groups"
+                        );
+                        Some((epoch, shard))
+                    }
+                    // Leadership moved on while the shard loaded: the next check sees it.
+                    Err(BrokerError::Log(LogError::NotLeader)) => None,
+                    Err(error) => {
+                        tracing::warn!(partition = index, %error, "could not load the shard; trying again");
+                        None
+                    }
+                }
             }
         }
     }
@@ -419,7 +518,15 @@ pub(crate) async fn replay(
     let mut offset = partition.offsets().log_start_offset;
     let mut count = 0;
     loop {
-        let (bytes, offsets) = partition.read(offset, 1 << 20).await?;
+        let (bytes, offsets) = match partition.read(offset, 1 << 20).await {
+            // The log start was not known until the first read loaded the partition (cluster
+            // mode), or retention moved it meanwhile.
+            Err(LogError::OffsetOutOfRange) if offset < partition.offsets().log_start_offset => {
+                offset = partition.offsets().log_start_offset;
+                continue;
+            }
+            other => other?,
+        };
         if bytes.is_empty() {
             return Ok(count);
         }
@@ -503,7 +610,9 @@ mod tests {
         groups.offsets_topic_num_partitions = 3;
         let topics = TopicRegistry::open(&config).unwrap();
         let events = Arc::new(GroupEventLog::new(100));
-        let router = ShardRouter::start(&topics, &groups, events).await.unwrap();
+        let router = ShardRouter::start(&topics, &groups, events, true)
+            .await
+            .unwrap();
         assert_eq!(commit(&router, "billing", 42).await, 0);
         let client = ClientContext::default();
         let failed = router

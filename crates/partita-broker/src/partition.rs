@@ -45,6 +45,17 @@ impl Partition {
         self.storage.read(offset, max_bytes).await
     }
 
+    /// Whether this broker serves the partition (always, on a single node; in cluster mode,
+    /// when it leads it).
+    pub fn is_leader(&self) -> bool {
+        self.storage.leader_epoch().is_some()
+    }
+
+    /// The leader epoch this broker serves the partition at, if it does.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.storage.leader_epoch()
+    }
+
     /// Current start and end offsets (from memory).
     pub fn offsets(&self) -> PartitionOffsets {
         self.storage.offsets()

@@ -1,7 +1,8 @@
 //! Producer ids for idempotent producers, unique across restarts.
 //!
-//! Ids are handed out from blocks; the end of the current block is written to disk before any
-//! id in it is used, so a restart starts past every id ever given out.
+//! On a single node, ids are handed out from blocks; the end of the current block is written
+//! to disk before any id in it is used, so a restart starts past every id ever given out. In
+//! cluster mode they come from a PostgreSQL sequence, unique across brokers.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,12 +13,15 @@ use crate::error::BrokerError;
 const BLOCK_SIZE: i64 = 1000;
 
 /// Allocates producer ids.
-pub struct ProducerIds {
-    inner: Arc<Blocks>,
+pub enum ProducerIds {
+    /// From blocks recorded in the data directory.
+    Local(Arc<Blocks>),
+    /// From the cluster's sequence.
+    Cluster(partita_cluster::Cluster),
 }
 
 /// The block in use, and where its end is kept.
-struct Blocks {
+pub struct Blocks {
     file: PathBuf,
     state: Mutex<(i64, i64)>,
 }
@@ -30,21 +34,27 @@ impl ProducerIds {
             .ok()
             .and_then(|t| t.trim().parse::<i64>().ok())
             .unwrap_or(0);
-        Ok(ProducerIds {
-            inner: Arc::new(Blocks {
-                file,
-                state: Mutex::new((start, start)),
-            }),
-        })
+        Ok(ProducerIds::Local(Arc::new(Blocks {
+            file,
+            state: Mutex::new((start, start)),
+        })))
     }
 
     /// The next unused producer id. Reserving a new block writes a file, on a blocking
     /// thread.
     pub async fn next(&self) -> Result<i64, BrokerError> {
-        let blocks = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || blocks.next())
-            .await
-            .unwrap_or_else(|error| Err(BrokerError::Storage(error.to_string())))
+        match self {
+            ProducerIds::Local(blocks) => {
+                let blocks = Arc::clone(blocks);
+                tokio::task::spawn_blocking(move || blocks.next())
+                    .await
+                    .unwrap_or_else(|error| Err(BrokerError::Storage(error.to_string())))
+            }
+            ProducerIds::Cluster(cluster) => cluster
+                .next_producer_id()
+                .await
+                .map_err(|error| BrokerError::Storage(error.to_string())),
+        }
     }
 }
 

@@ -24,6 +24,14 @@ pub enum LogError {
     /// INVALID_PRODUCER_EPOCH).
     #[error("invalid producer epoch")]
     InvalidProducerEpoch,
+    /// This broker does not lead the partition now (Kafka: NOT_LEADER_OR_FOLLOWER), so the
+    /// client looks the leader up again.
+    #[error("not the leader of this partition")]
+    NotLeader,
+    /// The storage behind the partition (an object store, a database) could not be reached
+    /// or refused the operation (Kafka: KAFKA_STORAGE_ERROR, which clients retry).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<crate::batch::BatchError> for LogError {

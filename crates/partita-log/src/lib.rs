@@ -12,8 +12,9 @@ mod error;
 pub mod files;
 mod index;
 mod log;
-mod producer_state;
+pub mod producer_state;
 mod segment;
+pub mod storage;
 
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::LogError;

@@ -11,13 +11,18 @@ const CACHED_BATCHES: usize = 5;
 
 /// Sequence range and assigned offsets of one appended batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BatchMetadata {
-    pub(crate) first_sequence: i32,
-    pub(crate) last_sequence: i32,
-    pub(crate) base_offset: i64,
-    pub(crate) last_offset: i64,
+pub struct BatchMetadata {
+    /// Sequence number of the batch's first record.
+    pub first_sequence: i32,
+    /// Sequence number of its last record.
+    pub last_sequence: i32,
+    /// Offset of its first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
 }
 
+#[derive(Clone)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMetadata>,
@@ -25,16 +30,16 @@ struct ProducerEntry {
 
 /// Outcome of checking a batch against the producer state.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum SequenceCheck {
+pub enum SequenceCheck {
     /// Append it.
     Accept,
     /// Already appended: answer with these offsets and write nothing.
     Duplicate(BatchMetadata),
 }
 
-/// State of every idempotent producer that wrote to one log.
-#[derive(Default)]
-pub(crate) struct ProducerStateTable {
+/// State of every idempotent producer that wrote to one partition.
+#[derive(Clone, Default)]
+pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
 }
 
@@ -44,7 +49,7 @@ fn is_idempotent(header: &BatchHeader) -> bool {
 
 impl ProducerStateTable {
     /// Decides whether a batch about to be appended is new, a duplicate, or refused.
-    pub(crate) fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, LogError> {
+    pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, LogError> {
         if !is_idempotent(header) {
             return Ok(SequenceCheck::Accept);
         }
@@ -79,7 +84,7 @@ impl ProducerStateTable {
 
     /// Records a batch that was appended (or found in the log during recovery), with its
     /// final offsets in `header`.
-    pub(crate) fn record(&mut self, header: &BatchHeader) {
+    pub fn record(&mut self, header: &BatchHeader) {
         if !is_idempotent(header) {
             return;
         }
@@ -103,6 +108,23 @@ impl ProducerStateTable {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
+    }
+
+    /// One producer's epoch and last batches, as stored elsewhere (cluster mode).
+    pub fn entry(&self, producer_id: i64) -> Option<(i16, Vec<BatchMetadata>)> {
+        self.producers
+            .get(&producer_id)
+            .map(|entry| (entry.epoch, entry.batches.iter().copied().collect()))
+    }
+
+    /// Puts back a producer's state as [`ProducerStateTable::entry`] gave it.
+    pub fn restore(&mut self, producer_id: i64, epoch: i16, batches: Vec<BatchMetadata>) {
+        let mut batches: VecDeque<BatchMetadata> = batches.into();
+        while batches.len() > CACHED_BATCHES {
+            batches.pop_front();
+        }
+        self.producers
+            .insert(producer_id, ProducerEntry { epoch, batches });
     }
 }
 

@@ -51,7 +51,14 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Command::Broker(args) => run_broker(args),
+        Command::Broker(args) => {
+            // One line saying what to fix, as the operator tools do.
+            if let Err(error) = run_broker(args) {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Admin(command) => admin::run(command),
     }
 }
@@ -101,14 +108,21 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        let broker =
-            Arc::new(Broker::open(config.clone()).await.with_context(|| {
-                format!("opening data directory {}", config.data_dir.display())
-            })?);
+        let clustered =
+            config.cluster.storage_url.is_some() || config.cluster.metadata_url.is_some();
+        let broker = Arc::new(Broker::open(config.clone()).await.with_context(
+            || match clustered {
+                true => "joining the cluster".to_string(),
+                false => format!("opening data directory {}", config.data_dir.display()),
+            },
+        )?);
         tracing::info!(
             listen = %config.listen,
             advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
-            data_dir = %config.data_dir.display(),
+            storage = %match &config.cluster.storage_url {
+                Some(url) => url.clone(),
+                None => config.data_dir.display().to_string(),
+            },
             cluster_id = %broker.cluster_id,
             "partita broker started"
         );

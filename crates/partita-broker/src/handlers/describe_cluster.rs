@@ -1,4 +1,4 @@
-//! DescribeCluster: the cluster id and its one broker.
+//! DescribeCluster: the cluster id and its live brokers.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -11,17 +11,25 @@ pub(crate) async fn handle(
     request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
-    let node = BrokerId(broker.config.node_id);
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&broker.cluster_id))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_endpoint_type(1)
         .with_cluster_authorized_operations(operations::if_asked(
             request.include_cluster_authorized_operations,
             operations::CLUSTER,
         ))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(str_bytes(&broker.config.advertised_host))
-            .with_port(i32::from(broker.config.advertised_port))])
+        .with_brokers(
+            broker
+                .brokers()
+                .iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
 }

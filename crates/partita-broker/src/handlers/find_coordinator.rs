@@ -1,36 +1,67 @@
-//! FindCoordinator: this single broker coordinates every group.
+//! FindCoordinator: the broker that leads the group's `__consumer_offsets` partition (this
+//! one, on a single node). A share-partition key (`group:topic-id:partition`) is coordinated
+//! with its group.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::ResponseError;
+use partita_cluster::BrokerInfo;
 
 use super::str_bytes;
 use crate::broker::Broker;
+
+/// `key_type` of a share-partition key (KIP-932).
+const SHARE_KEY: i8 = 2;
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(broker.config.node_id);
-    let host = str_bytes(&broker.config.advertised_host);
-    let port = i32::from(broker.config.advertised_port);
+    let find = |key: &str| {
+        let group = match request.key_type {
+            SHARE_KEY => key.split(':').next().unwrap_or(key),
+            _ => key,
+        };
+        broker.coordinator_of(group)
+    };
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
-            .into_iter()
+            .iter()
             .map(|key| {
+                let found = find(key.as_str());
+                let (node, host, port, error) = answer(found.as_ref());
                 Coordinator::default()
-                    .with_key(key)
+                    .with_key(key.clone())
                     .with_node_id(node)
-                    .with_host(host.clone())
+                    .with_host(host)
                     .with_port(port)
+                    .with_error_code(error)
             })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
+        let found = find(request.key.as_str());
+        let (node, host, port, error) = answer(found.as_ref());
         FindCoordinatorResponse::default()
             .with_node_id(node)
             .with_host(host)
             .with_port(port)
+            .with_error_code(error)
+    }
+}
+
+/// The coordinator's id, host and port, or COORDINATOR_NOT_AVAILABLE while its partition
+/// has no live leader.
+fn answer(found: Option<&BrokerInfo>) -> (BrokerId, kafka_protocol::protocol::StrBytes, i32, i16) {
+    match found {
+        Some(b) => (BrokerId(b.node_id), str_bytes(&b.host), b.port, 0),
+        None => (
+            BrokerId(-1),
+            str_bytes(""),
+            -1,
+            ResponseError::CoordinatorNotAvailable.code(),
+        ),
     }
 }

@@ -322,7 +322,9 @@ pub(crate) async fn list_groups(
         .collect();
     let types: Vec<String> = request.types_filter.iter().map(|t| t.to_string()).collect();
     let mut groups = Vec::new();
-    for shard in 0..broker.groups.shard_count() {
+    // In cluster mode each broker lists the groups it coordinates, as in Kafka; admin
+    // clients ask every broker.
+    for shard in (0..broker.groups.shard_count()).filter(|&s| broker.groups.leads(s)) {
         let request = Request::ListGroups(states.clone(), types.clone());
         match broker.groups.call_shard(shard, client, request).await {
             Ok(Response::ListGroups(mut listed)) => {

@@ -53,6 +53,12 @@ async fn lookup(
     answer: ListOffsetsPartitionResponse,
     version: i16,
 ) -> ListOffsetsPartitionResponse {
+    if !partition.is_leader() {
+        return answer
+            .with_error_code(ResponseError::NotLeaderOrFollower.code())
+            .with_offset(-1)
+            .with_timestamp(-1);
+    }
     // The leader epoch exists from v4 on; earlier versions must not carry it.
     let epoch = if version >= 4 { 0 } else { -1 };
     let offsets = partition.offsets();

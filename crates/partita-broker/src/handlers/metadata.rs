@@ -1,4 +1,4 @@
-//! Metadata: the broker, the topics, their partitions and leaders; creates topics on demand
+//! Metadata: the brokers, the topics, their partitions and leaders; creates topics on demand
 //! when `auto.create.topics.enable` allows.
 
 use kafka_protocol::messages::metadata_response::{
@@ -17,7 +17,6 @@ pub(crate) async fn handle(
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let node = BrokerId(broker.config.node_id);
     // v0: an empty list means every topic; v1+: a null list does.
     let requested = match request.topics {
         None => None,
@@ -30,7 +29,7 @@ pub(crate) async fn handle(
             .topics
             .all()
             .iter()
-            .map(|t| describe_topic(node, t))
+            .map(|t| describe_topic(t))
             .collect(),
         Some(requested) => {
             let mut found = Vec::with_capacity(requested.len());
@@ -38,9 +37,9 @@ pub(crate) async fn handle(
                 // A topic id, when given, wins over the name (the Java client sends an empty
                 // name with it), as in Kafka.
                 found.push(match (wanted.name, wanted.topic_id) {
-                    (_, id) if !id.is_nil() => lookup_by_id(broker, node, id),
-                    (Some(name), _) => lookup_by_name(broker, node, &name, allow_auto_create).await,
-                    (None, id) => lookup_by_id(broker, node, id),
+                    (_, id) if !id.is_nil() => lookup_by_id(broker, id),
+                    (Some(name), _) => lookup_by_name(broker, &name, allow_auto_create).await,
+                    (None, id) => lookup_by_id(broker, id),
                 });
             }
             found
@@ -62,18 +61,26 @@ pub(crate) async fn handle(
             request.include_cluster_authorized_operations,
             operations::CLUSTER,
         ))
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(str_bytes(&broker.config.advertised_host))
-            .with_port(i32::from(broker.config.advertised_port))])
+        .with_brokers(
+            broker
+                .brokers()
+                .iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
 }
 
 async fn lookup_by_name(
     broker: &Broker,
-    node: BrokerId,
     name: &TopicName,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
@@ -81,7 +88,7 @@ async fn lookup_by_name(
         .topic_or_auto_create(name.as_str(), allow_auto_create)
         .await
     {
-        Ok(Some(topic)) => describe_topic(node, &topic),
+        Ok(Some(topic)) => describe_topic(&topic),
         Ok(None) => MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
             .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
@@ -94,26 +101,41 @@ async fn lookup_by_name(
     }
 }
 
-fn lookup_by_id(broker: &Broker, node: BrokerId, id: Uuid) -> MetadataResponseTopic {
+fn lookup_by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
     match broker.topics.get_by_id(id) {
-        Some(topic) => describe_topic(node, &topic),
+        Some(topic) => describe_topic(&topic),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
-fn describe_topic(node: BrokerId, topic: &Topic) -> MetadataResponseTopic {
+/// A topic's partitions and their leaders. A partition without a live leader (its broker
+/// just died, in cluster mode) says LEADER_NOT_AVAILABLE, so that clients ask again.
+fn describe_topic(topic: &Topic) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
-        .map(|p| {
+        .zip(&topic.leaders)
+        .map(|(p, leader)| {
+            let node = BrokerId(leader.node_id);
+            let replicas = if leader.node_id < 0 {
+                vec![]
+            } else {
+                vec![node]
+            };
+            let error = if leader.node_id < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(p.index)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_epoch(leader.epoch)
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()

@@ -1,5 +1,6 @@
 //! OffsetForLeaderEpoch: clients validate their position after a leader change (KIP-320).
-//! This broker has been the only leader, at epoch 0, so every epoch ends at the log end.
+//! Offsets are never truncated (a single node has been the only leader; in cluster mode
+//! every acknowledged offset is committed in PostgreSQL), so every epoch ends at the log end.
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -27,6 +28,10 @@ pub(crate) async fn handle(
                     match topic.as_ref().and_then(|t| t.partition(p.partition)) {
                         None => answer
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                        Some(partition) if !partition.is_leader() => answer
+                            .with_error_code(ResponseError::NotLeaderOrFollower.code())
                             .with_leader_epoch(-1)
                             .with_end_offset(-1),
                         Some(partition) => answer

@@ -13,7 +13,7 @@ use std::ops::Range;
 
 pub(crate) use builder::BatchWriter;
 pub use builder::{build_batch, build_idempotent_batch, KeyValue};
-pub use records::{decode_records, Record, RecordHeader};
+pub use records::{decode_records, find_by_timestamp, offset_of_timestamp, Record, RecordHeader};
 
 /// Size in bytes of the v2 record batch header.
 pub const HEADER_SIZE: usize = 61;

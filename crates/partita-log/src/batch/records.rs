@@ -132,3 +132,32 @@ impl<'a> Cursor<'a> {
         self.take(length).map(Some)
     }
 }
+
+/// The first record of `batch` at or after `min_offset` whose timestamp is `>= ts`, as
+/// `(offset, timestamp)`, for ListOffsets by time. A batch whose records cannot be read (an
+/// unknown codec) answers with its first offset from `min_offset` and its max timestamp.
+pub fn find_by_timestamp(batch: &[u8], ts: i64, min_offset: i64) -> Result<(i64, i64), BatchError> {
+    let header = parse_header(batch)?;
+    let fallback = (header.base_offset.max(min_offset), header.max_timestamp);
+    let Ok(plain) = super::compression::uncompressed(batch) else {
+        return Ok(fallback);
+    };
+    let exact = decode_records(&plain)?
+        .iter()
+        .find(|r| r.offset >= min_offset && r.timestamp >= ts)
+        .map(|r| (r.offset, r.timestamp));
+    Ok(exact.unwrap_or(fallback))
+}
+
+/// The offset of the first record of `batch` whose timestamp is `ts`, or the batch's last
+/// offset when none can be read: for ListOffsets with MAX_TIMESTAMP.
+pub fn offset_of_timestamp(batch: &[u8], ts: i64) -> Result<i64, BatchError> {
+    let header = parse_header(batch)?;
+    let record = super::compression::uncompressed(batch)
+        .ok()
+        .and_then(|plain| {
+            let records = decode_records(&plain).ok()?;
+            records.iter().find(|r| r.timestamp == ts).map(|r| r.offset)
+        });
+    Ok(record.unwrap_or(header.last_offset()))
+}

@@ -191,20 +191,12 @@ impl Log {
             else {
                 continue;
             };
-            let fallback = (
-                header.base_offset.max(self.log_start_offset),
-                header.max_timestamp,
-            );
             let bytes = segment.read_at(position, header.total_size())?;
-            let Ok(plain) = batch::compression::uncompressed(&bytes) else {
-                return Ok(Some(fallback));
-            };
-            let records = batch::decode_records(&plain)?;
-            let exact = records
-                .iter()
-                .find(|r| r.offset >= self.log_start_offset && r.timestamp >= ts)
-                .map(|r| (r.offset, r.timestamp));
-            return Ok(Some(exact.unwrap_or(fallback)));
+            return Ok(Some(batch::find_by_timestamp(
+                &bytes,
+                ts,
+                self.log_start_offset,
+            )?));
         }
         Ok(None)
     }
@@ -228,13 +220,7 @@ impl Log {
             return Ok(Some((batch_last_offset, ts)));
         };
         let bytes = segment.read_at(position, header.total_size())?;
-        let record = batch::compression::uncompressed(&bytes)
-            .ok()
-            .and_then(|plain| {
-                let records = batch::decode_records(&plain).ok()?;
-                records.iter().find(|r| r.timestamp == ts).map(|r| r.offset)
-            });
-        Ok(Some((record.unwrap_or(batch_last_offset), ts)))
+        Ok(Some((batch::offset_of_timestamp(&bytes, ts)?, ts)))
     }
 
     /// Up to `max` (offset, timestamp) marks spread over the log, from the time indexes in

@@ -7,11 +7,14 @@
 //! partitions exist and removed before they are deleted, so a crash never leaves a topic that
 //! half exists.
 
+mod cluster;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use partita_cluster::Cluster;
 use partita_groups::consumer::{SharedTopics, TopicImage, TopicsImage};
 use uuid::Uuid;
 
@@ -34,6 +37,17 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
     /// Config overrides of the broker defaults.
     pub overrides: TopicOverrides,
+    /// Who leads each partition, by partition number.
+    pub leaders: Vec<Leader>,
+}
+
+/// Who leads a partition, as Metadata tells clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leader {
+    /// The leader's node id; -1 while the partition has no live leader.
+    pub node_id: i32,
+    /// The leader epoch.
+    pub epoch: i32,
 }
 
 /// The topics Kafka treats as internal.
@@ -65,6 +79,8 @@ impl Topic {
 /// swap a topic in or out: a lookup never waits for a disk.
 pub struct TopicRegistry {
     inner: Arc<Registry>,
+    /// In cluster mode, where topics are kept and changed.
+    cluster: Option<Cluster>,
 }
 
 /// The registry's state, shared with the blocking threads that change it.
@@ -75,6 +91,8 @@ struct Registry {
     image: RwLock<SharedTopics>,
     /// Held for the whole of a change, so that two changes never race; lookups ignore it.
     changing: Mutex<()>,
+    /// Held while a cluster view is applied (cluster mode).
+    applying: tokio::sync::Mutex<()>,
 }
 
 /// Topics by name, and the same by id.
@@ -101,12 +119,7 @@ impl TopicRegistry {
     /// Opens every topic found under the data directory, recovering each partition's log.
     /// Blocking: called at start-up, before the broker serves.
     pub fn open(config: &BrokerConfig) -> Result<TopicRegistry, BrokerError> {
-        let registry = Registry {
-            config: config.clone(),
-            topics: RwLock::new(Topics::default()),
-            image: RwLock::new(SharedTopics::default()),
-            changing: Mutex::new(()),
-        };
+        let registry = Registry::new(config);
         let meta_dir = registry.meta_dir();
         fs::create_dir_all(&meta_dir)?;
         let mut topics = Topics::default();
@@ -123,6 +136,7 @@ impl TopicRegistry {
         registry.refresh_image();
         Ok(TopicRegistry {
             inner: Arc::new(registry),
+            cluster: None,
         })
     }
 
@@ -169,19 +183,14 @@ impl TopicRegistry {
         partitions: i32,
         overrides: TopicOverrides,
     ) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(cluster) = &self.cluster {
+            return self
+                .create_in_cluster(cluster, name, partitions, overrides)
+                .await;
+        }
         let name = name.to_string();
         self.blocking(move |registry| registry.create(&name, partitions, overrides))
             .await
-    }
-
-    /// [`TopicRegistry::create`] for start-up, before the broker serves.
-    pub fn create_at_start(
-        &self,
-        name: &str,
-        partitions: i32,
-        overrides: TopicOverrides,
-    ) -> Result<Arc<Topic>, BrokerError> {
-        self.inner.create(name, partitions, overrides)
     }
 
     /// Grows a topic to `count` partitions; shrinking is refused as in Kafka.
@@ -191,14 +200,14 @@ impl TopicRegistry {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        if let Some(cluster) = &self.cluster {
+            return self
+                .add_partitions_in_cluster(cluster, name, count, validate_only)
+                .await;
+        }
         let name = name.to_string();
         self.blocking(move |registry| registry.add_partitions(&name, count, validate_only))
             .await
-    }
-
-    /// [`TopicRegistry::add_partitions`] for start-up, before the broker serves.
-    pub fn add_partitions_at_start(&self, name: &str, count: i32) -> Result<(), BrokerError> {
-        self.inner.add_partitions(name, count, false)
     }
 
     /// Replaces a topic's config overrides and applies them to its partitions.
@@ -207,6 +216,11 @@ impl TopicRegistry {
         name: &str,
         overrides: TopicOverrides,
     ) -> Result<(), BrokerError> {
+        if let Some(cluster) = &self.cluster {
+            return self
+                .set_overrides_in_cluster(cluster, name, overrides)
+                .await;
+        }
         let name = name.to_string();
         let topic = self
             .blocking(move |registry| registry.set_overrides(&name, overrides))
@@ -220,6 +234,9 @@ impl TopicRegistry {
 
     /// Deletes a topic and its data.
     pub async fn delete(&self, name: &str) -> Result<Uuid, BrokerError> {
+        if let Some(cluster) = &self.cluster {
+            return self.delete_in_cluster(cluster, name).await;
+        }
         let name = name.to_string();
         self.blocking(move |registry| registry.delete(&name)).await
     }
@@ -253,6 +270,25 @@ impl TopicRegistry {
 }
 
 impl Registry {
+    fn new(config: &BrokerConfig) -> Registry {
+        Registry {
+            config: config.clone(),
+            topics: RwLock::new(Topics::default()),
+            image: RwLock::new(SharedTopics::default()),
+            changing: Mutex::new(()),
+            applying: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Every partition led by this broker, as on a single node.
+    fn local_leaders(&self, partitions: usize) -> Vec<Leader> {
+        let leader = Leader {
+            node_id: self.config.node_id,
+            epoch: 0,
+        };
+        vec![leader; partitions]
+    }
+
     fn validate_new(
         &self,
         name: &str,
@@ -302,6 +338,7 @@ impl Registry {
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
+            leaders: self.local_leaders(opened.len()),
             partitions: opened,
             overrides,
         });
@@ -342,6 +379,7 @@ impl Registry {
         self.write().insert(Arc::new(Topic {
             name: topic.name.clone(),
             id: topic.id,
+            leaders: self.local_leaders(partitions.len()),
             partitions,
             overrides: topic.overrides.clone(),
         }));
@@ -368,6 +406,7 @@ impl Registry {
             name: topic.name.clone(),
             id: topic.id,
             partitions: topic.partitions.clone(),
+            leaders: topic.leaders.clone(),
             overrides,
         });
         self.write().insert(Arc::clone(&changed));
@@ -469,6 +508,7 @@ impl Registry {
         Ok(Topic {
             name,
             id,
+            leaders: self.local_leaders(partitions.len()),
             partitions,
             overrides,
         })

@@ -1,0 +1,86 @@
+//! Where a partition's records are kept, behind one narrow interface: append, read, offsets
+//! and timestamps, delete-records, retention and compaction.
+//!
+//! The broker's local segmented log implements [`PartitionStorage`] for the single-node
+//! broker, and cluster mode implements it a second time over object storage and PostgreSQL.
+//! Every method that may touch a disk or the network is async and does its I/O off the
+//! async workers, so a slow fsync or a slow object store for one partition never delays a
+//! request about another; what only reads memory (offsets, size, settings) is not.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{AppendInfo, CompactionStats, LogConfig, LogError};
+
+/// Offsets of a partition at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset still in the log.
+    pub log_start_offset: i64,
+    /// Offset the next record will get (the high watermark on a single broker).
+    pub log_end_offset: i64,
+}
+
+/// What one round of maintenance did to a partition.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Maintenance {
+    /// What compaction did, when the partition is compacted.
+    pub compaction: Option<CompactionStats>,
+    /// Segments deleted by retention.
+    pub segments_deleted: usize,
+}
+
+/// The storage of one partition.
+#[async_trait]
+pub trait PartitionStorage: Send + Sync {
+    /// Appends one validated batch and returns its offsets (the batch's base offset, and its
+    /// timestamp under LogAppendTime, are set by the storage).
+    async fn append(&self, batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError>;
+
+    /// Whole batches from `offset`, up to `max_bytes` but at least one batch when there is
+    /// one, with the offsets at the time of the read.
+    async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, PartitionOffsets), LogError>;
+
+    /// The log start and end offsets now.
+    fn offsets(&self) -> PartitionOffsets;
+
+    /// Bytes stored.
+    fn size_bytes(&self) -> u64;
+
+    /// Roughly the timestamp of the record at `offset`, known without reading it (for lag in
+    /// seconds); `None` when nothing tells.
+    fn timestamp_at(&self, offset: i64) -> Option<i64>;
+
+    /// The settings in force.
+    fn config(&self) -> LogConfig;
+
+    /// Replaces the settings; they apply from the next operation on.
+    async fn set_config(&self, config: LogConfig);
+
+    /// The first record at or after the log start whose timestamp is `>= timestamp`, as
+    /// `(offset, timestamp)`.
+    async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError>;
+
+    /// The largest timestamp and the offset of the first record that has it.
+    async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError>;
+
+    /// Moves the log start offset up to `offset` (DeleteRecords); returns the new log start.
+    async fn delete_records(&self, offset: i64) -> Result<i64, LogError>;
+
+    /// Time-based rolls, compaction (of a compacted partition) and retention.
+    async fn maintain(&self, now_ms: i64) -> Result<Maintenance, LogError>;
+
+    /// Makes everything appended durable.
+    async fn flush(&self) -> Result<(), LogError>;
+
+    /// The leader epoch at which this broker serves the partition now, `None` when it does
+    /// not: a single-node broker always does, at epoch 0; in cluster mode only the
+    /// partition's leader does, and the others answer NOT_LEADER_OR_FOLLOWER.
+    fn leader_epoch(&self) -> Option<i32> {
+        Some(0)
+    }
+}
