@@ -158,13 +158,14 @@ class S3Server:
     def url(self, prefix: str = "records") -> str:
         return f"s3://{BUCKET}/{prefix}"
 
-    def start(self) -> "S3Server":
+    def start(self, env: Optional[dict] = None) -> "S3Server":
         (self.root / BUCKET).mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(s3s_binary()), "--host", "0.0.0.0", "--port", str(self.port),
                  "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, str(self.root)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent,
+                env=dict(os.environ, **(env or {})))
         _wait_port(self.port, self.proc, "s3s-fs", self.log)
         return self
 

@@ -31,7 +31,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 /**
  * Java kafka-clients 3.9.1 (the reference client) against a Partita broker.
  *
- * <p>Usage: {@code java -cp 'jars/*:build' CompatTest BOOTSTRAP TOPIC}. Creates TOPIC (3
+ * <p>Usage: {@code java -cp 'jars/*:build' CompatTest BOOTSTRAP TOPIC [BROKERS]} (BROKERS: how
+ * many brokers DescribeCluster must list, 1 by default). Creates TOPIC (3
  * partitions) with the AdminClient, describes it, produces 1000 records with an idempotent
  * producer left at its defaults (acks=all, enable.idempotence=true), reads them all back by
  * assign + seekToBeginning, then the same for each compression codec on a second, compacted
@@ -43,12 +44,12 @@ public final class CompatTest {
     static final long TIMEOUT_S = 30;
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 2) {
-            System.err.println("usage: CompatTest BOOTSTRAP TOPIC");
+        if (args.length != 2 && args.length != 3) {
+            System.err.println("usage: CompatTest BOOTSTRAP TOPIC [BROKERS]");
             System.exit(2);
         }
         try {
-            run(args[0], args[1]);
+            run(args[0], args[1], args.length == 3 ? Integer.parseInt(args[2]) : 1);
         } catch (Failure f) {
             System.err.println("FAIL: " + f.getMessage());
             System.exit(1);
@@ -80,7 +81,7 @@ public final class CompatTest {
         System.out.flush();
     }
 
-    static void run(String bootstrap, String topic) throws Exception {
+    static void run(String bootstrap, String topic, int brokers) throws Exception {
         Properties ap = new Properties();
         ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         ap.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 20000);
@@ -90,7 +91,7 @@ public final class CompatTest {
             var cluster = admin.describeCluster();
             String clusterId = cluster.clusterId().get(TIMEOUT_S, TimeUnit.SECONDS);
             var nodes = cluster.nodes().get(TIMEOUT_S, TimeUnit.SECONDS);
-            check(nodes.size() == 1, "expected one node, got " + nodes);
+            check(nodes.size() == brokers, "expected " + brokers + " nodes, got " + nodes);
             System.out.println("cluster id " + clusterId + ", nodes " + nodes);
 
             step("create topic " + topic);
@@ -109,7 +110,7 @@ public final class CompatTest {
             for (int i = 0; i < PARTITIONS; i++) {
                 TopicPartitionInfo pi = desc.partitions().get(i);
                 check(pi.partition() == i, "partition order in describe: " + desc.partitions());
-                check(pi.leader() != null && pi.leader().id() == nodes.iterator().next().id(),
+                check(pi.leader() != null && nodes.contains(pi.leader()),
                         "partition " + i + " leader " + pi.leader());
                 check(pi.replicas().size() == 1 && pi.isr().size() == 1,
                         "partition " + i + " replicas/isr " + pi);

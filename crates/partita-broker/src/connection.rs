@@ -1,8 +1,11 @@
-//! One client connection: read a frame, answer it, repeat, in order.
+//! One client connection: requests read in order, answered in order.
 //!
-//! Requests on one connection are answered one at a time and in the order they arrived, as
-//! Kafka does; a waiting fetch therefore holds back only its own connection, and a connection
-//! never has more than one request in flight.
+//! Requests are answered in the order they arrived, as Kafka does. A produce request may
+//! overlap the requests after it: once its batches are in line in their partitions, the next
+//! produce request is read and put in line too, while the first waits to be appended (cluster
+//! mode gathers batches for a few milliseconds before it writes them); at most
+//! [`IN_FLIGHT`] at once. Any other request starts only once every request before it is
+//! answered. A waiting fetch therefore holds back only its own connection.
 //!
 //! A frame's buffer grows with the bytes that actually arrive, so a client that declares a
 //! large request and sends it slowly holds no more memory than it has sent; with
@@ -11,18 +14,23 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::admission::Admitted;
 use crate::broker::Broker;
-use crate::dispatch::{dispatch, DispatchError};
+use crate::dispatch::{self, DispatchError, Reply};
 use crate::memory::MemoryClaim;
 use crate::server::Shutdown;
+
+/// Produce requests of one connection being worked on at once, at most.
+const IN_FLIGHT: usize = 16;
 
 /// The first piece of a frame's buffer; it doubles as more of the frame arrives.
 const FIRST_READ: usize = 64 * 1024;
@@ -30,12 +38,19 @@ const FIRST_READ: usize = 64 * 1024;
 /// A connection and what it needs to answer requests.
 pub(crate) struct Connection {
     broker: Arc<Broker>,
-    stream: BufWriter<TcpStream>,
+    reader: FrameReader,
+    writer: BufWriter<OwnedWriteHalf>,
     peer: SocketAddr,
-    idle: Duration,
     shutdown: Shutdown,
     _admitted: Admitted,
     _done: mpsc::Sender<()>,
+}
+
+/// The reading side: whole frames off the socket.
+struct FrameReader {
+    broker: Arc<Broker>,
+    half: OwnedReadHalf,
+    idle: Duration,
 }
 
 /// How filling a buffer from the socket ended.
@@ -66,11 +81,16 @@ impl Connection {
         done: mpsc::Sender<()>,
     ) -> Connection {
         let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+        let (read_half, write_half) = socket.into_split();
         Connection {
+            reader: FrameReader {
+                broker: Arc::clone(&broker),
+                half: read_half,
+                idle,
+            },
             broker,
-            stream: BufWriter::new(socket),
+            writer: BufWriter::new(write_half),
             peer,
-            idle,
             shutdown,
             _admitted: admitted,
             _done: done,
@@ -79,45 +99,157 @@ impl Connection {
 
     /// Serves the connection until the client closes it, sends something that cannot be
     /// answered, or the broker shuts down.
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(self) {
         tracing::debug!(peer = %self.peer, "connection opened");
         self.broker.metrics.connections_accepted.inc();
         self.broker.metrics.open_connections.inc();
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            // Once shutdown has begun, no further request is read.
-            let frame = tokio::select! {
+        // The admission and the shutdown tracker are held until the connection ends.
+        let Connection {
+            broker,
+            reader,
+            mut writer,
+            peer,
+            shutdown,
+            _admitted,
+            _done,
+        } = self;
+        let (frames, mut incoming) = mpsc::channel(1);
+        let reading = tokio::spawn(reader.read_frames(frames, shutdown));
+        let mut in_flight = FuturesOrdered::new();
+        let mut open = true;
+        while open {
+            tokio::select! {
                 biased;
-                _ = shutdown.recv() => break,
-                frame = self.read_frame() => frame,
-            };
-            let (frame, _memory) = match frame {
-                Ok(ReadOutcome::Frame(frame, memory)) => (frame, memory),
-                Ok(ReadOutcome::Closed) => break,
-                Ok(ReadOutcome::Idle) => {
-                    self.broker.metrics.connection_idle_closed();
-                    tracing::debug!(peer = %self.peer, "closing idle connection");
-                    break;
+                Some((request, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    open = write_reply(&broker, peer, &mut writer, request, outcome).await;
                 }
-                Err(reason) => {
-                    tracing::warn!(peer = %self.peer, %reason, "closing connection");
-                    break;
+                next = incoming.recv(), if in_flight.len() < IN_FLIGHT => {
+                    let Some(Ok(ReadOutcome::Frame(frame, memory))) = next else {
+                        log_end(&broker, peer, next);
+                        // Requests read before the end are still answered.
+                        while let Some((request, outcome)) = in_flight.next().await {
+                            if !write_reply(&broker, peer, &mut writer, request, outcome).await {
+                                break;
+                            }
+                        }
+                        break;
+                    };
+                    if !dispatch::is_produce(&frame) {
+                        // Anything but a produce starts once every request before it is done.
+                        while let Some((request, outcome)) = in_flight.next().await {
+                            open = write_reply(&broker, peer, &mut writer, request, outcome).await;
+                            if !open {
+                                break;
+                            }
+                        }
+                        if !open {
+                            break;
+                        }
+                    }
+                    let request = Request::of(&frame, memory);
+                    let staged = dispatch::stage(&broker, peer, frame).await;
+                    in_flight.push_back(async move {
+                        let outcome = match staged {
+                            Ok(pending) => pending.await,
+                            Err(error) => Err(error),
+                        };
+                        (request, outcome)
+                    });
                 }
-            };
-            // The API key is the frame's first two bytes; a frame is at least 8 bytes long.
-            let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-            let started = std::time::Instant::now();
-            let answered = self.answer(frame).await;
-            let metrics = &self.broker.metrics;
-            metrics.record_request(api_key, started.elapsed(), answered.is_err());
-            if let Err(reason) = answered {
-                tracing::warn!(peer = %self.peer, %reason, "closing connection");
-                break;
             }
         }
-        self.broker.metrics.open_connections.dec();
-        let _ = self.stream.shutdown().await;
-        tracing::debug!(peer = %self.peer, "connection closed");
+        reading.abort();
+        broker.metrics.open_connections.dec();
+        let _ = writer.shutdown().await;
+        tracing::debug!(peer = %peer, "connection closed");
+    }
+}
+
+/// What is known of a request while it is answered.
+struct Request {
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    started: Instant,
+    /// Request memory held until the request is answered.
+    _memory: MemoryClaim,
+}
+
+impl Request {
+    fn of(frame: &Bytes, memory: MemoryClaim) -> Request {
+        // A frame is at least 8 bytes long: key, version, correlation id.
+        let mut peek = frame.clone();
+        Request {
+            api_key: peek.get_i16(),
+            version: peek.get_i16(),
+            correlation_id: peek.get_i32(),
+            started: Instant::now(),
+            _memory: memory,
+        }
+    }
+}
+
+/// Writes a request's answer, if it has one; `false` when the connection must be closed.
+async fn write_reply(
+    broker: &Broker,
+    peer: SocketAddr,
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    request: Request,
+    outcome: Result<Option<Reply>, DispatchError>,
+) -> bool {
+    let elapsed = request.started.elapsed();
+    broker
+        .metrics
+        .record_request(request.api_key, elapsed, outcome.is_err());
+    let written = match outcome {
+        Ok(None) => Ok(()),
+        Ok(Some(reply)) => match writer.write_all(&reply.frame).await {
+            Ok(()) => writer.flush().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(DispatchError::Close(reason)) => Err(format!(
+            "api key {} v{} (correlation id {}): {reason}",
+            request.api_key, request.version, request.correlation_id
+        )),
+    };
+    if let Err(reason) = &written {
+        tracing::warn!(peer = %peer, %reason, "closing connection");
+    }
+    written.is_ok()
+}
+
+/// Notes why reading ended.
+fn log_end(broker: &Broker, peer: SocketAddr, end: Option<Result<ReadOutcome, String>>) {
+    match end {
+        Some(Ok(ReadOutcome::Idle)) => {
+            broker.metrics.connection_idle_closed();
+            tracing::debug!(peer = %peer, "closing idle connection");
+        }
+        Some(Err(reason)) => tracing::warn!(peer = %peer, %reason, "closing connection"),
+        // Closed by the client, or the broker is stopping.
+        _ => {}
+    }
+}
+
+impl FrameReader {
+    /// Reads frames until the client closes the connection or sends something unreadable, or
+    /// the broker shuts down (no further request is read then).
+    async fn read_frames(
+        mut self,
+        frames: mpsc::Sender<Result<ReadOutcome, String>>,
+        mut shutdown: Shutdown,
+    ) {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.recv() => return,
+                next = self.read_frame() => next,
+            };
+            let more = matches!(next, Ok(ReadOutcome::Frame(..)));
+            if frames.send(next).await.is_err() || !more {
+                return;
+            }
+        }
     }
 
     /// Reads one size-prefixed frame, refusing an oversized one before buffering it.
@@ -155,7 +287,7 @@ impl Connection {
     async fn fill(&mut self, buffer: &mut [u8]) -> Result<Filled, String> {
         let mut filled = 0;
         while filled < buffer.len() {
-            let read = tokio::time::timeout(self.idle, self.stream.read(&mut buffer[filled..]));
+            let read = tokio::time::timeout(self.idle, self.half.read(&mut buffer[filled..]));
             match read.await {
                 Err(_) => return Ok(Filled::Idle),
                 Ok(Ok(0)) => return Ok(Filled::Eof(filled)),
@@ -164,29 +296,5 @@ impl Connection {
             }
         }
         Ok(Filled::Done)
-    }
-
-    /// Answers one request frame; an error means the connection must be closed.
-    async fn answer(&mut self, frame: Bytes) -> Result<(), String> {
-        let mut peek = frame.clone();
-        let api_key = peek.get_i16();
-        let api_version = peek.get_i16();
-        let correlation_id = peek.get_i32();
-        let reply = match dispatch(&self.broker, self.peer, frame).await {
-            Ok(reply) => reply,
-            Err(DispatchError::Close(reason)) => {
-                return Err(format!(
-                    "api key {api_key} v{api_version} (correlation id {correlation_id}): {reason}"
-                ))
-            }
-        };
-        let Some(reply) = reply else {
-            return Ok(());
-        };
-        self.stream
-            .write_all(&reply.frame)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.stream.flush().await.map_err(|e| e.to_string())
     }
 }

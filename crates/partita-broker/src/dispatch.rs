@@ -1,7 +1,10 @@
 //! Request routing: the table of every API this broker serves, at which versions, and the
 //! handler each one goes to.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
@@ -71,6 +74,45 @@ pub(crate) struct Reply {
 #[derive(Debug)]
 pub(crate) enum DispatchError {
     Close(String),
+}
+
+/// An answer still being worked out.
+pub(crate) type PendingReply =
+    Pin<Box<dyn Future<Output = Result<Option<Reply>, DispatchError>> + Send>>;
+
+/// Whether a frame is a produce request, whose work may overlap the next request's.
+pub(crate) fn is_produce(frame: &[u8]) -> bool {
+    i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
+}
+
+/// Starts on a request: a produce request at a served version is staged (its batches put in
+/// line, in the order of the connection's requests) and the rest of its work is returned; any
+/// other request is answered before this returns.
+pub(crate) async fn stage(
+    broker: &Arc<Broker>,
+    peer: SocketAddr,
+    mut frame: Bytes,
+) -> Result<PendingReply, DispatchError> {
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let served = supported_versions(ApiKey::Produce)
+        .is_some_and(|(min, max)| (min..=max).contains(&version));
+    if !(is_produce(&frame) && served) {
+        let reply = dispatch(broker, peer, frame).await;
+        return Ok(Box::pin(std::future::ready(reply)));
+    }
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    kafka_protocol::protocol::decode_request_header_from_buffer(&mut frame)
+        .map_err(|e| DispatchError::Close(format!("malformed request header: {e}")))?;
+    let request = ProduceRequest::decode(&mut frame, version)
+        .map_err(|e| DispatchError::Close(format!("malformed Produce v{version} request: {e}")))?;
+    let staged = handlers::produce::stage(broker, request).await;
+    let broker = Arc::clone(broker);
+    Ok(Box::pin(async move {
+        match staged.finish(&broker).await {
+            Some(response) => encode(ApiKey::Produce as i16, version, correlation_id, &response),
+            None => Ok(None),
+        }
+    }))
 }
 
 /// Decodes one request frame, runs its handler and encodes the response. `Ok(None)` means

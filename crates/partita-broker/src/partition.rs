@@ -7,7 +7,7 @@ use partita_log::{AppendInfo, LogConfig, LogError};
 use tokio::sync::Notify;
 
 pub use crate::storage::PartitionOffsets;
-use crate::storage::{Maintenance, PartitionStorage};
+use crate::storage::{Appending, Maintenance, PartitionStorage};
 
 /// A partition of a topic, shared by every connection that produces to or fetches from it.
 pub struct Partition {
@@ -34,6 +34,24 @@ impl Partition {
             self.wake_waiters();
         }
         Ok(info)
+    }
+
+    /// Puts one validated batch in line (see [`PartitionStorage::enqueue`]); what it returns
+    /// completes once the batch is appended, and then wakes the fetches waiting here.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        batch: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<Appending, LogError> {
+        let appending = self.storage.enqueue(batch, now_ms).await?;
+        let partition = Arc::clone(self);
+        Ok(Box::pin(async move {
+            let info = appending.await?;
+            if !info.duplicate {
+                partition.wake_waiters();
+            }
+            Ok(info)
+        }))
     }
 
     /// Reads whole batches from `offset`, at most `max_bytes` but at least one batch.

@@ -41,6 +41,8 @@ pub(crate) struct FlushItem {
     pub(crate) epoch: i32,
     pub(crate) batch: Vec<u8>,
     pub(crate) now_ms: i64,
+    /// When it was put in line: it waits at most the flush interval from then.
+    pub(crate) queued: Instant,
     pub(crate) reply: oneshot::Sender<Result<AppendInfo, LogError>>,
 }
 
@@ -65,10 +67,17 @@ pub(crate) async fn run(shared: Arc<Shared>, mut items: mpsc::Receiver<FlushItem
     let interval = Duration::from_millis(shared.config.flush_interval_ms);
     let max_bytes = shared.config.flush_max_bytes;
     while let Some(first) = items.recv().await {
-        let deadline = Instant::now() + interval;
+        // A batch that already waited (behind the previous flush) is not kept waiting a whole
+        // interval more.
+        let deadline = first.queued + interval;
         let mut bytes = first.batch.len();
         let mut pending = vec![first];
         while bytes < max_bytes {
+            if let Ok(item) = items.try_recv() {
+                bytes += item.batch.len();
+                pending.push(item);
+                continue;
+            }
             tokio::select! {
                 item = items.recv() => match item {
                     Some(item) => {

@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     flusher: mpsc::Sender<FlushItem>,
     /// Every partition this broker has an object for.
     partitions: Mutex<HashMap<PartitionKey, Weak<Core>>>,
+    /// When the catalog version was last read for [`Cluster::newer_view`].
+    version_checked: tokio::sync::Mutex<Instant>,
     /// Until when this broker counts itself live: its last successful heartbeat plus the
     /// session timeout. Past it, it leads nothing, whatever its view says.
     live_until: Mutex<Instant>,
@@ -135,6 +137,7 @@ impl Cluster {
             view: watch::channel(Arc::new(view)).0,
             flusher,
             partitions: Mutex::new(HashMap::new()),
+            version_checked: tokio::sync::Mutex::new(Instant::now()),
         });
         tokio::spawn(flush::run(Arc::clone(&shared), flush_queue));
         tokio::spawn(heartbeats(Arc::downgrade(&shared)));
@@ -175,6 +178,30 @@ impl Cluster {
     /// Loads the view now, rather than at the next heartbeat that sees a change.
     pub async fn refresh(&self) -> Result<Arc<ClusterView>, ClusterError> {
         refresh(&self.shared).await
+    }
+
+    /// A view at least as new as the catalog when this is called: asks PostgreSQL for the
+    /// catalog version (one small query, shared by callers that come within a few
+    /// milliseconds of each other) and loads the view if it moved. `None` when the view in
+    /// hand is current. For answers that must reflect changes made through other brokers
+    /// (Metadata).
+    pub async fn newer_view(&self) -> Result<Option<Arc<ClusterView>>, ClusterError> {
+        let asked = Instant::now();
+        let mut last = self.shared.version_checked.lock().await;
+        if *last >= asked {
+            return Ok(None);
+        }
+        let client = self.shared.db.client().await?;
+        let version: i64 = client
+            .query_one("SELECT catalog_version FROM partita_cluster", &[])
+            .await?
+            .get(0);
+        drop(client);
+        *last = Instant::now();
+        if version == self.shared.view.borrow().version {
+            return Ok(None);
+        }
+        Ok(Some(refresh(&self.shared).await?))
     }
 
     /// The storage of one partition (the same object for every caller).

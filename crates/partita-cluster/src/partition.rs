@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
 use partita_log::batch;
 use partita_log::producer_state::{BatchMetadata, ProducerStateTable};
-use partita_log::storage::{Maintenance, PartitionOffsets, PartitionStorage};
-use partita_log::{AppendInfo, LogConfig, LogError};
+use partita_log::storage::{Appending, Maintenance, PartitionOffsets, PartitionStorage};
+use partita_log::{LogConfig, LogError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -366,6 +367,27 @@ impl Core {
         Ok(bytes)
     }
 
+    /// Loads into the cache, in the background, the rows a consumer reading on after `rows`
+    /// will want next (about `max_bytes` of them), so that its next fetch finds them there.
+    fn read_ahead(self: &Arc<Self>, epoch: i32, rows: &[Row], max_bytes: usize) {
+        let Some(next) = rows.last().map(|row| row.last_offset + 1) else {
+            return;
+        };
+        let ahead = self
+            .rows_from(epoch, next, max_bytes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|row| !self.shared.cache.contains_key(&(row.object, row.position)))
+            .collect::<Vec<_>>();
+        if ahead.is_empty() {
+            return;
+        }
+        let core = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = join_all(ahead.iter().map(|row| core.row_bytes(row))).await;
+        });
+    }
+
     fn offsets(&self) -> PartitionOffsets {
         PartitionOffsets {
             log_start_offset: self.published.log_start.load(Ordering::Relaxed),
@@ -375,7 +397,8 @@ impl Core {
 }
 
 impl ClusterPartition {
-    async fn read_rows(&self, offset: i64, max_bytes: usize) -> Result<Vec<Row>, LogError> {
+    /// The epoch read at, and the rows from the one holding `offset`.
+    async fn read_rows(&self, offset: i64, max_bytes: usize) -> Result<(i32, Vec<Row>), LogError> {
         let core = &self.core;
         let epoch = core.leader_epoch().await?;
         for _ in 0..2 {
@@ -387,10 +410,10 @@ impl ClusterPartition {
                 return Err(LogError::OffsetOutOfRange);
             }
             if offset == next_offset {
-                return Ok(Vec::new());
+                return Ok((epoch, Vec::new()));
             }
             if let Some(rows) = core.rows_from(epoch, offset, max_bytes) {
-                return Ok(rows);
+                return Ok((epoch, rows));
             }
             core.look_up(epoch, offset).await?;
         }
@@ -401,7 +424,7 @@ impl ClusterPartition {
 
 #[async_trait]
 impl PartitionStorage for ClusterPartition {
-    async fn append(&self, batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError> {
+    async fn enqueue(&self, batch: Vec<u8>, now_ms: i64) -> Result<Appending, LogError> {
         let config = self.core.config();
         if batch.len() > config.max_message_bytes as usize {
             return Err(LogError::MessageTooLarge);
@@ -422,6 +445,7 @@ impl PartitionStorage for ClusterPartition {
             epoch,
             batch,
             now_ms,
+            queued: tokio::time::Instant::now(),
             reply,
         };
         self.core
@@ -430,9 +454,11 @@ impl PartitionStorage for ClusterPartition {
             .send(item)
             .await
             .map_err(|_| LogError::Unavailable("the broker is stopping".into()))?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(LogError::Unavailable("the write was abandoned".into())))
+        Ok(Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(LogError::Unavailable("the write was abandoned".into())))
+        }))
     }
 
     async fn read(
@@ -440,22 +466,46 @@ impl PartitionStorage for ClusterPartition {
         offset: i64,
         max_bytes: usize,
     ) -> Result<(Bytes, PartitionOffsets), LogError> {
-        let rows = self.read_rows(offset, max_bytes).await?;
-        let mut out = BytesMut::new();
-        for row in &rows {
-            let bytes = self.core.row_bytes(row).await?;
+        let (epoch, rows) = self.read_rows(offset, max_bytes).await?;
+        // The rows are read from the object store at the same time, not one after another;
+        // the ones after them are read ahead.
+        let fetched = join_all(rows.iter().map(|row| self.core.row_bytes(row))).await;
+        self.core.read_ahead(epoch, &rows, max_bytes);
+        // Whole batches from the one holding `offset`, up to `max_bytes` but at least one:
+        // a slice of each row's bytes, copied only when they span several rows.
+        let mut slices = Vec::with_capacity(fetched.len());
+        let mut total = 0;
+        'rows: for bytes in fetched {
+            let bytes = bytes?;
+            let (mut start, mut end) = (None, 0);
             for range in batch::split_batches(&bytes)? {
                 let header = batch::parse_header(&bytes[range.clone()])?;
                 if header.last_offset() < offset {
                     continue;
                 }
-                if !out.is_empty() && out.len() + range.len() > max_bytes {
-                    return Ok((out.freeze(), self.core.offsets()));
+                if total > 0 && total + range.len() > max_bytes {
+                    if let Some(start) = start {
+                        slices.push(bytes.slice(start..end));
+                    }
+                    break 'rows;
                 }
-                out.extend_from_slice(&bytes[range]);
+                start.get_or_insert(range.start);
+                end = range.end;
+                total += range.len();
+            }
+            if let Some(start) = start {
+                slices.push(bytes.slice(start..end));
             }
         }
-        Ok((out.freeze(), self.core.offsets()))
+        let records = match slices.len() {
+            1 => slices.pop().unwrap_or_default(),
+            _ => {
+                let mut out = BytesMut::with_capacity(total);
+                slices.iter().for_each(|slice| out.extend_from_slice(slice));
+                out.freeze()
+            }
+        };
+        Ok((records, self.core.offsets()))
     }
 
     fn offsets(&self) -> PartitionOffsets {

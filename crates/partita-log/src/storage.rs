@@ -7,6 +7,9 @@
 //! async workers, so a slow fsync or a slow object store for one partition never delays a
 //! request about another; what only reads memory (offsets, size, settings) is not.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -30,12 +33,24 @@ pub struct Maintenance {
     pub segments_deleted: usize,
 }
 
+/// A batch on its way into a partition: completes with its offsets once it is appended.
+pub type Appending = Pin<Box<dyn Future<Output = Result<AppendInfo, LogError>> + Send>>;
+
 /// The storage of one partition.
 #[async_trait]
 pub trait PartitionStorage: Send + Sync {
-    /// Appends one validated batch and returns its offsets (the batch's base offset, and its
-    /// timestamp under LogAppendTime, are set by the storage).
-    async fn append(&self, batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError>;
+    /// Puts one validated batch in line behind every batch put in line before it, and
+    /// returns what completes with its offsets once it is appended (the batch's base offset,
+    /// and its timestamp under LogAppendTime, are set by the storage). Storage that appends
+    /// quickly may append before it returns; storage that gathers batches (cluster mode)
+    /// returns as soon as the order is fixed, so that a connection can put its next request's
+    /// batches in line meanwhile.
+    async fn enqueue(&self, batch: Vec<u8>, now_ms: i64) -> Result<Appending, LogError>;
+
+    /// Appends one validated batch and returns its offsets.
+    async fn append(&self, batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.enqueue(batch, now_ms).await?.await
+    }
 
     /// Whole batches from `offset`, up to `max_bytes` but at least one batch when there is
     /// one, with the offsets at the time of the read.

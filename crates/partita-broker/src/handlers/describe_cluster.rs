@@ -11,6 +11,7 @@ pub(crate) async fn handle(
     request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
+    broker.topics.catch_up().await;
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&broker.cluster_id))
         .with_controller_id(BrokerId(broker.controller_id()))

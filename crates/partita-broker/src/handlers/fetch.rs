@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
@@ -21,6 +23,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::log_error;
 use crate::memory::MemoryClaim;
+use crate::partition::Partition;
 use crate::topics::Topic;
 
 /// Topic ids replace names in Fetch from this version on (KIP-516).
@@ -101,8 +104,15 @@ fn respond(broker: &Broker, version: i16, responses: Vec<FetchableTopicResponse>
     FetchResponse::default().with_responses(responses)
 }
 
+/// Partitions of one fetch read at the same time, at most.
+const READ_AHEAD: usize = 8;
+
 /// Reads every requested partition. Returns the per-topic results, the bytes gathered and
 /// whether any partition had an error (which ends the wait, as in Kafka).
+///
+/// Partitions are read [`READ_AHEAD`] at a time (a read from an object store takes a while),
+/// in the request's order, until `max_bytes` are gathered; the rest are answered with their
+/// offsets and no records.
 async fn read_all(
     broker: &Broker,
     request: &FetchRequest,
@@ -110,38 +120,64 @@ async fn read_all(
     version: i16,
     waiter: Option<&Arc<Notify>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let topics: Vec<Option<Arc<Topic>>> = request
+        .topics
+        .iter()
+        .map(|wanted| resolve_topic(broker, version, &wanted.topic, wanted.topic_id))
+        .collect();
+    let wanted: Vec<(usize, &FetchPartition, Option<Arc<Partition>>)> = request
+        .topics
+        .iter()
+        .zip(&topics)
+        .enumerate()
+        .flat_map(|(t, (wanted, topic))| {
+            wanted.partitions.iter().map(move |p| {
+                let partition = topic
+                    .as_ref()
+                    .and_then(|t| t.partition(p.partition).cloned());
+                (t, p, partition)
+            })
+        })
+        .collect();
     let mut remaining = max_bytes;
     let mut gathered = 0usize;
     let mut errors = false;
-    let mut responses = Vec::with_capacity(request.topics.len());
-    for wanted in &request.topics {
-        let topic = resolve_topic(broker, version, &wanted.topic, wanted.topic_id);
-        let mut partitions = Vec::with_capacity(wanted.partitions.len());
-        for p in &wanted.partitions {
+    let mut answers: Vec<Vec<PartitionData>> = vec![Vec::new(); request.topics.len()];
+    for chunk in wanted.chunks(READ_AHEAD) {
+        let budget = remaining;
+        let reads = chunk.iter().map(|(_, p, partition)| async move {
+            let partition = partition.as_ref()?;
+            if let Some(waiter) = waiter {
+                partition.register_waiter(waiter);
+            }
+            if budget == 0 {
+                return Some(Ok((Bytes::new(), partition.offsets())));
+            }
+            let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+            Some(partition.read(p.fetch_offset, limit).await)
+        });
+        for ((t, p, partition), read) in chunk.iter().zip(join_all(reads).await) {
             let answer = PartitionData::default()
                 .with_partition_index(p.partition)
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(Bytes::new()));
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+            let (Some(partition), Some(read)) = (partition, read) else {
                 errors = true;
                 let code = if version >= TOPIC_ID_VERSION {
                     ResponseError::UnknownTopicId
                 } else {
                     ResponseError::UnknownTopicOrPartition
                 };
-                partitions.push(answer.with_error_code(code.code()));
+                answers[*t].push(answer.with_error_code(code.code()));
                 continue;
             };
-            if let Some(waiter) = waiter {
-                partition.register_waiter(waiter);
-            }
-            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            match partition.read(p.fetch_offset, limit).await {
+            let answer = match read {
                 Ok((records, offsets)) => {
                     // The first data in a response may exceed the limits (KIP-74) so that a
                     // batch larger than max_bytes still makes progress; later ones may not.
+                    let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
                     let records = if gathered > 0 && records.len() > limit {
                         Bytes::new()
                     } else {
@@ -149,34 +185,37 @@ async fn read_all(
                     };
                     gathered += records.len();
                     remaining = remaining.saturating_sub(records.len());
-                    partitions.push(
-                        answer
-                            .with_high_watermark(offsets.log_end_offset)
-                            .with_last_stable_offset(offsets.log_end_offset)
-                            .with_log_start_offset(offsets.log_start_offset)
-                            .with_records(Some(records)),
-                    );
+                    answer
+                        .with_high_watermark(offsets.log_end_offset)
+                        .with_last_stable_offset(offsets.log_end_offset)
+                        .with_log_start_offset(offsets.log_start_offset)
+                        .with_records(Some(records))
                 }
                 Err(error) => {
                     errors = true;
                     let offsets = partition.offsets();
-                    partitions.push(
-                        answer
-                            .with_error_code(log_error(&error).code())
-                            .with_high_watermark(offsets.log_end_offset)
-                            .with_last_stable_offset(offsets.log_end_offset)
-                            .with_log_start_offset(offsets.log_start_offset),
-                    );
+                    answer
+                        .with_error_code(log_error(&error).code())
+                        .with_high_watermark(offsets.log_end_offset)
+                        .with_last_stable_offset(offsets.log_end_offset)
+                        .with_log_start_offset(offsets.log_start_offset)
                 }
-            }
+            };
+            answers[*t].push(answer);
         }
-        responses.push(
+    }
+    let responses = request
+        .topics
+        .iter()
+        .zip(&topics)
+        .zip(answers)
+        .map(|((wanted, topic), partitions)| {
             FetchableTopicResponse::default()
                 .with_topic(wanted.topic.clone())
                 .with_topic_id(topic.as_ref().map_or(wanted.topic_id, |t| t.id))
-                .with_partitions(partitions),
-        );
-    }
+                .with_partitions(partitions)
+        })
+        .collect();
     (responses, gathered, errors)
 }
 

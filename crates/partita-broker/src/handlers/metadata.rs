@@ -17,6 +17,7 @@ pub(crate) async fn handle(
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
+    broker.topics.catch_up().await;
     // v0: an empty list means every topic; v1+: a null list does.
     let requested = match request.topics {
         None => None,

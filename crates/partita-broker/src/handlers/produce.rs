@@ -1,20 +1,25 @@
-//! Produce: validate each record batch's header and CRC, assign offsets, append.
+//! Produce: validate each record batch's header and CRC, put the batches in line in their
+//! partitions, wait until they are appended, answer.
 //!
 //! Batches stay opaque: only the 61-byte header is read and the base offset rewritten; a
 //! compressed batch is stored exactly as the producer compressed it.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use futures_util::future::join_all;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 use partita_log::batch::{self, BatchError};
-use partita_log::CleanupPolicy;
+use partita_log::{AppendInfo, CleanupPolicy};
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::error::log_error;
 use crate::partition::Partition;
+use crate::storage::Appending;
 use crate::topics::Topic;
 
 /// Returns `None` for `acks=0`, which gets no response at all.
@@ -23,83 +28,168 @@ pub(crate) async fn handle(
     request: ProduceRequest,
     _version: i16,
 ) -> Option<ProduceResponse> {
-    let acks = request.acks;
-    let acks_valid = matches!(acks, -1..=1);
-    let mut responses = Vec::with_capacity(request.topic_data.len());
-    for topic_data in request.topic_data {
-        let topic = broker.topics.get(topic_data.name.as_str());
-        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
-        for data in topic_data.partition_data {
-            let answer = produce_partition(broker, topic.as_deref(), data, acks_valid).await;
-            broker
-                .metrics
-                .record_error(ApiKey::Produce, answer.error_code);
-            partition_responses.push(answer);
-        }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(topic_data.name)
-                .with_partition_responses(partition_responses),
-        );
-    }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    stage(broker, request).await.finish(broker).await
 }
 
-/// Appends one partition's records and answers for them.
-async fn produce_partition(
-    broker: &Broker,
-    topic: Option<&Topic>,
+/// A produce request whose batches are in line in their partitions, in the order of the
+/// request: what is left is to wait until they are appended, and answer. A connection may
+/// stage its next produce request meanwhile (cluster mode gathers batches for a while before
+/// it writes them).
+pub(crate) struct StagedProduce {
+    acks: i16,
+    topics: Vec<(TopicName, Vec<StagedPartition>)>,
+}
+
+/// One partition's part of a staged request.
+enum StagedPartition {
+    /// Its answer is known already (refused, or nothing to wait for).
+    Answered(PartitionProduceResponse),
+    /// Its batches are in line.
+    Appending {
+        answer: PartitionProduceResponse,
+        topic: Arc<Topic>,
+        partition: Arc<Partition>,
+        /// Each batch: its completion, records and bytes.
+        batches: Vec<(Appending, u64, u64)>,
+    },
+}
+
+/// Validates every batch of the request and puts them in line, partition by partition.
+pub(crate) async fn stage(broker: &Broker, request: ProduceRequest) -> StagedProduce {
+    let acks_valid = matches!(request.acks, -1..=1);
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = broker.topics.get(topic_data.name.as_str());
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            partitions.push(stage_partition(topic.as_ref(), data, acks_valid).await);
+        }
+        topics.push((topic_data.name, partitions));
+    }
+    StagedProduce {
+        acks: request.acks,
+        topics,
+    }
+}
+
+impl StagedProduce {
+    /// Waits until every batch is appended (the partitions at the same time) and answers;
+    /// `None` for `acks=0`, which gets no response at all.
+    pub(crate) async fn finish(self, broker: &Broker) -> Option<ProduceResponse> {
+        let mut responses = Vec::with_capacity(self.topics.len());
+        for (name, partitions) in self.topics {
+            let answers =
+                join_all(partitions.into_iter().map(|p| finish_partition(broker, p))).await;
+            for answer in &answers {
+                broker
+                    .metrics
+                    .record_error(ApiKey::Produce, answer.error_code);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(answers),
+            );
+        }
+        (self.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    }
+}
+
+/// Validates one partition's records and puts them in line.
+async fn stage_partition(
+    topic: Option<&Arc<Topic>>,
     data: PartitionProduceData,
     acks_valid: bool,
-) -> PartitionProduceResponse {
+) -> StagedPartition {
     let answer = PartitionProduceResponse::default()
         .with_index(data.index)
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1);
     if !acks_valid {
-        return answer.with_error_code(ResponseError::InvalidRequiredAcks.code());
+        return StagedPartition::Answered(
+            answer.with_error_code(ResponseError::InvalidRequiredAcks.code()),
+        );
     }
     let Some((topic, partition)) = topic.and_then(|t| t.partition(data.index).map(|p| (t, p)))
     else {
-        return answer.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+        return StagedPartition::Answered(
+            answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        );
     };
-    match append_records(partition, data.records).await {
-        Ok(appended) => {
-            let traffic = broker.metrics.topic(&topic.name);
-            traffic.record_in(appended.bytes, appended.records);
-            answer
-                .with_base_offset(appended.base_offset)
-                .with_log_append_time_ms(appended.log_append_time)
-                .with_log_start_offset(partition.offsets().log_start_offset)
-        }
+    match enqueue_records(partition, data.records).await {
+        Ok(batches) => StagedPartition::Appending {
+            answer,
+            topic: Arc::clone(topic),
+            partition: Arc::clone(partition),
+            batches,
+        },
         Err((error, message)) => {
-            if error == ResponseError::KafkaStorageError {
-                tracing::warn!(topic = %topic.name, partition = data.index, %message, "produce failed: storage error");
-            } else {
-                tracing::debug!(topic = %topic.name, partition = data.index, error = ?error, %message, "produce refused");
-            }
-            answer
-                .with_error_code(error.code())
-                .with_error_message(Some(str_bytes(&message)))
+            StagedPartition::Answered(refused(answer, topic, data.index, error, &message))
         }
     }
 }
 
-/// The result of appending one partition's records.
-struct Appended {
-    base_offset: i64,
-    log_append_time: i64,
-    /// Records and bytes appended (duplicates of an idempotent retry left out).
-    records: u64,
-    bytes: u64,
+/// Waits for one partition's batches and answers for them.
+async fn finish_partition(broker: &Broker, staged: StagedPartition) -> PartitionProduceResponse {
+    let (answer, topic, partition, batches) = match staged {
+        StagedPartition::Answered(answer) => return answer,
+        StagedPartition::Appending {
+            answer,
+            topic,
+            partition,
+            batches,
+        } => (answer, topic, partition, batches),
+    };
+    let mut first: Option<AppendInfo> = None;
+    let (mut records, mut bytes) = (0, 0);
+    for (appending, count, size) in batches {
+        match appending.await {
+            Ok(info) => {
+                if !info.duplicate {
+                    records += count;
+                    bytes += size;
+                }
+                first.get_or_insert(info);
+            }
+            Err(error) => {
+                let code = log_error(&error);
+                return refused(answer, &topic, partition.index, code, &error.to_string());
+            }
+        }
+    }
+    let traffic = broker.metrics.topic(&topic.name);
+    traffic.record_in(bytes, records);
+    let first = first.expect("at least one batch was put in line");
+    answer
+        .with_base_offset(first.base_offset)
+        .with_log_append_time_ms(first.log_append_time)
+        .with_log_start_offset(partition.offsets().log_start_offset)
 }
 
-/// Validates every batch before appending any, so a request is taken whole or not at all.
-async fn append_records(
-    partition: &Partition,
+fn refused(
+    answer: PartitionProduceResponse,
+    topic: &Topic,
+    partition: i32,
+    error: ResponseError,
+    message: &str,
+) -> PartitionProduceResponse {
+    if error == ResponseError::KafkaStorageError {
+        tracing::warn!(topic = %topic.name, partition, %message, "produce failed: storage error");
+    } else {
+        tracing::debug!(topic = %topic.name, partition, error = ?error, %message, "produce refused");
+    }
+    answer
+        .with_error_code(error.code())
+        .with_error_message(Some(str_bytes(message)))
+}
+
+/// Validates every batch before putting any in line, so a request is taken whole or not at
+/// all.
+async fn enqueue_records(
+    partition: &Arc<Partition>,
     records: Option<Bytes>,
-) -> Result<Appended, (ResponseError, String)> {
+) -> Result<Vec<(Appending, u64, u64)>, (ResponseError, String)> {
     let records = records.unwrap_or_default();
     let ranges = batch::split_batches(&records).map_err(batch_error)?;
     if ranges.is_empty() {
@@ -127,30 +217,17 @@ async fn append_records(
         }
     }
     let now = now_ms();
-    let mut first: Option<Appended> = None;
-    let (mut appended_records, mut appended_bytes) = (0, 0);
+    let mut batches = Vec::with_capacity(ranges.len());
     for range in ranges {
         let owned = records[range].to_vec();
         let (count, size) = (crate::metrics::count_records(&owned), owned.len() as u64);
-        let info = partition
-            .append(owned, now)
+        let appending = partition
+            .enqueue(owned, now)
             .await
             .map_err(|e| (log_error(&e), e.to_string()))?;
-        if !info.duplicate {
-            appended_records += count;
-            appended_bytes += size;
-        }
-        first.get_or_insert(Appended {
-            base_offset: info.base_offset,
-            log_append_time: info.log_append_time,
-            records: 0,
-            bytes: 0,
-        });
+        batches.push((appending, count, size));
     }
-    let mut first = first.expect("at least one batch was appended");
-    first.records = appended_records;
-    first.bytes = appended_bytes;
-    Ok(first)
+    Ok(batches)
 }
 
 /// A compacted topic keeps the newest record of each key, so every record needs one, as in

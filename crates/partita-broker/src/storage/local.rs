@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use partita_log::{batch, AppendInfo, CleanupPolicy, Log, LogConfig, LogError};
 
-use super::{Maintenance, PartitionOffsets, PartitionStorage};
+use super::{Appending, Maintenance, PartitionOffsets, PartitionStorage};
 
 /// Marks an append clock keeps at most.
 const CLOCK_MARKS: usize = 16;
@@ -137,6 +137,12 @@ impl LocalPartition {
 
 #[async_trait]
 impl PartitionStorage for LocalPartition {
+    /// The local log appends at once (on a blocking thread): what it returns is done.
+    async fn enqueue(&self, batch: Vec<u8>, now_ms: i64) -> Result<Appending, LogError> {
+        let info = self.append(batch, now_ms).await?;
+        Ok(Box::pin(std::future::ready(Ok(info))))
+    }
+
     async fn append(&self, mut batch: Vec<u8>, now_ms: i64) -> Result<AppendInfo, LogError> {
         let max_timestamp = batch::parse_header(&batch).map_or(-1, |h| h.max_timestamp);
         let info = self

@@ -3,4 +3,4 @@
 mod local;
 
 pub use local::LocalPartition;
-pub use partita_log::storage::{Maintenance, PartitionOffsets, PartitionStorage};
+pub use partita_log::storage::{Appending, Maintenance, PartitionOffsets, PartitionStorage};

@@ -25,6 +25,19 @@ impl TopicRegistry {
         registry
     }
 
+    /// Catches up with changes made through other brokers (cluster mode; nothing on a single
+    /// node): for answers such as Metadata that must show them.
+    pub async fn catch_up(&self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        match cluster.newer_view().await {
+            Ok(Some(view)) => apply_view(&self.inner, cluster, &view).await,
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "could not check for a newer cluster view"),
+        }
+    }
+
     pub(super) async fn create_in_cluster(
         &self,
         cluster: &Cluster,
