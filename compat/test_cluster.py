@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections import defaultdict
 
 import pytest
@@ -216,3 +217,98 @@ def test_records_produced_through_any_broker_are_read_back_exactly_once_in_order
         assert offsets == list(range(len(offsets))), f"partition {p}: offsets {offsets[:10]}..."
     # Every object of record data in the bucket, none outside it.
     assert any(str(p).startswith("records/data/") for p in cluster.s3.objects())
+
+
+def data_objects(cluster) -> set:
+    return {p for p in cluster.s3.objects() if str(p).startswith("records/data/")}
+
+
+def test_delete_records_retention_and_topic_deletion_remove_data_from_the_object_store(cluster):
+    broker = cluster.start_broker(1, log_retention_check_interval_ms=500,
+                                  log_segment_delete_delay_ms=500)
+    client = admin(broker.bootstrap)
+    kept, dropped = unique_name("kept"), unique_name("dropped")
+    for f in client.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
+                                   for t in (kept, dropped)]).values():
+        f.result(30)
+    for _ in range(5):  # five flushes: five objects
+        produce(broker.bootstrap, kept, 10, 1)
+    produce(broker.bootstrap, dropped, 10, 1)
+    written = data_objects(cluster)
+    assert len(written) >= 6, written
+
+    # DeleteRecords moves the log start; reads begin there.
+    for f in client.delete_records([TopicPartition(kept, 0, 30)]).values():
+        f.result(30)
+    got = consume_all(broker.bootstrap, kept, 1, 20)
+    assert [o for o, _ in got[0]] == list(range(30, 50))
+
+    # Retention of one second drops the rest; a deleted topic drops its own.
+    resource = ConfigResource("topic", kept, incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    for f in client.incremental_alter_configs([resource]).values():
+        f.result(30)
+    for f in client.delete_topics([dropped]).values():
+        f.result(30)
+
+    def earliest():
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique_name("o")})
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(kept, 0), timeout=10)
+        finally:
+            consumer.close()
+        return low, high
+    wait_until(lambda: earliest() == (50, 50), timeout=60, msg="retention to empty the partition")
+    wait_until(lambda: not (data_objects(cluster) & written), timeout=60,
+               msg="the objects no longer referred to deleted")
+
+
+def test_small_objects_are_merged_per_partition_and_read_the_same(cluster):
+    broker = cluster.start_broker(1, storage_merge_age_ms=1000, log_segment_delete_delay_ms=500)
+    client = admin(broker.bootstrap)
+    topic = unique_name("merged")
+    for f in client.create_topics([NewTopic(topic, num_partitions=3,
+                                            replication_factor=1)]).values():
+        f.result(30)
+    acked = defaultdict(list)
+    for _ in range(6):  # six flushes, each object shared by the three partitions
+        for p, records in produce(broker.bootstrap, topic, 30, 3).items():
+            acked[p].extend(records)
+    flush_objects = data_objects(cluster)
+    assert len(flush_objects) >= 6, flush_objects
+    wait_until(lambda: not (data_objects(cluster) & flush_objects), timeout=60,
+               msg="every flush object merged away and deleted")
+    # One or two objects per partition (the batches that aged in one merge), not six.
+    assert len(data_objects(cluster)) <= 3 * 2, data_objects(cluster)
+    got = consume_all(broker.bootstrap, topic, 3, 180)
+    for p in range(3):
+        assert got[p] == sorted(acked[p]), f"partition {p}"
+
+
+def test_a_compacted_topic_keeps_the_newest_record_of_each_key(cluster):
+    broker = cluster.start_broker(1, storage_merge_age_ms=1000,
+                                  log_retention_check_interval_ms=500)
+    client = admin(broker.bootstrap)
+    topic = unique_name("compacted")
+    for f in client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                            config={"cleanup.policy": "compact"})]).values():
+        f.result(30)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    newest = {}
+    for round_ in range(8):
+        for key in range(10):
+            value = f"k{key}-v{round_}"
+            producer.produce(topic, key=f"k{key}".encode(), value=value.encode())
+            newest[f"k{key}"] = value
+        producer.flush(30)
+
+    def compacted():
+        got = consume_all(broker.bootstrap, topic, 1, 10)[0]
+        return len(got) <= 20 and got
+    got = wait_until(compacted, timeout=90, interval=0.5, msg="the topic compacted")
+    values = {}
+    for offset, value in got:
+        values[value.decode().split("-")[0]] = value.decode()
+    assert values == newest
+    offsets = [o for o, _ in got]
+    assert offsets == sorted(offsets) and offsets[-1] == 79

@@ -306,6 +306,8 @@ impl BrokerConfig {
             }
             "broker.session.timeout.ms" => self.cluster.session_timeout_ms = positive()? as u64,
             "broker.rack" => self.cluster.rack = non_empty(value),
+            "storage.merge.age.ms" => self.cluster.merge_age_ms = positive()? as u64,
+            "log.segment.delete.delay.ms" => self.cluster.delete_delay_ms = non_negative()? as u64,
             "http.listen" if value.is_empty() => self.http_listen = None,
             "http.listen" => self.http_listen = Some(parse_listener(value).map_err(|r| bad(&r))?),
             "http.history.minutes" => self.http_history_minutes = positive()? as u64,

@@ -25,6 +25,13 @@ pub struct ClusterConfig {
     pub session_timeout_ms: u64,
     /// The broker's rack, given to clients in Metadata (`broker.rack`).
     pub rack: Option<String>,
+    /// Batches written this long ago are merged from the flush objects they share with other
+    /// partitions into objects of their partition's own (`storage.merge.age.ms`).
+    pub merge_age_ms: u64,
+    /// How long an object nothing refers to any more is kept before it is deleted, for reads
+    /// that found it just before (`log.segment.delete.delay.ms`, as Kafka waits before it deletes
+    /// a segment file).
+    pub delete_delay_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -38,6 +45,8 @@ impl Default for ClusterConfig {
             heartbeat_interval_ms: 500,
             session_timeout_ms: 3_000,
             rack: None,
+            delete_delay_ms: 60_000,
+            merge_age_ms: 30_000,
         }
     }
 }
@@ -74,6 +83,8 @@ impl fmt::Debug for ClusterConfig {
             .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
             .field("session_timeout_ms", &self.session_timeout_ms)
             .field("rack", &self.rack)
+            .field("delete_delay_ms", &self.delete_delay_ms)
+            .field("merge_age_ms", &self.merge_age_ms)
             .finish()
     }
 }

@@ -13,12 +13,14 @@
 //! come and go), the flusher, and the collection of unreferenced objects.
 
 mod catalog;
+mod compaction;
 pub mod config;
 mod db;
 mod error;
 mod flush;
 mod maintenance;
 mod members;
+mod merge;
 mod partition;
 mod view;
 
@@ -142,6 +144,7 @@ impl Cluster {
         tokio::spawn(flush::run(Arc::clone(&shared), flush_queue));
         tokio::spawn(heartbeats(Arc::downgrade(&shared)));
         tokio::spawn(collections(Arc::downgrade(&shared)));
+        tokio::spawn(merges(Arc::downgrade(&shared)));
         let cluster = Cluster { shared };
         // Take a share of the partitions now rather than at the first live broker's next
         // heartbeat.
@@ -394,7 +397,11 @@ async fn reassign(shared: &Shared) {
 async fn collections(shared: Weak<Shared>) {
     let mut last_sweep = Instant::now();
     loop {
-        tokio::time::sleep(maintenance::COLLECT_EVERY).await;
+        let every = match shared.upgrade() {
+            Some(shared) => maintenance::collect_every(&shared),
+            None => return,
+        };
+        tokio::time::sleep(every).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -417,6 +424,37 @@ async fn collections(shared: Weak<Shared>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(objects = n, "deleted objects that were never recorded"),
                 Err(error) => tracing::warn!(%error, "could not sweep unrecorded objects"),
+            }
+        }
+    }
+}
+
+/// Merges the small objects of the partitions this broker leads, every half
+/// `storage.merge.age.ms`.
+async fn merges(shared: Weak<Shared>) {
+    loop {
+        let every = match shared.upgrade() {
+            Some(shared) => Duration::from_millis(shared.config.merge_age_ms / 2)
+                .max(Duration::from_millis(500)),
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let age = shared.config.merge_age_ms;
+        let led: Vec<Arc<Core>> = shared
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|core| core.is_leader())
+            .collect();
+        drop(shared);
+        for core in led {
+            if let Err(error) = merge::merge(&core, age).await {
+                tracing::debug!(%error, partition = core.key.partition, "could not merge; trying again later");
             }
         }
     }

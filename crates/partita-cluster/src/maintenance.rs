@@ -12,10 +12,6 @@ use crate::error::ClusterError;
 use crate::partition::Core;
 use crate::Shared;
 
-/// How long an object nothing refers to any more is kept, for reads that found it just
-/// before: then it is deleted.
-const UNREFERENCED_GRACE_MS: i64 = 60_000;
-
 /// An object written but never recorded (its broker died between the write and the commit)
 /// is deleted once this old.
 const ORPHAN_AGE_MS: i64 = 15 * 60_000;
@@ -37,16 +33,35 @@ pub(crate) async fn delete_records(core: &Core, offset: i64) -> Result<i64, LogE
     Ok(offset)
 }
 
-/// Time and size retention of a partition this broker leads.
-pub(crate) async fn retention(core: &Core, now_ms: i64) -> Result<Maintenance, LogError> {
-    let config = core.config();
-    let deletes = config.cleanup_policy != CleanupPolicy::Compact;
-    if !core.is_leader() || !deletes || (config.retention_ms < 0 && config.retention_bytes < 0) {
+/// Compaction (of a compacted topic) and retention of a partition this broker leads.
+pub(crate) async fn maintain(core: &Core, now_ms: i64) -> Result<Maintenance, LogError> {
+    if !core.is_leader() {
         return Ok(Maintenance::default());
+    }
+    let policy = core.config().cleanup_policy;
+    let compaction = match policy {
+        CleanupPolicy::Delete => None,
+        _ => Some(crate::compaction::compact(core, now_ms).await?),
+    };
+    let segments_deleted = match policy {
+        CleanupPolicy::Compact => 0,
+        _ => retention(core, now_ms).await?,
+    };
+    Ok(Maintenance {
+        compaction,
+        segments_deleted,
+    })
+}
+
+/// Time and size retention; returns how many index entries it dropped.
+async fn retention(core: &Core, now_ms: i64) -> Result<usize, LogError> {
+    let config = core.config();
+    if config.retention_ms < 0 && config.retention_bytes < 0 {
+        return Ok(0);
     }
     let epoch = core.leader_epoch().await?;
     let Some((log_start, size)) = core.with_state(epoch, |s| (s.log_start, s.size)) else {
-        return Ok(Maintenance::default());
+        return Ok(0);
     };
     let client = core.shared().db.client().await?;
     let rows = client
@@ -77,10 +92,7 @@ pub(crate) async fn retention(core: &Core, now_ms: i64) -> Result<Maintenance, L
     if new_start > log_start {
         move_log_start(core, epoch, new_start).await?;
     }
-    Ok(Maintenance {
-        compaction: None,
-        segments_deleted: deleted,
-    })
+    Ok(deleted)
 }
 
 /// Moves the log start on in PostgreSQL (only while this broker leads at `epoch`) and drops
@@ -134,7 +146,7 @@ pub(crate) async fn collect_objects(shared: &Shared) -> Result<usize, ClusterErr
              WHERE created_at < now() - ($1::bigint * interval '1 millisecond') \
              AND NOT EXISTS (SELECT 1 FROM partita_batches b WHERE b.object_id = o.object_id) \
              LIMIT 1000",
-            &[&UNREFERENCED_GRACE_MS],
+            &[&(shared.config.delete_delay_ms as i64)],
         )
         .await?
         .iter()
@@ -183,5 +195,9 @@ pub(crate) async fn sweep_orphans(shared: &Shared, now_ms: i64) -> Result<usize,
     Ok(deleted)
 }
 
-/// How often the collection of objects runs.
-pub(crate) const COLLECT_EVERY: Duration = Duration::from_secs(30);
+/// How often the collection of objects runs: every half `log.segment.delete.delay.ms`, between 1 and
+/// 30 seconds.
+pub(crate) fn collect_every(shared: &Shared) -> Duration {
+    Duration::from_millis(shared.config.delete_delay_ms / 2)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30))
+}

@@ -92,6 +92,13 @@ impl Objects {
         .await?)
     }
 
+    /// Reads a whole object.
+    pub(crate) async fn get(&self, id: Uuid) -> Result<Bytes, ClusterError> {
+        let path = self.data_path(id);
+        let result = timed(self.store.get(&path)).await?;
+        Ok(timed(result.bytes()).await?)
+    }
+
     /// Deletes an object; one already gone counts as deleted.
     pub(crate) async fn delete(&self, id: Uuid) -> Result<(), ClusterError> {
         match timed(self.store.delete(&self.data_path(id))).await {

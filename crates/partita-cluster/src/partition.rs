@@ -29,6 +29,9 @@ use crate::{PartitionKey, Shared};
 /// Index entries kept in memory per partition; older ones are looked up when read.
 const ROWS_IN_MEMORY: usize = 4_096;
 
+/// The cache key position of a whole object.
+const WHOLE: u64 = u64::MAX;
+
 /// Index entries fetched at once when a read needs older ones.
 const ROWS_PER_LOOKUP: i64 = 64;
 
@@ -45,7 +48,7 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn from_sql(row: &tokio_postgres::Row) -> Row {
+    pub(crate) fn from_sql(row: &tokio_postgres::Row) -> Row {
         Row {
             base_offset: row.get("base_offset"),
             last_offset: row.get("last_offset"),
@@ -70,6 +73,8 @@ pub(crate) struct LeaderState {
     pub(crate) producers: ProducerStateTable,
     /// The latest index entries, by base offset.
     pub(crate) rows: BTreeMap<i64, Row>,
+    /// The last offset of the merged part when it was last compacted (compacted topics).
+    pub(crate) compacted_through: Option<i64>,
 }
 
 impl LeaderState {
@@ -264,6 +269,7 @@ impl Core {
             size: 0,
             producers: ProducerStateTable::default(),
             rows: BTreeMap::new(),
+            compacted_through: None,
         };
         let size: i64 = client
             .query_one(
@@ -328,7 +334,8 @@ impl Core {
     }
 
     /// Looks up index entries from `offset` on in PostgreSQL and remembers them.
-    async fn look_up(&self, epoch: i32, offset: i64) -> Result<(), LogError> {
+    /// Returns the entries found, from the first that holds `offset` or comes after it.
+    async fn look_up(&self, epoch: i32, offset: i64) -> Result<Vec<Row>, LogError> {
         let client = self.shared.db.client().await?;
         let rows = client
             .query(
@@ -346,24 +353,42 @@ impl Core {
             )
             .await
             .map_err(ClusterError::from)?;
-        self.with_state(epoch, |state| {
-            state.remember(rows.iter().map(Row::from_sql))
-        });
-        Ok(())
+        let rows: Vec<Row> = rows.iter().map(Row::from_sql).collect();
+        self.with_state(epoch, |state| state.remember(rows.iter().copied()));
+        Ok(rows)
     }
 
-    /// The bytes an index entry points at, from the cache or the object store.
+    /// The bytes an index entry points at, from the cache or the object store. An entry of
+    /// a flush object (a little of many partitions, which consumers tend to read together) is
+    /// read with its whole object, kept in the cache for the other entries; an entry of a
+    /// merged object is read alone.
     pub(crate) async fn row_bytes(&self, row: &Row) -> Result<Bytes, LogError> {
-        let key = (row.object, row.position);
-        if let Some(bytes) = self.shared.cache.get(&key) {
+        let cache = &self.shared.cache;
+        let slice = |whole: &Bytes| {
+            let end = (row.position + row.size as u64) as usize;
+            whole
+                .get(row.position as usize..end)
+                .map(|_| whole.slice(row.position as usize..end))
+        };
+        if let Some(bytes) = cache.get(&(row.object, row.position)) {
             return Ok(bytes);
+        }
+        if let Some(bytes) = cache.get(&(row.object, WHOLE)).as_ref().and_then(slice) {
+            return Ok(bytes);
+        }
+        if !row.merged {
+            let whole = self.shared.objects.get(row.object).await?;
+            if let Some(bytes) = slice(&whole) {
+                cache.insert((row.object, WHOLE), whole);
+                return Ok(bytes);
+            }
         }
         let bytes = self
             .shared
             .objects
             .read(row.object, row.position, row.size as u64)
             .await?;
-        self.shared.cache.insert(key, bytes.clone());
+        cache.insert((row.object, row.position), bytes.clone());
         Ok(bytes)
     }
 
@@ -377,7 +402,11 @@ impl Core {
             .rows_from(epoch, next, max_bytes)
             .unwrap_or_default()
             .into_iter()
-            .filter(|row| !self.shared.cache.contains_key(&(row.object, row.position)))
+            .filter(|row| {
+                let cache = &self.shared.cache;
+                !cache.contains_key(&(row.object, row.position))
+                    && !cache.contains_key(&(row.object, WHOLE))
+            })
             .collect::<Vec<_>>();
         if ahead.is_empty() {
             return;
@@ -401,24 +430,38 @@ impl ClusterPartition {
     async fn read_rows(&self, offset: i64, max_bytes: usize) -> Result<(i32, Vec<Row>), LogError> {
         let core = &self.core;
         let epoch = core.leader_epoch().await?;
-        for _ in 0..2 {
-            let bounds = core.with_state(epoch, |s| (s.log_start, s.next_offset));
-            let Some((log_start, next_offset)) = bounds else {
-                return Err(LogError::NotLeader);
-            };
-            if offset < log_start || offset > next_offset {
-                return Err(LogError::OffsetOutOfRange);
-            }
-            if offset == next_offset {
-                return Ok((epoch, Vec::new()));
-            }
-            if let Some(rows) = core.rows_from(epoch, offset, max_bytes) {
-                return Ok((epoch, rows));
-            }
-            core.look_up(epoch, offset).await?;
+        let bounds = core.with_state(epoch, |s| (s.log_start, s.next_offset));
+        let Some((log_start, next_offset)) = bounds else {
+            return Err(LogError::NotLeader);
+        };
+        if offset < log_start || offset > next_offset {
+            return Err(LogError::OffsetOutOfRange);
         }
-        // Below the log start after a concurrent retention, or an index with a hole.
-        Err(LogError::OffsetOutOfRange)
+        if offset == next_offset {
+            return Ok((epoch, Vec::new()));
+        }
+        if let Some(rows) = core.rows_from(epoch, offset, max_bytes) {
+            return Ok((epoch, rows));
+        }
+        // Not in memory: the entries from PostgreSQL, the first of which holds `offset` or,
+        // where compaction left no record at `offset`, comes after it.
+        let mut rows = core.look_up(epoch, offset).await?;
+        let mut size = 0;
+        let mut last = None;
+        rows.retain(|row| {
+            let follows = last.is_none_or(|last: i64| row.base_offset == last + 1);
+            let keep = follows && (size == 0 || size + row.size as usize <= max_bytes);
+            if keep {
+                size += row.size as usize;
+                last = Some(row.last_offset);
+            }
+            keep
+        });
+        match rows.is_empty() {
+            // Below the log start after a concurrent retention.
+            true => Err(LogError::OffsetOutOfRange),
+            false => Ok((epoch, rows)),
+        }
     }
 }
 
@@ -609,7 +652,7 @@ impl PartitionStorage for ClusterPartition {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance, LogError> {
-        crate::maintenance::retention(&self.core, now_ms).await
+        crate::maintenance::maintain(&self.core, now_ms).await
     }
 
     async fn flush(&self) -> Result<(), LogError> {

@@ -18,4 +18,4 @@ pub mod storage;
 
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::LogError;
-pub use log::{AppendInfo, CompactionOutput, CompactionPlan, CompactionStats, Log};
+pub use log::{AppendInfo, Cleaner, CompactionOutput, CompactionPlan, CompactionStats, Log};

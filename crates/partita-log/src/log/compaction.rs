@@ -168,43 +168,18 @@ impl CompactionPlan {
     /// A tombstone (a key with no value) that is the newest record of its key is kept for
     /// `delete.retention.ms` after its timestamp, so that consumers see the deletion.
     pub fn run(self) -> Result<CompactionOutput, LogError> {
-        let mut newest_offset_by_key = HashMap::new();
+        let mut cleaner = Cleaner::new(self.now_ms, self.delete_retention_ms);
         for segment in &self.segments {
-            for_each_batch(segment, |_, header, bytes| {
-                if let Some(plain) = readable(header, bytes) {
-                    for record in batch::decode_records(&plain).unwrap_or_default() {
-                        if let Some(key) = record.key {
-                            newest_offset_by_key.insert(key.to_vec(), record.offset);
-                        }
-                    }
-                }
+            for_each_batch(segment, |_, _, bytes| {
+                cleaner.learn(bytes);
                 Ok(())
             })?;
         }
-        let mut due = self.due;
-        let (now_ms, retention_ms) = (self.now_ms, self.delete_retention_ms);
-        let mut keep = |record: &Record<'_>| {
-            let Some(newest) = record.key.and_then(|key| newest_offset_by_key.get(key)) else {
-                return true;
-            };
-            if *newest > record.offset {
-                return false;
-            }
-            if record.value.is_some() {
-                return true;
-            }
-            let expires = record.timestamp.saturating_add(retention_ms);
-            if expires <= now_ms {
-                return false;
-            }
-            due = Some(due.map_or(expires, |due| due.min(expires)));
-            true
-        };
         let mut stats = CompactionStats::default();
         let mut cleaned = Vec::new();
         for segment in &self.segments {
             stats.bytes_before += segment.size;
-            let (removed, size, file) = clean_segment(segment, &mut keep)?;
+            let (removed, size, file) = clean_segment(segment, &mut cleaner)?;
             stats.bytes_after += size;
             let Some(file) = file else {
                 continue;
@@ -217,6 +192,10 @@ impl CompactionPlan {
                 file,
             });
         }
+        let due = match (self.due, cleaner.due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok(CompactionOutput {
             active_base: self.active_base,
             due,
@@ -231,13 +210,13 @@ impl CompactionPlan {
 /// yet in place.
 fn clean_segment(
     segment: &SegmentFile,
-    keep: &mut impl FnMut(&Record<'_>) -> bool,
+    cleaner: &mut Cleaner,
 ) -> Result<(u64, u64, Option<AtomicWriteFile>), LogError> {
     let mut writer: Option<BufWriter<AtomicWriteFile>> = None;
     let mut removed = 0;
     let mut size = 0;
-    for_each_batch(segment, |position, header, bytes| {
-        let (batch, dropped) = clean_batch(header, bytes, keep);
+    for_each_batch(segment, |position, _, bytes| {
+        let (batch, dropped) = cleaner.clean(bytes);
         if dropped > 0 && writer.is_none() {
             let mut file = BufWriter::new(AtomicWriteFile::open(&segment.path)?);
             copy_prefix(segment, position, &mut file)?;
@@ -283,6 +262,118 @@ fn for_each_batch(
     Ok(())
 }
 
+/// Which records compaction keeps: the newest of each key, and a tombstone (a key with no
+/// value) that is the newest of its key only for `delete.retention.ms` after its timestamp,
+/// so that consumers see the deletion. Learns the newest offsets from every batch first
+/// ([`Cleaner::learn`]), then cleans batches ([`Cleaner::clean`]); used by the local log and by
+/// cluster mode alike.
+#[derive(Debug, Default)]
+pub struct Cleaner {
+    newest_offset_by_key: HashMap<Vec<u8>, i64>,
+    now_ms: i64,
+    delete_retention_ms: i64,
+    /// When the next kept tombstone expires, if any.
+    pub due: Option<i64>,
+}
+
+impl Cleaner {
+    /// A cleaner for compaction at `now_ms`.
+    pub fn new(now_ms: i64, delete_retention_ms: i64) -> Cleaner {
+        Cleaner {
+            now_ms,
+            delete_retention_ms,
+            ..Cleaner::default()
+        }
+    }
+
+    /// Notes the offsets of the keys of one batch; batches are given in offset order.
+    pub fn learn(&mut self, bytes: &[u8]) {
+        let Ok(header) = batch::parse_header(bytes) else {
+            return;
+        };
+        if let Some(plain) = readable(&header, bytes) {
+            for record in batch::decode_records(&plain).unwrap_or_default() {
+                if let Some(key) = record.key {
+                    self.newest_offset_by_key
+                        .insert(key.to_vec(), record.offset);
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, record: &Record<'_>) -> bool {
+        let Some(newest) = record
+            .key
+            .and_then(|key| self.newest_offset_by_key.get(key))
+        else {
+            return true;
+        };
+        if *newest > record.offset {
+            return false;
+        }
+        if record.value.is_some() {
+            return true;
+        }
+        let expires = record.timestamp.saturating_add(self.delete_retention_ms);
+        if expires <= self.now_ms {
+            return false;
+        }
+        self.due = Some(self.due.map_or(expires, |due| due.min(expires)));
+        true
+    }
+
+    /// The batch rewritten without the records compaction drops, or `None` to keep it as
+    /// is, and how many records were dropped.
+    ///
+    /// A batch left without records is dropped (an empty `Vec`), except an idempotent
+    /// producer's, which stays as an empty batch so that its sequence numbers survive (as
+    /// Kafka does). A compressed batch is rewritten uncompressed, and kept as it was if that
+    /// would make it larger.
+    pub fn clean(&mut self, bytes: &[u8]) -> (Option<Vec<u8>>, u64) {
+        let Ok(header) = batch::parse_header(bytes) else {
+            return (None, 0);
+        };
+        let Some(plain) = readable(&header, bytes) else {
+            return (None, 0);
+        };
+        let records = batch::decode_records(&plain).unwrap_or_default();
+        let kept: Vec<&Record<'_>> = records.iter().filter(|record| self.keep(record)).collect();
+        let dropped = (records.len() - kept.len()) as u64;
+        if dropped == 0 {
+            return (None, 0);
+        }
+        if kept.is_empty() && header.producer_id < 0 {
+            return (Some(Vec::new()), dropped);
+        }
+        let mut writer = BatchWriter::new(
+            header.base_timestamp,
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+        );
+        for record in kept {
+            let offset_delta = (record.offset - header.base_offset) as i32;
+            writer.add_record(
+                offset_delta,
+                record.timestamp,
+                record.key,
+                record.value,
+                &record.headers,
+            );
+        }
+        writer.raise_max_timestamp(header.max_timestamp);
+        let attributes = header.attributes & !batch::COMPRESSION_MASK;
+        let mut rewritten = writer.finish(attributes, header.last_offset_delta);
+        if rewritten.len() > bytes.len() {
+            return (None, 0);
+        }
+        batch::set_base_offset(&mut rewritten, header.base_offset);
+        // The partition leader epoch is not covered by the CRC.
+        rewritten[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+        (Some(rewritten.to_vec()), dropped)
+    }
+}
+
 /// A batch as compaction reads it: decompressed if it was compressed; `None` for a control
 /// batch, or one that does not decode, which compaction keeps whole.
 fn readable<'a>(header: &BatchHeader, bytes: &'a [u8]) -> Option<Cow<'a, [u8]>> {
@@ -290,55 +381,4 @@ fn readable<'a>(header: &BatchHeader, bytes: &'a [u8]) -> Option<Cow<'a, [u8]>> 
         return None;
     }
     batch::compression::uncompressed(bytes).ok()
-}
-
-/// The batch rewritten without the records `keep` refuses, or `None` to keep it as is, and how
-/// many records were dropped.
-///
-/// A batch left without records is dropped, except an idempotent producer's, which stays as
-/// an empty batch so that its sequence numbers survive a restart (as Kafka does). A compressed
-/// batch is rewritten uncompressed, and kept as it was if that would make it larger.
-fn clean_batch(
-    header: &BatchHeader,
-    bytes: &[u8],
-    keep: &mut impl FnMut(&Record<'_>) -> bool,
-) -> (Option<Vec<u8>>, u64) {
-    let Some(plain) = readable(header, bytes) else {
-        return (None, 0);
-    };
-    let records = batch::decode_records(&plain).unwrap_or_default();
-    let kept: Vec<&Record<'_>> = records.iter().filter(|record| keep(record)).collect();
-    let dropped = (records.len() - kept.len()) as u64;
-    if dropped == 0 {
-        return (None, 0);
-    }
-    if kept.is_empty() && header.producer_id < 0 {
-        return (Some(Vec::new()), dropped);
-    }
-    let mut writer = BatchWriter::new(
-        header.base_timestamp,
-        header.producer_id,
-        header.producer_epoch,
-        header.base_sequence,
-    );
-    for record in kept {
-        let offset_delta = (record.offset - header.base_offset) as i32;
-        writer.add_record(
-            offset_delta,
-            record.timestamp,
-            record.key,
-            record.value,
-            &record.headers,
-        );
-    }
-    writer.raise_max_timestamp(header.max_timestamp);
-    let attributes = header.attributes & !batch::COMPRESSION_MASK;
-    let mut rewritten = writer.finish(attributes, header.last_offset_delta);
-    if rewritten.len() > bytes.len() {
-        return (None, 0);
-    }
-    batch::set_base_offset(&mut rewritten, header.base_offset);
-    // The partition leader epoch is not covered by the CRC.
-    rewritten[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
-    (Some(rewritten.to_vec()), dropped)
 }

@@ -15,7 +15,7 @@ use crate::error::LogError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
-pub use compaction::{CompactionOutput, CompactionPlan, CompactionStats};
+pub use compaction::{Cleaner, CompactionOutput, CompactionPlan, CompactionStats};
 
 /// The outcome of a successful [`Log::append`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
