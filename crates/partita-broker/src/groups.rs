@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use kafka_protocol::ResponseError;
 use partita_groups::shard::{GroupSummary, RecordLog};
 use partita_groups::share::records::ShareStateKey;
 use partita_groups::{
@@ -45,8 +46,8 @@ pub const SHARE_GROUP_STATE: &str = "__share_group_state";
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// How often a shard's task checks whether this broker still leads its partition (cluster
-/// mode; on a single node it always does).
-const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
+/// mode; on a single node it always does): a failover waits for it.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
 
 /// The summaries one shard published, by group id.
 type Published = RwLock<BTreeMap<String, Arc<GroupSummary>>>;
@@ -67,10 +68,35 @@ pub struct ShardRouter {
     leaders: Vec<Arc<Partition>>,
 }
 
-/// The coordinator is gone (the broker is shutting down), or its shard failed while holding
-/// the request.
-#[derive(Debug)]
-pub struct CoordinatorUnavailable;
+/// Why a group's request got no answer from its shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordinatorError {
+    /// Another broker coordinates the group (cluster mode): NOT_COORDINATOR, so that the
+    /// client looks for its coordinator again.
+    NotCoordinator,
+    /// The broker is shutting down, or the shard failed or lost its partition while holding
+    /// the request: COORDINATOR_NOT_AVAILABLE, which clients retry.
+    Unavailable,
+}
+
+impl CoordinatorError {
+    /// The Kafka error code.
+    pub fn code(self) -> i16 {
+        match self {
+            CoordinatorError::NotCoordinator => ResponseError::NotCoordinator.code(),
+            CoordinatorError::Unavailable => ResponseError::CoordinatorNotAvailable.code(),
+        }
+    }
+
+    /// The error code of a request whose shard gave no answer, or an answer of the wrong
+    /// kind (which does not happen).
+    pub fn of(outcome: Result<Response, CoordinatorError>) -> i16 {
+        outcome
+            .err()
+            .unwrap_or(CoordinatorError::Unavailable)
+            .code()
+    }
+}
 
 impl ShardRouter {
     /// Creates `__consumer_offsets` and `__share_group_state` if needed, and starts the
@@ -146,7 +172,7 @@ impl ShardRouter {
         group_id: &str,
         client: &ClientContext,
         request: Request,
-    ) -> Result<Response, CoordinatorUnavailable> {
+    ) -> Result<Response, CoordinatorError> {
         let shard = partition_for_group(group_id, self.shards.len() as i32) as usize;
         self.call_shard(shard, client, request).await
     }
@@ -157,18 +183,25 @@ impl ShardRouter {
         shard: usize,
         client: &ClientContext,
         request: Request,
-    ) -> Result<Response, CoordinatorUnavailable> {
+    ) -> Result<Response, CoordinatorError> {
+        if !self.leads(shard) {
+            return Err(CoordinatorError::NotCoordinator);
+        }
         let (reply, response) = oneshot::channel();
         let message = ShardMessage {
             client: client.clone(),
             request,
             reply,
         };
+        let unanswered = || match self.leads(shard) {
+            true => CoordinatorError::Unavailable,
+            false => CoordinatorError::NotCoordinator,
+        };
         self.shards[shard]
             .send(message)
             .await
-            .map_err(|_| CoordinatorUnavailable)?;
-        response.await.map_err(|_| CoordinatorUnavailable)
+            .map_err(|_| unanswered())?;
+        response.await.map_err(|_| unanswered())
     }
 
     /// How many shards there are.

@@ -79,6 +79,12 @@ impl Partition {
         self.storage.offsets()
     }
 
+    /// Current start and end offsets, loading the partition first if it must be (cluster
+    /// mode): for answers clients act on.
+    pub async fn current_offsets(&self) -> Result<PartitionOffsets, LogError> {
+        self.storage.current_offsets().await
+    }
+
     /// Bytes stored (from memory).
     pub fn size_bytes(&self) -> u64 {
         self.storage.size_bytes()

@@ -4,7 +4,8 @@
 //!
 //! - `cluster`: one row, the cluster id and the catalog version, bumped by every change to
 //!   topics, partitions or leaders so that brokers know when to reload;
-//! - `brokers`: one row per broker ever started, with its address and last heartbeat;
+//! - `brokers`: one row per broker ever started, with its address, last heartbeat and the
+//!   key of the lock its presence session holds;
 //! - `topics`, `partitions`: names, ids, configs, leaders with their epochs, and the offsets
 //!   of each partition (`next_offset` is the high watermark);
 //! - `objects`: every object of record data in the object store;
@@ -88,6 +89,7 @@ CREATE TABLE IF NOT EXISTS partita_producers (
     FOREIGN KEY (topic_id, partition) REFERENCES partita_partitions ON DELETE CASCADE
 );
 CREATE SEQUENCE IF NOT EXISTS partita_producer_ids;
+ALTER TABLE partita_brokers ADD COLUMN IF NOT EXISTS presence_key int;
 ";
 
 /// Connections to the metadata database: a pool for the data path, and a small one of its
@@ -96,6 +98,8 @@ CREATE SEQUENCE IF NOT EXISTS partita_producer_ids;
 pub(crate) struct Db {
     pool: Pool,
     control: Pool,
+    /// For sessions of their own (presence).
+    config: tokio_postgres::Config,
 }
 
 impl Db {
@@ -112,7 +116,8 @@ impl Db {
         config.application_name("partita");
         let db = Db {
             pool: pool(config.clone(), 16)?,
-            control: pool(config, 2)?,
+            control: pool(config.clone(), 2)?,
+            config,
         };
         let mut client = db.pool.get().await.map_err(|error| {
             let reason = match error {
@@ -134,6 +139,11 @@ impl Db {
     /// A connection for reads and writes of partitions and topics.
     pub(crate) async fn client(&self) -> Result<Object, ClusterError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// How to open a connection of one's own.
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     /// A connection for membership: heartbeats, views, leadership.

@@ -8,9 +8,10 @@
 //! state. No broker keeps state of its own: any broker can take over any partition by
 //! loading it from PostgreSQL.
 //!
-//! [`Cluster::start`] connects to both, registers the broker and starts its background tasks:
-//! the heartbeat (which also notices new catalog versions and spreads leadership when brokers
-//! come and go), the flusher, and the collection of unreferenced objects.
+//! [`Cluster::start`] connects to both, registers the broker, opens its presence session and
+//! starts its background tasks: the heartbeat (which also notices new catalog versions and
+//! spreads leadership when brokers come and go), the follower of announced catalog changes,
+//! the flusher, merges, and the collection of unreferenced objects.
 
 mod catalog;
 mod compaction;
@@ -22,9 +23,11 @@ mod maintenance;
 mod members;
 mod merge;
 mod partition;
+mod presence;
 mod view;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -90,6 +93,28 @@ pub(crate) struct Shared {
     /// Until when this broker counts itself live: its last successful heartbeat plus the
     /// session timeout. Past it, it leads nothing, whatever its view says.
     live_until: Mutex<Instant>,
+    /// Told of every catalog change another broker announces.
+    catalog_changed: Arc<tokio::sync::Notify>,
+    /// Held while a view loads, so that views are published in the order they were loaded
+    /// and an older one never replaces a newer.
+    loading: tokio::sync::Mutex<()>,
+    /// Whether this broker serves its partitions, as last logged.
+    serving: AtomicBool,
+}
+
+impl Shared {
+    /// Whether this broker counts itself live now (see `live_until`).
+    fn is_live(&self) -> bool {
+        *self.live_until.lock().unwrap_or_else(|p| p.into_inner()) > Instant::now()
+    }
+
+    /// Stops leading anything now, until a heartbeat finds this broker live again.
+    fn stop_serving(&self) {
+        *self.live_until.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.serving.store(false, AtomicOrdering::SeqCst);
+        let view = self.view.borrow().clone();
+        apply_view(self, &view);
+    }
 }
 
 /// This broker's membership of a cluster.
@@ -140,7 +165,24 @@ impl Cluster {
             flusher,
             partitions: Mutex::new(HashMap::new()),
             version_checked: tokio::sync::Mutex::new(Instant::now()),
+            catalog_changed: Arc::new(tokio::sync::Notify::new()),
+            loading: tokio::sync::Mutex::new(()),
+            serving: AtomicBool::new(true),
         });
+        let presence = presence::open(&shared, Arc::clone(&shared.catalog_changed))
+            .await
+            .map_err(|error| {
+                ClusterError::Startup(format!(
+                    "cannot open this broker's presence session in PostgreSQL: {error}"
+                ))
+            })?;
+        tokio::spawn(presence::keep(
+            Arc::downgrade(&shared),
+            presence,
+            Arc::clone(&shared.catalog_changed),
+        ));
+        tokio::spawn(follow_catalog(Arc::downgrade(&shared)));
+        tokio::spawn(watchdog(Arc::downgrade(&shared)));
         tokio::spawn(flush::run(Arc::clone(&shared), flush_queue));
         tokio::spawn(heartbeats(Arc::downgrade(&shared)));
         tokio::spawn(collections(Arc::downgrade(&shared)));
@@ -283,6 +325,7 @@ impl Cluster {
 
 /// Loads the view and applies it to every partition.
 async fn refresh(shared: &Arc<Shared>) -> Result<Arc<ClusterView>, ClusterError> {
+    let _loading = shared.loading.lock().await;
     let view = Arc::new(view::load(&shared.db, shared.config.session_timeout_ms as i64).await?);
     apply_view(shared, &view);
     shared.view.send_replace(Arc::clone(&view));
@@ -304,7 +347,7 @@ fn apply_view(shared: &Shared, view: &ClusterView) {
 }
 
 fn set_leadership(shared: &Shared, core: &Core, view: &ClusterView) {
-    let live = *shared.live_until.lock().unwrap_or_else(|p| p.into_inner()) > Instant::now();
+    let live = shared.is_live();
     let epoch = view
         .topics
         .iter()
@@ -321,7 +364,7 @@ fn set_leadership(shared: &Shared, core: &Core, view: &ClusterView) {
 async fn heartbeats(shared: Weak<Shared>) {
     let mut last_live: Vec<i32> = Vec::new();
     let mut last_reassign = Instant::now();
-    let mut serving = true;
+    let mut reassigned_at_version = -1;
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
@@ -341,13 +384,24 @@ async fn heartbeats(shared: Weak<Shared>) {
         .await;
         match beat {
             Ok(Ok(Some(beat))) => {
-                *shared.live_until.lock().unwrap_or_else(|p| p.into_inner()) = started + session;
+                // Live by the same condition the others judge it by (its presence session
+                // too).
+                if beat.live.contains(&shared.node.node_id) {
+                    *shared.live_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        started + session;
+                }
+                // The first live broker spreads leadership whenever the live brokers or the
+                // catalog changed (a broker that came and went between two heartbeats may
+                // have taken partitions), and every 30 s whatever happened.
                 let first = beat.live.first() == Some(&shared.node.node_id);
                 if first
-                    && (beat.live != last_live || last_reassign.elapsed() > Duration::from_secs(30))
+                    && (beat.live != last_live
+                        || beat.catalog_version != reassigned_at_version
+                        || last_reassign.elapsed() > Duration::from_secs(30))
                 {
                     reassign(&shared).await;
                     last_reassign = Instant::now();
+                    reassigned_at_version = beat.catalog_version;
                 }
                 if beat.catalog_version != shared.view.borrow().version || beat.live != last_live {
                     if let Err(error) = refresh(&shared).await {
@@ -366,20 +420,55 @@ async fn heartbeats(shared: Weak<Shared>) {
             Ok(Err(error)) => tracing::warn!(%error, "heartbeat failed"),
             Err(_) => tracing::warn!("heartbeat timed out"),
         }
-        let live = *shared.live_until.lock().unwrap_or_else(|p| p.into_inner()) > Instant::now();
-        if serving != live {
-            match live {
-                true => tracing::info!("heartbeats reach PostgreSQL again: serving partitions"),
-                false => tracing::warn!(
-                    "no heartbeat reached PostgreSQL for broker.session.timeout.ms: stopped serving its partitions"
-                ),
-            }
-            serving = live;
+        if shared.is_live() && !shared.serving.swap(true, AtomicOrdering::SeqCst) {
+            tracing::info!("heartbeats reach PostgreSQL again: serving partitions");
         }
         let view = shared.view.borrow().clone();
         apply_view(&shared, &view);
         drop(shared);
         tokio::time::sleep_until(started + interval).await;
+    }
+}
+
+/// Stops serving the moment this broker's session lapses (no heartbeat reached PostgreSQL
+/// for `broker.session.timeout.ms`, or its presence session ended), before any other broker
+/// can count it gone and take its partitions. Partitions already refuse work from that
+/// moment (they check the same deadline); this makes it known and drops what they hold.
+async fn watchdog(shared: Weak<Shared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let until = *strong.live_until.lock().unwrap_or_else(|p| p.into_inner());
+        drop(strong);
+        tokio::time::sleep_until(until.max(Instant::now() + Duration::from_millis(50))).await;
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        if !strong.is_live() && strong.serving.swap(false, AtomicOrdering::SeqCst) {
+            tracing::warn!(
+                "no heartbeat reached PostgreSQL for broker.session.timeout.ms: stopped serving its partitions"
+            );
+            let view = strong.view.borrow().clone();
+            apply_view(&strong, &view);
+        }
+    }
+}
+
+/// Reloads the view whenever another broker announces a catalog change (a topic, a
+/// partition, a leader moved), rather than at the next heartbeat.
+async fn follow_catalog(shared: Weak<Shared>) {
+    loop {
+        let Some(changed) = shared.upgrade().map(|s| Arc::clone(&s.catalog_changed)) else {
+            return;
+        };
+        changed.notified().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(error) = refresh(&shared).await {
+            tracing::debug!(%error, "could not reload the cluster view; the next heartbeat will");
+        }
     }
 }
 

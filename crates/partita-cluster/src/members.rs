@@ -3,7 +3,8 @@
 //!
 //! A broker registers its node id and address with a fresh incarnation, then heartbeats; it
 //! is live while its last heartbeat is younger than `broker.session.timeout.ms` by
-//! PostgreSQL's clock, the only clock brokers share. Leaders are chosen by rendezvous
+//! PostgreSQL's clock, the only clock brokers share, and its presence session is open
+//! (`presence.rs`). Leaders are chosen by rendezvous
 //! hashing over the live brokers, so a broker joining takes about its share of partitions
 //! and a broker leaving moves only its own. Each change bumps the partition's leader epoch,
 //! which every write checks: a broker that lost a partition can no longer write to it.
@@ -75,7 +76,8 @@ pub(crate) async fn register(
             "INSERT INTO partita_brokers (node_id, host, port, rack, incarnation, heartbeat_at) \
              VALUES ($1, $2, $3, $4, $5, now()) \
              ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, \
-             rack = excluded.rack, incarnation = excluded.incarnation, heartbeat_at = now()",
+             rack = excluded.rack, incarnation = excluded.incarnation, heartbeat_at = now(), \
+             presence_key = NULL",
             &[
                 &node.node_id,
                 &node.host,
@@ -212,16 +214,24 @@ pub(crate) async fn live_brokers(
         .collect())
 }
 
-/// Moves the catalog version on, so that every broker reloads its view.
+/// Moves the catalog version on, so that every broker reloads its view, and tells them
+/// when the transaction commits.
 pub(crate) async fn bump_catalog(client: &impl GenericClient) -> Result<i64, ClusterError> {
-    Ok(client
+    let version = client
         .query_one(
             "UPDATE partita_cluster SET catalog_version = catalog_version + 1 \
              RETURNING catalog_version",
             &[],
         )
         .await?
-        .get(0))
+        .get(0);
+    client
+        .execute(
+            "SELECT pg_notify($1, '')",
+            &[&crate::presence::CATALOG_CHANNEL],
+        )
+        .await?;
+    Ok(version)
 }
 
 /// What a partition's leader is chosen by: its topic id, except for the group coordinator's

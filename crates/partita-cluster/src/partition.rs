@@ -167,11 +167,13 @@ impl Core {
         self.current_epoch().is_some()
     }
 
-    /// The epoch this broker leads the partition at, if it does.
+    /// The epoch this broker leads the partition at, if it does. Never past the moment this
+    /// broker would count itself gone (its session with PostgreSQL lapsed), whatever its view
+    /// still says: the others may take the partition from then on.
     pub(crate) fn current_epoch(&self) -> Option<i32> {
         match &*self.role() {
-            Role::Leader { epoch, .. } => Some(*epoch),
-            Role::Follower => None,
+            Role::Leader { epoch, .. } if self.shared.is_live() => Some(*epoch),
+            _ => None,
         }
     }
 
@@ -218,6 +220,9 @@ impl Core {
     /// The epoch this broker leads at, loading the partition first if needed.
     pub(crate) async fn leader_epoch(&self) -> Result<i32, LogError> {
         loop {
+            if !self.shared.is_live() {
+                return Err(LogError::NotLeader);
+            }
             let wanted = match &*self.role() {
                 Role::Follower => return Err(LogError::NotLeader),
                 Role::Leader {
@@ -553,6 +558,16 @@ impl PartitionStorage for ClusterPartition {
 
     fn offsets(&self) -> PartitionOffsets {
         self.core.offsets()
+    }
+
+    async fn current_offsets(&self) -> Result<PartitionOffsets, LogError> {
+        let epoch = self.core.leader_epoch().await?;
+        self.core
+            .with_state(epoch, |s| PartitionOffsets {
+                log_start_offset: s.log_start,
+                log_end_offset: s.next_offset,
+            })
+            .ok_or(LogError::NotLeader)
     }
 
     fn size_bytes(&self) -> u64 {

@@ -71,9 +71,16 @@ impl ClusterView {
     }
 }
 
-/// The SQL condition of a live broker's row, its session timeout in ms as parameter `$n`.
+/// The SQL condition of a live broker's row of `partita_brokers`, its session timeout in ms
+/// as parameter `$n`: a fresh heartbeat, and the lock of its presence session held.
 pub(crate) fn live_condition(n: usize) -> String {
-    format!("heartbeat_at > now() - (${n}::bigint * interval '1 millisecond')")
+    format!(
+        "partita_brokers.heartbeat_at > now() - (${n}::bigint * interval '1 millisecond') \
+         AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+         AND l.classid = {class}::oid AND l.objid = partita_brokers.presence_key::oid \
+         AND l.objsubid = 2)",
+        class = crate::presence::PRESENCE_LOCK_CLASS
+    )
 }
 
 /// Loads the whole view.

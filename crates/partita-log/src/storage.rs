@@ -60,8 +60,15 @@ pub trait PartitionStorage: Send + Sync {
         max_bytes: usize,
     ) -> Result<(Bytes, PartitionOffsets), LogError>;
 
-    /// The log start and end offsets now.
+    /// The log start and end offsets now, as this broker last knew them (from memory: in
+    /// cluster mode, a partition this broker has just come to lead may not be loaded yet).
     fn offsets(&self) -> PartitionOffsets;
+
+    /// The log start and end offsets now, loading what must be loaded first: for answers
+    /// clients act on (ListOffsets, OffsetForLeaderEpoch).
+    async fn current_offsets(&self) -> Result<PartitionOffsets, LogError> {
+        Ok(self.offsets())
+    }
 
     /// Bytes stored.
     fn size_bytes(&self) -> u64;

@@ -317,8 +317,8 @@ async fn alter_group(
             Ok(partita_groups::Response::Done(code)) => {
                 return Err((code, "the setting could not be stored".to_string()))
             }
-            _ => {
-                let code = ResponseError::CoordinatorNotAvailable.code();
+            other => {
+                let code = crate::groups::CoordinatorError::of(other);
                 return Err((code, "the group coordinator is not available".to_string()));
             }
         }

@@ -6,11 +6,11 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::ResponseError;
 use partita_groups::shard::OffsetFetchGroup;
 use partita_groups::{ClientContext, Request, Response};
 
 use crate::broker::Broker;
+use crate::groups::CoordinatorError;
 
 /// OffsetFetch and DescribeGroups name several groups from these versions on.
 const OFFSET_FETCH_BATCHED_VERSION: i16 = 8;
@@ -20,23 +20,23 @@ async fn call(
     group_id: &str,
     client: &ClientContext,
     request: Request,
-) -> Option<Response> {
-    broker.groups.call(group_id, client, request).await.ok()
+) -> Result<Response, CoordinatorError> {
+    broker.groups.call(group_id, client, request).await
 }
 
 /// [`call`] for the requests that wait for the rest of the group (JoinGroup, SyncGroup): a
-/// stopping broker answers them at once with no response, which each caller turns into
-/// COORDINATOR_NOT_AVAILABLE, so that the client looks for its coordinator again.
+/// stopping broker answers them at once with COORDINATOR_NOT_AVAILABLE, so that the client
+/// looks for its coordinator again.
 async fn call_parked(
     broker: &Broker,
     group_id: &str,
     client: &ClientContext,
     request: Request,
-) -> Option<Response> {
+) -> Result<Response, CoordinatorError> {
     let mut stopping = broker.shutdown_signal();
     tokio::select! {
         response = call(broker, group_id, client, request) => response,
-        _ = stopping.recv() => None,
+        _ = stopping.recv() => Err(CoordinatorError::Unavailable),
     }
 }
 
@@ -56,7 +56,7 @@ pub(crate) async fn join_group(
     .await
     {
         // Fields newer than the request's version must not be sent.
-        Some(Response::JoinGroup(mut response)) => {
+        Ok(Response::JoinGroup(mut response)) => {
             if version < 7 {
                 response.protocol_type = None;
             }
@@ -70,8 +70,8 @@ pub(crate) async fn join_group(
             }
             response
         }
-        _ => JoinGroupResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        other => JoinGroupResponse::default()
+            .with_error_code(CoordinatorError::of(other))
             .with_generation_id(-1),
     }
 }
@@ -91,15 +91,14 @@ pub(crate) async fn sync_group(
     )
     .await
     {
-        Some(Response::SyncGroup(mut response)) => {
+        Ok(Response::SyncGroup(mut response)) => {
             if version < 5 {
                 response.protocol_type = None;
                 response.protocol_name = None;
             }
             response
         }
-        _ => SyncGroupResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        other => SyncGroupResponse::default().with_error_code(CoordinatorError::of(other)),
     }
 }
 
@@ -111,9 +110,8 @@ pub(crate) async fn heartbeat(
 ) -> HeartbeatResponse {
     let group_id = request.group_id.to_string();
     match call(broker, &group_id, client, Request::Heartbeat(request)).await {
-        Some(Response::Heartbeat(response)) => response,
-        _ => HeartbeatResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        Ok(Response::Heartbeat(response)) => response,
+        other => HeartbeatResponse::default().with_error_code(CoordinatorError::of(other)),
     }
 }
 
@@ -132,9 +130,8 @@ pub(crate) async fn leave_group(
     )
     .await
     {
-        Some(Response::LeaveGroup(response)) => response,
-        _ => LeaveGroupResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        Ok(Response::LeaveGroup(response)) => response,
+        other => LeaveGroupResponse::default().with_error_code(CoordinatorError::of(other)),
     }
 }
 
@@ -154,9 +151,9 @@ pub(crate) async fn offset_commit(
     )
     .await
     {
-        Some(Response::OffsetCommit(response)) => response,
-        _ => {
-            let code = ResponseError::CoordinatorNotAvailable.code();
+        Ok(Response::OffsetCommit(response)) => response,
+        other => {
+            let code = CoordinatorError::of(other);
             let topics = fallback
                 .topics
                 .into_iter()
@@ -257,10 +254,10 @@ async fn fetch_group(
 ) -> OffsetFetchResponseGroup {
     let group_id = group.group_id.clone();
     match call(broker, &group_id, client, Request::OffsetFetch(group)).await {
-        Some(Response::OffsetFetch(answer)) => answer,
-        _ => OffsetFetchResponseGroup::default()
+        Ok(Response::OffsetFetch(answer)) => answer,
+        other => OffsetFetchResponseGroup::default()
             .with_group_id(GroupId(group_id.into()))
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            .with_error_code(CoordinatorError::of(other)),
     }
 }
 
@@ -272,9 +269,8 @@ pub(crate) async fn offset_delete(
 ) -> OffsetDeleteResponse {
     let group_id = request.group_id.to_string();
     match call(broker, &group_id, client, Request::OffsetDelete(request)).await {
-        Some(Response::OffsetDelete(response)) => response,
-        _ => OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        Ok(Response::OffsetDelete(response)) => response,
+        other => OffsetDeleteResponse::default().with_error_code(CoordinatorError::of(other)),
     }
 }
 
@@ -288,7 +284,7 @@ pub(crate) async fn describe_groups(
     for group_id in request.groups {
         let id = group_id.to_string();
         let described = match call(broker, &id, client, Request::DescribeGroup(id.clone())).await {
-            Some(Response::DescribeGroup(mut described)) => {
+            Ok(Response::DescribeGroup(mut described)) => {
                 if version < 4 {
                     for member in &mut described.members {
                         member.group_instance_id = None;
@@ -296,9 +292,9 @@ pub(crate) async fn describe_groups(
                 }
                 described
             }
-            _ => DescribedGroup::default()
+            other => DescribedGroup::default()
                 .with_group_id(group_id)
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+                .with_error_code(CoordinatorError::of(other)),
         };
         let operations = super::operations::if_asked(
             request.include_authorized_operations && described.error_code == 0,
@@ -337,9 +333,8 @@ pub(crate) async fn list_groups(
                 }
                 groups.extend(listed)
             }
-            _ => {
-                return ListGroupsResponse::default()
-                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            other => {
+                return ListGroupsResponse::default().with_error_code(CoordinatorError::of(other))
             }
         }
     }
@@ -358,9 +353,10 @@ pub(crate) async fn consumer_group_heartbeat(
     let topics = broker.topics.image();
     let request = Request::ConsumerGroupHeartbeat(request, version, topics);
     match call(broker, &group_id, client, request).await {
-        Some(Response::ConsumerGroupHeartbeat(response)) => response,
-        _ => ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        Ok(Response::ConsumerGroupHeartbeat(response)) => response,
+        other => {
+            ConsumerGroupHeartbeatResponse::default().with_error_code(CoordinatorError::of(other))
+        }
     }
 }
 
@@ -375,10 +371,10 @@ pub(crate) async fn consumer_group_describe(
         let id = group_id.to_string();
         let request = Request::ConsumerGroupDescribe(id.clone(), broker.topics.image());
         let described = match call(broker, &id, client, request).await {
-            Some(Response::ConsumerGroupDescribe(described)) => described,
-            _ => consumer_group_describe_response::DescribedGroup::default()
+            Ok(Response::ConsumerGroupDescribe(described)) => described,
+            other => consumer_group_describe_response::DescribedGroup::default()
                 .with_group_id(group_id)
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+                .with_error_code(CoordinatorError::of(other)),
         };
         groups.push(described);
     }
@@ -395,8 +391,8 @@ pub(crate) async fn delete_groups(
     for group_id in request.groups_names {
         let id = group_id.to_string();
         let code = match call(broker, &id, client, Request::DeleteGroup(id.clone())).await {
-            Some(Response::DeleteGroup(code)) => code,
-            _ => ResponseError::CoordinatorNotAvailable.code(),
+            Ok(Response::DeleteGroup(code)) => code,
+            other => CoordinatorError::of(other),
         };
         results.push(
             delete_groups_response::DeletableGroupResult::default()

@@ -61,10 +61,15 @@ async fn lookup(
     }
     // The leader epoch exists from v4 on; earlier versions must not carry it.
     let epoch = if version >= 4 { 0 } else { -1 };
-    let offsets = partition.offsets();
     let found = match timestamp {
-        LATEST => Ok(Some((offsets.log_end_offset, -1))),
-        EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
+        LATEST => partition
+            .current_offsets()
+            .await
+            .map(|o| Some((o.log_end_offset, -1))),
+        EARLIEST | EARLIEST_LOCAL => partition
+            .current_offsets()
+            .await
+            .map(|o| Some((o.log_start_offset, -1))),
         MAX_TIMESTAMP => partition.max_timestamp().await,
         // Nothing is ever tiered here.
         LATEST_TIERED => Ok(None),
@@ -135,7 +140,14 @@ pub(crate) async fn handle_v0(
                 out.put_i32(0);
                 continue;
             };
-            let now = partition.offsets();
+            let now = match partition.current_offsets().await {
+                Ok(now) => now,
+                Err(error) => {
+                    out.put_i16(crate::error::log_error(&error).code());
+                    out.put_i32(0);
+                    continue;
+                }
+            };
             let mut offsets = match timestamp {
                 LATEST => vec![now.log_end_offset, now.log_start_offset],
                 EARLIEST => vec![now.log_start_offset],

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
+use crate::groups::CoordinatorError;
 use crate::memory::MemoryClaim;
 
 /// Records acquired per partition when the request does not say.
@@ -41,9 +42,13 @@ type Key = (Uuid, i32);
 /// Acknowledgement batches of a request, as on the wire: first offset, last offset, types.
 type WireBatches = Vec<(i64, i64, Vec<i8>)>;
 
-async fn call(broker: &Broker, group_id: &str, request: Request) -> Option<Response> {
+async fn call(
+    broker: &Broker,
+    group_id: &str,
+    request: Request,
+) -> Result<Response, CoordinatorError> {
     let client = ClientContext::default();
-    broker.groups.call(group_id, &client, request).await.ok()
+    broker.groups.call(group_id, &client, request).await
 }
 
 pub(crate) async fn heartbeat(
@@ -56,8 +61,9 @@ pub(crate) async fn heartbeat(
     let request = Request::ShareGroupHeartbeat(request, broker.topics.image());
     match broker.groups.call(&group_id, client, request).await {
         Ok(Response::ShareGroupHeartbeat(response)) => response,
-        _ => ShareGroupHeartbeatResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        other => {
+            ShareGroupHeartbeatResponse::default().with_error_code(CoordinatorError::of(other))
+        }
     }
 }
 
@@ -71,10 +77,10 @@ pub(crate) async fn describe(
     for group_id in request.group_ids {
         let ask = Request::ShareGroupDescribe(group_id.to_string(), broker.topics.image());
         let described = match call(broker, &group_id, ask).await {
-            Some(Response::ShareGroupDescribe(described)) => described,
-            _ => share_group_describe_response::DescribedGroup::default()
+            Ok(Response::ShareGroupDescribe(described)) => described,
+            other => share_group_describe_response::DescribedGroup::default()
                 .with_group_id(group_id)
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+                .with_error_code(CoordinatorError::of(other)),
         };
         groups.push(described);
     }
@@ -136,12 +142,10 @@ async fn acknowledge_all(
         partitions,
     };
     match call(broker, group_id, Request::ShareAcknowledge(acks)).await {
-        Some(Response::ShareAcknowledged(answered)) if !answered.is_empty() => {
-            codes.extend(answered)
-        }
-        _ => {
-            let unavailable = ResponseError::CoordinatorNotAvailable.code();
-            codes.extend(named.into_iter().map(|key| (key, unavailable)));
+        Ok(Response::ShareAcknowledged(answered)) if !answered.is_empty() => codes.extend(answered),
+        other => {
+            let code = CoordinatorError::of(other);
+            codes.extend(named.into_iter().map(|key| (key, code)));
         }
     }
     codes
@@ -154,7 +158,8 @@ async fn session(
 ) -> Result<BTreeSet<Key>, ResponseError> {
     let group_id = update.group_id.clone();
     match call(broker, &group_id, Request::ShareSession(update)).await {
-        Some(Response::ShareSession(result)) => result.map_err(ShareRequestError::response_error),
+        Ok(Response::ShareSession(result)) => result.map_err(ShareRequestError::response_error),
+        Err(CoordinatorError::NotCoordinator) => Err(ResponseError::NotCoordinator),
         _ => Err(ResponseError::CoordinatorNotAvailable),
     }
 }
@@ -327,7 +332,7 @@ async fn fetch_once(
         partitions: offsets,
     };
     let planned = match call(broker, &fetch.group_id, Request::SharePlan(plan)).await {
-        Some(Response::SharePlanned(planned)) => planned,
+        Ok(Response::SharePlanned(planned)) => planned,
         _ => SharePlanned::default(),
     };
     let mut reads = Vec::new();
@@ -394,7 +399,7 @@ async fn acquire(
         max_records: fetch.max_records,
     };
     match call(broker, &fetch.group_id, Request::ShareAcquire(acquire)).await {
-        Some(Response::ShareAcquired(acquired)) => acquired,
+        Ok(Response::ShareAcquired(acquired)) => acquired,
         _ => Vec::new(),
     }
 }
@@ -521,7 +526,7 @@ pub(crate) async fn describe_offsets(
         let result = GroupResult::default().with_group_id(requested.group_id.clone());
         let ask = Request::ShareGroupStatus(group_id.clone());
         let starts: BTreeMap<Key, i64> = match call(broker, &group_id, ask).await {
-            Some(Response::ShareGroupStatus(Some(status))) => status
+            Ok(Response::ShareGroupStatus(Some(status))) => status
                 .partitions
                 .iter()
                 .map(|(key, p)| (*key, p.start_offset))
