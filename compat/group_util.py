@@ -290,6 +290,87 @@ def wait_stable(admin, group: str, topic: str, members: List[MemberProc], partit
 
 
 # ------------------------------------------------------------------------------------------------
+# Groups across a cluster (test_cluster_groups.py, bench/failover.py)
+
+
+def coordinator_of(bootstrap: str, group: str) -> int:
+    """The group's coordinator, by FindCoordinator (kafka-python's own lookup)."""
+    from kafka import KafkaAdminClient
+
+    def ask():
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            return admin._manager.run(admin._find_coordinator_id, group)
+        finally:
+            admin.close()
+    return wait_until(ask, timeout=60, msg=f"the coordinator of {group}", interval=0.2)
+
+
+def all_committing_after(members: list, since: float) -> float:
+    """Waits until every member committed successfully after `since`; the time the last one
+    first did, in seconds after `since`."""
+    def firsts():
+        out = []
+        for m in members:
+            times = [e["t"] for e in m.events_of("commit") if e["t"] > since]
+            if not times:
+                return None
+            out.append(min(times))
+        return out
+    got = wait_until(firsts, timeout=90, msg="every member committing again",
+                     interval=0.05)
+    return max(got) - since
+
+
+def settled_on(members: list, partitions: int) -> bool:
+    """Every partition owned by one member, and each member owning its share."""
+    owners = [p for m in members for p in m.owned_now()]
+    share = partitions // len(members)
+    return (sorted(owners) == list(range(partitions))
+            and all(len(m.owned_now()) == share for m in members))
+
+
+class FailoverGroup:
+    """Three brokers of `cluster` (node ids 1-3), a topic of `partitions` partitions fed
+    continuously, and a group of `count` members committing after each record, settled: each
+    member owns its share. `kill_coordinator` kills the broker coordinating the group and
+    restarts it (test_cluster_groups.py, bench/failover.py)."""
+
+    def __init__(self, cluster, members: Members, partitions: int, count: int, options: dict,
+                 settle_timeout: float = 120.0):
+        from confluent_kafka.admin import AdminClient, NewTopic
+        from partita_compat import unique_name
+        self.brokers = {n: cluster.start_broker(n) for n in (1, 2, 3)}
+        self.bootstrap = cluster.bootstrap()
+        self.topic, self.group = unique_name("failover"), unique_name("g")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for f in admin.create_topics([NewTopic(self.topic, num_partitions=partitions,
+                                               replication_factor=1)]).values():
+            f.result(30)
+        self.producer = LoopProducer(self.bootstrap, self.topic, partitions,
+                                     interval=0.005).start()
+        self.members = [members.spawn(f"m{i}", self.bootstrap, self.group, self.topic,
+                                      commit_below=-1, **options) for i in range(count)]
+        started = time.time()
+        wait_until(lambda: settled_on(self.members, partitions), timeout=settle_timeout,
+                   msg=f"{count} members sharing {partitions} partitions")
+        self.settled_at = time.time()
+        self.settle_seconds = self.settled_at - started
+
+    def kill_coordinator(self) -> tuple:
+        """Kills the group's coordinator, waits for every member to commit again, restarts
+        it (it takes its partitions back: a planned move) and waits again. Returns the
+        broker killed and both times in seconds."""
+        victim = coordinator_of(self.bootstrap, self.group)
+        killed_at = time.time()
+        self.brokers[victim].kill()
+        failover = all_committing_after(self.members, killed_at)
+        restarted_at = time.time()
+        self.brokers[victim].start()
+        return victim, failover, all_committing_after(self.members, restarted_at)
+
+
+# ------------------------------------------------------------------------------------------------
 # Broker log
 
 

@@ -21,7 +21,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from group_util import LoopProducer, Members
+from group_util import (FailoverGroup, LoopProducer, Members, all_committing_after,
+                        coordinator_of, settled_on)
 from partita_compat import unique_name, wait_until
 from test_java import compiled_java  # noqa: F401 - fixture: fetches jars, compiles java/*.java
 
@@ -83,83 +84,26 @@ class CommitWatcher:
         self._thread.join(timeout=30)
 
 
-def coordinator_of(bootstrap: str, group: str) -> int:
-    """The group's coordinator, by FindCoordinator (kafka-python's own lookup)."""
-    from kafka import KafkaAdminClient
-
-    def ask():
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-        try:
-            return admin._manager.run(admin._find_coordinator_id, group)
-        finally:
-            admin.close()
-    return wait_until(ask, timeout=60, msg=f"the coordinator of {group}", interval=0.2)
-
-
-def all_committing_after(members: list, since: float) -> float:
-    """Waits until every member committed successfully after `since`; the time the last one
-    first did, in seconds after `since`."""
-    def firsts():
-        out = []
-        for m in members:
-            times = [e["t"] for e in m.events_of("commit") if e["t"] > since]
-            if not times:
-                return None
-            out.append(min(times))
-        return out
-    got = wait_until(firsts, timeout=90, msg="every member committing again",
-                     interval=0.05)
-    return max(got) - since
-
-
-def settled_on(members: list, partitions: int) -> bool:
-    """Every partition owned by one member, and each member owning its share."""
-    owners = [p for m in members for p in m.owned_now()]
-    share = partitions // len(members)
-    return (sorted(owners) == list(range(partitions))
-            and all(len(m.owned_now()) == share for m in members))
-
-
-def settled(members: list) -> bool:
-    return settled_on(members, PARTITIONS)
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_a_group_survives_its_coordinator_killed_five_times(cluster, tmp_path, request,
                                                             variant):
     client, options = VARIANTS[variant]
     java_build = request.getfixturevalue("compiled_java") if client == "java" else None
-    brokers = {n: cluster.start_broker(n) for n in (1, 2, 3)}
-    topic, group = unique_name("failover"), unique_name("g")
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
-    for f in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
-                                           replication_factor=1)]).values():
-        f.result(30)
-    producer = LoopProducer(cluster.bootstrap(), topic, PARTITIONS, interval=0.005).start()
     members = Members(tmp_path, client, java_build)
     try:
-        group_members = [members.spawn(f"m{i}", cluster.bootstrap(), group, topic,
-                                       commit_below=-1, **options) for i in range(MEMBERS)]
-        started = time.time()
-        wait_until(lambda: settled(group_members), timeout=120,
-                   msg=f"{MEMBERS} members sharing {PARTITIONS} partitions")
-        settled_at = time.time()
-        print(f"{variant}: settled {settled_at - started:.1f} s after the members started",
+        run = FailoverGroup(cluster, members, PARTITIONS, MEMBERS, options)
+        producer, group_members = run.producer, run.members
+        topic, group, settled_at = run.topic, run.group, run.settled_at
+        print(f"{variant}: settled {run.settle_seconds:.1f} s after the members started",
               flush=True)
-        watcher = CommitWatcher(cluster.bootstrap(), group, topic).start()
+        watcher = CommitWatcher(run.bootstrap, group, topic).start()
         failovers, moves_back = [], []
         for _ in range(KILLS):
-            victim = coordinator_of(cluster.bootstrap(), group)
-            killed_at = time.time()
-            brokers[victim].kill()
-            failovers.append(all_committing_after(group_members, killed_at))
+            victim, failover, move_back = run.kill_coordinator()
+            failovers.append(failover)
+            moves_back.append(move_back)
             print(f"killed coordinator {victim}: every member committing again after "
-                  f"{failovers[-1]:.2f} s", flush=True)
-            restarted_at = time.time()
-            brokers[victim].start()
-            # The restarted broker takes its share of partitions back, maybe this group's
-            # coordinator too: a planned move, which must not disturb the group either.
-            moves_back.append(all_committing_after(group_members, restarted_at))
+                  f"{failover:.2f} s", flush=True)
         producer.stop()
         watcher.stop()
 
@@ -266,3 +210,58 @@ def test_a_coordinator_cut_off_stops_before_another_takes_its_groups(cluster, tm
     finally:
         members.kill_all()
         netns.remove()
+
+
+def test_operators_see_one_cluster_through_any_broker(cluster):
+    """`partita groups list/describe/reset-offsets` through any broker see and change every
+    group of the cluster, whichever broker coordinates it."""
+    import subprocess
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from confluent_util import produce
+    from partita_compat import broker_binary
+
+    brokers = [cluster.start_broker(n) for n in (1, 2, 3)]
+    topic = unique_name("ops")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=3,
+                                           replication_factor=1)]).values():
+        f.result(30)
+    produce(cluster.bootstrap(), topic,
+            [{"value": f"v{i}".encode(), "partition": i % 3} for i in range(30)])
+    # One group coordinated by each broker.
+    groups: dict = {}
+    for name in (unique_name("ops-g") for _ in range(400)):
+        groups.setdefault(coordinator_of(cluster.bootstrap(), name), name)
+        if len(groups) == 3:
+            break
+    assert sorted(groups) == [1, 2, 3], groups
+    for group in groups.values():
+        c = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+                      "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(topic, p, 7) for p in range(3)], asynchronous=False)
+        c.close()
+
+    def cli(broker, *args):
+        proc = subprocess.run([str(broker_binary()), "groups", *args, "--bootstrap-server",
+                               broker.bootstrap, "--output", "json"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"partita groups {args} via {broker.bootstrap}:\n" \
+                                     f"{proc.stdout}\n{proc.stderr}"
+        return json.loads(proc.stdout)
+
+    for broker in brokers:
+        listed = {g["group"] for g in cli(broker, "list")}
+        assert set(groups.values()) <= listed, (broker.bootstrap, listed)
+        for coordinator, group in groups.items():
+            described = cli(broker, "describe", "--group", group)
+            offsets = {r["partition"]: r["current_offset"] for r in described["rows"]}
+            assert offsets == {0: 7, 1: 7, 2: 7}, (broker.bootstrap, coordinator, described)
+    # Reset through a broker that does not coordinate the group.
+    group = groups[1]
+    cli(brokers[2], "reset-offsets", "--group", group, "--topic", topic, "--to-earliest",
+        "--execute")
+    described = cli(brokers[1], "describe", "--group", group)
+    assert {r["partition"]: r["current_offset"] for r in described["rows"]} == \
+        {0: 0, 1: 0, 2: 0}, described

@@ -542,8 +542,15 @@ async fn merges(shared: Weak<Shared>) {
             .collect();
         drop(shared);
         for core in led {
-            if let Err(error) = merge::merge(&core, age).await {
-                tracing::debug!(%error, partition = core.key.partition, "could not merge; trying again later");
+            match merge::merge(&core, age).await {
+                // Paced, so that merging a backlog never crowds out produce and fetch.
+                Ok(bytes) => {
+                    let pause = bytes as f64 / merge::MERGE_BYTES_PER_SECOND as f64;
+                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, partition = core.key.partition, "could not merge; trying again later")
+                }
             }
         }
     }

@@ -34,8 +34,15 @@ const MERGED_OBJECT_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// more than it needs.
 const MERGED_ROW_MAX_BYTES: usize = 1024 * 1024;
 
+/// How fast merges may copy data, in bytes per second per broker: background work that must
+/// not starve produce and fetch of the object store, PostgreSQL and CPU.
+pub(crate) const MERGE_BYTES_PER_SECOND: u64 = 32 * 1024 * 1024;
+
+/// Object reads of one merge under way at once.
+const MERGE_READS: usize = 4;
+
 /// Merges this partition's index entries that point into flush objects and are older than
-/// `age_ms`; returns how many were merged.
+/// `age_ms`; returns how many bytes were merged.
 pub(crate) async fn merge(core: &Core, age_ms: u64) -> Result<usize, LogError> {
     if !core.is_leader() {
         return Ok(0);
@@ -75,10 +82,12 @@ pub(crate) async fn merge(core: &Core, age_ms: u64) -> Result<usize, LogError> {
     if rows.is_empty() || (size < MERGE_MIN_BYTES && !overdue) {
         return Ok(0);
     }
-    let bytes = join_all(rows.iter().map(|row| core.row_bytes(row))).await;
-    let bytes = bytes
-        .into_iter()
-        .collect::<Result<Vec<Bytes>, LogError>>()?;
+    let mut bytes: Vec<Bytes> = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(MERGE_READS) {
+        for read in join_all(chunk.iter().map(|row| core.row_bytes(row))).await {
+            bytes.push(read?);
+        }
+    }
     let object = Uuid::new_v4();
     let (body, merged) = lay_out(object, &rows, &bytes);
     core.shared().objects.put(object, body).await?;
@@ -91,7 +100,7 @@ pub(crate) async fn merge(core: &Core, age_ms: u64) -> Result<usize, LogError> {
         }
         state.remember(merged.iter().copied());
     });
-    Ok(rows.len())
+    Ok(size)
 }
 
 /// The first run of entries whose offsets follow each other, up to the size of one merged
