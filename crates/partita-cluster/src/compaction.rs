@@ -137,22 +137,7 @@ async fn replace(
     let pg = |e: tokio_postgres::Error| LogError::from(ClusterError::from(e));
     let mut client = shared.db.client().await?;
     let transaction = client.transaction().await.map_err(pg)?;
-    let leads = transaction
-        .execute(
-            "SELECT 1 FROM partita_partitions WHERE topic_id = $1 AND partition = $2 \
-             AND leader = $3 AND leader_epoch = $4 FOR UPDATE",
-            &[
-                &core.key.topic_id,
-                &core.key.partition,
-                &shared.node.node_id,
-                &epoch,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    if leads == 0 {
-        return Err(LogError::NotLeader);
-    }
+    core.lock_leadership(&transaction, epoch).await?;
     let size: i64 = cleaned
         .iter()
         .filter_map(|(_, new)| *new)

@@ -162,22 +162,7 @@ async fn replace(
     let mut client = shared.db.client().await?;
     let transaction = client.transaction().await.map_err(ClusterError::from)?;
     let pg = |e: tokio_postgres::Error| LogError::from(ClusterError::from(e));
-    let leads = transaction
-        .execute(
-            "SELECT 1 FROM partita_partitions WHERE topic_id = $1 AND partition = $2 \
-             AND leader = $3 AND leader_epoch = $4 FOR UPDATE",
-            &[
-                &core.key.topic_id,
-                &core.key.partition,
-                &shared.node.node_id,
-                &epoch,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    if leads == 0 {
-        return Err(LogError::NotLeader);
-    }
+    core.lock_leadership(&transaction, epoch).await?;
     let bases: Vec<i64> = old.iter().map(|r| r.base_offset).collect();
     let removed = transaction
         .execute(

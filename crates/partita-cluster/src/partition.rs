@@ -191,6 +191,32 @@ impl Core {
         }
     }
 
+    /// Within `transaction`, locks the partition's row if this broker still leads it at
+    /// `epoch` (so that the transaction commits only while it does); `NotLeader` if not.
+    pub(crate) async fn lock_leadership(
+        &self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        epoch: i32,
+    ) -> Result<(), LogError> {
+        let leads = transaction
+            .execute(
+                "SELECT 1 FROM partita_partitions WHERE topic_id = $1 AND partition = $2 \
+                 AND leader = $3 AND leader_epoch = $4 FOR UPDATE",
+                &[
+                    &self.key.topic_id,
+                    &self.key.partition,
+                    &self.shared.node.node_id,
+                    &epoch,
+                ],
+            )
+            .await
+            .map_err(ClusterError::from)?;
+        match leads {
+            0 => Err(LogError::NotLeader),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs `f` on the leader's state if this broker still leads at `epoch` with it loaded.
     pub(crate) fn with_state<T>(
         &self,
@@ -474,18 +500,7 @@ impl ClusterPartition {
 impl PartitionStorage for ClusterPartition {
     async fn enqueue(&self, batch: Vec<u8>, now_ms: i64) -> Result<Appending, LogError> {
         let config = self.core.config();
-        if batch.len() > config.max_message_bytes as usize {
-            return Err(LogError::MessageTooLarge);
-        }
-        let header = batch::parse_header(&batch)?;
-        if header.total_size() != batch.len() || header.last_offset_delta < 0 {
-            return Err(LogError::Corrupt(format!(
-                "batch of {} bytes has batchLength {} and lastOffsetDelta {}",
-                batch.len(),
-                header.batch_length,
-                header.last_offset_delta
-            )));
-        }
+        partita_log::check_appendable(&batch, &config)?;
         let epoch = self.core.leader_epoch().await?;
         let (reply, answer) = oneshot::channel();
         let item = FlushItem {

@@ -18,4 +18,6 @@ pub mod storage;
 
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::LogError;
-pub use log::{AppendInfo, Cleaner, CompactionOutput, CompactionPlan, CompactionStats, Log};
+pub use log::{
+    check_appendable, AppendInfo, Cleaner, CompactionOutput, CompactionPlan, CompactionStats, Log,
+};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use partita_cluster::{Cluster, ClusterError, ClusterView, PartitionKey, TopicInfo};
 use uuid::Uuid;
 
-use super::{Leader, Registry, Topic, TopicRegistry, Topics};
+use super::{check_growth, Leader, Registry, Topic, TopicRegistry, Topics};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::Partition;
@@ -72,12 +72,7 @@ impl TopicRegistry {
         let topic = self
             .get(name)
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
-            )));
-        }
+        check_growth(topic.partitions.len() as i32, count)?;
         if validate_only {
             return Ok(());
         }

@@ -362,11 +362,7 @@ impl Registry {
             .cloned()
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
-            )));
-        }
+        check_growth(current, count)?;
         if validate_only {
             return Ok(());
         }
@@ -571,6 +567,16 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
         return invalid(format!(
             "topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         ));
+    }
+    Ok(())
+}
+
+/// A topic may only grow, as in Kafka.
+pub(super) fn check_growth(current: i32, count: i32) -> Result<(), BrokerError> {
+    if count <= current {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
+        )));
     }
     Ok(())
 }

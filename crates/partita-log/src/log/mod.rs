@@ -53,24 +53,31 @@ pub struct Log {
     compaction_due_ms: Option<i64>,
 }
 
+/// The header of a produced batch, if it may be appended under `config`: no larger than
+/// `max.message.bytes`, and its own length and last offset delta consistent with its bytes.
+pub fn check_appendable(batch: &[u8], config: &LogConfig) -> Result<batch::BatchHeader, LogError> {
+    if batch.len() > config.max_message_bytes as usize {
+        return Err(LogError::MessageTooLarge);
+    }
+    let header = batch::parse_header(batch)?;
+    if header.total_size() != batch.len() || header.last_offset_delta < 0 {
+        return Err(LogError::Corrupt(format!(
+            "batch of {} bytes has batchLength {} and lastOffsetDelta {}",
+            batch.len(),
+            header.batch_length,
+            header.last_offset_delta
+        )));
+    }
+    Ok(header)
+}
+
 impl Log {
     /// Appends one validated batch (see [`batch::validate`]) and returns its offsets.
     ///
     /// Assigns the base offset, applies LogAppendTime when configured, and rolls to a new
     /// segment first when the active one is full or old enough. `batch` is modified in place.
     pub fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        if batch.len() > self.config.max_message_bytes as usize {
-            return Err(LogError::MessageTooLarge);
-        }
-        let header = batch::parse_header(batch)?;
-        if header.total_size() != batch.len() || header.last_offset_delta < 0 {
-            return Err(LogError::Corrupt(format!(
-                "batch of {} bytes has batchLength {} and lastOffsetDelta {}",
-                batch.len(),
-                header.batch_length,
-                header.last_offset_delta
-            )));
-        }
+        let header = check_appendable(batch, &self.config)?;
         if let SequenceCheck::Duplicate(original) = self.producers.check(&header)? {
             return Ok(AppendInfo {
                 base_offset: original.base_offset,
