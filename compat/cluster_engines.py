@@ -120,6 +120,14 @@ class Postgres:
                         "partita", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
                        check=True, env=env, stdout=subprocess.DEVNULL, timeout=60)
 
+    def query(self, sql: str) -> list:
+        """Rows of `sql` run in the cluster's database, each a list of strings."""
+        env = dict(os.environ, PGPASSWORD="partita")
+        out = subprocess.run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                              "partita", "-d", "cluster", "-At", "-F", "\t", "-c", sql],
+                             check=True, env=env, capture_output=True, text=True, timeout=60)
+        return [line.split("\t") for line in out.stdout.splitlines()]
+
     def stop(self) -> None:
         if self.data.exists():
             try:

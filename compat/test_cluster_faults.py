@@ -73,6 +73,18 @@ def create_topic(bootstrap: str, topic: str) -> None:
         f.result(30)
 
 
+def create_topic_led_in_part_by(bootstrap: str, prefix: str, node_id: int) -> str:
+    """A new topic of which broker `node_id` leads at least one partition (leaders are
+    placed by hashing the topic's id, so a few topics may be needed)."""
+    for _ in range(20):
+        topic = unique_name(prefix)
+        create_topic(bootstrap, topic)
+        if node_id in wait_until(lambda: leaders_seen_by(bootstrap, topic), timeout=30,
+                                 msg=f"leaders for {topic}"):
+            return topic
+    raise AssertionError(f"broker {node_id} led no partition of 20 new topics")
+
+
 def read_back(bootstrap: str, topic: str, expected: int) -> dict:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("audit"),
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -96,6 +108,13 @@ def read_back(bootstrap: str, topic: str, expected: int) -> dict:
     finally:
         consumer.close()
     return got
+
+
+def leaders_seen_by(bootstrap: str, topic: str) -> set:
+    """The leaders of `topic`'s partitions, asked of the broker at `bootstrap` only (a client
+    that knows the cluster may send its request to a broker that no longer answers)."""
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return {p.leader for p in meta.topics[topic].partitions.values()}
 
 
 def check_exactly_once_in_order(producer: KeyedProducer, got: dict) -> None:
@@ -160,14 +179,10 @@ def test_a_broker_cut_off_by_the_network_stops_and_the_others_carry_on(cluster):
     try:
         brokers = [cluster.start_broker(n) for n in (1, 2)]
         isolated = cluster.start_broker(3, netns=netns)
-        topic = unique_name("cutoff")
-        create_topic(brokers[0].bootstrap, topic)
-        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        topic = create_topic_led_in_part_by(brokers[0].bootstrap, "cutoff", 3)
 
         def leaders() -> set:
-            meta = admin.list_topics(topic, timeout=10)
-            return {p.leader for p in meta.topics[topic].partitions.values()}
-        wait_until(lambda: 3 in leaders(), timeout=30, msg="the isolated broker to lead")
+            return leaders_seen_by(brokers[0].bootstrap, topic)
         producer = KeyedProducer(",".join(b.bootstrap for b in brokers + [isolated]),
                                  topic).start()
         wait_until(lambda: producer.acknowledged() > 500, timeout=60, msg="records flowing")
@@ -190,3 +205,58 @@ def test_a_broker_cut_off_by_the_network_stops_and_the_others_carry_on(cluster):
             "the cut-off broker did not stop serving"
     finally:
         netns.remove()
+
+
+def test_a_frozen_broker_holds_nothing_the_others_need(cluster):
+    """A broker paused with SIGSTOP (a frozen VM, a stalled disk, a long pause) keeps its
+    connections open: its PostgreSQL sessions look alive and may sit in the middle of a
+    transaction holding a partition's row lock. The others must still take its partitions, and
+    once it runs again it must write nothing in their place."""
+    import signal
+    brokers = [cluster.start_broker(n) for n in (1, 2)]
+    frozen = cluster.start_broker(3)
+    topic = create_topic_led_in_part_by(brokers[0].bootstrap, "frozen", 3)
+
+    def leaders() -> set:
+        return leaders_seen_by(brokers[0].bootstrap, topic)
+    producer = KeyedProducer(",".join(b.bootstrap for b in brokers + [frozen]), topic,
+                             rate=2000).start()
+    wait_until(lambda: producer.acknowledged() > 500, timeout=60, msg="records flowing")
+    def holds_a_transaction() -> bool:
+        """Whether the broker has a transaction open that changed a partition's row (and so
+        holds its lock)."""
+        return bool(cluster.postgres.query(
+            "SELECT 1 FROM pg_stat_activity a JOIN pg_locks l USING (pid) "
+            "WHERE a.application_name = 'partita broker 3' AND a.state = 'idle in transaction' "
+            "AND l.relation = 'partita_partitions'::regclass AND l.mode = 'RowExclusiveLock'"))
+
+    def freeze_inside_a_transaction() -> bool:
+        frozen.proc.send_signal(signal.SIGSTOP)
+        if holds_a_transaction():
+            return True
+        frozen.proc.send_signal(signal.SIGCONT)
+        return False
+
+    for round in range(3):
+        # The first time, at a moment it holds a transaction open; the others, at any moment.
+        if round == 0:
+            wait_until(freeze_inside_a_transaction, timeout=120, interval=0.01,
+                       msg="the broker frozen in the middle of a transaction")
+        else:
+            frozen.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: leaders() <= {1, 2}, timeout=30, interval=0.5,
+                       msg="the partitions of the frozen broker to move")
+            acknowledged = producer.acknowledged()
+            wait_until(lambda: producer.acknowledged() > acknowledged + 1000, timeout=90,
+                       msg="records acknowledged by the other brokers")
+        finally:
+            frozen.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: 3 in leaders(), timeout=60,
+                   msg="the broker to lead again once it runs")
+    producer.stop(timeout=180)
+    got = read_back(",".join(b.bootstrap for b in brokers), topic, producer.acknowledged())
+    check_exactly_once_in_order(producer, got)
+    assert frozen.is_running(), "the frozen broker exited"
+    assert "stopped serving its partitions" in frozen.log_text(), \
+        "the frozen broker did not stop serving"

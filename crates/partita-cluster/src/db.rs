@@ -30,6 +30,18 @@ const SCHEMA_LOCK: i64 = 0x7061_7274_6974_6101;
 /// How long one metadata operation may take before it counts as failed.
 pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Settings of every session, so that a broker which vanishes without closing its
+/// connections (a machine lost, a network cut) cannot hold what the others need: PostgreSQL
+/// itself ends a session whose client no longer answers (TCP keepalives and a send timeout,
+/// about ten seconds, which also releases a presence lock), and ends a transaction left open
+/// between two statements for five seconds, which would otherwise keep its row locks (a
+/// partition's row, the leaders lock) until the kernel gave up on the socket, hours later.
+/// No transaction of a broker waits on anything but the database between its statements. A
+/// statement waits at most ten seconds for a lock.
+const SESSION_SETTINGS: &str = "-c idle_in_transaction_session_timeout=5000 \
+     -c tcp_keepalives_idle=3 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 \
+     -c tcp_user_timeout=10000 -c lock_timeout=10000";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS partita_cluster (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -103,8 +115,9 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Connects, checks the database answers, and creates the schema on first use.
-    pub(crate) async fn connect(url: &str) -> Result<Db, ClusterError> {
+    /// Connects, checks the database answers, and creates the schema on first use. Every
+    /// session is named `partita broker <node.id>` (`application_name` in `pg_stat_activity`).
+    pub(crate) async fn connect(url: &str, node_id: i32) -> Result<Db, ClusterError> {
         let shown = redact(url);
         let mut config: tokio_postgres::Config = url.parse().map_err(|error| {
             ClusterError::Startup(format!(
@@ -113,7 +126,8 @@ impl Db {
         })?;
         config.connect_timeout(Duration::from_secs(5));
         config.keepalives_idle(Duration::from_secs(10));
-        config.application_name("partita");
+        config.application_name(format!("partita broker {node_id}"));
+        config.options(SESSION_SETTINGS);
         let db = Db {
             pool: pool(config.clone(), 16)?,
             control: pool(config.clone(), 2)?,

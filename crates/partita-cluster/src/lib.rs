@@ -134,7 +134,7 @@ impl Cluster {
                 config.enabled().err().unwrap_or_default(),
             ));
         };
-        let db = Db::connect(&metadata_url).await?;
+        let db = Db::connect(&metadata_url, node.node_id).await?;
         let objects = Objects::open(&storage_url).await?;
         let session = config.session_timeout_ms as i64;
         let incarnation = members::register(&db, &node, session).await?;
@@ -399,9 +399,12 @@ async fn heartbeats(shared: Weak<Shared>) {
                         || beat.catalog_version != reassigned_at_version
                         || last_reassign.elapsed() > Duration::from_secs(30))
                 {
-                    reassign(&shared).await;
-                    last_reassign = Instant::now();
-                    reassigned_at_version = beat.catalog_version;
+                    if reassign(&shared).await {
+                        last_reassign = Instant::now();
+                        reassigned_at_version = beat.catalog_version;
+                    } else {
+                        reassigned_at_version = -1;
+                    }
                 }
                 if beat.catalog_version != shared.view.borrow().version || beat.live != last_live {
                     if let Err(error) = refresh(&shared).await {
@@ -472,13 +475,26 @@ async fn follow_catalog(shared: Weak<Shared>) {
     }
 }
 
-/// Spreads partition leadership over the live brokers.
-async fn reassign(shared: &Shared) {
+/// Spreads partition leadership over the live brokers; false if that failed.
+async fn reassign(shared: &Shared) -> bool {
     let session = shared.config.session_timeout_ms as i64;
-    match members::reassign_leaders(&shared.db, session).await {
-        Ok(0) => {}
-        Ok(moved) => tracing::info!(partitions = moved, "partition leaders moved"),
-        Err(error) => tracing::warn!(%error, "could not spread partition leadership"),
+    // Bounded well within the session, as it runs between two heartbeats of this broker.
+    let bound = Duration::from_millis(shared.config.session_timeout_ms / 2);
+    let reassigned = tokio::time::timeout(bound, members::reassign_leaders(&shared.db, session));
+    match reassigned.await {
+        Ok(Ok(0)) => true,
+        Ok(Ok(moved)) => {
+            tracing::info!(partitions = moved, "partition leaders moved");
+            true
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not spread partition leadership");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("could not spread partition leadership in time; trying again");
+            false
+        }
     }
 }
 

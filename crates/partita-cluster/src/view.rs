@@ -83,9 +83,16 @@ pub(crate) fn live_condition(n: usize) -> String {
     )
 }
 
-/// Loads the whole view.
+/// Loads the whole view, from one snapshot of the database (a topic created while it loads
+/// is in it with all its partitions, or not at all).
 pub(crate) async fn load(db: &Db, session_timeout_ms: i64) -> Result<ClusterView, ClusterError> {
-    let client = db.control().await?;
+    let mut connection = db.control().await?;
+    let client = connection
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
     let version: i64 = client
         .query_one("SELECT catalog_version FROM partita_cluster", &[])
         .await?
@@ -140,6 +147,7 @@ pub(crate) async fn load(db: &Db, session_timeout_ms: i64) -> Result<ClusterView
         })
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
+    client.commit().await?;
     Ok(ClusterView {
         version,
         brokers,
