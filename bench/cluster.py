@@ -89,6 +89,7 @@ class Group:
 
     def __init__(self, name: str, members: list, engines: Engines, workdir: Path):
         self.name, self.members, self.engines, self.workdir = name, members, engines, workdir
+        self.s3_cpu = None
         self.argv = [x for m in members for x in m.argv + ["&&"]][:-1]
         self.log_path = workdir / "broker.log"
 
@@ -140,6 +141,9 @@ class Group:
     def stop(self) -> None:
         for m in self.members:
             m.stop()
+        # What serving the object store cost, for the whole run (s3s-fs is one process).
+        if self.engines.s3.proc is not None:
+            self.s3_cpu = pc.proc_cpu_seconds(self.engines.s3.proc.pid)
         self.engines.stop()
 
     def log_tail(self, n: int = 25) -> str:
@@ -200,6 +204,18 @@ def request_rows(results: list, groups: dict) -> list:
             else:
                 cells.append(f"{c[op] / (moved / 1e9):,.0f} ({c[op]:,})")
         rows.append((f"object store {op} per GB moved (total)", cells))
+    cells = []
+    for r in results:
+        moved = sum(s.moved_bytes or 0 for k, runs in r["steps"].items() if k != "latency"
+                    for s in runs)
+        group = groups.get(r["name"])
+        if group is None:
+            cells.append("(local disk)")
+        elif group.s3_cpu is None or not moved:
+            cells.append("n/a")
+        else:
+            cells.append(f"{group.s3_cpu / (moved / 1e9):.2f}")
+    rows.append(("S3 server (s3s-fs) CPU s per GB moved, whole run", cells))
     return rows
 
 

@@ -392,7 +392,8 @@ impl Core {
     /// The bytes an index entry points at, from the cache or the object store. An entry of
     /// a flush object (a little of many partitions, which consumers tend to read together) is
     /// read with its whole object, kept in the cache for the other entries; an entry of a
-    /// merged object is read alone.
+    /// merged object is read alone. Reads of the same thing at the same time (the partitions
+    /// of one flush object, fetched together) wait for one request to the object store.
     pub(crate) async fn row_bytes(&self, row: &Row) -> Result<Bytes, LogError> {
         let cache = &self.shared.cache;
         let slice = |whole: &Bytes| {
@@ -408,19 +409,20 @@ impl Core {
             return Ok(bytes);
         }
         if !row.merged {
-            let whole = self.shared.objects.get(row.object).await?;
+            let whole = cache
+                .get_or_insert_async(&(row.object, WHOLE), self.shared.objects.get(row.object))
+                .await?;
             if let Some(bytes) = slice(&whole) {
-                cache.insert((row.object, WHOLE), whole);
                 return Ok(bytes);
             }
         }
-        let bytes = self
+        let read = self
             .shared
             .objects
-            .read(row.object, row.position, row.size as u64)
-            .await?;
-        cache.insert((row.object, row.position), bytes.clone());
-        Ok(bytes)
+            .read(row.object, row.position, row.size as u64);
+        Ok(cache
+            .get_or_insert_async(&(row.object, row.position), read)
+            .await?)
     }
 
     /// Loads into the cache, in the background, the rows a consumer reading on after `rows`
