@@ -203,7 +203,7 @@ class Cluster:
                 "cluster.metadata.url": self.postgres.url}
 
     def start_broker(self, node_id: int, settings: Optional[dict] = None,
-                     netns: Optional["Netns"] = None, **kwargs):
+                     netns: Optional["Netns"] = None, port: Optional[int] = None, **kwargs):
         """A broker in cluster mode with `node.id` `node_id`, plus any other settings
         (keyword arguments with `_` for `.`, as `start_broker` takes them); in the network
         namespace `netns` if given, reaching the engines through its link."""
@@ -218,7 +218,7 @@ class Cluster:
         merged.update(settings or {})
         merged.update(setting_names(kwargs))
         n = len(self.brokers)
-        b = Broker(binary=broker_binary(), port=free_port(), data_dir=self.root / f"data{n}",
+        b = Broker(binary=broker_binary(), port=port or free_port(), data_dir=self.root / f"data{n}",
                    log_path=self.root / f"broker{n}.log", settings=merged, env=env,
                    host=host, prefix=prefix)
         self.brokers.append(b)

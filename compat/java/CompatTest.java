@@ -76,14 +76,30 @@ public final class CompatTest {
         }
     }
 
+    /**
+     * A client's properties: the bootstrap servers, plus those of the file named by the system
+     * property partita.client.properties if given (security settings, as Kafka's tools take
+     * them with --command-config).
+     */
+    static Properties client(String bootstrap) throws java.io.IOException {
+        Properties p = new Properties();
+        String file = System.getProperty("partita.client.properties");
+        if (file != null) {
+            try (java.io.Reader in = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(file))) {
+                p.load(in);
+            }
+        }
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        return p;
+    }
+
     static void step(String msg) {
         System.out.println("== " + msg);
         System.out.flush();
     }
 
     static void run(String bootstrap, String topic, int brokers) throws Exception {
-        Properties ap = new Properties();
-        ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        Properties ap = client(bootstrap);
         ap.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 20000);
         ap.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30000);
         try (Admin admin = Admin.create(ap)) {
@@ -182,8 +198,7 @@ public final class CompatTest {
     /** Produces n keyed records with explicit partitions i % partitionCount; returns per partition values in order. */
     static Map<Integer, List<String>> produce(String bootstrap, String topic, int n, String codec)
             throws Exception {
-        Properties pp = new Properties();
-        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        Properties pp = client(bootstrap);
         pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         pp.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 60000);
@@ -222,8 +237,7 @@ public final class CompatTest {
 
     static void consumeAndCheck(String bootstrap, String topic, Map<Integer, List<String>> sent)
             throws Exception {
-        Properties cp = new Properties();
-        cp.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        Properties cp = client(bootstrap);
         cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);

@@ -9,6 +9,7 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::group_events::GroupEventLog;
 use crate::groups::ShardRouter;
+use crate::listeners::Listener;
 use crate::memory::MemoryBudget;
 use crate::metrics::BrokerMetrics;
 use crate::producer_ids::ProducerIds;
@@ -17,7 +18,7 @@ use crate::topic_config::TopicOverrides;
 use crate::topics::{Topic, TopicRegistry};
 use std::sync::Arc;
 
-use partita_cluster::{BrokerInfo, Cluster, NodeAddress};
+use partita_cluster::{BrokerInfo, Cluster, Endpoint, NodeAddress};
 use tokio::sync::watch;
 
 /// How many group events are kept for the timeline.
@@ -27,6 +28,8 @@ const GROUP_EVENTS_RETAINED: usize = 10_000;
 pub struct Broker {
     /// The configuration the broker started with.
     pub config: BrokerConfig,
+    /// Its Kafka listeners, the first being `config.listen`.
+    pub listeners: Vec<Listener>,
     /// The topics and their partitions.
     pub topics: TopicRegistry,
     /// The cluster id: generated on first start and kept in `meta.properties`, or in cluster
@@ -61,10 +64,11 @@ impl Broker {
     /// data directory: the broker joins the cluster, and topics, offsets and records live in
     /// PostgreSQL and the object store.
     pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let listeners = config.listeners().map_err(BrokerError::Startup)?;
         let (cluster, cluster_id, topics, producer_ids) =
             match config.cluster.enabled().map_err(BrokerError::Startup)? {
                 true => {
-                    let cluster = join_cluster(&config).await?;
+                    let cluster = join_cluster(&config, &listeners).await?;
                     let topics = TopicRegistry::cluster(&config, cluster.clone()).await;
                     let id = cluster.cluster_id().to_string();
                     let ids = ProducerIds::Cluster(cluster.clone());
@@ -85,6 +89,7 @@ impl Broker {
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
             fetch_memory: MemoryBudget::new(config.fetch_memory_max_bytes),
             config,
+            listeners,
             topics,
             cluster_id,
             cluster,
@@ -139,21 +144,38 @@ impl Broker {
         }
     }
 
-    /// The brokers clients are told of: this one, or in cluster mode every live broker.
-    pub fn brokers(&self) -> Vec<BrokerInfo> {
+    /// The brokers clients that connected through `listener` are told of: this one, or in
+    /// cluster mode every live broker, each at its address on the listener of that name
+    /// (Kafka answers with the same listener the client came through).
+    pub fn brokers(&self, listener: &str) -> Vec<BrokerInfo> {
         match &self.cluster {
-            Some(cluster) => cluster.view().brokers.clone(),
-            None => vec![self.this_broker()],
+            Some(cluster) => cluster
+                .view()
+                .brokers
+                .iter()
+                .map(|b| reached_through(b, listener))
+                .collect(),
+            None => vec![self.this_broker(listener)],
         }
     }
 
-    /// This broker, as clients reach it.
-    pub fn this_broker(&self) -> BrokerInfo {
+    /// This broker, as clients of `listener` reach it.
+    pub fn this_broker(&self, listener: &str) -> BrokerInfo {
+        let (host, port) = self
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| (l.advertised_host.clone(), l.advertised_port))
+            .unwrap_or((
+                self.config.advertised_host.clone(),
+                self.config.advertised_port,
+            ));
         BrokerInfo {
             node_id: self.config.node_id,
-            host: self.config.advertised_host.clone(),
-            port: i32::from(self.config.advertised_port),
+            host,
+            port: i32::from(port),
             rack: self.config.cluster.rack.clone(),
+            endpoints: endpoints(&self.listeners),
         }
     }
 
@@ -171,9 +193,9 @@ impl Broker {
 
     /// The broker that coordinates `group_id`: the leader of its `__consumer_offsets`
     /// partition. `None` while that partition has no live leader.
-    pub fn coordinator_of(&self, group_id: &str) -> Option<BrokerInfo> {
+    pub fn coordinator_of(&self, group_id: &str, listener: &str) -> Option<BrokerInfo> {
         let Some(cluster) = &self.cluster else {
-            return Some(self.this_broker());
+            return Some(self.this_broker(listener));
         };
         let shard = partita_groups::partition_for_group(group_id, self.groups.shard_count() as i32);
         let leader = self
@@ -182,17 +204,50 @@ impl Broker {
             .leaders
             .get(shard as usize)?
             .node_id;
-        cluster.view().broker(leader).cloned()
+        cluster
+            .view()
+            .broker(leader)
+            .map(|b| reached_through(b, listener))
     }
 }
 
+/// `broker` with the host and port of its listener named `listener` (its first listener's
+/// if it has none of that name).
+fn reached_through(broker: &BrokerInfo, listener: &str) -> BrokerInfo {
+    let mut info = broker.clone();
+    if let Some((host, port)) = broker.endpoint(listener) {
+        (info.host, info.port) = (host.to_string(), port);
+    }
+    info
+}
+
+/// Every listener's advertised address.
+fn endpoints(listeners: &[Listener]) -> Vec<Endpoint> {
+    listeners
+        .iter()
+        .map(|l| Endpoint {
+            listener: l.name.clone(),
+            host: l.advertised_host.clone(),
+            port: i32::from(l.advertised_port),
+        })
+        .collect()
+}
+
 /// Joins the cluster named by the configuration; a failure is one line saying what to fix.
-async fn join_cluster(config: &BrokerConfig) -> Result<Cluster, BrokerError> {
+async fn join_cluster(
+    config: &BrokerConfig,
+    listeners: &[Listener],
+) -> Result<Cluster, BrokerError> {
+    let (host, port) = listeners
+        .first()
+        .map(|l| (l.advertised_host.clone(), l.advertised_port))
+        .unwrap_or((config.advertised_host.clone(), config.advertised_port));
     let node = NodeAddress {
         node_id: config.node_id,
-        host: config.advertised_host.clone(),
-        port: i32::from(config.advertised_port),
+        host,
+        port: i32::from(port),
         rack: config.cluster.rack.clone(),
+        endpoints: endpoints(listeners),
     };
     Cluster::start(config.cluster.clone(), node)
         .await

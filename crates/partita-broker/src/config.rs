@@ -11,6 +11,8 @@ use partita_cluster::ClusterConfig;
 use partita_groups::GroupConfig;
 use partita_log::{CleanupPolicy, LogConfig, TimestampType};
 
+use crate::listeners::{Listener, ListenerProperties};
+
 /// Everything the broker needs to know to start.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -67,6 +69,9 @@ pub struct BrokerConfig {
     pub http_history_minutes: u64,
     /// How often lag and traffic are sampled for that history (`http.history.interval.ms`).
     pub http_history_interval_ms: u64,
+    /// `listeners`, `advertised.listeners`, `listener.security.protocol.map` and the TLS
+    /// settings as given; [`BrokerConfig::listeners`] resolves them.
+    pub listener_properties: ListenerProperties,
     /// The properties given explicitly (file, environment or flags), as named there; what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
     pub explicit: std::collections::BTreeSet<String>,
@@ -99,6 +104,7 @@ impl Default for BrokerConfig {
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             http_history_minutes: 15,
             http_history_interval_ms: 5_000,
+            listener_properties: ListenerProperties::default(),
             explicit: Default::default(),
         }
     }
@@ -137,7 +143,6 @@ const IGNORED_PROPERTIES: &[&str] = &[
     "controller.quorum.bootstrap.servers",
     "controller.listener.names",
     "inter.broker.listener.name",
-    "listener.security.protocol.map",
     "zookeeper.connect",
     "default.replication.factor",
     "offsets.topic.replication.factor",
@@ -182,6 +187,7 @@ impl BrokerConfig {
             _ => Err(bad("must be positive, or -1 for no limit")),
         };
         let boolean = || value.parse::<bool>().map_err(|_| bad("not true or false"));
+        let listener_property = self.listener_properties.set(name, value);
         match name {
             "log.dirs" | "log.dir" | "data.dir" | "data-dir" => {
                 let first = value.split(',').next().unwrap_or(value);
@@ -193,6 +199,7 @@ impl BrokerConfig {
                 self.advertised_host = host;
                 self.advertised_port = port;
             }
+            _ if listener_property => {}
             "node.id" | "broker.id" => self.node_id = int()? as i32,
             "num.partitions" => self.num_partitions = positive()? as i32,
             "auto.create.topics.enable" => self.auto_create_topics_enable = boolean()?,
@@ -337,16 +344,26 @@ pub mod config_type {
 }
 
 impl BrokerConfig {
+    /// Every Kafka listener, the first being the one `listen` and `advertised_*` describe;
+    /// reads the TLS keys and certificates they name.
+    pub fn listeners(&self) -> Result<Vec<Listener>, String> {
+        self.listener_properties
+            .resolve(self.listen, &self.advertised_host, self.advertised_port)
+    }
+
     /// The broker properties DescribeConfigs lists besides the defaults of topic properties:
     /// name, value and type. None of them can be changed while the broker runs.
     pub fn described(&self) -> Vec<(&'static str, String, i8)> {
         use config_type::{BOOLEAN, INT, LONG, STRING};
         let g = &self.groups;
-        let listener = format!("PLAINTEXT://{}", self.listen);
-        let advertised = format!(
-            "PLAINTEXT://{}:{}",
-            self.advertised_host, self.advertised_port
-        );
+        let given = |name| self.listener_properties.given(name);
+        let listener = given("listeners").unwrap_or_else(|| format!("PLAINTEXT://{}", self.listen));
+        let advertised = given("advertised.listeners").unwrap_or_else(|| {
+            format!(
+                "PLAINTEXT://{}:{}",
+                self.advertised_host, self.advertised_port
+            )
+        });
         let int = |name, value: &dyn ToString| (name, value.to_string(), INT);
         vec![
             ("advertised.listeners", advertised, STRING),
@@ -471,15 +488,7 @@ fn parse_host_port(value: &str) -> Result<(String, u16), String> {
 
 fn parse_listener(value: &str) -> Result<SocketAddr, String> {
     let (host, port) = parse_host_port(value)?;
-    let host = if host == "localhost" {
-        "127.0.0.1".to_string()
-    } else {
-        host
-    };
-    let ip = host
-        .parse::<std::net::IpAddr>()
-        .map_err(|_| format!("listen address must be an IP address, got {host:?}"))?;
-    Ok(SocketAddr::new(ip, port))
+    crate::listeners::parse_bind(&host, port)
 }
 
 #[cfg(test)]

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -35,12 +34,41 @@ const IN_FLIGHT: usize = 16;
 /// The first piece of a frame's buffer; it doubles as more of the frame arrives.
 const FIRST_READ: usize = 64 * 1024;
 
+/// The reading side of a connection, in clear text or TLS.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The writing side of a connection, in clear text or TLS.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A client's byte stream: a TCP socket, or TLS over one.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Stream::Plain(socket) => {
+                let (read, write) = socket.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            Stream::Tls(stream) => {
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Box::new(write))
+            }
+        }
+    }
+}
+
 /// A connection and what it needs to answer requests.
 pub(crate) struct Connection {
     broker: Arc<Broker>,
     reader: FrameReader,
-    writer: BufWriter<OwnedWriteHalf>,
+    writer: BufWriter<WriteHalf>,
     peer: SocketAddr,
+    /// The name of the listener it came through.
+    listener: Arc<str>,
     shutdown: Shutdown,
     _admitted: Admitted,
     _done: mpsc::Sender<()>,
@@ -49,7 +77,7 @@ pub(crate) struct Connection {
 /// The reading side: whole frames off the socket.
 struct FrameReader {
     broker: Arc<Broker>,
-    half: OwnedReadHalf,
+    half: ReadHalf,
     idle: Duration,
 }
 
@@ -74,14 +102,15 @@ enum ReadOutcome {
 impl Connection {
     pub(crate) fn new(
         broker: Arc<Broker>,
-        socket: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
+        listener: Arc<str>,
         admitted: Admitted,
         shutdown: Shutdown,
         done: mpsc::Sender<()>,
     ) -> Connection {
         let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
-        let (read_half, write_half) = socket.into_split();
+        let (read_half, write_half) = stream.split();
         Connection {
             reader: FrameReader {
                 broker: Arc::clone(&broker),
@@ -91,6 +120,7 @@ impl Connection {
             broker,
             writer: BufWriter::new(write_half),
             peer,
+            listener,
             shutdown,
             _admitted: admitted,
             _done: done,
@@ -109,6 +139,7 @@ impl Connection {
             reader,
             mut writer,
             peer,
+            listener,
             shutdown,
             _admitted,
             _done,
@@ -147,7 +178,7 @@ impl Connection {
                         }
                     }
                     let request = Request::of(&frame, memory);
-                    let staged = dispatch::stage(&broker, peer, frame).await;
+                    let staged = dispatch::stage(&broker, peer, &listener, frame).await;
                     in_flight.push_back(async move {
                         let outcome = match staged {
                             Ok(pending) => pending.await,
@@ -193,7 +224,7 @@ impl Request {
 async fn write_reply(
     broker: &Broker,
     peer: SocketAddr,
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut BufWriter<WriteHalf>,
     request: Request,
     outcome: Result<Option<Reply>, DispatchError>,
 ) -> bool {

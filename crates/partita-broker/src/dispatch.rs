@@ -91,13 +91,14 @@ pub(crate) fn is_produce(frame: &[u8]) -> bool {
 pub(crate) async fn stage(
     broker: &Arc<Broker>,
     peer: SocketAddr,
+    listener: &str,
     mut frame: Bytes,
 ) -> Result<PendingReply, DispatchError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let served = supported_versions(ApiKey::Produce)
         .is_some_and(|(min, max)| (min..=max).contains(&version));
     if !(is_produce(&frame) && served) {
-        let reply = dispatch(broker, peer, frame).await;
+        let reply = dispatch(broker, peer, listener, frame).await;
         return Ok(Box::pin(std::future::ready(reply)));
     }
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -120,6 +121,7 @@ pub(crate) async fn stage(
 pub(crate) async fn dispatch(
     broker: &Broker,
     peer: SocketAddr,
+    listener: &str,
     mut frame: Bytes,
 ) -> Result<Option<Reply>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -162,6 +164,17 @@ pub(crate) async fn dispatch(
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
             let response = $handler(broker, request, version).await;
+            encode(raw_key, version, correlation_id, &response)
+        }};
+    }
+
+    // APIs that name brokers answer with their addresses on the client's listener.
+    macro_rules! route_listener {
+        ($request:ty, $handler:expr) => {{
+            let request = <$request>::decode(&mut frame, version).map_err(|e| {
+                DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
+            })?;
+            let response = $handler(broker, request, version, listener).await;
             encode(raw_key, version, correlation_id, &response)
         }};
     }
@@ -247,9 +260,9 @@ pub(crate) async fn dispatch(
             }))
         }
         ApiKey::ListOffsets => route!(ListOffsetsRequest, handlers::list_offsets::handle),
-        ApiKey::Metadata => route!(MetadataRequest, handlers::metadata::handle),
+        ApiKey::Metadata => route_listener!(MetadataRequest, handlers::metadata::handle),
         ApiKey::FindCoordinator => {
-            route!(FindCoordinatorRequest, handlers::find_coordinator::handle)
+            route_listener!(FindCoordinatorRequest, handlers::find_coordinator::handle)
         }
         ApiKey::ApiVersions => route!(ApiVersionsRequest, handlers::api_versions::handle),
         ApiKey::CreateTopics => route!(CreateTopicsRequest, handlers::create_topics::handle),
@@ -272,7 +285,7 @@ pub(crate) async fn dispatch(
             route!(CreatePartitionsRequest, handlers::create_partitions::handle)
         }
         ApiKey::DescribeCluster => {
-            route!(DescribeClusterRequest, handlers::describe_cluster::handle)
+            route_listener!(DescribeClusterRequest, handlers::describe_cluster::handle)
         }
         other => Err(DispatchError::Close(format!("{other:?} is not supported"))),
     }

@@ -13,6 +13,7 @@ pub mod group_events;
 pub mod groups;
 mod handlers;
 mod http;
+pub mod listeners;
 mod memory;
 pub mod metrics;
 pub mod partition;

@@ -233,6 +233,14 @@ impl BrokerMetrics {
         self.connections_closed.get_or_create(&labels).inc();
     }
 
+    /// Counts a connection closed because its TLS handshake failed or did not come.
+    pub fn tls_handshake_failed(&self) {
+        let labels = ReasonLabels {
+            reason: "tls_handshake",
+        };
+        self.connections_closed.get_or_create(&labels).inc();
+    }
+
     /// Counts a connection closed after `connections.max.idle.ms` without a byte.
     pub fn connection_idle_closed(&self) {
         let labels = ReasonLabels { reason: "idle" };

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::TooManyFromAddress;
 use crate::broker::{now_ms, Broker};
-use crate::connection::Connection;
+use crate::connection::{Connection, Stream};
 
 /// Tells every task the broker is stopping; cloned into each connection.
 #[derive(Clone)]
@@ -33,12 +33,15 @@ impl Shutdown {
     }
 }
 
-/// Serves Kafka clients on `listener` (and `/metrics` and the dashboard on `http.listen`)
-/// until `stop` completes, then answers the requests in flight, closes every connection and
-/// flushes every log.
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves Kafka clients on `sockets`, bound to the addresses of `broker.listeners` in the
+/// same order (and `/metrics` and the dashboard on `http.listen`) until `stop` completes,
+/// then answers the requests in flight, closes every connection and flushes every log.
 pub async fn serve(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    sockets: Vec<TcpListener>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let (done_sender, mut done_receiver) = mpsc::channel::<()>(1);
@@ -46,15 +49,23 @@ pub async fn serve(
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
     let http = crate::http::start(&broker, shutdown.clone()).await;
 
+    let accepting = sockets
+        .iter()
+        .zip(&broker.listeners)
+        .map(|(socket, listener)| {
+            let acceptor = listener.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+            let name: Arc<str> = Arc::from(listener.name.as_str());
+            accept_loop(&broker, socket, name, acceptor, &shutdown, &done_sender)
+        });
     tokio::select! {
-        _ = accept_loop(&broker, &listener, &shutdown, &done_sender) => {}
+        _ = futures_util::future::join_all(accepting) => {}
         _ = stop => tracing::info!("shutting down"),
     }
 
     // Connections stop reading; requests parked waiting for data or for a rebalance answer.
     broker.begin_shutdown();
     drop(done_sender);
-    drop(listener);
+    drop(sockets);
     // Each connection holds a clone of `done_sender`; all are gone once every in-flight
     // request has been answered.
     if tokio::time::timeout(Duration::from_secs(30), done_receiver.recv())
@@ -73,7 +84,9 @@ pub async fn serve(
 
 async fn accept_loop(
     broker: &Arc<Broker>,
-    listener: &TcpListener,
+    socket: &TcpListener,
+    name: Arc<str>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: &Shutdown,
     done: &mpsc::Sender<()>,
 ) {
@@ -81,7 +94,7 @@ async fn accept_loop(
     loop {
         // At `max.connections` this waits, and new clients wait in the listen backlog.
         let room = broker.admission.room().await;
-        match listener.accept().await {
+        match socket.accept().await {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(10);
                 let admitted = match broker.admission.admit(peer.ip(), room) {
@@ -93,15 +106,34 @@ async fn accept_loop(
                     }
                 };
                 let _ = socket.set_nodelay(true);
-                let connection = Connection::new(
-                    Arc::clone(broker),
-                    socket,
-                    peer,
-                    admitted,
-                    shutdown.clone(),
-                    done.clone(),
-                );
-                tokio::spawn(connection.run());
+                let (broker, name, tls) = (Arc::clone(broker), Arc::clone(&name), tls.clone());
+                let (shutdown, done) = (shutdown.clone(), done.clone());
+                tokio::spawn(async move {
+                    // The handshake runs in the connection's own task, so that a slow or
+                    // silent client holds up no other.
+                    let stream = match tls {
+                        None => Stream::Plain(socket),
+                        Some(tls) => {
+                            let handshake = tls.accept(socket);
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                                Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                                Ok(Err(error)) => {
+                                    broker.metrics.tls_handshake_failed();
+                                    tracing::info!(%peer, listener = %name, %error, "TLS handshake failed; connection closed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    broker.metrics.tls_handshake_failed();
+                                    tracing::info!(%peer, listener = %name, "no TLS handshake within 10 s; connection closed");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let connection =
+                        Connection::new(broker, stream, peer, name, admitted, shutdown, done);
+                    connection.run().await;
+                });
             }
             Err(error) => {
                 // Usually out of file descriptors: wait rather than spin.

@@ -102,6 +102,7 @@ CREATE TABLE IF NOT EXISTS partita_producers (
 );
 CREATE SEQUENCE IF NOT EXISTS partita_producer_ids;
 ALTER TABLE partita_brokers ADD COLUMN IF NOT EXISTS presence_key int;
+ALTER TABLE partita_brokers ADD COLUMN IF NOT EXISTS endpoints jsonb;
 ";
 
 /// Connections to the metadata database: a pool for the data path, and a small one of its

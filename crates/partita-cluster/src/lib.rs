@@ -41,7 +41,7 @@ pub use config::ClusterConfig;
 pub use error::ClusterError;
 pub use members::NodeAddress;
 pub use partition::ClusterPartition;
-pub use view::{BrokerInfo, ClusterView, PartitionInfo, TopicInfo};
+pub use view::{BrokerInfo, ClusterView, Endpoint, PartitionInfo, TopicInfo};
 
 use db::Db;
 use flush::FlushItem;

@@ -30,6 +30,8 @@ pub struct NodeAddress {
     pub port: i32,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// Every listener's advertised endpoint.
+    pub endpoints: Vec<crate::view::Endpoint>,
 }
 
 /// What a heartbeat learns.
@@ -73,17 +75,19 @@ pub(crate) async fn register(
     }
     transaction
         .execute(
-            "INSERT INTO partita_brokers (node_id, host, port, rack, incarnation, heartbeat_at) \
-             VALUES ($1, $2, $3, $4, $5, now()) \
+            "INSERT INTO partita_brokers \
+             (node_id, host, port, rack, incarnation, heartbeat_at, endpoints) \
+             VALUES ($1, $2, $3, $4, $5, now(), $6) \
              ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, \
              rack = excluded.rack, incarnation = excluded.incarnation, heartbeat_at = now(), \
-             presence_key = NULL",
+             presence_key = NULL, endpoints = excluded.endpoints",
             &[
                 &node.node_id,
                 &node.host,
                 &node.port,
                 &node.rack,
                 &incarnation,
+                &serde_json::to_value(&node.endpoints).unwrap_or_default(),
             ],
         )
         .await?;

@@ -19,6 +19,30 @@ pub struct BrokerInfo {
     pub port: i32,
     /// `broker.rack`, if set.
     pub rack: Option<String>,
+    /// Where clients reach it through each of its listeners; `host` and `port` are its
+    /// first listener's.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One listener of a broker, as clients reach it (`advertised.listeners`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    /// The listener's name (`PLAINTEXT`, `SSL`, or a name of `listener.security.protocol.map`).
+    pub listener: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+}
+
+impl BrokerInfo {
+    /// Host and port of its listener named `listener`, if it has one.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener.eq_ignore_ascii_case(listener))
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 /// A topic of the cluster.
@@ -100,7 +124,8 @@ pub(crate) async fn load(db: &Db, session_timeout_ms: i64) -> Result<ClusterView
     let brokers = client
         .query(
             &format!(
-                "SELECT node_id, host, port, rack FROM partita_brokers WHERE {} ORDER BY node_id",
+                "SELECT node_id, host, port, rack, endpoints FROM partita_brokers WHERE {} \
+                 ORDER BY node_id",
                 live_condition(1)
             ),
             &[&session_timeout_ms],
@@ -112,6 +137,10 @@ pub(crate) async fn load(db: &Db, session_timeout_ms: i64) -> Result<ClusterView
             host: row.get(1),
             port: row.get(2),
             rack: row.get(3),
+            endpoints: row
+                .get::<_, Option<serde_json::Value>>(4)
+                .and_then(|json| serde_json::from_value(json).ok())
+                .unwrap_or_default(),
         })
         .collect();
     let mut partitions: BTreeMap<Uuid, Vec<PartitionInfo>> = BTreeMap::new();

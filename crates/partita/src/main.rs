@@ -105,9 +105,16 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listeners = config.listeners().map_err(anyhow::Error::msg)?;
+        let mut sockets = Vec::with_capacity(listeners.len());
+        for listener in &listeners {
+            let socket = tokio::net::TcpListener::bind(listener.bind)
+                .await
+                .with_context(|| {
+                    format!("binding {} (listener {})", listener.bind, listener.name)
+                })?;
+            sockets.push(socket);
+        }
         let clustered =
             config.cluster.storage_url.is_some() || config.cluster.metadata_url.is_some();
         let broker = Arc::new(Broker::open(config.clone()).await.with_context(
@@ -116,9 +123,17 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
                 false => format!("opening data directory {}", config.data_dir.display()),
             },
         )?);
+        let shown: Vec<String> = listeners
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}://{} (advertised {}:{})",
+                    l.name, l.bind, l.advertised_host, l.advertised_port
+                )
+            })
+            .collect();
         tracing::info!(
-            listen = %config.listen,
-            advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+            listeners = %shown.join(", "),
             storage = %match &config.cluster.storage_url {
                 Some(url) => url.clone(),
                 None => config.data_dir.display().to_string(),
@@ -126,7 +141,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             cluster_id = %broker.cluster_id,
             "partita broker started"
         );
-        partita_broker::serve(broker, listener, shutdown_signal()).await;
+        partita_broker::serve(broker, sockets, shutdown_signal()).await;
         Ok(())
     })
 }

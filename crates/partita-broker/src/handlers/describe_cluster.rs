@@ -10,6 +10,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     _version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     broker.topics.catch_up().await;
     DescribeClusterResponse::default()
@@ -22,7 +23,7 @@ pub(crate) async fn handle(
         ))
         .with_brokers(
             broker
-                .brokers()
+                .brokers(listener)
                 .iter()
                 .map(|b| {
                     DescribeClusterBroker::default()

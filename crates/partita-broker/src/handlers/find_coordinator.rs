@@ -17,13 +17,14 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let find = |key: &str| {
         let group = match request.key_type {
             SHARE_KEY => key.split(':').next().unwrap_or(key),
             _ => key,
         };
-        broker.coordinator_of(group)
+        broker.coordinator_of(group, listener)
     };
     if version >= 4 {
         let coordinators = request

@@ -16,6 +16,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: MetadataRequest,
     version: i16,
+    listener: &str,
 ) -> MetadataResponse {
     broker.topics.catch_up().await;
     // v0: an empty list means every topic; v1+: a null list does.
@@ -64,7 +65,7 @@ pub(crate) async fn handle(
         ))
         .with_brokers(
             broker
-                .brokers()
+                .brokers(listener)
                 .iter()
                 .map(|b| {
                     MetadataResponseBroker::default()

@@ -45,7 +45,7 @@ impl TestBroker {
         }
         let broker = Arc::new(Broker::open(config).await.unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(partita_broker::serve(broker, listener, async {
+        let task = tokio::spawn(partita_broker::serve(broker, vec![listener], async {
             let _ = stopped.await;
         }));
         TestBroker {

@@ -1,0 +1,489 @@
+//! Listeners as Kafka configures them: `listeners`, `advertised.listeners` and
+//! `listener.security.protocol.map`, and the TLS settings of each listener (`ssl.*`, or
+//! `listener.name.<name>.ssl.*` for one listener only), read from PEM files or values
+//! (KIP-651). TLS is rustls's; nothing of it is written here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// How a listener's connections are secured (`listener.security.protocol.map`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// Neither TLS nor SASL.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn parse(name: &str) -> Option<SecurityProtocol> {
+        match name.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+
+    /// Whether connections start with a TLS handshake.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// One listener, resolved.
+#[derive(Clone)]
+pub struct Listener {
+    /// Its name, upper case (`PLAINTEXT`, `SSL`, `CLIENT`, ...).
+    pub name: String,
+    /// How its connections are secured.
+    pub protocol: SecurityProtocol,
+    /// The address it binds.
+    pub bind: SocketAddr,
+    /// Host given to clients that connect through it.
+    pub advertised_host: String,
+    /// Port given to clients that connect through it.
+    pub advertised_port: u16,
+    /// Its TLS settings, for SSL and SASL_SSL.
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("name", &self.name)
+            .field("protocol", &self.protocol)
+            .field("bind", &self.bind)
+            .field("advertised", &(&self.advertised_host, self.advertised_port))
+            .finish()
+    }
+}
+
+/// The listener properties as given: `listeners`, `advertised.listeners`,
+/// `listener.security.protocol.map`, `ssl.*` and `listener.name.*`.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerProperties {
+    values: BTreeMap<String, String>,
+}
+
+/// The `ssl.*` properties a listener takes.
+const SSL_PROPERTIES: &[&str] = &[
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.keystore.password",
+    "ssl.key.password",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+    "ssl.truststore.password",
+    "ssl.client.auth",
+    "ssl.enabled.protocols",
+    "ssl.protocol",
+    "ssl.endpoint.identification.algorithm",
+];
+
+/// Secrets: never shown.
+const SECRET_PROPERTIES: &[&str] = &[
+    "ssl.keystore.key",
+    "ssl.keystore.password",
+    "ssl.key.password",
+    "ssl.truststore.password",
+];
+
+impl ListenerProperties {
+    /// Keeps `name` if it is a listener property; false if it is not one.
+    pub fn set(&mut self, name: &str, value: &str) -> bool {
+        let known = matches!(
+            name,
+            "listeners" | "advertised.listeners" | "listener.security.protocol.map"
+        ) || SSL_PROPERTIES.contains(&name)
+            || name
+                .strip_prefix("listener.name.")
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(_, property)| SSL_PROPERTIES.contains(&property));
+        if known {
+            self.values.insert(name.to_string(), value.to_string());
+        }
+        known
+    }
+
+    /// Whether `name` holds a secret.
+    pub fn is_secret(name: &str) -> bool {
+        let property = name
+            .strip_prefix("listener.name.")
+            .and_then(|rest| rest.split_once('.'))
+            .map_or(name, |(_, property)| property);
+        SECRET_PROPERTIES.contains(&property)
+    }
+
+    /// `listeners` or `advertised.listeners` as given, if it was, each entry written
+    /// `NAME://HOST:PORT`.
+    pub fn given(&self, name: &str) -> Option<String> {
+        let entries = entries(self.get(name)?).ok()?;
+        let shown: Vec<String> = entries
+            .iter()
+            .map(|(name, host, port)| format!("{name}://{host}:{port}"))
+            .collect();
+        Some(shown.join(","))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// A listener's setting: `listener.name.<listener>.<property>`, else `<property>`.
+    fn for_listener(&self, listener: &str, property: &str) -> Option<&str> {
+        let prefixed = format!("listener.name.{}.{property}", listener.to_ascii_lowercase());
+        self.get(&prefixed).or_else(|| self.get(property))
+    }
+
+    /// Every listener, the first being the one `listen` and `advertised_*` describe. Each
+    /// entry of `listeners` is `NAME://HOST:PORT` (a bare `HOST:PORT` is `PLAINTEXT`).
+    pub fn resolve(
+        &self,
+        listen: SocketAddr,
+        advertised_host: &str,
+        advertised_port: u16,
+    ) -> Result<Vec<Listener>, String> {
+        let map = self.protocol_map()?;
+        let advertised = match self.get("advertised.listeners") {
+            Some(value) => entries(value)?,
+            None => Vec::new(),
+        };
+        let given = match self.get("listeners") {
+            Some(value) => entries(value)?,
+            None => vec![(
+                "PLAINTEXT".to_string(),
+                listen.ip().to_string(),
+                listen.port(),
+            )],
+        };
+        let mut listeners: Vec<Listener> = Vec::new();
+        for (index, (name, host, port)) in given.into_iter().enumerate() {
+            if listeners.iter().any(|l| l.name == name) {
+                return Err(format!("listeners names {name} twice"));
+            }
+            let protocol = map.get(&name).copied().ok_or_else(|| {
+                format!(
+                    "listener {name} has no security protocol: name it in \
+                     listener.security.protocol.map (e.g. {name}:SSL)"
+                )
+            })?;
+            if matches!(
+                protocol,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            ) {
+                return Err(format!(
+                    "listener {name}: SASL ({protocol:?}) is not served yet; use PLAINTEXT or SSL"
+                ));
+            }
+            let bind = match index {
+                0 => listen,
+                _ => parse_bind(&host, port)?,
+            };
+            let (advertised_host, advertised_port) =
+                match advertised.iter().find(|(n, _, _)| *n == name) {
+                    Some((_, host, port)) => (host.clone(), *port),
+                    None if index == 0 => (advertised_host.to_string(), advertised_port),
+                    None if bind.ip().is_unspecified() => (advertised_host.to_string(), port),
+                    None => (bind.ip().to_string(), port),
+                };
+            let tls = match protocol.tls() {
+                true => Some(self.tls_config(&name)?),
+                false => None,
+            };
+            listeners.push(Listener {
+                name,
+                protocol,
+                bind,
+                advertised_host,
+                advertised_port,
+                tls,
+            });
+        }
+        if let Some((name, _, _)) = advertised
+            .iter()
+            .find(|(n, _, _)| !listeners.iter().any(|l| l.name == *n))
+        {
+            return Err(format!(
+                "advertised.listeners names {name}, which is not in listeners"
+            ));
+        }
+        Ok(listeners)
+    }
+
+    fn protocol_map(&self) -> Result<BTreeMap<String, SecurityProtocol>, String> {
+        let mut map: BTreeMap<String, SecurityProtocol> =
+            ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+                .into_iter()
+                .filter_map(|n| Some((n.to_string(), SecurityProtocol::parse(n)?)))
+                .collect();
+        if let Some(value) = self.get("listener.security.protocol.map") {
+            map.clear();
+            for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, protocol) = pair.split_once(':').ok_or_else(|| {
+                    format!("listener.security.protocol.map: {pair:?} is not NAME:PROTOCOL")
+                })?;
+                let protocol = SecurityProtocol::parse(protocol.trim()).ok_or_else(|| {
+                    format!(
+                        "listener.security.protocol.map: {protocol:?} is not PLAINTEXT, SSL, \
+                         SASL_PLAINTEXT or SASL_SSL"
+                    )
+                })?;
+                map.insert(name.trim().to_ascii_uppercase(), protocol);
+            }
+        }
+        Ok(map)
+    }
+
+    /// The TLS server settings of listener `name`.
+    fn tls_config(&self, name: &str) -> Result<Arc<ServerConfig>, String> {
+        let get = |property: &str| self.for_listener(name, property);
+        let what = |property: &str| {
+            let prefixed = format!("listener.name.{}.{property}", name.to_ascii_lowercase());
+            match self.get(&prefixed) {
+                Some(_) => prefixed,
+                None => property.to_string(),
+            }
+        };
+        if let Some(kind) = get("ssl.keystore.type").filter(|k| !k.eq_ignore_ascii_case("PEM")) {
+            return Err(format!(
+                "listener {name}: {} {kind} is not supported; give the key and certificates as \
+                 PEM (ssl.keystore.type=PEM, KIP-651)",
+                what("ssl.keystore.type")
+            ));
+        }
+        if get("ssl.key.password").is_some() {
+            return Err(format!(
+                "listener {name}: encrypted private keys ({}) are not supported; give the key \
+                 unencrypted in a file only the broker can read",
+                what("ssl.key.password")
+            ));
+        }
+        let (certificates, key) = match (
+            get("ssl.keystore.certificate.chain"),
+            get("ssl.keystore.key"),
+            get("ssl.keystore.location"),
+        ) {
+            (Some(chain), Some(key), _) => {
+                let certificates = pem_certificates(chain.as_bytes())
+                    .map_err(|e| format!("{}: {e}", what("ssl.keystore.certificate.chain")))?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
+                    format!("{}: no private key in it ({e})", what("ssl.keystore.key"))
+                })?;
+                (certificates, key)
+            }
+            (_, _, Some(path)) => {
+                let location = what("ssl.keystore.location");
+                let text = std::fs::read(path)
+                    .map_err(|e| format!("{location} {path}: cannot read it: {e}"))?;
+                if !is_pem(&text) {
+                    return Err(format!(
+                        "{location} {path} is not PEM; Partita reads PEM keystores \
+                         (ssl.keystore.type=PEM, KIP-651), convert a JKS or PKCS12 one with \
+                         keytool and openssl"
+                    ));
+                }
+                let certificates =
+                    pem_certificates(&text).map_err(|e| format!("{location} {path}: {e}"))?;
+                let key = PrivateKeyDer::from_pem_slice(&text)
+                    .map_err(|e| format!("{location} {path}: no private key in it ({e})"))?;
+                (certificates, key)
+            }
+            _ => {
+                return Err(format!(
+                    "listener {name} uses TLS but has no key and certificate: set \
+                     ssl.keystore.location (a PEM file with both), or \
+                     ssl.keystore.certificate.chain and ssl.keystore.key"
+                ))
+            }
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("listener {name}: {e}"))?;
+        let client_auth = get("ssl.client.auth")
+            .unwrap_or("none")
+            .to_ascii_lowercase();
+        let builder = match client_auth.as_str() {
+            "none" => builder.with_no_client_auth(),
+            "required" | "requested" => {
+                let roots = self.trusted(name)?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = match client_auth.as_str() {
+                    "requested" => verifier.allow_unauthenticated(),
+                    _ => verifier,
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| format!("listener {name}: client certificates: {e}"))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            other => {
+                return Err(format!(
+                    "{}: {other:?} is not required, requested or none",
+                    what("ssl.client.auth")
+                ))
+            }
+        };
+        let config = builder
+            .with_single_cert(certificates, key)
+            .map_err(|e| format!("listener {name}: the key does not fit the certificate: {e}"))?;
+        Ok(Arc::new(config))
+    }
+
+    /// The certificate authorities client certificates are checked against.
+    fn trusted(&self, name: &str) -> Result<RootCertStore, String> {
+        let pem = match (
+            self.for_listener(name, "ssl.truststore.certificates"),
+            self.for_listener(name, "ssl.truststore.location"),
+        ) {
+            (Some(certificates), _) => certificates.as_bytes().to_vec(),
+            (None, Some(path)) => std::fs::read(path)
+                .map_err(|e| format!("ssl.truststore.location {path}: cannot read it: {e}"))?,
+            (None, None) => {
+                return Err(format!(
+                    "listener {name} checks client certificates (ssl.client.auth) but has no \
+                     ssl.truststore.location or ssl.truststore.certificates"
+                ))
+            }
+        };
+        let mut roots = RootCertStore::empty();
+        let certificates =
+            pem_certificates(&pem).map_err(|e| format!("listener {name} truststore: {e}"))?;
+        let (added, _) = roots.add_parsable_certificates(certificates);
+        if added == 0 {
+            return Err(format!(
+                "listener {name}: no usable certificate in the truststore"
+            ));
+        }
+        Ok(roots)
+    }
+}
+
+fn is_pem(text: &[u8]) -> bool {
+    text.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("unreadable PEM: {e}"))?;
+    match certificates.is_empty() {
+        true => Err("no certificate in it".to_string()),
+        false => Ok(certificates),
+    }
+}
+
+/// The entries of a listener list: `NAME://HOST:PORT`, or `HOST:PORT` for `PLAINTEXT`.
+fn entries(value: &str) -> Result<Vec<(String, String, u16)>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (name, address) = entry.split_once("://").unwrap_or(("PLAINTEXT", entry));
+            let (host, port) = address
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{entry:?}: expected NAME://HOST:PORT"))?;
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("{entry:?}: bad port {port:?}"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Ok((name.to_ascii_uppercase(), host.to_string(), port))
+        })
+        .collect()
+}
+
+/// The address to bind for `host` (an IP address, `localhost`, or empty for every address).
+pub(crate) fn parse_bind(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let host = match host {
+        "" => "0.0.0.0",
+        "localhost" => "127.0.0.1",
+        other => other,
+    };
+    let ip = host
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| format!("listen address must be an IP address, got {host:?}"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn properties(pairs: &[(&str, &str)]) -> ListenerProperties {
+        let mut p = ListenerProperties::default();
+        for (name, value) in pairs {
+            assert!(p.set(name, value), "{name}");
+        }
+        p
+    }
+
+    #[test]
+    fn several_listeners_with_their_advertised_addresses() {
+        let p = properties(&[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,CLIENT://0.0.0.0:9095",
+            ),
+            ("advertised.listeners", "CLIENT://broker1:19095"),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CLIENT:PLAINTEXT",
+            ),
+        ]);
+        let listen = "127.0.0.1:9092".parse().unwrap();
+        let listeners = p.resolve(listen, "127.0.0.1", 9092).unwrap();
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(listeners[1].name, "CLIENT");
+        assert_eq!(listeners[1].bind, "0.0.0.0:9095".parse().unwrap());
+        assert_eq!(
+            (
+                listeners[1].advertised_host.as_str(),
+                listeners[1].advertised_port
+            ),
+            ("broker1", 19095)
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let listen = "127.0.0.1:9092".parse().unwrap();
+        let unmapped = properties(&[("listeners", "PLAINTEXT://:9092,CLIENT://:9095")]);
+        let error = unmapped.resolve(listen, "h", 9092).unwrap_err();
+        assert!(error.contains("listener.security.protocol.map"), "{error}");
+        let no_key = properties(&[("listeners", "PLAINTEXT://:9092,SSL://:9093")]);
+        let error = no_key.resolve(listen, "h", 9092).unwrap_err();
+        assert!(error.contains("ssl.keystore.location"), "{error}");
+        let jks = properties(&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "JKS")]);
+        let error = jks.resolve(listen, "h", 9093).unwrap_err();
+        assert!(error.contains("PEM"), "{error}");
+    }
+
+    #[test]
+    fn secrets_are_known_with_or_without_a_listener_prefix() {
+        assert!(ListenerProperties::is_secret("ssl.keystore.key"));
+        assert!(ListenerProperties::is_secret(
+            "listener.name.ssl.ssl.key.password"
+        ));
+        assert!(!ListenerProperties::is_secret("ssl.keystore.location"));
+    }
+}
