@@ -15,7 +15,7 @@ seconds="${1:-300}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(request batch_header offsets_record)
+  targets=(request batch_header offsets_record sasl)
 fi
 engine="${FUZZ_ENGINE:-auto}"
 

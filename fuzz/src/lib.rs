@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("request", request),
     ("batch_header", batch_header),
     ("offsets_record", offsets_record),
+    ("sasl", sasl),
 ];
 
 /// How long a request is given before it is abandoned.
@@ -157,6 +158,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "request" => request_seeds(),
         "batch_header" => batch_seeds(),
         "offsets_record" => offsets_seeds(),
+        "sasl" => sasl_seeds(),
         _ => Vec::new(),
     }
 }
@@ -297,5 +299,72 @@ fn request_seeds() -> Vec<Vec<u8>> {
             &DescribeGroupsRequest::default().with_groups(vec![group.clone()]),
         ),
         frame(ApiKey::ListGroups, 4, &ListGroupsRequest::default()),
+    ]
+}
+
+/// The users of the SASL target's listener.
+const SASL_JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+    user_alice=\"alice-secret\";";
+
+/// A SASL exchange before authentication: the input is split into request frames at each
+/// 0xFF 0xFE pair. Every response must be a frame of its stated size, and only alice's
+/// password may authenticate.
+pub fn sasl(data: &[u8]) {
+    let frames: Vec<Bytes> = split_frames(data);
+    let (responses, principal) = partita_broker::fuzzing::sasl_exchange(SASL_JAAS, &frames);
+    for response in responses {
+        let size = i32::from_be_bytes(response[0..4].try_into().expect("a size prefix"));
+        assert_eq!(size as usize + 4, response.len(), "response size prefix");
+    }
+    if let Some(principal) = principal {
+        assert_eq!(principal, "User:alice");
+        let secret: &[u8] = b"alice-secret";
+        assert!(
+            data.windows(secret.len()).any(|w| w == secret),
+            "authenticated without the password"
+        );
+    }
+}
+
+fn split_frames(data: &[u8]) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + 1 < data.len() {
+        if data[i] == 0xFF && data[i + 1] == 0xFE {
+            frames.push(Bytes::copy_from_slice(&data[start..i]));
+            start = i + 2;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    frames.push(Bytes::copy_from_slice(&data[start..]));
+    frames
+}
+
+fn sasl_seeds() -> Vec<Vec<u8>> {
+    let header = |api_key: i16, version: i16| {
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&api_key.to_be_bytes());
+        frame.extend_from_slice(&version.to_be_bytes());
+        frame.extend_from_slice(&7i32.to_be_bytes());
+        frame.extend_from_slice(b"\x00\x04fuzz");
+        frame
+    };
+    let mut handshake_v1 = header(17, 1);
+    handshake_v1.extend_from_slice(b"\x00\x05PLAIN");
+    let mut handshake_v0 = header(17, 0);
+    handshake_v0.extend_from_slice(b"\x00\x05PLAIN");
+    let token = b"\x00alice\x00alice-secret";
+    let mut authenticate = header(36, 1);
+    authenticate.extend_from_slice(&(token.len() as i32).to_be_bytes());
+    authenticate.extend_from_slice(token);
+    let join = |frames: &[&[u8]]| frames.join(&[0xFF, 0xFE][..]);
+    vec![
+        join(&[&handshake_v1, &authenticate]),
+        join(&[&handshake_v0, token]),
+        join(&[&header(18, 3), &handshake_v1, &authenticate]),
+        join(&[&handshake_v1, &header(3, 1)]),
     ]
 }

@@ -26,6 +26,7 @@ use crate::admission::Admitted;
 use crate::broker::Broker;
 use crate::dispatch::{self, DispatchError, Reply};
 use crate::memory::MemoryClaim;
+use crate::sasl::{SaslConfig, SaslSession, SaslStep};
 use crate::server::Shutdown;
 
 /// Produce requests of one connection being worked on at once, at most.
@@ -69,6 +70,8 @@ pub(crate) struct Connection {
     peer: SocketAddr,
     /// The name of the listener it came through.
     listener: Arc<str>,
+    /// On a SASL listener, the client's authentication.
+    sasl: Option<SaslSession>,
     shutdown: Shutdown,
     _admitted: Admitted,
     _done: mpsc::Sender<()>,
@@ -100,11 +103,13 @@ enum ReadOutcome {
 }
 
 impl Connection {
+    /// A connection of `peer` through the listener named first of `(listener, sasl)`, whose
+    /// SASL settings (if it is a SASL listener) are the second.
     pub(crate) fn new(
         broker: Arc<Broker>,
         stream: Stream,
         peer: SocketAddr,
-        listener: Arc<str>,
+        (listener, sasl): (Arc<str>, Option<Arc<SaslConfig>>),
         admitted: Admitted,
         shutdown: Shutdown,
         done: mpsc::Sender<()>,
@@ -121,6 +126,7 @@ impl Connection {
             writer: BufWriter::new(write_half),
             peer,
             listener,
+            sasl: sasl.map(SaslSession::new),
             shutdown,
             _admitted: admitted,
             _done: done,
@@ -140,6 +146,7 @@ impl Connection {
             mut writer,
             peer,
             listener,
+            mut sasl,
             shutdown,
             _admitted,
             _done,
@@ -177,7 +184,34 @@ impl Connection {
                             break;
                         }
                     }
-                    let request = Request::of(&frame, memory);
+                    let mut request = Request::of(&frame, memory);
+                    // Before SASL authentication, only ApiVersions and the SASL exchange.
+                    if let Some(session) = sasl.as_mut().filter(|s| s.principal().is_none()) {
+                        if session.expects_raw_token() {
+                            // Not a request: no api key to count it under but SASL's.
+                            request.api_key = kafka_protocol::messages::ApiKey::SaslAuthenticate as i16;
+                        }
+                        match session.step(&frame) {
+                            Ok(SaslStep::Dispatch) => {}
+                            Ok(SaslStep::Reply { reply, close }) => {
+                                open = write_reply(&broker, peer, &mut writer, request, Ok(Some(reply))).await;
+                                match (close, session.principal()) {
+                                    (true, _) => {
+                                        broker.metrics.sasl_authentication_failed();
+                                        tracing::info!(%peer, listener = %listener, "SASL authentication failed; connection closed");
+                                        break;
+                                    }
+                                    (false, Some(principal)) => tracing::debug!(%peer, principal, "authenticated"),
+                                    (false, None) => {}
+                                }
+                                continue;
+                            }
+                            Ok(SaslStep::Close(reason)) | Err(reason) => {
+                                tracing::info!(%peer, listener = %listener, %reason, "closing connection");
+                                break;
+                            }
+                        }
+                    }
                     let staged = dispatch::stage(&broker, peer, &listener, frame).await;
                     in_flight.push_back(async move {
                         let outcome = match staged {

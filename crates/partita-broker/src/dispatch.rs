@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use partita_groups::ClientContext;
 
 use crate::broker::Broker;
@@ -53,7 +53,13 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    // Answered by the connection before authentication (crate::sasl); here, out of place.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// Kafka's ILLEGAL_SASL_STATE.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// The version range served for `api_key`, if it is served at all.
 pub(crate) fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -287,6 +293,20 @@ pub(crate) async fn dispatch(
         ApiKey::DescribeCluster => {
             route_listener!(DescribeClusterRequest, handlers::describe_cluster::handle)
         }
+        // On a listener without SASL, or once authenticated (re-authentication, KIP-368,
+        // is not served: connections.max.reauth.ms is 0).
+        ApiKey::SaslHandshake => {
+            let response = SaslHandshakeResponse::default().with_error_code(ILLEGAL_SASL_STATE);
+            encode(raw_key, version, correlation_id, &response)
+        }
+        ApiKey::SaslAuthenticate => {
+            let response = SaslAuthenticateResponse::default()
+                .with_error_code(ILLEGAL_SASL_STATE)
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "SASL authentication is not expected on this connection",
+                )));
+            encode(raw_key, version, correlation_id, &response)
+        }
         other => Err(DispatchError::Close(format!("{other:?} is not supported"))),
     }
 }
@@ -305,7 +325,7 @@ fn frame_raw(correlation_id: i32, body: &[u8]) -> Reply {
 
 /// Encodes the whole response frame (size, header, body) into one buffer sized up front, so
 /// a large Fetch response is neither regrown while encoding nor written in pieces.
-fn encode(
+pub(crate) fn encode(
     api_key: i16,
     version: i16,
     correlation_id: i32,

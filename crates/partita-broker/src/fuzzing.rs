@@ -38,3 +38,36 @@ pub async fn answer_frame(broker: &Broker, frame: Bytes) -> FrameOutcome {
         Err(DispatchError::Close(reason)) => FrameOutcome::Close(reason),
     }
 }
+
+/// Feeds `frames` to the SASL exchange of a connection on a SASL listener whose JAAS
+/// setting is `jaas` (PLAIN), as a connection would before authentication: each frame is
+/// answered, dispatched (ApiVersions) or ends the exchange. Returns the responses, and the
+/// principal if one authenticated. Panics only on a bug.
+pub fn sasl_exchange(jaas: &str, frames: &[Bytes]) -> (Vec<BytesMut>, Option<String>) {
+    use crate::sasl::{SaslConfig, SaslSession, SaslStep};
+    let Ok(config) = SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(jaas.to_string())) else {
+        return (Vec::new(), None);
+    };
+    let mut session = SaslSession::new(std::sync::Arc::new(config));
+    let mut responses = Vec::new();
+    for frame in frames {
+        // A connection refuses frames shorter than a request header before this point.
+        if frame.len() < 8 {
+            break;
+        }
+        match session.step(frame) {
+            Ok(SaslStep::Reply { reply, close }) => {
+                responses.push(reply.frame);
+                if close {
+                    break;
+                }
+            }
+            Ok(SaslStep::Dispatch) => {}
+            Ok(SaslStep::Close(_)) | Err(_) => break,
+        }
+        if session.principal().is_some() {
+            break;
+        }
+    }
+    (responses, session.principal().map(str::to_string))
+}

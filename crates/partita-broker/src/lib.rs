@@ -18,6 +18,7 @@ mod memory;
 pub mod metrics;
 pub mod partition;
 mod producer_ids;
+mod sasl;
 mod server;
 pub mod storage;
 pub mod topic_config;

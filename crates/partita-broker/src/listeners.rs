@@ -12,6 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
+use crate::sasl::SaslConfig;
+
 /// How a listener's connections are secured (`listener.security.protocol.map`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
@@ -36,6 +38,14 @@ impl SecurityProtocol {
         }
     }
 
+    /// Whether clients authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
     /// Whether connections start with a TLS handshake.
     pub fn tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
@@ -57,6 +67,8 @@ pub struct Listener {
     pub advertised_port: u16,
     /// Its TLS settings, for SSL and SASL_SSL.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Its SASL settings, for SASL_PLAINTEXT and SASL_SSL.
+    pub sasl: Option<Arc<SaslConfig>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -106,14 +118,22 @@ const SECRET_PROPERTIES: &[&str] = &[
 impl ListenerProperties {
     /// Keeps `name` if it is a listener property; false if it is not one.
     pub fn set(&mut self, name: &str, value: &str) -> bool {
+        let listener_property = |property: &str| {
+            SSL_PROPERTIES.contains(&property)
+                || property == "sasl.enabled.mechanisms"
+                || property.ends_with(".sasl.jaas.config")
+        };
         let known = matches!(
             name,
-            "listeners" | "advertised.listeners" | "listener.security.protocol.map"
+            "listeners"
+                | "advertised.listeners"
+                | "listener.security.protocol.map"
+                | "sasl.enabled.mechanisms"
         ) || SSL_PROPERTIES.contains(&name)
             || name
                 .strip_prefix("listener.name.")
                 .and_then(|rest| rest.split_once('.'))
-                .is_some_and(|(_, property)| SSL_PROPERTIES.contains(&property));
+                .is_some_and(|(_, property)| listener_property(property));
         if known {
             self.values.insert(name.to_string(), value.to_string());
         }
@@ -126,7 +146,7 @@ impl ListenerProperties {
             .strip_prefix("listener.name.")
             .and_then(|rest| rest.split_once('.'))
             .map_or(name, |(_, property)| property);
-        SECRET_PROPERTIES.contains(&property)
+        SECRET_PROPERTIES.contains(&property) || property.ends_with("sasl.jaas.config")
     }
 
     /// `listeners` or `advertised.listeners` as given, if it was, each entry written
@@ -185,14 +205,6 @@ impl ListenerProperties {
                      listener.security.protocol.map (e.g. {name}:SSL)"
                 )
             })?;
-            if matches!(
-                protocol,
-                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-            ) {
-                return Err(format!(
-                    "listener {name}: SASL ({protocol:?}) is not served yet; use PLAINTEXT or SSL"
-                ));
-            }
             let bind = match index {
                 0 => listen,
                 _ => parse_bind(&host, port)?,
@@ -208,6 +220,10 @@ impl ListenerProperties {
                 true => Some(self.tls_config(&name)?),
                 false => None,
             };
+            let sasl = match protocol.sasl() {
+                true => Some(Arc::new(self.sasl_config(&name)?)),
+                false => None,
+            };
             listeners.push(Listener {
                 name,
                 protocol,
@@ -215,6 +231,7 @@ impl ListenerProperties {
                 advertised_host,
                 advertised_port,
                 tls,
+                sasl,
             });
         }
         if let Some((name, _, _)) = advertised
@@ -250,6 +267,19 @@ impl ListenerProperties {
             }
         }
         Ok(map)
+    }
+
+    /// The SASL settings of listener `name`: `sasl.enabled.mechanisms` (Kafka's default,
+    /// GSSAPI, is not served) and the JAAS setting of each mechanism.
+    fn sasl_config(&self, name: &str) -> Result<SaslConfig, String> {
+        let mechanisms = self
+            .for_listener(name, "sasl.enabled.mechanisms")
+            .unwrap_or("GSSAPI");
+        let prefix = format!("listener.name.{}", name.to_ascii_lowercase());
+        SaslConfig::new(name, mechanisms, |mechanism| {
+            self.get(&format!("{prefix}.{mechanism}.sasl.jaas.config"))
+                .map(str::to_string)
+        })
     }
 
     /// The TLS server settings of listener `name`.

@@ -241,6 +241,14 @@ impl BrokerMetrics {
         self.connections_closed.get_or_create(&labels).inc();
     }
 
+    /// Counts a connection closed because its SASL authentication failed.
+    pub fn sasl_authentication_failed(&self) {
+        let labels = ReasonLabels {
+            reason: "sasl_authentication",
+        };
+        self.connections_closed.get_or_create(&labels).inc();
+    }
+
     /// Counts a connection closed after `connections.max.idle.ms` without a byte.
     pub fn connection_idle_closed(&self) {
         let labels = ReasonLabels { reason: "idle" };

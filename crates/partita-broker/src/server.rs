@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admission::TooManyFromAddress;
 use crate::broker::{now_ms, Broker};
 use crate::connection::{Connection, Stream};
+use crate::sasl::SaslConfig;
 
 /// Tells every task the broker is stopping; cloned into each connection.
 #[derive(Clone)]
@@ -55,7 +56,16 @@ pub async fn serve(
         .map(|(socket, listener)| {
             let acceptor = listener.tls.clone().map(tokio_rustls::TlsAcceptor::from);
             let name: Arc<str> = Arc::from(listener.name.as_str());
-            accept_loop(&broker, socket, name, acceptor, &shutdown, &done_sender)
+            let sasl = listener.sasl.clone();
+            accept_loop(
+                &broker,
+                socket,
+                name,
+                acceptor,
+                sasl,
+                &shutdown,
+                &done_sender,
+            )
         });
     tokio::select! {
         _ = futures_util::future::join_all(accepting) => {}
@@ -87,6 +97,7 @@ async fn accept_loop(
     socket: &TcpListener,
     name: Arc<str>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    sasl: Option<Arc<SaslConfig>>,
     shutdown: &Shutdown,
     done: &mpsc::Sender<()>,
 ) {
@@ -107,6 +118,7 @@ async fn accept_loop(
                 };
                 let _ = socket.set_nodelay(true);
                 let (broker, name, tls) = (Arc::clone(broker), Arc::clone(&name), tls.clone());
+                let sasl = sasl.clone();
                 let (shutdown, done) = (shutdown.clone(), done.clone());
                 tokio::spawn(async move {
                     // The handshake runs in the connection's own task, so that a slow or
@@ -130,8 +142,15 @@ async fn accept_loop(
                             }
                         }
                     };
-                    let connection =
-                        Connection::new(broker, stream, peer, name, admitted, shutdown, done);
+                    let connection = Connection::new(
+                        broker,
+                        stream,
+                        peer,
+                        (name, sasl),
+                        admitted,
+                        shutdown,
+                        done,
+                    );
                     connection.run().await;
                 });
             }
