@@ -115,6 +115,37 @@ EOF
 fi
 log "rdkafka_performance: $("$CACHE/bin/rdkafka_performance" 2>&1 | grep -m1 'librdkafka version' || true)"
 
+# The same with TLS and SASL (OpenSSL), for bench/tls.sh; built from a copy of the source.
+if [ ! -x "$CACHE/bin/rdkafka_performance_tls" ]; then
+    if [ ! -e /usr/include/openssl/ssl.h ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "apt-get install libssl-dev"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev >/dev/null
+    fi
+    src="$CACHE/librdkafka-$LIBRDKAFKA_VERSION"
+    tls_src="$src-tls"
+    if [ ! -f "$tls_src/examples/rdkafka_performance.c" ]; then
+        rm -rf "$tls_src.tmp"
+        cp -r "$src" "$tls_src.tmp"
+        (cd "$tls_src.tmp" && make clean >/dev/null 2>&1 || true; rm -f Makefile.config)
+        mv "$tls_src.tmp" "$tls_src"
+    fi
+    log "building librdkafka $LIBRDKAFKA_VERSION with OpenSSL for rdkafka_performance_tls (nice -n 19)"
+    (
+        cd "$tls_src"
+        if [ ! -f Makefile.config ]; then
+            nice -n 19 ./configure --enable-ssl --disable-gssapi --disable-curl \
+                --disable-lz4-ext >"$CACHE/librdkafka-tls-configure.log" 2>&1 \
+                || { tail -30 "$CACHE/librdkafka-tls-configure.log"; exit 1; }
+        fi
+        nice -n 19 make -j"$(nproc)" -C src librdkafka.a >"$CACHE/librdkafka-tls-make.log" 2>&1 \
+            || { tail -30 "$CACHE/librdkafka-tls-make.log"; exit 1; }
+        nice -n 19 make -C examples rdkafka_performance >>"$CACHE/librdkafka-tls-make.log" 2>&1 \
+            || { tail -30 "$CACHE/librdkafka-tls-make.log"; exit 1; }
+    )
+    cp "$tls_src/examples/rdkafka_performance" "$CACHE/bin/rdkafka_performance_tls.tmp"
+    mv "$CACHE/bin/rdkafka_performance_tls.tmp" "$CACHE/bin/rdkafka_performance_tls"
+fi
+
 # ---------------------------------------------------------------- Python (topic creation)
 if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
     log "creating venv with confluent-kafka"
