@@ -68,6 +68,24 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ ! -x "$CACHE/bin/rdkafka_performance" ]; then
 fi
 
 # ---------------------------------------------------------------- librdkafka + rdkafka_performance
+# build_rdkafka_performance SRC LOG_NAME SSL_FLAG: configures (once) and builds librdkafka in
+# SRC, statically, and its examples/rdkafka_performance; logs in $CACHE/LOG_NAME-*.log.
+build_rdkafka_performance() {
+    local dir="$1" logs="$CACHE/$2" ssl="$3"
+    (
+        cd "$dir"
+        if [ ! -f Makefile.config ]; then
+            nice -n 19 ./configure "$ssl" --disable-gssapi --disable-curl \
+                --disable-lz4-ext >"$logs-configure.log" 2>&1 \
+                || { tail -30 "$logs-configure.log"; exit 1; }
+        fi
+        nice -n 19 make -j"$(nproc)" -C src librdkafka.a >"$logs-make.log" 2>&1 \
+            || { tail -30 "$logs-make.log"; exit 1; }
+        nice -n 19 make -C examples rdkafka_performance >>"$logs-make.log" 2>&1 \
+            || { tail -30 "$logs-make.log"; exit 1; }
+    )
+}
+
 if [ ! -x "$CACHE/bin/rdkafka_performance" ]; then
     src="$CACHE/librdkafka-$LIBRDKAFKA_VERSION"
     if [ ! -f "$src/examples/rdkafka_performance.c" ]; then
@@ -98,18 +116,7 @@ EOF
         mv "$src.tmp" "$src"
     fi
     log "building librdkafka $LIBRDKAFKA_VERSION (static) and examples/rdkafka_performance (nice -n 19)"
-    (
-        cd "$src"
-        if [ ! -f Makefile.config ]; then
-            nice -n 19 ./configure --disable-ssl --disable-gssapi --disable-curl \
-                --disable-lz4-ext >"$CACHE/librdkafka-configure.log" 2>&1 \
-                || { tail -30 "$CACHE/librdkafka-configure.log"; exit 1; }
-        fi
-        nice -n 19 make -j"$(nproc)" -C src librdkafka.a >"$CACHE/librdkafka-make.log" 2>&1 \
-            || { tail -30 "$CACHE/librdkafka-make.log"; exit 1; }
-        nice -n 19 make -C examples rdkafka_performance >>"$CACHE/librdkafka-make.log" 2>&1 \
-            || { tail -30 "$CACHE/librdkafka-make.log"; exit 1; }
-    )
+    build_rdkafka_performance "$src" librdkafka --disable-ssl
     cp "$src/examples/rdkafka_performance" "$CACHE/bin/rdkafka_performance.tmp"
     mv "$CACHE/bin/rdkafka_performance.tmp" "$CACHE/bin/rdkafka_performance"
 fi
@@ -130,18 +137,7 @@ if [ ! -x "$CACHE/bin/rdkafka_performance_tls" ]; then
         mv "$tls_src.tmp" "$tls_src"
     fi
     log "building librdkafka $LIBRDKAFKA_VERSION with OpenSSL for rdkafka_performance_tls (nice -n 19)"
-    (
-        cd "$tls_src"
-        if [ ! -f Makefile.config ]; then
-            nice -n 19 ./configure --enable-ssl --disable-gssapi --disable-curl \
-                --disable-lz4-ext >"$CACHE/librdkafka-tls-configure.log" 2>&1 \
-                || { tail -30 "$CACHE/librdkafka-tls-configure.log"; exit 1; }
-        fi
-        nice -n 19 make -j"$(nproc)" -C src librdkafka.a >"$CACHE/librdkafka-tls-make.log" 2>&1 \
-            || { tail -30 "$CACHE/librdkafka-tls-make.log"; exit 1; }
-        nice -n 19 make -C examples rdkafka_performance >>"$CACHE/librdkafka-tls-make.log" 2>&1 \
-            || { tail -30 "$CACHE/librdkafka-tls-make.log"; exit 1; }
-    )
+    build_rdkafka_performance "$tls_src" librdkafka-tls --enable-ssl
     cp "$tls_src/examples/rdkafka_performance" "$CACHE/bin/rdkafka_performance_tls.tmp"
     mv "$CACHE/bin/rdkafka_performance_tls.tmp" "$CACHE/bin/rdkafka_performance_tls"
 fi

@@ -12,9 +12,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from partita_compat import free_port, unique_name, wait_until
-from test_java import _classpath, compiled_java  # noqa: F401 - the fixture
+from test_java import compiled_java  # noqa: F401 - the fixture
 from test_kcat import KCAT
-from test_tls import _closed, _round_trip, pki  # noqa: F401 - the fixture
+from test_tls import _closed, _round_trip, pki, run_java_compat_test  # noqa: F401 - the fixture
 
 PASSWORD = "alice-Secret-7x!"
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
@@ -141,17 +141,12 @@ def test_kcat_with_sasl_plain_over_tls(start_broker, pki, topic_name):
 def test_java_client_with_sasl_plain_over_tls(start_broker, pki, topic_name,  # noqa: F811
                                               compiled_java, tmp_path):
     b = SaslBroker(start_broker, pki)
-    properties = tmp_path / "client.properties"
-    properties.write_text(
+    run_java_compat_test(
+        compiled_java, tmp_path, b.sasl_ssl, topic_name,
         "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n"
         "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="alice" password="{PASSWORD}";\n'
         f"ssl.truststore.type=PEM\nssl.truststore.location={pki / 'ca.pem'}\n")
-    proc = subprocess.run(["java", f"-Dpartita.client.properties={properties}", "-cp",
-                           _classpath(compiled_java), "CompatTest", b.sasl_ssl, topic_name],
-                          capture_output=True, text=True, timeout=240)
-    out = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), out
 
 
 @pytest.mark.parametrize("settings, expected", [

@@ -166,11 +166,19 @@ def test_kcat_over_tls(start_broker, pki, topic_name):
 @pytest.mark.timeout(300)
 def test_java_client_over_tls(start_broker, pki, topic_name, compiled_java, tmp_path):  # noqa: F811
     b = TlsBroker(start_broker, pki)
+    run_java_compat_test(compiled_java, tmp_path, b.tls, topic_name,
+                         "security.protocol=SSL\nssl.truststore.type=PEM\n"
+                         f"ssl.truststore.location={pki / 'ca.pem'}\n")
+
+
+def run_java_compat_test(compiled_java: Path, tmp_path: Path, bootstrap: str, topic: str,
+                         client_properties: str) -> None:
+    """compat/java/CompatTest against `bootstrap`, every client of it also given
+    `client_properties` (as Kafka's tools take them with --command-config)."""
     properties = tmp_path / "client.properties"
-    properties.write_text("security.protocol=SSL\nssl.truststore.type=PEM\n"
-                          f"ssl.truststore.location={pki / 'ca.pem'}\n")
+    properties.write_text(client_properties)
     proc = subprocess.run(["java", f"-Dpartita.client.properties={properties}", "-cp",
-                           _classpath(compiled_java), "CompatTest", b.tls, topic_name],
+                           _classpath(compiled_java), "CompatTest", bootstrap, topic],
                           capture_output=True, text=True, timeout=240)
     out = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), out

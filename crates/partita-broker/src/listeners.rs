@@ -84,9 +84,24 @@ impl std::fmt::Debug for Listener {
 
 /// The listener properties as given: `listeners`, `advertised.listeners`,
 /// `listener.security.protocol.map`, `ssl.*` and `listener.name.*`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ListenerProperties {
     values: BTreeMap<String, String>,
+}
+
+/// Shows every property, secrets (keys, passwords, JAAS settings) by name only.
+impl std::fmt::Debug for ListenerProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.values.iter().map(|(name, value)| {
+                let shown = match ListenerProperties::is_secret(name) {
+                    true => "(hidden)",
+                    false => value.as_str(),
+                };
+                (name, shown)
+            }))
+            .finish()
+    }
 }
 
 /// The `ssl.*` properties a listener takes.
@@ -506,6 +521,21 @@ mod tests {
         let jks = properties(&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "JKS")]);
         let error = jks.resolve(listen, "h", 9093).unwrap_err();
         assert!(error.contains("PEM"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let p = properties(&[
+            ("ssl.keystore.key", "-----BEGIN PRIVATE KEY----- k3y"),
+            (
+                "listener.name.sasl_ssl.plain.sasl.jaas.config",
+                "PlainLoginModule required user_alice=\"pa55\";",
+            ),
+            ("ssl.keystore.location", "/etc/partita/keystore.pem"),
+        ]);
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("k3y") && !shown.contains("pa55"), "{shown}");
+        assert!(shown.contains("/etc/partita/keystore.pem"), "{shown}");
     }
 
     #[test]

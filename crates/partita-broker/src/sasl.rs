@@ -24,12 +24,22 @@ const ILLEGAL_SASL_STATE: i16 = 34;
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 /// What a listener's SASL accepts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct SaslConfig {
     /// `sasl.enabled.mechanisms`, upper case.
     pub mechanisms: Vec<String>,
     /// PLAIN's users and their passwords (`user_<name>="<password>"`).
     plain_users: BTreeMap<String, String>,
+}
+
+/// The mechanisms and user names; never a password.
+impl std::fmt::Debug for SaslConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("mechanisms", &self.mechanisms)
+            .field("plain_users", &self.plain_users.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl SaslConfig {
@@ -330,6 +340,16 @@ mod tests {
         let options = jaas_options(JAAS).unwrap();
         assert_eq!(options["user_alice"], "alice secret");
         assert_eq!(options["username"], "admin");
+    }
+
+    #[test]
+    fn debug_output_names_users_but_no_password() {
+        let config = SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(JAAS.to_string())).unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("alice secret"),
+            "{shown}"
+        );
     }
 
     #[test]
