@@ -129,8 +129,9 @@ def test_a_broker_that_dies_leaves_the_list_and_its_partitions_move(cluster):
     brokers = [cluster.start_broker(n) for n in (1, 2, 3)]
     topic = unique_name("moves")
     client = admin(brokers[0].bootstrap)
+    # 24 partitions, so that hashing leaves a broker none only once in thousands of topics.
     for f in client.create_topics(
-            [NewTopic(topic, num_partitions=12, replication_factor=1)]).values():
+            [NewTopic(topic, num_partitions=24, replication_factor=1)]).values():
         f.result(30)
     wait_until(lambda: set(leaders(brokers[0].bootstrap, topic).values()) == {1, 2, 3},
                timeout=30, msg="leadership spread over three brokers")
@@ -207,7 +208,8 @@ def test_records_produced_through_any_broker_are_read_back_exactly_once_in_order
     for f in client.create_topics(
             [NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
         f.result(30)
-    wait_until(lambda: set(leaders(brokers[0].bootstrap, topic).values()) >= {1, 2},
+    # Leaders are placed by hashing the topic's id: some topics have none on a given broker.
+    wait_until(lambda: len(set(leaders(brokers[0].bootstrap, topic).values())) >= 2,
                timeout=30, msg="leaders on several brokers")
     acked = produce(cluster.bootstrap(), topic, 3000, partitions)
     got = consume_all(brokers[2].bootstrap, topic, partitions, 3000)
