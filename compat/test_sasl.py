@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from partita_compat import free_port, unique_name, wait_until
 from test_java import compiled_java  # noqa: F401 - the fixture
 from test_kcat import KCAT
+from test_limits import read_response
 from test_tls import _closed, _round_trip, pki, run_java_compat_test  # noqa: F401 - the fixture
 
 PASSWORD = "alice-Secret-7x!"
@@ -168,17 +169,6 @@ def _frame(body: bytes) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
-def _read_frame(s: socket.socket) -> bytes:
-    def exactly(n):
-        data = b""
-        while len(data) < n:
-            chunk = s.recv(n - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
-    return exactly(int.from_bytes(exactly(4), "big"))
-
-
 def test_sasl_handshake_v0_then_a_bare_token_as_old_clients_send(start_broker, pki):
     b = SaslBroker(start_broker, pki)
     client_id = b"\x00\x04test"
@@ -186,18 +176,18 @@ def test_sasl_handshake_v0_then_a_bare_token_as_old_clients_send(start_broker, p
     handshake = _frame(bytes.fromhex("0011" "0000" "00000001") + client_id + b"\x00\x05PLAIN")
     with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as s:
         s.sendall(handshake)
-        answer = _read_frame(s)
+        answer = read_response(s)
         assert answer[:4] == (1).to_bytes(4, "big") and answer[4:6] == b"\x00\x00", answer
         # The PLAIN token bare, and a bare empty token back.
         s.sendall(_frame(b"\x00alice\x00" + PASSWORD.encode()))
-        assert _read_frame(s) == b""
+        assert read_response(s) == b""
         # Authenticated: a Metadata v1 request is answered.
         s.sendall(_frame(bytes.fromhex("0003" "0001" "00000002") + client_id +
                          bytes.fromhex("ffffffff")))
-        assert _read_frame(s)[:4] == (2).to_bytes(4, "big")
+        assert read_response(s)[:4] == (2).to_bytes(4, "big")
     with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as s:
         s.sendall(handshake)
-        _read_frame(s)
+        read_response(s)
         s.sendall(_frame(b"\x00alice\x00wrong-password"))
         s.settimeout(10)
         assert _closed(s), "a wrong bare token was answered"

@@ -65,6 +65,15 @@ impl Broker {
     /// PostgreSQL and the object store.
     pub async fn open(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let listeners = config.listeners().map_err(BrokerError::Startup)?;
+        Broker::open_with(config, listeners).await
+    }
+
+    /// [`Broker::open`] with its listeners already resolved from `config` (and their key
+    /// and certificate files read), as the caller that bound their sockets has them.
+    pub async fn open_with(
+        config: BrokerConfig,
+        listeners: Vec<Listener>,
+    ) -> Result<Broker, BrokerError> {
         let (cluster, cluster_id, topics, producer_ids) =
             match config.cluster.enabled().map_err(BrokerError::Startup)? {
                 true => {
@@ -161,22 +170,14 @@ impl Broker {
 
     /// This broker, as clients of `listener` reach it.
     pub fn this_broker(&self, listener: &str) -> BrokerInfo {
-        let (host, port) = self
-            .listeners
-            .iter()
-            .find(|l| l.name == listener)
-            .map(|l| (l.advertised_host.clone(), l.advertised_port))
-            .unwrap_or((
-                self.config.advertised_host.clone(),
-                self.config.advertised_port,
-            ));
-        BrokerInfo {
+        let this = BrokerInfo {
             node_id: self.config.node_id,
-            host,
-            port: i32::from(port),
+            host: self.config.advertised_host.clone(),
+            port: i32::from(self.config.advertised_port),
             rack: self.config.cluster.rack.clone(),
             endpoints: endpoints(&self.listeners),
-        }
+        };
+        reached_through(&this, listener)
     }
 
     /// The broker given as the controller: this one, or the first live broker.

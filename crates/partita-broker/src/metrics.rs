@@ -227,32 +227,28 @@ impl BrokerMetrics {
 
     /// Counts a connection closed at once: its address had `max.connections.per.ip` open.
     pub fn connection_refused(&self) {
-        let labels = ReasonLabels {
-            reason: "per_ip_limit",
-        };
-        self.connections_closed.get_or_create(&labels).inc();
+        self.closed_for("per_ip_limit");
     }
 
     /// Counts a connection closed because its TLS handshake failed or did not come.
     pub fn tls_handshake_failed(&self) {
-        let labels = ReasonLabels {
-            reason: "tls_handshake",
-        };
-        self.connections_closed.get_or_create(&labels).inc();
+        self.closed_for("tls_handshake");
     }
 
     /// Counts a connection closed because its SASL authentication failed.
     pub fn sasl_authentication_failed(&self) {
-        let labels = ReasonLabels {
-            reason: "sasl_authentication",
-        };
-        self.connections_closed.get_or_create(&labels).inc();
+        self.closed_for("sasl_authentication");
     }
 
     /// Counts a connection closed after `connections.max.idle.ms` without a byte.
     pub fn connection_idle_closed(&self) {
-        let labels = ReasonLabels { reason: "idle" };
-        self.connections_closed.get_or_create(&labels).inc();
+        self.closed_for("idle");
+    }
+
+    fn closed_for(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// The traffic counters of `topic`, created on first use.

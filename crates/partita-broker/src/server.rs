@@ -136,7 +136,7 @@ async fn accept_loop(
                                 }
                                 Err(_) => {
                                     broker.metrics.tls_handshake_failed();
-                                    tracing::info!(%peer, listener = %name, "no TLS handshake within 10 s; connection closed");
+                                    tracing::info!(%peer, listener = %name, timeout = ?TLS_HANDSHAKE_TIMEOUT, "no TLS handshake in time; connection closed");
                                     return;
                                 }
                             }

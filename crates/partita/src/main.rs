@@ -117,13 +117,16 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         }
         let clustered =
             config.cluster.storage_url.is_some() || config.cluster.metadata_url.is_some();
-        let broker = Arc::new(Broker::open(config.clone()).await.with_context(
-            || match clustered {
-                true => "joining the cluster".to_string(),
-                false => format!("opening data directory {}", config.data_dir.display()),
-            },
-        )?);
-        let shown: Vec<String> = listeners
+        let broker = Arc::new(
+            Broker::open_with(config.clone(), listeners)
+                .await
+                .with_context(|| match clustered {
+                    true => "joining the cluster".to_string(),
+                    false => format!("opening data directory {}", config.data_dir.display()),
+                })?,
+        );
+        let shown: Vec<String> = broker
+            .listeners
             .iter()
             .map(|l| {
                 format!(
