@@ -84,17 +84,15 @@ class CommitWatcher:
         self._thread.join(timeout=30)
 
 
-# Known failing, under work (issue 14): after a failover, a KIP-848 member sometimes stops
-# fetching one of its partitions (its member epoch moved; the partition is never resumed): seen
-# with the Java client, and once with librdkafka (one record never processed); Java KIP-848
-# members also take about a minute to settle six on twelve partitions.
-KIP848_STALLS = pytest.mark.xfail(
-    reason="a KIP-848 member may stop fetching a partition after a coordinator failover",
+# Known failing, under work (issue 14): after a failover, a Java KIP-848 member was seen (in CI)
+# to stop fetching one of its partitions (its member epoch moved; the partition never resumed).
+JAVA_KIP848_STALLS = pytest.mark.xfail(
+    reason="a Java KIP-848 member may stop fetching a partition after a coordinator failover",
     strict=False)
 
 
 @pytest.mark.parametrize("variant", [
-    pytest.param(v, marks=KIP848_STALLS) if v.endswith("kip848") else v for v in VARIANTS])
+    pytest.param(v, marks=JAVA_KIP848_STALLS) if v == "java-kip848" else v for v in VARIANTS])
 def test_a_group_survives_its_coordinator_killed_five_times(cluster, tmp_path, request,
                                                             variant):
     client, options = VARIANTS[variant]
@@ -118,8 +116,27 @@ def test_a_group_survives_its_coordinator_killed_five_times(cluster, tmp_path, r
         watcher.stop()
 
         total = producer.sent
-        wait_until(lambda: sum(len(m.recs()) for m in group_members) >= total, timeout=120,
-                   msg=f"all {total} records processed")
+
+        def unprocessed() -> list:
+            values = {r["v"] for m in group_members for r in m.recs()}
+            return [f"loop-{i % PARTITIONS}-{i}" for i in range(total)
+                    if f"loop-{i % PARTITIONS}-{i}" not in values]
+        # By value, not by count: records read twice while the group formed must not make
+        # up for one not read yet.
+        # Members that commit each record synchronously may still have a backlog (Java members
+        # on two cores, behind a slow first settling); what must not happen is a stop: fail
+        # only once nothing more was processed for a minute.
+        left, last_progress = unprocessed(), time.monotonic()
+        while left:
+            assert time.monotonic() - last_progress < 60, (
+                f"processing stopped with {len(left)} of {total} records never processed "
+                f"(first {left[:5]}); owners "
+                f"{[(m.name, sorted(m.owned_now())) for m in group_members]}")
+            time.sleep(0.2)
+            now = unprocessed()
+            if len(now) < len(left):
+                last_progress = time.monotonic()
+            left = now
 
         def processed() -> dict:
             seen: dict = {}
@@ -141,10 +158,6 @@ def test_a_group_survives_its_coordinator_killed_five_times(cluster, tmp_path, r
         assert not twice, f"processed more than once: {list(twice.items())[:5]}"
         gaps = [(p, o) for p, end in ends.items() for o in range(end) if (p, o) not in seen]
         assert not gaps, f"offsets skipped: {gaps[:5]}"
-        values = {r["v"] for m in group_members for r in m.recs()}
-        missing = [f"loop-{i % PARTITIONS}-{i}" for i in range(total)
-                   if f"loop-{i % PARTITIONS}-{i}" not in values]
-        assert not missing, f"{len(missing)} produced records never processed: {missing[:5]}"
         for m in group_members:
             moved = [e for kind in ("assign", "revoke", "lost") for e in m.events_of(kind)
                      if e["t"] > settled_at]

@@ -54,6 +54,14 @@ fn harness() -> &'static Harness {
         // Joins answer at once instead of after the usual 3 s delay.
         config.groups.initial_rebalance_delay_ms = 0;
         let broker = runtime.block_on(Broker::open(config)).expect("broker");
+        // A SCRAM user too, so that the exchange meets a real credential.
+        use partita_broker::scram::{ScramCredential, ScramMechanism};
+        for mechanism in ScramMechanism::ALL {
+            let credential = ScramCredential::from_password(mechanism, "alice-secret", 4096);
+            runtime
+                .block_on(broker.credentials.put("alice", mechanism, credential))
+                .expect("a SCRAM credential");
+        }
         Harness {
             runtime,
             broker,
@@ -311,7 +319,10 @@ const SASL_JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule
 /// password may authenticate.
 pub fn sasl(data: &[u8]) {
     let frames: Vec<Bytes> = split_frames(data);
-    let (responses, principal) = partita_broker::fuzzing::sasl_exchange(SASL_JAAS, &frames);
+    let harness = harness();
+    let (responses, principal) = harness.runtime.block_on(
+        partita_broker::fuzzing::sasl_exchange(&harness.broker, SASL_JAAS, &frames),
+    );
     for response in responses {
         let size = i32::from_be_bytes(response[0..4].try_into().expect("a size prefix"));
         assert_eq!(size as usize + 4, response.len(), "response size prefix");
@@ -360,8 +371,25 @@ fn sasl_seeds() -> Vec<Vec<u8>> {
     let mut authenticate = header(36, 1);
     authenticate.extend_from_slice(&(token.len() as i32).to_be_bytes());
     authenticate.extend_from_slice(token);
+    let scram = |mechanism: &[u8], version: i16| {
+        let mut handshake = header(17, version);
+        handshake.extend_from_slice(&(mechanism.len() as i16).to_be_bytes());
+        handshake.extend_from_slice(mechanism);
+        handshake
+    };
+    let first = b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL";
+    let mut scram_first = header(36, 1);
+    scram_first.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    scram_first.extend_from_slice(first);
+    let last = b"c=biws,r=fyko+d2lbbFgONRv9qkxdawLxyz,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    let mut scram_last = header(36, 1);
+    scram_last.extend_from_slice(&(last.len() as i32).to_be_bytes());
+    scram_last.extend_from_slice(last);
     let join = |frames: &[&[u8]]| frames.join(&[0xFF, 0xFE][..]);
     vec![
+        join(&[&scram(b"SCRAM-SHA-256", 1), &scram_first, &scram_last]),
+        join(&[&scram(b"SCRAM-SHA-512", 1), &scram_first, &scram_last]),
+        join(&[&scram(b"SCRAM-SHA-512", 0), first, last]),
         join(&[&handshake_v1, &authenticate]),
         join(&[&handshake_v0, token]),
         join(&[&header(18, 3), &handshake_v1, &authenticate]),

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admission::Admission;
 use crate::config::BrokerConfig;
+use crate::credentials::{Credentials, LocalCredentials};
 use crate::error::BrokerError;
 use crate::group_events::GroupEventLog;
 use crate::groups::ShardRouter;
@@ -37,6 +38,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Membership of a cluster, in cluster mode.
     pub cluster: Option<Cluster>,
+    /// SCRAM users' credentials.
+    pub credentials: Credentials,
     /// Allocator of idempotent producer ids.
     pub producer_ids: ProducerIds,
     /// The group coordinator: its shards, behind their router.
@@ -74,20 +77,23 @@ impl Broker {
         config: BrokerConfig,
         listeners: Vec<Listener>,
     ) -> Result<Broker, BrokerError> {
-        let (cluster, cluster_id, topics, producer_ids) =
+        let (cluster, cluster_id, topics, producer_ids, credentials) =
             match config.cluster.enabled().map_err(BrokerError::Startup)? {
                 true => {
                     let cluster = join_cluster(&config, &listeners).await?;
                     let topics = TopicRegistry::cluster(&config, cluster.clone()).await;
                     let id = cluster.cluster_id().to_string();
                     let ids = ProducerIds::Cluster(cluster.clone());
-                    (Some(cluster), id, topics, ids)
+                    let credentials = Credentials::Cluster(cluster.clone());
+                    (Some(cluster), id, topics, ids, credentials)
                 }
                 false => {
                     fs::create_dir_all(&config.data_dir)?;
                     let id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
                     let topics = TopicRegistry::open(&config)?;
-                    (None, id, topics, ProducerIds::open(&config.data_dir)?)
+                    let ids = ProducerIds::open(&config.data_dir)?;
+                    let credentials = Credentials::Local(LocalCredentials::open(&config.data_dir)?);
+                    (None, id, topics, ids, credentials)
                 }
             };
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
@@ -102,6 +108,7 @@ impl Broker {
             topics,
             cluster_id,
             cluster,
+            credentials,
             producer_ids,
             groups,
             group_events,

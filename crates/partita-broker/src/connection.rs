@@ -191,7 +191,7 @@ impl Connection {
                             // Not a request: no api key to count it under but SASL's.
                             request.api_key = kafka_protocol::messages::ApiKey::SaslAuthenticate as i16;
                         }
-                        match session.step(&frame) {
+                        match session.step(&frame, &broker.credentials).await {
                             Ok(SaslStep::Dispatch) => {}
                             Ok(SaslStep::Reply { reply, close }) => {
                                 open = write_reply(&broker, peer, &mut writer, request, Ok(Some(reply))).await;

@@ -53,6 +53,8 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     // Answered by the connection before authentication (crate::sasl); here, out of place.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -293,6 +295,14 @@ pub(crate) async fn dispatch(
         ApiKey::DescribeCluster => {
             route_listener!(DescribeClusterRequest, handlers::describe_cluster::handle)
         }
+        ApiKey::DescribeUserScramCredentials => route!(
+            DescribeUserScramCredentialsRequest,
+            handlers::scram_credentials::describe
+        ),
+        ApiKey::AlterUserScramCredentials => route!(
+            AlterUserScramCredentialsRequest,
+            handlers::scram_credentials::alter
+        ),
         // On a listener without SASL, or once authenticated (re-authentication, KIP-368,
         // is not served: connections.max.reauth.ms is 0).
         ApiKey::SaslHandshake => {

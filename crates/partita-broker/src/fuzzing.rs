@@ -39,13 +39,19 @@ pub async fn answer_frame(broker: &Broker, frame: Bytes) -> FrameOutcome {
     }
 }
 
-/// Feeds `frames` to the SASL exchange of a connection on a SASL listener whose JAAS
-/// setting is `jaas` (PLAIN), as a connection would before authentication: each frame is
-/// answered, dispatched (ApiVersions) or ends the exchange. Returns the responses, and the
-/// principal if one authenticated. Panics only on a bug.
-pub fn sasl_exchange(jaas: &str, frames: &[Bytes]) -> (Vec<BytesMut>, Option<String>) {
+/// Feeds `frames` to the SASL exchange of a connection on a SASL listener with PLAIN (whose
+/// JAAS setting is `jaas`) and both SCRAM mechanisms (with `broker`'s credentials), as a
+/// connection would before authentication: each frame is answered, dispatched (ApiVersions)
+/// or ends the exchange. Returns the responses, and the principal if one authenticated.
+/// Panics only on a bug.
+pub async fn sasl_exchange(
+    broker: &Broker,
+    jaas: &str,
+    frames: &[Bytes],
+) -> (Vec<BytesMut>, Option<String>) {
     use crate::sasl::{SaslConfig, SaslSession, SaslStep};
-    let Ok(config) = SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(jaas.to_string())) else {
+    let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
+    let Ok(config) = SaslConfig::new("SASL_SSL", mechanisms, |_| Some(jaas.to_string())) else {
         return (Vec::new(), None);
     };
     let mut session = SaslSession::new(std::sync::Arc::new(config));
@@ -55,7 +61,7 @@ pub fn sasl_exchange(jaas: &str, frames: &[Bytes]) -> (Vec<BytesMut>, Option<Str
         if frame.len() < 8 {
             break;
         }
-        match session.step(frame) {
+        match session.step(frame, &broker.credentials).await {
             Ok(SaslStep::Reply { reply, close }) => {
                 responses.push(reply.frame);
                 if close {

@@ -5,6 +5,7 @@ mod admission;
 pub mod broker;
 pub mod config;
 mod connection;
+pub mod credentials;
 mod dispatch;
 pub mod error;
 #[cfg(feature = "fuzzing")]
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod partition;
 mod producer_ids;
 mod sasl;
+pub mod scram;
 mod server;
 pub mod storage;
 pub mod topic_config;

@@ -4,8 +4,11 @@
 //! is answered with SASL_AUTHENTICATION_FAILED and the connection closed.
 //!
 //! Mechanisms: PLAIN, with the users of the listener's JAAS setting as Kafka reads it
-//! (`listener.name.<listener>.plain.sasl.jaas.config=... required user_alice="secret";`).
-//! Passwords are compared in constant time by aws-lc, and never logged.
+//! (`listener.name.<listener>.plain.sasl.jaas.config=... required user_alice="secret";`),
+//! and SCRAM-SHA-256 and SCRAM-SHA-512 with the credentials of crate::credentials (managed
+//! through AlterUserScramCredentials, or `partita storage format --add-scram` before the
+//! first start). Passwords and proofs are compared in constant time by aws-lc, and never
+//! logged.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
+use crate::credentials::Credentials;
 use crate::dispatch::{encode, Reply};
+use crate::scram::{ScramMechanism, ScramServer, ScramStep};
 
 /// Kafka's error codes met here.
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
@@ -78,10 +83,11 @@ impl SaslConfig {
                         ));
                     }
                 }
+                other if ScramMechanism::from_name(other).is_some() => {}
                 other => {
                     return Err(format!(
                         "listener {listener}: SASL mechanism {other} is not served; \
-                         sasl.enabled.mechanisms may name PLAIN"
+                         sasl.enabled.mechanisms may name PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512"
                     ))
                 }
             }
@@ -130,6 +136,8 @@ fn jaas_options(text: &str) -> Result<BTreeMap<String, String>, String> {
 pub(crate) struct SaslSession {
     config: std::sync::Arc<SaslConfig>,
     mechanism: Option<String>,
+    /// The SCRAM exchange under way, once a SCRAM mechanism is chosen.
+    scram: Option<ScramServer>,
     /// After a SaslHandshake v0, the client sends its tokens as bare size-prefixed frames
     /// rather than SaslAuthenticate requests.
     raw_tokens: bool,
@@ -151,6 +159,7 @@ impl SaslSession {
         SaslSession {
             config,
             mechanism: None,
+            scram: None,
             raw_tokens: false,
             principal: None,
         }
@@ -166,17 +175,30 @@ impl SaslSession {
         self.principal.as_deref()
     }
 
-    /// Takes a request frame of a connection that has not authenticated yet.
-    pub(crate) fn step(&mut self, frame: &Bytes) -> Result<SaslStep, String> {
+    /// Takes a request frame of a connection that has not authenticated yet; SCRAM users'
+    /// credentials are looked up in `credentials`.
+    pub(crate) async fn step(
+        &mut self,
+        frame: &Bytes,
+        credentials: &Credentials,
+    ) -> Result<SaslStep, String> {
         if self.raw_tokens {
-            // A bare token answered by a bare (empty) one; a failure closes the connection.
-            return match self.authenticate(frame) {
-                Ok(principal) => {
-                    self.principal = Some(principal);
-                    let empty = bytes::BytesMut::from(&[0u8; 4][..]);
+            // A bare token answered by a bare one; a failure closes the connection.
+            return match self.authenticate(frame, credentials).await {
+                Ok(progress) => {
+                    let token = match progress {
+                        Progress::Challenge(token) => token,
+                        Progress::Authenticated { principal, last } => {
+                            self.principal = Some(principal);
+                            last
+                        }
+                    };
+                    let mut framed = bytes::BytesMut::with_capacity(4 + token.len());
+                    framed.extend_from_slice(&(token.len() as u32).to_be_bytes());
+                    framed.extend_from_slice(&token);
                     Ok(SaslStep::Reply {
                         reply: Reply {
-                            frame: empty,
+                            frame: framed,
                             _memory: None,
                         },
                         close: false,
@@ -227,6 +249,7 @@ impl SaslSession {
                         false => UNSUPPORTED_SASL_MECHANISM,
                     });
                 if served {
+                    self.scram = ScramMechanism::from_name(&wanted).map(ScramServer::new);
                     self.mechanism = Some(wanted);
                     self.raw_tokens = version == 0;
                 }
@@ -236,11 +259,14 @@ impl SaslSession {
                 decode_header(&mut body)?;
                 let request = SaslAuthenticateRequest::decode(&mut body, version)
                     .map_err(|e| format!("malformed SaslAuthenticate v{version}: {e}"))?;
-                let outcome = self.authenticate(&request.auth_bytes);
+                let outcome = self.authenticate(&request.auth_bytes, credentials).await;
                 let response = match &outcome {
-                    Ok(principal) => {
+                    Ok(Progress::Challenge(token)) => SaslAuthenticateResponse::default()
+                        .with_auth_bytes(Bytes::copy_from_slice(token)),
+                    Ok(Progress::Authenticated { principal, last }) => {
                         self.principal = Some(principal.clone());
                         SaslAuthenticateResponse::default()
+                            .with_auth_bytes(Bytes::copy_from_slice(last))
                     }
                     Err(reason) => SaslAuthenticateResponse::default()
                         .with_error_code(SASL_AUTHENTICATION_FAILED)
@@ -261,10 +287,42 @@ impl SaslSession {
         }
     }
 
-    /// Checks a client's token with the mechanism it chose; its principal if it passes.
-    fn authenticate(&self, token: &[u8]) -> Result<String, String> {
+    /// Checks a client's token with the mechanism it chose: the next challenge, or the
+    /// principal once it has passed.
+    async fn authenticate(
+        &mut self,
+        token: &[u8],
+        credentials: &Credentials,
+    ) -> Result<Progress, String> {
+        if let Some(server) = self.scram.as_mut() {
+            let mechanism = self
+                .mechanism
+                .as_deref()
+                .and_then(ScramMechanism::from_name)
+                .ok_or("no mechanism chosen")?;
+            // The first message names the user whose credential the exchange needs.
+            let credential = match ScramServer::user_of_first(token) {
+                Some(user) if !server.started() => {
+                    credentials.get(&user, mechanism).await.map_err(|error| {
+                        tracing::warn!(%error, "could not read SCRAM credentials");
+                        "the credentials could not be read".to_string()
+                    })?
+                }
+                _ => None,
+            };
+            return match server.step(token, credential)? {
+                ScramStep::Challenge(token) => Ok(Progress::Challenge(token)),
+                ScramStep::Authenticated { user, last } => Ok(Progress::Authenticated {
+                    principal: format!("User:{user}"),
+                    last,
+                }),
+            };
+        }
         match self.mechanism.as_deref() {
-            Some("PLAIN") => self.plain(token),
+            Some("PLAIN") => self.plain(token).map(|principal| Progress::Authenticated {
+                principal,
+                last: Vec::new(),
+            }),
             _ => Err("no mechanism chosen".to_string()),
         }
     }
@@ -290,6 +348,14 @@ impl SaslSession {
             false => Err("Invalid username or password".to_string()),
         }
     }
+}
+
+/// Where an exchange stands after a client's token.
+enum Progress {
+    /// Send this token and wait for the next.
+    Challenge(Vec<u8>),
+    /// Authenticated: send this last token (empty for PLAIN).
+    Authenticated { principal: String, last: Vec<u8> },
 }
 
 /// A response of either SASL API, encoded as a reply.

@@ -74,6 +74,8 @@ fn encode_default(key: ApiKey, version: i16, body: &mut BytesMut) -> Option<bool
         ShareFetch: ShareFetchRequest,
         ShareAcknowledge: ShareAcknowledgeRequest,
         DescribeShareGroupOffsets: DescribeShareGroupOffsetsRequest,
+        DescribeUserScramCredentials: DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentials: AlterUserScramCredentialsRequest,
     )
 }
 

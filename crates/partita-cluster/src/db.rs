@@ -11,6 +11,7 @@
 //! - `objects`: every object of record data in the object store;
 //! - `batches`: which offsets of which partition are where in which object;
 //! - `producers`: idempotent producers' last batches, per partition;
+//! - `scram_credentials`: SCRAM users, salted and hashed (crate::credentials);
 //! - the sequence `producer_ids`.
 
 use std::time::Duration;
@@ -103,6 +104,15 @@ CREATE TABLE IF NOT EXISTS partita_producers (
 CREATE SEQUENCE IF NOT EXISTS partita_producer_ids;
 ALTER TABLE partita_brokers ADD COLUMN IF NOT EXISTS presence_key int;
 ALTER TABLE partita_brokers ADD COLUMN IF NOT EXISTS endpoints jsonb;
+CREATE TABLE IF NOT EXISTS partita_scram_credentials (
+    name text NOT NULL,
+    mechanism smallint NOT NULL,
+    salt bytea NOT NULL,
+    stored_key bytea NOT NULL,
+    server_key bytea NOT NULL,
+    iterations int NOT NULL,
+    PRIMARY KEY (name, mechanism)
+);
 ";
 
 /// Connections to the metadata database: a pool for the data path, and a small one of its

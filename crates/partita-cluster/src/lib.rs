@@ -16,6 +16,7 @@
 mod catalog;
 mod compaction;
 pub mod config;
+mod credentials;
 mod db;
 mod error;
 mod flush;
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use config::ClusterConfig;
+pub use credentials::{bootstrap as bootstrap_scram_credentials, StoredScram};
 pub use error::ClusterError;
 pub use members::NodeAddress;
 pub use partition::ClusterPartition;
@@ -309,6 +311,34 @@ impl Cluster {
     /// A producer id unique in the cluster.
     pub async fn next_producer_id(&self) -> Result<i64, ClusterError> {
         catalog::next_producer_id(&self.shared.db).await
+    }
+
+    /// A user's SCRAM credential for one mechanism (KIP-554's number), read now.
+    pub async fn scram_credential(
+        &self,
+        name: &str,
+        mechanism: i8,
+    ) -> Result<Option<StoredScram>, ClusterError> {
+        credentials::get(&self.shared.db, name, mechanism).await
+    }
+
+    /// Every SCRAM credential's user, mechanism and iterations.
+    pub async fn scram_credentials(&self) -> Result<Vec<(String, i8, i32)>, ClusterError> {
+        credentials::list(&self.shared.db).await
+    }
+
+    /// Inserts or replaces a SCRAM credential.
+    pub async fn put_scram_credential(&self, credential: &StoredScram) -> Result<(), ClusterError> {
+        credentials::put(&self.shared.db, credential).await
+    }
+
+    /// Deletes a SCRAM credential; whether there was one.
+    pub async fn delete_scram_credential(
+        &self,
+        name: &str,
+        mechanism: i8,
+    ) -> Result<bool, ClusterError> {
+        credentials::delete(&self.shared.db, name, mechanism).await
     }
 
     /// Leaves the cluster at once: the other brokers take this one's partitions without

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Broker(BrokerArgs),
+    /// Prepare storage before the first start, as `kafka-storage format` does: add SCRAM users.
+    Storage(StorageArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -47,6 +49,34 @@ struct BrokerArgs {
     set: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct StorageArgs {
+    #[command(subcommand)]
+    command: StorageCommand,
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Store SCRAM credentials where the broker (or, in cluster mode, every broker) reads
+    /// them: in the data directory, or in PostgreSQL. Takes the broker's settings.
+    Format(FormatArgs),
+}
+
+#[derive(clap::Args)]
+struct FormatArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// A SCRAM user, as kafka-storage takes it:
+    /// 'SCRAM-SHA-256=[name=alice,password=alice-secret]' (iterations=N to choose the
+    /// iterations, default 4096). Repeatable.
+    #[arg(
+        long = "add-scram",
+        short = 'S',
+        value_name = "MECHANISM=[name=USER,password=PASSWORD]"
+    )]
+    add_scram: Vec<String>,
+}
+
 fn main() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
@@ -59,8 +89,42 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Storage(StorageArgs {
+            command: StorageCommand::Format(args),
+        }) => {
+            if let Err(error) = run_format(args) {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Admin(command) => admin::run(command),
     }
+}
+
+fn run_format(args: FormatArgs) -> anyhow::Result<()> {
+    let config = broker_config(&args.broker)?;
+    let mut entries = Vec::with_capacity(args.add_scram.len());
+    for text in &args.add_scram {
+        // The error names the mechanism and field only: the text holds a password.
+        let entry = partita_broker::credentials::parse_add_scram(text)
+            .map_err(|why| anyhow::anyhow!("--add-scram: {why}"))?;
+        entries.push(entry);
+    }
+    let added: Vec<String> = entries
+        .iter()
+        .map(|(user, mechanism, _)| format!("{user} ({})", mechanism.name()))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(partita_broker::credentials::bootstrap(&config, entries))?;
+    match added.is_empty() {
+        true => println!("nothing to add"),
+        false => println!("SCRAM credentials stored: {}", added.join(", ")),
+    }
+    Ok(())
 }
 
 fn init_logging() {
@@ -74,7 +138,8 @@ fn init_logging() {
         .init();
 }
 
-fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+/// The broker's settings from its flags, `PARTITA_*` variables and config file.
+fn broker_config(args: &BrokerArgs) -> anyhow::Result<partita_broker::BrokerConfig> {
     let mut properties = Vec::new();
     if let Some(path) = &args.config {
         properties.extend(settings::from_toml_file(path)?);
@@ -98,8 +163,11 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--set expects NAME=VALUE, got {pair:?}"))?;
         properties.push((name.trim().to_string(), value.to_string()));
     }
-    let config = settings::build(properties)?;
+    settings::build(properties)
+}
 
+fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let config = broker_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

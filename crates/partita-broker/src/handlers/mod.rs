@@ -17,6 +17,7 @@ pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub(crate) mod scram_credentials;
 pub(crate) mod share;
 
 use kafka_protocol::messages::TopicName;
