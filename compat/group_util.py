@@ -337,7 +337,7 @@ class FailoverGroup:
     restarts it (test_cluster_groups.py, bench/failover.py)."""
 
     def __init__(self, cluster, members: Members, partitions: int, count: int, options: dict,
-                 settle_timeout: float = 120.0):
+                 settle_timeout: float = 120.0, interval: float = 0.005):
         from confluent_kafka.admin import AdminClient, NewTopic
         from partita_compat import unique_name
         self.brokers = {n: cluster.start_broker(n) for n in (1, 2, 3)}
@@ -348,7 +348,7 @@ class FailoverGroup:
                                                replication_factor=1)]).values():
             f.result(30)
         self.producer = LoopProducer(self.bootstrap, self.topic, partitions,
-                                     interval=0.005).start()
+                                     interval=interval).start()
         self.members = [members.spawn(f"m{i}", self.bootstrap, self.group, self.topic,
                                       commit_below=-1, **options) for i in range(count)]
         started = time.time()

@@ -4,6 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::acl::Authorizer;
 use crate::admission::Admission;
 use crate::config::BrokerConfig;
 use crate::credentials::{Credentials, LocalCredentials};
@@ -40,6 +41,8 @@ pub struct Broker {
     pub cluster: Option<Cluster>,
     /// SCRAM users' credentials.
     pub credentials: Credentials,
+    /// The ACLs, and whether requests are checked against them.
+    pub authorizer: Authorizer,
     /// Allocator of idempotent producer ids.
     pub producer_ids: ProducerIds,
     /// The group coordinator: its shards, behind their router.
@@ -77,7 +80,7 @@ impl Broker {
         config: BrokerConfig,
         listeners: Vec<Listener>,
     ) -> Result<Broker, BrokerError> {
-        let (cluster, cluster_id, topics, producer_ids, credentials) =
+        let (cluster, cluster_id, topics, producer_ids, credentials, authorizer) =
             match config.cluster.enabled().map_err(BrokerError::Startup)? {
                 true => {
                     let cluster = join_cluster(&config, &listeners).await?;
@@ -85,7 +88,9 @@ impl Broker {
                     let id = cluster.cluster_id().to_string();
                     let ids = ProducerIds::Cluster(cluster.clone());
                     let credentials = Credentials::Cluster(cluster.clone());
-                    (Some(cluster), id, topics, ids, credentials)
+                    let authorizer =
+                        Authorizer::cluster(config.authorizer.clone(), cluster.clone()).await?;
+                    (Some(cluster), id, topics, ids, credentials, authorizer)
                 }
                 false => {
                     fs::create_dir_all(&config.data_dir)?;
@@ -93,7 +98,9 @@ impl Broker {
                     let topics = TopicRegistry::open(&config)?;
                     let ids = ProducerIds::open(&config.data_dir)?;
                     let credentials = Credentials::Local(LocalCredentials::open(&config.data_dir)?);
-                    (None, id, topics, ids, credentials)
+                    let authorizer =
+                        Authorizer::local(config.authorizer.clone(), &config.data_dir)?;
+                    (None, id, topics, ids, credentials, authorizer)
                 }
             };
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
@@ -109,6 +116,7 @@ impl Broker {
             cluster_id,
             cluster,
             credentials,
+            authorizer,
             producer_ids,
             groups,
             group_events,

@@ -72,6 +72,8 @@ pub struct BrokerConfig {
     /// `listeners`, `advertised.listeners`, `listener.security.protocol.map` and the TLS
     /// settings as given; [`BrokerConfig::listeners`] resolves them.
     pub listener_properties: ListenerProperties,
+    /// ACLs: `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::acl::AuthorizerConfig,
     /// The properties given explicitly (file, environment or flags), as named there; what
     /// DescribeConfigs reports as STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
     pub explicit: std::collections::BTreeSet<String>,
@@ -105,6 +107,7 @@ impl Default for BrokerConfig {
             http_history_minutes: 15,
             http_history_interval_ms: 5_000,
             listener_properties: ListenerProperties::default(),
+            authorizer: Default::default(),
             explicit: Default::default(),
         }
     }
@@ -201,6 +204,29 @@ impl BrokerConfig {
             }
             _ if listener_property => {}
             "node.id" | "broker.id" => self.node_id = int()? as i32,
+            "authorizer.class.name" => {
+                self.authorizer.enabled = match value {
+                    "" => false,
+                    class if crate::acl::AUTHORIZER_CLASSES.contains(&class) => true,
+                    _ => {
+                        return Err(bad(&format!(
+                            "the authorizer served is {}",
+                            crate::acl::AUTHORIZER_CLASSES[0]
+                        )))
+                    }
+                }
+            }
+            "super.users" => {
+                self.authorizer.super_users = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "allow.everyone.if.no.acl.found" => {
+                self.authorizer.allow_everyone_if_no_acl_found = boolean()?
+            }
             "num.partitions" => self.num_partitions = positive()? as i32,
             "auto.create.topics.enable" => self.auto_create_topics_enable = boolean()?,
             "delete.topic.enable" => self.delete_topic_enable = boolean()?,

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::acl::Session;
 use crate::admission::Admitted;
 use crate::broker::Broker;
 use crate::dispatch::{self, DispatchError, Reply};
@@ -155,6 +156,8 @@ impl Connection {
         let reading = tokio::spawn(reader.read_frames(frames, shutdown));
         let mut in_flight = FuturesOrdered::new();
         let mut open = true;
+        // Who is asking, for ACLs: anonymous until SASL authenticates someone.
+        let mut asking = Session::anonymous(peer.ip());
         while open {
             tokio::select! {
                 biased;
@@ -201,7 +204,10 @@ impl Connection {
                                         tracing::info!(%peer, listener = %listener, "SASL authentication failed; connection closed");
                                         break;
                                     }
-                                    (false, Some(principal)) => tracing::debug!(%peer, principal, "authenticated"),
+                                    (false, Some(principal)) => {
+                                        tracing::debug!(%peer, principal, "authenticated");
+                                        asking.principal = principal.to_string();
+                                    }
                                     (false, None) => {}
                                 }
                                 continue;
@@ -212,7 +218,7 @@ impl Connection {
                             }
                         }
                     }
-                    let staged = dispatch::stage(&broker, peer, &listener, frame).await;
+                    let staged = dispatch::stage(&broker, peer, (&listener, &asking), frame).await;
                     in_flight.push_back(async move {
                         let outcome = match staged {
                             Ok(pending) => pending.await,

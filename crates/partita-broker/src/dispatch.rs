@@ -11,6 +11,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use partita_groups::ClientContext;
 
+use crate::acl::Session;
+use crate::authz::{self, Guarded};
 use crate::broker::Broker;
 use crate::handlers::{self, groups, share};
 use crate::memory::MemoryClaim;
@@ -53,6 +55,9 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     // Answered by the connection before authentication (crate::sasl); here, out of place.
@@ -99,14 +104,14 @@ pub(crate) fn is_produce(frame: &[u8]) -> bool {
 pub(crate) async fn stage(
     broker: &Arc<Broker>,
     peer: SocketAddr,
-    listener: &str,
+    (listener, session): (&str, &Session),
     mut frame: Bytes,
 ) -> Result<PendingReply, DispatchError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let served = supported_versions(ApiKey::Produce)
         .is_some_and(|(min, max)| (min..=max).contains(&version));
     if !(is_produce(&frame) && served) {
-        let reply = dispatch(broker, peer, listener, frame).await;
+        let reply = dispatch(broker, peer, (listener, session), frame).await;
         return Ok(Box::pin(std::future::ready(reply)));
     }
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -114,11 +119,21 @@ pub(crate) async fn stage(
         .map_err(|e| DispatchError::Close(format!("malformed request header: {e}")))?;
     let request = ProduceRequest::decode(&mut frame, version)
         .map_err(|e| DispatchError::Close(format!("malformed Produce v{version} request: {e}")))?;
+    let (request, fixup) = match authz::guard(broker, session, request, version) {
+        Guarded::Refused(response) => {
+            let reply = encode(ApiKey::Produce as i16, version, correlation_id, &response);
+            return Ok(Box::pin(std::future::ready(reply)));
+        }
+        Guarded::Proceed(request, fixup) => (request, fixup),
+    };
     let staged = handlers::produce::stage(broker, request).await;
     let broker = Arc::clone(broker);
     Ok(Box::pin(async move {
         match staged.finish(&broker).await {
-            Some(response) => encode(ApiKey::Produce as i16, version, correlation_id, &response),
+            Some(response) => {
+                let response = authz::fix(response, fixup);
+                encode(ApiKey::Produce as i16, version, correlation_id, &response)
+            }
             None => Ok(None),
         }
     }))
@@ -129,7 +144,7 @@ pub(crate) async fn stage(
 pub(crate) async fn dispatch(
     broker: &Broker,
     peer: SocketAddr,
-    listener: &str,
+    (listener, session): (&str, &Session),
     mut frame: Bytes,
 ) -> Result<Option<Reply>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -166,12 +181,26 @@ pub(crate) async fn dispatch(
         client_host: format!("/{}", peer.ip()),
     };
 
+    // With ACLs on, what the principal may not do is refused before the handler runs, or
+    // taken out of the request and answered in its response (crate::authz).
+    macro_rules! checked {
+        ($request:expr) => {
+            match authz::guard(broker, session, $request, version) {
+                Guarded::Refused(response) => {
+                    return encode(raw_key, version, correlation_id, &response)
+                }
+                Guarded::Proceed(request, fixup) => (request, fixup),
+            }
+        };
+    }
+
     macro_rules! route {
         ($request:ty, $handler:expr) => {{
             let request = <$request>::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
-            let response = $handler(broker, request, version).await;
+            let (request, fixup) = checked!(request);
+            let response = authz::fix($handler(broker, request, version).await, fixup);
             encode(raw_key, version, correlation_id, &response)
         }};
     }
@@ -182,7 +211,8 @@ pub(crate) async fn dispatch(
             let request = <$request>::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
-            let response = $handler(broker, request, version, listener).await;
+            let (request, fixup) = checked!(request);
+            let response = authz::fix($handler(broker, request, version, listener).await, fixup);
             encode(raw_key, version, correlation_id, &response)
         }};
     }
@@ -193,7 +223,8 @@ pub(crate) async fn dispatch(
             let request = <$request>::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
-            let response = $handler(broker, &client, request, version).await;
+            let (request, fixup) = checked!(request);
+            let response = authz::fix($handler(broker, &client, request, version).await, fixup);
             for code in handlers::error_codes::ErrorCodes::error_codes(&response) {
                 broker.metrics.record_error(api_key, code);
             }
@@ -202,6 +233,18 @@ pub(crate) async fn dispatch(
     }
 
     if api_key == ApiKey::ListOffsets && version == 0 {
+        // Decoded by hand, without its topics being checked one by one: with ACLs on, only
+        // for principals that may describe the whole cluster.
+        if !broker.authorizer.authorize(
+            session,
+            crate::acl::Operation::Describe,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::CLUSTER_NAME,
+        ) {
+            return Err(DispatchError::Close(
+                "ListOffsets v0 with ACLs on needs DESCRIBE on the cluster".to_string(),
+            ));
+        }
         let body = handlers::list_offsets::handle_v0(broker, &mut frame)
             .await
             .map_err(|e| DispatchError::Close(format!("malformed ListOffsets v0 request: {e}")))?;
@@ -229,6 +272,7 @@ pub(crate) async fn dispatch(
             let request = ShareFetchRequest::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed ShareFetch v{version} request: {e}"))
             })?;
+            let (request, _) = checked!(request);
             let (response, memory) = share::fetch(broker, &client, request, version).await;
             for code in handlers::error_codes::ErrorCodes::error_codes(&response) {
                 broker.metrics.record_error(api_key, code);
@@ -251,8 +295,14 @@ pub(crate) async fn dispatch(
             let request = ProduceRequest::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed Produce v{version} request: {e}"))
             })?;
+            let (request, fixup) = checked!(request);
             match handlers::produce::handle(broker, request, version).await {
-                Some(response) => encode(raw_key, version, correlation_id, &response),
+                Some(response) => encode(
+                    raw_key,
+                    version,
+                    correlation_id,
+                    &authz::fix(response, fixup),
+                ),
                 None => Ok(None),
             }
         }
@@ -260,7 +310,9 @@ pub(crate) async fn dispatch(
             let request = FetchRequest::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed Fetch v{version} request: {e}"))
             })?;
+            let (request, fixup) = checked!(request);
             let (response, memory) = handlers::fetch::handle(broker, request, version).await;
+            let response = authz::fix(response, fixup);
             let reply = encode(raw_key, version, correlation_id, &response)?;
             Ok(reply.map(|reply| Reply {
                 _memory: Some(memory),
@@ -295,6 +347,9 @@ pub(crate) async fn dispatch(
         ApiKey::DescribeCluster => {
             route_listener!(DescribeClusterRequest, handlers::describe_cluster::handle)
         }
+        ApiKey::DescribeAcls => route!(DescribeAclsRequest, handlers::acls::describe),
+        ApiKey::CreateAcls => route!(CreateAclsRequest, handlers::acls::create),
+        ApiKey::DeleteAcls => route!(DeleteAclsRequest, handlers::acls::delete),
         ApiKey::DescribeUserScramCredentials => route!(
             DescribeUserScramCredentialsRequest,
             handlers::scram_credentials::describe

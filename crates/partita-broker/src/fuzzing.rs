@@ -32,7 +32,8 @@ pub async fn answer_frame(broker: &Broker, frame: Bytes) -> FrameOutcome {
         ));
     }
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-    match dispatch(broker, peer, "PLAINTEXT", frame).await {
+    let session = crate::acl::Session::anonymous(peer.ip());
+    match dispatch(broker, peer, ("PLAINTEXT", &session), frame).await {
         Ok(Some(reply)) => FrameOutcome::Response(reply.frame),
         Ok(None) => FrameOutcome::NoResponse,
         Err(DispatchError::Close(reason)) => FrameOutcome::Close(reason),

@@ -1,7 +1,9 @@
 //! Partita's Kafka protocol server: accepts connections, frames requests, routes each to the
 //! handler for its API, and keeps the topics and their partition logs.
 
+pub mod acl;
 mod admission;
+mod authz;
 pub mod broker;
 pub mod config;
 mod connection;

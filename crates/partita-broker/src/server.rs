@@ -172,10 +172,17 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(flush_every);
     let mut last_flush = HashMap::new();
+    // In cluster mode, ACLs changed through another broker are taken within a second.
+    let mut acls = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = retention.tick() => maintain_logs(&broker).await,
             _ = flush.tick() => flush_due_logs(&broker, &mut last_flush).await,
+            _ = acls.tick(), if broker.cluster.is_some() && broker.authorizer.enabled() => {
+                if let Err(error) = broker.authorizer.reload().await {
+                    tracing::warn!(%error, "could not reload the ACLs; the last ones loaded stay in force");
+                }
+            }
             _ = shutdown.recv() => return,
         }
     }

@@ -12,6 +12,7 @@
 //! - `batches`: which offsets of which partition are where in which object;
 //! - `producers`: idempotent producers' last batches, per partition;
 //! - `scram_credentials`: SCRAM users, salted and hashed (crate::credentials);
+//! - `acls`: every ACL, in one row with a version (crate::acls);
 //! - the sequence `producer_ids`.
 
 use std::time::Duration;
@@ -112,6 +113,11 @@ CREATE TABLE IF NOT EXISTS partita_scram_credentials (
     server_key bytea NOT NULL,
     iterations int NOT NULL,
     PRIMARY KEY (name, mechanism)
+);
+CREATE TABLE IF NOT EXISTS partita_acls (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version bigint NOT NULL,
+    acls jsonb NOT NULL
 );
 ";
 

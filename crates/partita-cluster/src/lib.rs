@@ -13,6 +13,7 @@
 //! spreads leadership when brokers come and go), the follower of announced catalog changes,
 //! the flusher, merges, and the collection of unreferenced objects.
 
+mod acls;
 mod catalog;
 mod compaction;
 pub mod config;
@@ -311,6 +312,25 @@ impl Cluster {
     /// A producer id unique in the cluster.
     pub async fn next_producer_id(&self) -> Result<i64, ClusterError> {
         catalog::next_producer_id(&self.shared.db).await
+    }
+
+    /// The version of the ACLs, moved by every change.
+    pub async fn acl_version(&self) -> Result<i64, ClusterError> {
+        acls::version(&self.shared.db).await
+    }
+
+    /// The ACLs (as the broker stored them) and their version.
+    pub async fn acls(&self) -> Result<(i64, Vec<serde_json::Value>), ClusterError> {
+        acls::load(&self.shared.db).await
+    }
+
+    /// Replaces the ACLs with what `change` makes of them, one change at a time across the
+    /// cluster; returns what `change` returned.
+    pub async fn update_acls<T>(
+        &self,
+        change: impl FnOnce(Vec<serde_json::Value>) -> (Vec<serde_json::Value>, T),
+    ) -> Result<T, ClusterError> {
+        acls::update(&self.shared.db, change).await
     }
 
     /// A user's SCRAM credential for one mechanism (KIP-554's number), read now.

@@ -1,6 +1,7 @@
 //! One module per API (or per small family of APIs); each decodes nothing and encodes
 //! nothing, it only turns a request struct into a response struct.
 
+pub(crate) mod acls;
 pub(crate) mod api_versions;
 pub(crate) mod configs;
 pub(crate) mod create_partitions;
