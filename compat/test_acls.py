@@ -15,6 +15,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
                                    ResourceType)
 
 from partita_compat import free_port, unique_name, wait_until
+from test_tls import TlsBroker, _signed, pki  # noqa: F401 - the fixture
 
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 USERS = {"admin": "admin-pw-1", "alice": "alice-pw-2", "bob": "bob-pw-3"}
@@ -285,3 +286,58 @@ def test_authorized_operations_in_describe_answers_follow_the_acls(start_broker)
     # A super user may do everything the cluster supports.
     everything = admin.describe_cluster(include_authorized_operations=True).result(20)
     assert AclOperation.ALTER in everything.authorized_operations
+
+
+def test_a_client_certificate_s_subject_is_its_principal(start_broker, pki):
+    """With `ssl.client.auth`, a TLS client is `User:` and its certificate's subject, most
+    specific attribute first, as Kafka's default principal builder names it."""
+    _signed(pki, "ca", "carol", "/O=Partita/OU=eng/CN=carol", "extendedKeyUsage=clientAuth")
+    # Here the anonymous PLAINTEXT listener of the harness administers.
+    b = TlsBroker(start_broker, pki, **{
+        "ssl.client.auth": "required", "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(pki / "ca.pem"),
+        "authorizer.class.name": AUTHORIZER, "super.users": "User:ANONYMOUS"})
+    admin = AdminClient({"bootstrap.servers": b.plain})
+    topic = unique_name("acl-mtls")
+    make_topic(admin, topic)
+    create(admin, allow(ResourceType.TOPIC, topic, "User:CN=carol,OU=eng,O=Partita",
+                        AclOperation.DESCRIBE))
+
+    def sees(name: str) -> bool:
+        config = b.client(**{"ssl.certificate.location": str(pki / f"{name}.pem"),
+                             "ssl.key.location": str(pki / f"{name}.key")})
+        return topic in AdminClient(config).list_topics(timeout=20).topics
+    assert sees("carol")
+    assert not sees("alice")
+
+
+def test_the_operator_cli_adds_lists_and_removes_acls(start_broker, tmp_path):
+    import json
+    import subprocess
+    from partita_compat import broker_binary
+    b = AclBroker(start_broker)
+    properties = tmp_path / "admin.properties"
+    properties.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                          "sasl.username=admin\n" f"sasl.password={USERS['admin']}\n")
+    common = ["--bootstrap-server", f"127.0.0.1:{b.port}", "--command-config", str(properties)]
+
+    def partita(*args):
+        done = subprocess.run([str(broker_binary()), "acls", *args, *common], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    topic = unique_name("acl-cli")
+    make_topic(b.admin(), topic)
+    partita("add", "--topic", topic, "--allow-principal", "User:alice", "--operation", "Read",
+            "--operation", "Describe")
+    partita("add", "--group", "cli-", "--resource-pattern-type", "prefixed",
+            "--deny-principal", "User:bob", "--operation", "All")
+    listed = json.loads(partita("list", "--output", "json"))
+    assert sorted((a["resource_type"], a["operation"], a["permission"]) for a in listed) == [
+        ("GROUP", "ALL", "DENY"), ("TOPIC", "DESCRIBE", "ALLOW"), ("TOPIC", "READ", "ALLOW")]
+    assert topic in b.admin("alice").list_topics(timeout=20).topics
+    removed = json.loads(partita("remove", "--topic", topic, "--output", "json"))
+    assert len(removed) == 2
+    assert topic not in b.admin("alice").list_topics(timeout=20).topics
+    assert [a["resource_type"] for a in json.loads(partita("list", "--output", "json"))] == \
+        ["GROUP"]

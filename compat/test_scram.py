@@ -245,3 +245,36 @@ def test_in_a_cluster_a_user_added_through_one_broker_authenticates_through_anot
             UserScramCredentialDeletion("erin", ScramMechanism.SCRAM_SHA_512)]).values():
         f.result(20)
     assert not authenticates(client(brokers[1], "erin", "erin-Pw-2"))
+
+
+def partita(*args, stdin=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(broker_binary()), *args], input=stdin, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_operator_cli_manages_users_over_sasl_ssl_with_scram(start_broker, pki, tmp_path):
+    b = ScramBroker(start_broker, pki, tmp_path)
+    properties = tmp_path / "admin.properties"
+    properties.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n"
+        f'    username="admin" password="{ADMIN_PASSWORD}";\n'
+        f"ssl.truststore.type=PEM\nssl.truststore.location={pki / 'ca.pem'}\n")
+    common = ["--bootstrap-server", b.sasl_ssl, "--command-config", str(properties)]
+    dave = "dave-Pw-4"
+    done = partita("users", "set-password", *common, "--user", "dave",
+                   "--mechanism", "SCRAM-SHA-256", stdin=dave + "\n")
+    assert done.returncode == 0, done.stderr
+    assert authenticates(b.client("dave", dave, "SCRAM-SHA-256"))
+    listed = partita("users", "list", *common, "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert {"user": "dave", "mechanism": "SCRAM-SHA-256", "iterations": 8192} in \
+        json.loads(listed.stdout)
+    done = partita("users", "delete", *common, "--user", "dave", "--mechanism", "SCRAM-SHA-256")
+    assert done.returncode == 0, done.stderr
+    assert not authenticates(b.client("dave", dave, "SCRAM-SHA-256"))
+    # A wrong password in the properties: one line, no secret in it.
+    properties.write_text(properties.read_text().replace(ADMIN_PASSWORD, "wrong-Pw-0"))
+    refused = partita("topics", "list", *common)
+    assert refused.returncode == 1 and "authentication" in refused.stderr, refused.stderr
+    assert "wrong-Pw-0" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::connection::{Connection, Timeouts};
 use crate::error::{AdminError, Result};
+use crate::security::ClientSecurity;
 
 /// Highest Metadata version whose fields this client handles.
 const METADATA_MAX_VERSION: i16 = 12;
@@ -89,6 +90,8 @@ impl ClusterMetadata {
 pub struct AdminClient {
     bootstrap: String,
     timeouts: Timeouts,
+    /// TLS and SASL, for every connection.
+    security: ClientSecurity,
     /// Open connections by `host:port`; the bootstrap connection is one of them.
     connections: HashMap<String, Connection>,
     /// Broker addresses by node id, from the latest Metadata.
@@ -96,12 +99,22 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// Connects to `bootstrap` (`host:port`) and learns the cluster's brokers.
+    /// Connects to `bootstrap` (`host:port`) in plaintext and learns the cluster's brokers.
     pub async fn connect(bootstrap: &str, timeouts: Timeouts) -> Result<AdminClient> {
-        let connection = Connection::open(bootstrap, timeouts).await?;
+        AdminClient::connect_with(bootstrap, timeouts, ClientSecurity::default()).await
+    }
+
+    /// Connects to `bootstrap` with TLS and SASL as `security` says.
+    pub async fn connect_with(
+        bootstrap: &str,
+        timeouts: Timeouts,
+        security: ClientSecurity,
+    ) -> Result<AdminClient> {
+        let connection = Connection::open(bootstrap, timeouts, &security).await?;
         let mut client = AdminClient {
             bootstrap: bootstrap.to_string(),
             timeouts,
+            security,
             connections: HashMap::from([(bootstrap.to_string(), connection)]),
             brokers: HashMap::new(),
         };
@@ -132,7 +145,7 @@ impl AdminClient {
 
     async fn connection_to(&mut self, address: &str) -> Result<&mut Connection> {
         if !self.connections.contains_key(address) {
-            let connection = Connection::open(address, self.timeouts).await?;
+            let connection = Connection::open(address, self.timeouts, &self.security).await?;
             self.connections.insert(address.to_string(), connection);
         }
         Ok(self

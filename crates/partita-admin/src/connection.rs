@@ -1,4 +1,5 @@
-//! One TCP connection to one broker: framing, correlation ids and API version negotiation.
+//! One connection to one broker: TLS and SASL if configured, framing, correlation ids and
+//! API version negotiation.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -6,12 +7,18 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{AdminError, Result};
+use crate::security::{ClientSecurity, SaslCredentials, SaslMechanism};
+
+/// A plaintext or TLS byte stream.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Responses larger than this are refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -39,7 +46,7 @@ impl Default for Timeouts {
 /// A connection that has negotiated API versions with its broker.
 pub(crate) struct Connection {
     address: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     next_correlation_id: i32,
     /// Broker's (min, max) version per API key.
     broker_versions: HashMap<i16, (i16, i16)>,
@@ -47,8 +54,13 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects to `address` and learns which API versions the broker serves.
-    pub(crate) async fn open(address: &str, timeouts: Timeouts) -> Result<Connection> {
+    /// Connects to `address` (with TLS and SASL as `security` says) and learns which API
+    /// versions the broker serves.
+    pub(crate) async fn open(
+        address: &str,
+        timeouts: Timeouts,
+        security: &ClientSecurity,
+    ) -> Result<Connection> {
         let unreachable = |reason: String| AdminError::Unreachable {
             address: address.to_string(),
             reason,
@@ -63,6 +75,23 @@ impl Connection {
             })?
             .map_err(|e| unreachable(e.to_string()))?;
         stream.set_nodelay(true).ok();
+        let stream: Box<dyn Io> = match &security.tls {
+            None => Box::new(stream),
+            Some(config) => {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address, |(host, _)| host)
+                    .trim_matches(['[', ']']);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| unreachable(format!("{host} is no TLS server name: {e}")))?;
+                let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config));
+                let tls = tokio::time::timeout(timeouts.connect, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| unreachable("no TLS handshake in time".to_string()))?
+                    .map_err(|e| unreachable(format!("TLS handshake: {e}")))?;
+                Box::new(tls)
+            }
+        };
         let mut connection = Connection {
             address: address.to_string(),
             stream,
@@ -82,7 +111,73 @@ impl Connection {
             .iter()
             .map(|api| (api.api_key, (api.min_version, api.max_version)))
             .collect();
+        if let Some(sasl) = &security.sasl {
+            connection.authenticate(sasl).await?;
+        }
         Ok(connection)
+    }
+
+    /// SaslHandshake, then SaslAuthenticate until the mechanism is done.
+    async fn authenticate(&mut self, sasl: &SaslCredentials) -> Result<()> {
+        let failed = |address: &str, reason: String| AdminError::Authentication {
+            address: address.to_string(),
+            reason,
+        };
+        let name = match sasl.mechanism {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::Scram(mechanism) => mechanism.name(),
+        };
+        let (handshake, _) = self
+            .call(1, |_| {
+                SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(name))
+            })
+            .await?;
+        if handshake.error_code != 0 {
+            let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(failed(
+                &self.address,
+                format!("the broker does not take {name} (it offers {offered:?})"),
+            ));
+        }
+        match sasl.mechanism {
+            SaslMechanism::Plain => {
+                let token = format!("\0{}\0{}", sasl.username, sasl.password);
+                self.sasl_step(token.into_bytes()).await?;
+            }
+            SaslMechanism::Scram(mechanism) => {
+                let mut client =
+                    partita_scram::ScramClient::new(mechanism, &sasl.username, &sasl.password);
+                let challenge = self.sasl_step(client.first()).await?;
+                let proof = client
+                    .answer(&challenge)
+                    .map_err(|why| failed(&self.address, why))?;
+                let last = self.sasl_step(proof).await?;
+                client
+                    .verify(&last)
+                    .map_err(|why| failed(&self.address, why))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip: the broker's token back.
+    async fn sasl_step(&mut self, token: Vec<u8>) -> Result<Vec<u8>> {
+        let (response, _) = self
+            .call(2, |_| {
+                SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token))
+            })
+            .await?;
+        if response.error_code != 0 {
+            let reason = response.error_message.map_or_else(
+                || format!("error {}", response.error_code),
+                |m| m.to_string(),
+            );
+            return Err(AdminError::Authentication {
+                address: self.address.clone(),
+                reason,
+            });
+        }
+        Ok(response.auth_bytes.to_vec())
     }
 
     /// `host:port` of the broker.

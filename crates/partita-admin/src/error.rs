@@ -13,6 +13,15 @@ pub enum AdminError {
         /// What the operating system or the timer said.
         reason: String,
     },
+    /// TLS or SASL: the broker did not take this client's credentials, or could not prove
+    /// its own.
+    #[error("authentication with broker {address} failed: {reason}")]
+    Authentication {
+        /// `host:port` of the broker.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A request got no answer in time.
     #[error("broker {address} did not answer {api} within {seconds} s")]
     Timeout {

@@ -5,6 +5,7 @@
 //! [`AdminClient`] holds the connections (one per broker, API versions negotiated on connect);
 //! each area is a module of async functions taking it.
 
+pub mod acls;
 mod client;
 pub mod configs;
 mod connection;
@@ -14,10 +15,13 @@ pub mod lag;
 pub mod offsets;
 pub mod records;
 pub mod reset;
+pub mod security;
 pub mod share;
 pub mod time;
 pub mod topics;
+pub mod users;
 
 pub use client::{AdminClient, BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use connection::Timeouts;
 pub use error::{AdminError, Result};
+pub use security::ClientSecurity;

@@ -49,6 +49,19 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// The principal of a TLS client that presented a certificate, as Kafka's default
+    /// principal builder names it: `User:` and the certificate's subject, most specific
+    /// attribute first (RFC 4514: `User:CN=alice,OU=eng,O=Example`).
+    fn certificate_principal(&self) -> Option<String> {
+        use x509_cert::der::Decode;
+        let Stream::Tls(stream) = self else {
+            return None;
+        };
+        let der = stream.get_ref().1.peer_certificates()?.first()?;
+        let certificate = x509_cert::Certificate::from_der(der.as_ref()).ok()?;
+        Some(format!("User:{}", certificate.tbs_certificate.subject))
+    }
+
     fn split(self) -> (ReadHalf, WriteHalf) {
         match self {
             Stream::Plain(socket) => {
@@ -73,6 +86,8 @@ pub(crate) struct Connection {
     listener: Arc<str>,
     /// On a SASL listener, the client's authentication.
     sasl: Option<SaslSession>,
+    /// The principal of the client's TLS certificate, if it presented one.
+    certificate_principal: Option<String>,
     shutdown: Shutdown,
     _admitted: Admitted,
     _done: mpsc::Sender<()>,
@@ -116,6 +131,7 @@ impl Connection {
         done: mpsc::Sender<()>,
     ) -> Connection {
         let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+        let certificate_principal = stream.certificate_principal();
         let (read_half, write_half) = stream.split();
         Connection {
             reader: FrameReader {
@@ -128,6 +144,7 @@ impl Connection {
             peer,
             listener,
             sasl: sasl.map(SaslSession::new),
+            certificate_principal,
             shutdown,
             _admitted: admitted,
             _done: done,
@@ -148,6 +165,7 @@ impl Connection {
             peer,
             listener,
             mut sasl,
+            certificate_principal,
             shutdown,
             _admitted,
             _done,
@@ -156,8 +174,12 @@ impl Connection {
         let reading = tokio::spawn(reader.read_frames(frames, shutdown));
         let mut in_flight = FuturesOrdered::new();
         let mut open = true;
-        // Who is asking, for ACLs: anonymous until SASL authenticates someone.
+        // Who is asking, for ACLs: the subject of its TLS certificate, or anonymous until
+        // SASL authenticates someone (a SASL principal wins over a certificate's, as in Kafka).
         let mut asking = Session::anonymous(peer.ip());
+        if let Some(principal) = certificate_principal {
+            asking.principal = principal;
+        }
         while open {
             tokio::select! {
                 biased;

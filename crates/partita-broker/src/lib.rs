@@ -22,7 +22,6 @@ pub mod metrics;
 pub mod partition;
 mod producer_ids;
 mod sasl;
-pub mod scram;
 mod server;
 pub mod storage;
 pub mod topic_config;
@@ -30,4 +29,6 @@ pub mod topics;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, ConfigError, SetOutcome};
+/// SCRAM's mechanisms and exchanges (the partita-scram crate).
+pub use partita_scram as scram;
 pub use server::{serve, Shutdown};

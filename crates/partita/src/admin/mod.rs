@@ -3,12 +3,13 @@
 
 mod groups;
 mod records;
+mod security;
 mod table;
 mod topics;
 
 use std::fmt::Display;
 
-use partita_admin::{AdminClient, AdminError, Timeouts};
+use partita_admin::{AdminClient, AdminError, ClientSecurity, Timeouts};
 
 /// Operator subcommands, flattened next to `broker` in the top-level command.
 #[derive(clap::Subcommand)]
@@ -23,6 +24,10 @@ pub(crate) enum AdminCommand {
     Produce(records::ProduceArgs),
     /// Print a topic's records to stdout.
     Consume(records::ConsumeArgs),
+    /// ACLs: add, list, remove (as kafka-acls.sh).
+    Acls(security::AclsArgs),
+    /// SCRAM users: list, set-password, delete (as kafka-configs.sh --entity-type users).
+    Users(security::UsersArgs),
 }
 
 /// Options every operator command takes.
@@ -39,6 +44,10 @@ pub(crate) struct ClusterArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     output: Output,
+    /// Client properties as Kafka's tools take them (security.protocol, sasl.mechanism,
+    /// sasl.jaas.config, ssl.truststore.location, ...), for a cluster with TLS or SASL.
+    #[arg(long, value_name = "FILE", global = true)]
+    command_config: Option<std::path::PathBuf>,
 }
 
 /// How results are printed.
@@ -52,7 +61,16 @@ pub(crate) enum Output {
 
 impl ClusterArgs {
     async fn connect(&self) -> partita_admin::Result<AdminClient> {
-        AdminClient::connect(&self.bootstrap_server, Timeouts::default()).await
+        let security = match &self.command_config {
+            None => ClientSecurity::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    AdminError::InvalidInput(format!("--command-config {}: {e}", path.display()))
+                })?;
+                ClientSecurity::from_properties(&text)?
+            }
+        };
+        AdminClient::connect_with(&self.bootstrap_server, Timeouts::default(), security).await
     }
 }
 
@@ -74,6 +92,8 @@ pub(crate) fn run(command: AdminCommand) -> ! {
             AdminCommand::Configs(args) => topics::run_configs(args).await,
             AdminCommand::Produce(args) => records::run_produce(args).await,
             AdminCommand::Consume(args) => records::run_consume(args).await,
+            AdminCommand::Acls(args) => security::run_acls(args).await,
+            AdminCommand::Users(args) => security::run_users(args).await,
         }
     });
     drop(runtime);
