@@ -51,6 +51,8 @@ pub struct Broker {
     pub group_events: Arc<GroupEventLog>,
     /// Traffic, request and connection metrics, for `/metrics` and the dashboard.
     pub metrics: BrokerMetrics,
+    /// The HTTP listener's TLS settings, when it serves HTTPS.
+    pub(crate) http_tls: Option<Arc<rustls::ServerConfig>>,
     /// Connection caps (`max.connections`, `max.connections.per.ip`).
     pub(crate) admission: Admission,
     /// Memory held by request frames (`queued.max.request.bytes`).
@@ -103,11 +105,13 @@ impl Broker {
                     (None, id, topics, ids, credentials, authorizer)
                 }
             };
+        let http_tls = http_tls(&config)?;
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
         let events = Arc::clone(&group_events);
         let groups = ShardRouter::start(&topics, &config.groups, events, cluster.is_none()).await?;
         Ok(Broker {
             admission: Admission::new(&config),
+            http_tls,
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
             fetch_memory: MemoryBudget::new(config.fetch_memory_max_bytes),
             config,
@@ -247,6 +251,28 @@ fn endpoints(listeners: &[Listener]) -> Vec<Endpoint> {
             port: i32::from(l.advertised_port),
         })
         .collect()
+}
+
+/// The HTTP listener's TLS settings; refuses a listener other machines can reach without
+/// `http.auth`, whose dashboard and metrics would be anyone's.
+fn http_tls(config: &BrokerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, BrokerError> {
+    let Some(address) = config.http_listen else {
+        return Ok(None);
+    };
+    if !address.ip().is_loopback() && config.http_auth.is_open() {
+        return Err(BrokerError::Startup(format!(
+            "http.listen {address} can be reached from other machines: set http.auth \
+             (basic:USER:PASSWORD or bearer:TOKEN), or listen on 127.0.0.1"
+        )));
+    }
+    match config.http_tls {
+        false => Ok(None),
+        true => config
+            .listener_properties
+            .http_tls_config()
+            .map(Some)
+            .map_err(BrokerError::Startup),
+    }
 }
 
 /// Joins the cluster named by the configuration; a failure is one line saying what to fix.

@@ -65,6 +65,11 @@ pub struct BrokerConfig {
     /// Address of the HTTP listener for `/metrics` and the dashboard (`http.listen`); `None`
     /// (an empty value) turns it off.
     pub http_listen: Option<SocketAddr>,
+    /// Whether the HTTP listener speaks TLS (`http.listen=https://HOST:PORT`), with the PEM
+    /// settings of a listener named HTTP (`listener.name.http.ssl.*`, else `ssl.*`).
+    pub http_tls: bool,
+    /// Who may see the HTTP listener (`http.auth`); required unless it is bound to loopback.
+    pub http_auth: crate::http::HttpAuth,
     /// How much history the dashboard's charts keep, in minutes (`http.history.minutes`).
     pub http_history_minutes: u64,
     /// How often lag and traffic are sampled for that history (`http.history.interval.ms`).
@@ -104,6 +109,8 @@ impl Default for BrokerConfig {
             groups: GroupConfig::default(),
             cluster: ClusterConfig::default(),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            http_tls: false,
+            http_auth: Default::default(),
             http_history_minutes: 15,
             http_history_interval_ms: 5_000,
             listener_properties: ListenerProperties::default(),
@@ -342,7 +349,19 @@ impl BrokerConfig {
             "storage.merge.age.ms" => self.cluster.merge_age_ms = positive()? as u64,
             "log.segment.delete.delay.ms" => self.cluster.delete_delay_ms = non_negative()? as u64,
             "http.listen" if value.is_empty() => self.http_listen = None,
-            "http.listen" => self.http_listen = Some(parse_listener(value).map_err(|r| bad(&r))?),
+            "http.listen" => {
+                let (tls, address) = match value.split_once("://") {
+                    Some(("https", address)) => (true, address),
+                    Some(("http", address)) => (false, address),
+                    Some(_) => return Err(bad("the scheme may be http:// or https://")),
+                    None => (false, value),
+                };
+                self.http_listen = Some(parse_listener(address).map_err(|r| bad(&r))?);
+                self.http_tls = tls;
+            }
+            "http.auth" => {
+                self.http_auth = crate::http::HttpAuth::parse(value).map_err(|r| bad(&r))?
+            }
             "http.history.minutes" => self.http_history_minutes = positive()? as u64,
             "http.history.interval.ms" => self.http_history_interval_ms = positive()? as u64,
             _ if IGNORED_PROPERTIES.contains(&name) => return Ok(SetOutcome::Ignored),

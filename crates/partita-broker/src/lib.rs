@@ -29,6 +29,7 @@ pub mod topics;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, ConfigError, SetOutcome};
+pub use http::HttpAuth;
 /// SCRAM's mechanisms and exchanges (the partita-scram crate).
 pub use partita_scram as scram;
 pub use server::{serve, Shutdown};

@@ -297,6 +297,13 @@ impl ListenerProperties {
         })
     }
 
+    /// The TLS settings of the HTTP listener (`http.listen=https://...`): those of a listener
+    /// named HTTP (`listener.name.http.ssl.*`, else the plain `ssl.*`).
+    pub fn http_tls_config(&self) -> Result<Arc<ServerConfig>, String> {
+        self.tls_config("HTTP")
+            .map_err(|error| format!("the HTTPS listener (http.listen): {error}"))
+    }
+
     /// The TLS server settings of listener `name`.
     fn tls_config(&self, name: &str) -> Result<Arc<ServerConfig>, String> {
         let get = |property: &str| self.for_listener(name, property);

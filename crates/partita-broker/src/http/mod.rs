@@ -5,6 +5,7 @@
 //! in, and the history behind its charts is sampled by a task here and kept for
 //! `http.history.minutes`.
 
+mod auth;
 mod exposition;
 mod history;
 mod rebalances;
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{now_ms, Broker};
 use crate::server::Shutdown;
+pub use auth::HttpAuth;
 use history::{GroupSample, Series, TopicSample};
 use rebalances::RebalanceTracker;
 
@@ -118,11 +120,16 @@ pub(crate) async fn start(broker: &Arc<Broker>, shutdown: Shutdown) -> Vec<JoinH
         }
     };
     let local = listener.local_addr().map_or(address, |a| a);
-    tracing::info!(address = %local, "serving /metrics and the dashboard over HTTP");
+    let scheme = match broker.http_tls {
+        Some(_) => "HTTPS",
+        None => "HTTP",
+    };
+    tracing::info!(address = %local, scheme, authentication = !broker.config.http_auth.is_open(), "serving /metrics and the dashboard");
     let observer = Arc::new(Observer::new(Arc::clone(broker)));
+    let tls = broker.http_tls.clone().map(tokio_rustls::TlsAcceptor::from);
     vec![
         tokio::spawn(run_sampler(Arc::clone(&observer), shutdown.clone())),
-        tokio::spawn(server::run(observer, listener, shutdown)),
+        tokio::spawn(server::run(observer, listener, tls, shutdown)),
     ]
 }
 

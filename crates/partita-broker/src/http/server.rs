@@ -12,7 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
@@ -49,8 +52,13 @@ impl Reply {
     }
 }
 
-/// Accepts connections until shutdown.
-pub(crate) async fn run(observer: Arc<Observer>, listener: TcpListener, mut shutdown: Shutdown) {
+/// Accepts connections until shutdown, with TLS if `tls` is given.
+pub(crate) async fn run(
+    observer: Arc<Observer>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: Shutdown,
+) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -65,10 +73,23 @@ pub(crate) async fn run(observer: Arc<Observer>, listener: TcpListener, mut shut
             _ = shutdown.recv() => return,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let observer = Arc::clone(&observer);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    serve_connection(observer, stream).await;
+                    match tls {
+                        None => serve_connection(observer, stream).await,
+                        Some(tls) => {
+                            let handshake = tls.accept(stream);
+                            match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+                                Ok(Ok(stream)) => serve_connection(observer, stream).await,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%peer, %error, "HTTPS handshake failed")
+                                }
+                                Err(_) => tracing::debug!(%peer, "no HTTPS handshake in time"),
+                            }
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -80,7 +101,10 @@ pub(crate) async fn run(observer: Arc<Observer>, listener: TcpListener, mut shut
     }
 }
 
-async fn serve_connection(observer: Arc<Observer>, stream: tokio::net::TcpStream) {
+async fn serve_connection<S>(observer: Arc<Observer>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let observer = Arc::clone(&observer);
         async move { Ok::<_, Infallible>(answer(&observer, request).await) }
@@ -99,6 +123,24 @@ async fn answer(
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let head_only = request.method() == Method::HEAD;
+    let auth = &observer.broker.config.http_auth;
+    let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    if !auth.allows(authorization) {
+        // Nothing of the broker's to an unauthenticated request, whatever it asks for.
+        let mut response = hyper::Response::new(Full::new(match head_only {
+            true => Bytes::new(),
+            false => Bytes::from_static(b"authentication required\n"),
+        }));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        let headers = response.headers_mut();
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(auth.challenge()));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return response;
+    }
     let reply = match *request.method() {
         Method::GET | Method::HEAD => routes::route(observer, request.uri().path()).await,
         _ => Reply::text(405, "only GET and HEAD are served\n"),
