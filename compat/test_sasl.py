@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -26,7 +27,7 @@ class SaslBroker:
     """A broker with a PLAINTEXT listener (the harness's), a SASL_SSL and a SASL_PLAINTEXT
     one, both with PLAIN and the users admin and alice."""
 
-    def __init__(self, start_broker, pki):
+    def __init__(self, start_broker, pki, **extra):
         self.pki = pki
         plain, ssl_port, sasl_port = free_port(), free_port(), free_port()
         self.plain = f"127.0.0.1:{plain}"
@@ -41,6 +42,7 @@ class SaslBroker:
             "sasl.enabled.mechanisms": "PLAIN",
             "listener.name.sasl_ssl.plain.sasl.jaas.config": JAAS,
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+            **extra,
         }, port=plain)
         for port in (ssl_port, sasl_port):
             wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=2),
@@ -191,3 +193,70 @@ def test_sasl_handshake_v0_then_a_bare_token_as_old_clients_send(start_broker, p
         s.sendall(_frame(b"\x00alice\x00wrong-password"))
         s.settimeout(10)
         assert _closed(s), "a wrong bare token was answered"
+
+
+def _plain_authenticate(s: socket.socket, user: str, password: str, correlation: int) -> tuple:
+    """SaslHandshake v1 and SaslAuthenticate v1 with PLAIN by hand: (error code, session
+    lifetime in ms)."""
+    client_id = b"\x00\x04test"
+    s.sendall(_frame(bytes.fromhex("0011" "0001") + correlation.to_bytes(4, "big") + client_id +
+                     b"\x00\x05PLAIN"))
+    answer = read_response(s)
+    assert answer[4:6] == b"\x00\x00", answer
+    token = b"\x00" + user.encode() + b"\x00" + password.encode()
+    s.sendall(_frame(bytes.fromhex("0024" "0001") + (correlation + 1).to_bytes(4, "big") +
+                     client_id + len(token).to_bytes(4, "big") + token))
+    answer = read_response(s)
+    error = int.from_bytes(answer[4:6], "big")
+    if error:
+        return error, None
+    at = 6
+    message_length = int.from_bytes(answer[at:at + 2], "big", signed=True)
+    at += 2 + max(message_length, 0)
+    at += 4 + int.from_bytes(answer[at:at + 4], "big")
+    return error, int.from_bytes(answer[at:at + 8], "big")
+
+
+def _metadata_answered(s: socket.socket, correlation: int) -> bool:
+    s.sendall(_frame(bytes.fromhex("0003" "0001") + correlation.to_bytes(4, "big") +
+                     b"\x00\x04test" + bytes.fromhex("ffffffff")))
+    s.settimeout(10)
+    try:
+        return read_response(s)[:4] == correlation.to_bytes(4, "big")
+    except (ConnectionError, OSError, AssertionError):
+        return False
+
+
+def test_re_authentication_keeps_a_connection_and_its_absence_ends_it(start_broker, pki):
+    """KIP-368 with connections.max.reauth.ms: the lifetime is told in SaslAuthenticate; a
+    client that re-authenticates in time (the same principal) keeps its connection, one that
+    does not is closed at its next request, one that changes principal is refused."""
+    b = SaslBroker(start_broker, pki, **{"connections.max.reauth.ms": 1500})
+    with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as s:
+        assert _plain_authenticate(s, "alice", PASSWORD, 1) == (0, 1500)
+        assert _metadata_answered(s, 3)
+        time.sleep(1.0)
+        assert _plain_authenticate(s, "alice", PASSWORD, 4) == (0, 1500)
+        time.sleep(1.0)  # 2 s after the first authentication, 1 s after the second
+        assert _metadata_answered(s, 6)
+        time.sleep(1.7)
+        assert not _metadata_answered(s, 7), "a request after the session ran out was answered"
+    with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as s:
+        assert _plain_authenticate(s, "alice", PASSWORD, 1) == (0, 1500)
+        error, _ = _plain_authenticate(s, "admin", "admin-pw", 3)
+        assert error == 58 or _closed(s), "a principal changed on re-authentication"
+    # Clients that re-authenticate by themselves keep producing through the expiries.
+    expired_before = b.broker.log_text().count("expired without re-authentication")
+    config = dict(b.client(tls=False), **{"enable.idempotence": True})
+    from confluent_kafka import Producer
+    producer = Producer(config)
+    topic = unique_name("reauth")
+    deadline = time.monotonic() + 5
+    sent = 0
+    while time.monotonic() < deadline:
+        producer.produce(topic, value=f"v{sent}".encode())
+        producer.poll(0.05)
+        sent += 1
+    assert producer.flush(30) == 0
+    assert b.broker.log_text().count("expired without re-authentication") == expired_before, \
+        "librdkafka's connection ran out instead of re-authenticating"

@@ -45,6 +45,9 @@ pub struct BrokerConfig {
     pub max_connections_per_ip_overrides: Vec<(IpAddr, usize)>,
     /// A connection that sends nothing for this long is closed (`connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
+    /// How long a SASL authentication lasts before the client must re-authenticate
+    /// (`connections.max.reauth.ms`, KIP-368); 0, the default, for ever.
+    pub connections_max_reauth_ms: u64,
     /// Largest Fetch response, whatever the request asks (`fetch.max.bytes`).
     pub fetch_max_bytes: usize,
     /// Bytes that Fetch responses may hold at once, across every connection
@@ -100,6 +103,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip: None,
             max_connections_per_ip_overrides: Vec::new(),
             connections_max_idle_ms: 600_000,
+            connections_max_reauth_ms: 0,
             fetch_max_bytes: 57_671_680,
             fetch_memory_max_bytes: Some(268_435_456),
             log: LogConfig::default(),
@@ -246,6 +250,7 @@ impl BrokerConfig {
                     parse_ip_overrides(value).map_err(|r| bad(&r))?
             }
             "connections.max.idle.ms" => self.connections_max_idle_ms = positive()? as u64,
+            "connections.max.reauth.ms" => self.connections_max_reauth_ms = non_negative()? as u64,
             "fetch.max.bytes" => match positive()? {
                 n if n >= 1024 => self.fetch_max_bytes = n as usize,
                 _ => return Err(bad("must be at least 1024")),

@@ -132,6 +132,7 @@ impl Connection {
     ) -> Connection {
         let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
         let certificate_principal = stream.certificate_principal();
+        let reauth_ms = broker.config.connections_max_reauth_ms;
         let (read_half, write_half) = stream.split();
         Connection {
             reader: FrameReader {
@@ -143,7 +144,7 @@ impl Connection {
             writer: BufWriter::new(write_half),
             peer,
             listener,
-            sasl: sasl.map(SaslSession::new),
+            sasl: sasl.map(|sasl| SaslSession::new(sasl, reauth_ms)),
             certificate_principal,
             shutdown,
             _admitted: admitted,
@@ -210,8 +211,18 @@ impl Connection {
                         }
                     }
                     let mut request = Request::of(&frame, memory);
+                    // A re-authentication (KIP-368) starts with a SaslHandshake; an
+                    // authentication run out (connections.max.reauth.ms) without one ends the
+                    // connection at the next request, as in Kafka.
+                    if let Some(session) = sasl.as_mut().filter(|s| s.authenticated()) {
+                        if !session.begins_reauthentication(&frame) && session.expired() {
+                            broker.metrics.sasl_authentication_failed();
+                            tracing::info!(%peer, listener = %listener, "SASL session expired without re-authentication; connection closed");
+                            break;
+                        }
+                    }
                     // Before SASL authentication, only ApiVersions and the SASL exchange.
-                    if let Some(session) = sasl.as_mut().filter(|s| s.principal().is_none()) {
+                    if let Some(session) = sasl.as_mut().filter(|s| !s.authenticated()) {
                         if session.expects_raw_token() {
                             // Not a request: no api key to count it under but SASL's.
                             request.api_key = kafka_protocol::messages::ApiKey::SaslAuthenticate as i16;

@@ -358,8 +358,8 @@ pub(crate) async fn dispatch(
             AlterUserScramCredentialsRequest,
             handlers::scram_credentials::alter
         ),
-        // On a listener without SASL, or once authenticated (re-authentication, KIP-368,
-        // is not served: connections.max.reauth.ms is 0).
+        // On a listener without SASL, or once authenticated when connections.max.reauth.ms
+        // is 0 (with it, the connection takes a re-authentication before this point).
         ApiKey::SaslHandshake => {
             let response = SaslHandshakeResponse::default().with_error_code(ILLEGAL_SASL_STATE);
             encode(raw_key, version, correlation_id, &response)

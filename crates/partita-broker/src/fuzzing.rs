@@ -55,7 +55,7 @@ pub async fn sasl_exchange(
     let Ok(config) = SaslConfig::new("SASL_SSL", mechanisms, |_| Some(jaas.to_string())) else {
         return (Vec::new(), None);
     };
-    let mut session = SaslSession::new(std::sync::Arc::new(config));
+    let mut session = SaslSession::new(std::sync::Arc::new(config), 0);
     let mut responses = Vec::new();
     for frame in frames {
         // A connection refuses frames shorter than a request header before this point.

@@ -142,6 +142,13 @@ pub(crate) struct SaslSession {
     /// rather than SaslAuthenticate requests.
     raw_tokens: bool,
     principal: Option<String>,
+    /// `connections.max.reauth.ms`: how long an authentication lasts (KIP-368); 0 for ever.
+    lifetime_ms: u64,
+    /// When the current authentication runs out, if it does.
+    authenticated_until: Option<std::time::Instant>,
+    /// While a client re-authenticates: the principal and mechanism it had, which must not
+    /// change.
+    previous: Option<(String, String)>,
 }
 
 /// What to do with a request while a connection is not yet authenticated.
@@ -155,14 +162,66 @@ pub(crate) enum SaslStep {
 }
 
 impl SaslSession {
-    pub(crate) fn new(config: std::sync::Arc<SaslConfig>) -> SaslSession {
+    /// A connection's exchange; with `lifetime_ms` (`connections.max.reauth.ms`) above 0,
+    /// an authentication lasts that long and the client re-authenticates (KIP-368).
+    pub(crate) fn new(config: std::sync::Arc<SaslConfig>, lifetime_ms: u64) -> SaslSession {
         SaslSession {
             config,
             mechanism: None,
             scram: None,
             raw_tokens: false,
             principal: None,
+            lifetime_ms,
+            authenticated_until: None,
+            previous: None,
         }
+    }
+
+    /// Whether the client has authenticated and is not re-authenticating.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.principal.is_some() && self.previous.is_none()
+    }
+
+    /// Whether the authentication has run out (`connections.max.reauth.ms` after it).
+    pub(crate) fn expired(&self) -> bool {
+        self.authenticated_until
+            .is_some_and(|until| std::time::Instant::now() >= until)
+    }
+
+    /// Starts a re-authentication if `frame` is a SaslHandshake (v1 or later) of an
+    /// authenticated client and re-authentication is on; whether it did.
+    pub(crate) fn begins_reauthentication(&mut self, frame: &Bytes) -> bool {
+        let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        if !(self.authenticated()
+            && self.lifetime_ms > 0
+            && api_key == ApiKey::SaslHandshake as i16
+            && version >= 1)
+        {
+            return false;
+        }
+        if let (Some(principal), Some(mechanism)) = (self.principal.take(), self.mechanism.take()) {
+            self.previous = Some((principal, mechanism));
+        }
+        self.scram = None;
+        true
+    }
+
+    /// Takes a new authentication: its lifetime starts; a re-authentication must keep the
+    /// principal. The failure's reason otherwise.
+    fn authenticated_as(&mut self, principal: &str) -> Result<(), String> {
+        if let Some((before, _)) = self.previous.take() {
+            if before != principal {
+                return Err(format!(
+                    "Cannot change principals during re-authentication from {before}: {principal}"
+                ));
+            }
+        }
+        self.principal = Some(principal.to_string());
+        self.authenticated_until = (self.lifetime_ms > 0).then(|| {
+            std::time::Instant::now() + std::time::Duration::from_millis(self.lifetime_ms)
+        });
+        Ok(())
     }
 
     /// Whether the next frame is a bare token (after a SaslHandshake v0).
@@ -189,7 +248,9 @@ impl SaslSession {
                     let token = match progress {
                         Progress::Challenge(token) => token,
                         Progress::Authenticated { principal, last } => {
-                            self.principal = Some(principal);
+                            if let Err(reason) = self.authenticated_as(&principal) {
+                                return Ok(SaslStep::Close(reason));
+                            }
                             last
                         }
                     };
@@ -235,6 +296,11 @@ impl SaslSession {
                 let request = SaslHandshakeRequest::decode(&mut body, version)
                     .map_err(|e| format!("malformed SaslHandshake v{version}: {e}"))?;
                 let wanted = request.mechanism.as_str().to_ascii_uppercase();
+                if let Some((_, before)) = self.previous.as_ref().filter(|(_, m)| *m != wanted) {
+                    return Ok(SaslStep::Close(format!(
+                        "re-authentication with {wanted} after {before}: the mechanism may not change"
+                    )));
+                }
                 let enabled = self
                     .config
                     .mechanisms
@@ -259,15 +325,23 @@ impl SaslSession {
                 decode_header(&mut body)?;
                 let request = SaslAuthenticateRequest::decode(&mut body, version)
                     .map_err(|e| format!("malformed SaslAuthenticate v{version}: {e}"))?;
-                let outcome = self.authenticate(&request.auth_bytes, credentials).await;
+                let mut outcome = self.authenticate(&request.auth_bytes, credentials).await;
+                if let Ok(Progress::Authenticated { principal, .. }) = &outcome {
+                    if let Err(reason) = self.authenticated_as(&principal.clone()) {
+                        outcome = Err(reason);
+                    }
+                }
                 let response = match &outcome {
                     Ok(Progress::Challenge(token)) => SaslAuthenticateResponse::default()
                         .with_auth_bytes(Bytes::copy_from_slice(token)),
-                    Ok(Progress::Authenticated { principal, last }) => {
-                        self.principal = Some(principal.clone());
+                    // From v1 on, how long the authentication lasts (0: for ever).
+                    Ok(Progress::Authenticated { last, .. }) if version >= 1 => {
                         SaslAuthenticateResponse::default()
                             .with_auth_bytes(Bytes::copy_from_slice(last))
+                            .with_session_lifetime_ms(self.lifetime_ms as i64)
                     }
+                    Ok(Progress::Authenticated { last, .. }) => SaslAuthenticateResponse::default()
+                        .with_auth_bytes(Bytes::copy_from_slice(last)),
                     Err(reason) => SaslAuthenticateResponse::default()
                         .with_error_code(SASL_AUTHENTICATION_FAILED)
                         .with_error_message(Some(StrBytes::from_string(format!(
@@ -398,7 +472,7 @@ mod tests {
 
     fn plain() -> SaslSession {
         let config = SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(JAAS.to_string())).unwrap();
-        SaslSession::new(std::sync::Arc::new(config))
+        SaslSession::new(std::sync::Arc::new(config), 0)
     }
 
     #[test]
