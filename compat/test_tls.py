@@ -273,3 +273,38 @@ def test_a_listener_that_cannot_serve_stops_the_start_with_one_line(start_broker
     with pytest.raises(RuntimeError) as failed:
         start_broker(resolved)
     assert expected in str(failed.value), str(failed.value)
+
+
+def _served_certificate(port: int, ca: Path) -> dict:
+    import ssl
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.getpeercert()
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(start_broker, pki):
+    b = TlsBroker(start_broker, pki)
+    first = _served_certificate(b.tls_port, pki / "ca.pem")
+    admin = AdminClient(b.client())
+    admin.list_topics(timeout=20)
+    # The operator renews the certificate: a new one from the same CA, written over the file.
+    _signed(pki, "ca", "renewed", "/CN=localhost/O=renewed",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth")
+    keystore = pki / "server-keystore.pem"
+    staged = pki / "server-keystore.new"
+    staged.write_text((pki / "renewed.key").read_text() + (pki / "renewed.pem").read_text())
+    staged.replace(keystore)
+    renewed = wait_until(
+        lambda: (lambda c: c if c["serialNumber"] != first["serialNumber"] else None)(
+            _served_certificate(b.tls_port, pki / "ca.pem")),
+        timeout=30, msg="the renewed certificate served")
+    assert ("organizationName", "renewed") in [kv for rdn in renewed["subject"] for kv in rdn]
+    assert "TLS key and certificate reloaded" in b.broker.log_text()
+    # A broken file (half written) leaves the renewed certificate in use.
+    keystore.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    wait_until(lambda: "cannot be used; the key in use stays" in b.broker.log_text(), timeout=30,
+               msg="the broken keystore noticed")
+    assert _served_certificate(b.tls_port, pki / "ca.pem")["serialNumber"] == \
+        renewed["serialNumber"]
+    admin.list_topics(timeout=20)

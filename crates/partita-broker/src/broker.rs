@@ -53,6 +53,8 @@ pub struct Broker {
     pub metrics: BrokerMetrics,
     /// The HTTP listener's TLS settings, when it serves HTTPS.
     pub(crate) http_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The key and certificate of every TLS listener (HTTPS too), read again when they change.
+    pub(crate) keystores: Vec<(String, Arc<crate::listeners::Keystore>)>,
     /// Connection caps (`max.connections`, `max.connections.per.ip`).
     pub(crate) admission: Admission,
     /// Memory held by request frames (`queued.max.request.bytes`).
@@ -106,12 +108,21 @@ impl Broker {
                 }
             };
         let http_tls = http_tls(&config)?;
+        let mut keystores: Vec<(String, Arc<crate::listeners::Keystore>)> = listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), Arc::clone(l.keystore.as_ref()?))))
+            .collect();
+        let http_tls = http_tls.map(|(tls, keystore)| {
+            keystores.push(("HTTP".to_string(), keystore));
+            tls
+        });
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
         let events = Arc::clone(&group_events);
         let groups = ShardRouter::start(&topics, &config.groups, events, cluster.is_none()).await?;
         Ok(Broker {
             admission: Admission::new(&config),
             http_tls,
+            keystores,
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
             fetch_memory: MemoryBudget::new(config.fetch_memory_max_bytes),
             config,
@@ -255,7 +266,10 @@ fn endpoints(listeners: &[Listener]) -> Vec<Endpoint> {
 
 /// The HTTP listener's TLS settings; refuses a listener other machines can reach without
 /// `http.auth`, whose dashboard and metrics would be anyone's.
-fn http_tls(config: &BrokerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, BrokerError> {
+#[allow(clippy::type_complexity)]
+fn http_tls(
+    config: &BrokerConfig,
+) -> Result<Option<(Arc<rustls::ServerConfig>, Arc<crate::listeners::Keystore>)>, BrokerError> {
     let Some(address) = config.http_listen else {
         return Ok(None);
     };

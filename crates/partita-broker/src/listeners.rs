@@ -5,11 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 
 use crate::sasl::SaslConfig;
@@ -67,6 +71,8 @@ pub struct Listener {
     pub advertised_port: u16,
     /// Its TLS settings, for SSL and SASL_SSL.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Its key and certificate, for SSL and SASL_SSL: read again when the file changes.
+    pub keystore: Option<Arc<Keystore>>,
     /// Its SASL settings, for SASL_PLAINTEXT and SASL_SSL.
     pub sasl: Option<Arc<SaslConfig>>,
 }
@@ -231,9 +237,12 @@ impl ListenerProperties {
                     None if bind.ip().is_unspecified() => (advertised_host.to_string(), port),
                     None => (bind.ip().to_string(), port),
                 };
-            let tls = match protocol.tls() {
-                true => Some(self.tls_config(&name)?),
-                false => None,
+            let (tls, keystore) = match protocol.tls() {
+                true => {
+                    let (tls, keystore) = self.tls_config(&name)?;
+                    (Some(tls), Some(keystore))
+                }
+                false => (None, None),
             };
             let sasl = match protocol.sasl() {
                 true => Some(Arc::new(self.sasl_config(&name)?)),
@@ -246,6 +255,7 @@ impl ListenerProperties {
                 advertised_host,
                 advertised_port,
                 tls,
+                keystore,
                 sasl,
             });
         }
@@ -299,13 +309,13 @@ impl ListenerProperties {
 
     /// The TLS settings of the HTTP listener (`http.listen=https://...`): those of a listener
     /// named HTTP (`listener.name.http.ssl.*`, else the plain `ssl.*`).
-    pub fn http_tls_config(&self) -> Result<Arc<ServerConfig>, String> {
+    pub fn http_tls_config(&self) -> Result<(Arc<ServerConfig>, Arc<Keystore>), String> {
         self.tls_config("HTTP")
             .map_err(|error| format!("the HTTPS listener (http.listen): {error}"))
     }
 
-    /// The TLS server settings of listener `name`.
-    fn tls_config(&self, name: &str) -> Result<Arc<ServerConfig>, String> {
+    /// The TLS server settings of listener `name`, and its keystore.
+    fn tls_config(&self, name: &str) -> Result<(Arc<ServerConfig>, Arc<Keystore>), String> {
         let get = |property: &str| self.for_listener(name, property);
         let what = |property: &str| {
             let prefixed = format!("listener.name.{}.{property}", name.to_ascii_lowercase());
@@ -328,7 +338,8 @@ impl ListenerProperties {
                 what("ssl.key.password")
             ));
         }
-        let (certificates, key) = match (
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let keystore = match (
             get("ssl.keystore.certificate.chain"),
             get("ssl.keystore.key"),
             get("ssl.keystore.location"),
@@ -339,24 +350,14 @@ impl ListenerProperties {
                 let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
                     format!("{}: no private key in it ({e})", what("ssl.keystore.key"))
                 })?;
-                (certificates, key)
+                let certified = certified_key(certificates, key, &provider)
+                    .map_err(|e| format!("listener {name}: {e}"))?;
+                Keystore::fixed(certified)
             }
             (_, _, Some(path)) => {
                 let location = what("ssl.keystore.location");
-                let text = std::fs::read(path)
-                    .map_err(|e| format!("{location} {path}: cannot read it: {e}"))?;
-                if !is_pem(&text) {
-                    return Err(format!(
-                        "{location} {path} is not PEM; Partita reads PEM keystores \
-                         (ssl.keystore.type=PEM, KIP-651), convert a JKS or PKCS12 one with \
-                         keytool and openssl"
-                    ));
-                }
-                let certificates =
-                    pem_certificates(&text).map_err(|e| format!("{location} {path}: {e}"))?;
-                let key = PrivateKeyDer::from_pem_slice(&text)
-                    .map_err(|e| format!("{location} {path}: no private key in it ({e})"))?;
-                (certificates, key)
+                Keystore::from_file(PathBuf::from(path), Arc::clone(&provider))
+                    .map_err(|e| format!("{location} {e}"))?
             }
             _ => {
                 return Err(format!(
@@ -366,7 +367,7 @@ impl ListenerProperties {
                 ))
             }
         };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let keystore = Arc::new(keystore);
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("listener {name}: {e}"))?;
@@ -395,10 +396,9 @@ impl ListenerProperties {
                 ))
             }
         };
-        let config = builder
-            .with_single_cert(certificates, key)
-            .map_err(|e| format!("listener {name}: the key does not fit the certificate: {e}"))?;
-        Ok(Arc::new(config))
+        let config =
+            builder.with_cert_resolver(Arc::clone(&keystore) as Arc<dyn ResolvesServerCert>);
+        Ok((Arc::new(config), keystore))
     }
 
     /// The certificate authorities client certificates are checked against.
@@ -428,6 +428,109 @@ impl ListenerProperties {
         }
         Ok(roots)
     }
+}
+
+/// A key and its certificate chain, checked to fit each other.
+fn certified_key(
+    certificates: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    if certificates.is_empty() {
+        return Err("no certificate".to_string());
+    }
+    CertifiedKey::from_der(certificates, key, provider)
+        .map_err(|e| format!("the key does not fit the certificate: {e}"))
+}
+
+/// A listener's key and certificate chain: from PEM text in the settings, or from a PEM file
+/// (`ssl.keystore.location`) that is read again when it changes, so that a renewed
+/// certificate is served without a restart. Handshakes under way keep the one they began with.
+pub struct Keystore {
+    path: Option<PathBuf>,
+    /// The file's modification time when last read.
+    modified: Mutex<Option<SystemTime>>,
+    current: RwLock<Arc<CertifiedKey>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for Keystore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+}
+
+impl Keystore {
+    fn fixed(key: CertifiedKey) -> Keystore {
+        Keystore {
+            path: None,
+            modified: Mutex::new(None),
+            current: RwLock::new(Arc::new(key)),
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        }
+    }
+
+    fn from_file(path: PathBuf, provider: Arc<CryptoProvider>) -> Result<Keystore, String> {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let key = read_keystore(&path, &provider)?;
+        Ok(Keystore {
+            path: Some(path),
+            modified: Mutex::new(modified),
+            current: RwLock::new(Arc::new(key)),
+            provider,
+        })
+    }
+
+    /// The file it is read from, if it is.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Reads the file again if it changed since it was last read: `Ok(true)` if a new key
+    /// and certificate are served from now on. A file that cannot be used (half written, a
+    /// key that does not fit) is an error, and the key in use stays.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut last = self.modified.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == Some(modified) {
+            return Ok(false);
+        }
+        let key = read_keystore(path, &self.provider)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+        *last = Some(modified);
+        Ok(true)
+    }
+}
+
+/// A PEM file with a private key and its certificate chain.
+fn read_keystore(path: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let shown = path.display();
+    let text = std::fs::read(path).map_err(|e| format!("{shown}: cannot read it: {e}"))?;
+    if !is_pem(&text) {
+        return Err(format!(
+            "{shown} is not PEM; Partita reads PEM keystores (ssl.keystore.type=PEM, KIP-651), \
+             convert a JKS or PKCS12 one with keytool and openssl"
+        ));
+    }
+    let certificates = pem_certificates(&text).map_err(|e| format!("{shown}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&text)
+        .map_err(|e| format!("{shown}: no private key in it ({e})"))?;
+    certified_key(certificates, key, provider).map_err(|e| format!("{shown}: {e}"))
 }
 
 fn is_pem(text: &[u8]) -> bool {

@@ -174,6 +174,7 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut last_flush = HashMap::new();
     // In cluster mode, ACLs changed through another broker are taken within a second.
     let mut acls = tokio::time::interval(Duration::from_secs(1));
+    let mut keystores = tokio::time::interval(KEYSTORE_CHECK);
     loop {
         tokio::select! {
             _ = retention.tick() => maintain_logs(&broker).await,
@@ -183,7 +184,27 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     tracing::warn!(%error, "could not reload the ACLs; the last ones loaded stay in force");
                 }
             }
+            _ = keystores.tick(), if !broker.keystores.is_empty() => reload_keystores(&broker),
             _ = shutdown.recv() => return,
+        }
+    }
+}
+
+/// How often the keystore files of TLS listeners are looked at for a renewed certificate.
+const KEYSTORE_CHECK: Duration = Duration::from_secs(2);
+
+/// Serves a renewed key and certificate from the next handshake on; a file that cannot be
+/// used leaves the one in use, with a warning.
+fn reload_keystores(broker: &Broker) {
+    for (listener, keystore) in &broker.keystores {
+        match keystore.reload_if_changed() {
+            Ok(true) => {
+                tracing::info!(%listener, path = ?keystore.path(), "TLS key and certificate reloaded")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%listener, %error, "the TLS keystore changed but cannot be used; the key in use stays")
+            }
         }
     }
 }
