@@ -156,7 +156,7 @@ def test_java_client_with_sasl_plain_over_tls(start_broker, pki, topic_name,  # 
     ({}, "GSSAPI"),
     ({"sasl.enabled.mechanisms": "PLAIN"}, "listener.name.sasl_plaintext.plain.sasl.jaas.config"),
     ({"sasl.enabled.mechanisms": "OAUTHBEARER"}, "OAUTHBEARER"),
-], ids=["default-gssapi", "no-jaas", "oauthbearer-not-yet"])
+], ids=["default-gssapi", "no-jaas", "oauthbearer-without-jwks"])
 def test_a_sasl_listener_that_cannot_serve_stops_the_start(start_broker, settings, expected):
     port = free_port()
     merged = {"listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",

@@ -320,9 +320,16 @@ const SASL_JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule
 pub fn sasl(data: &[u8]) {
     let frames: Vec<Bytes> = split_frames(data);
     let harness = harness();
-    let (responses, principal) = harness.runtime.block_on(
-        partita_broker::fuzzing::sasl_exchange(&harness.broker, SASL_JAAS, &frames),
-    );
+    // The issuer's keys, against which no token the fuzzer makes can pass.
+    let jwks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/jwks.json");
+    let (responses, principal) = harness
+        .runtime
+        .block_on(partita_broker::fuzzing::sasl_exchange(
+            &harness.broker,
+            SASL_JAAS,
+            &jwks,
+            &frames,
+        ));
     for response in responses {
         let size = i32::from_be_bytes(response[0..4].try_into().expect("a size prefix"));
         assert_eq!(size as usize + 4, response.len(), "response size prefix");
@@ -381,12 +388,22 @@ fn sasl_seeds() -> Vec<Vec<u8>> {
     let mut scram_first = header(36, 1);
     scram_first.extend_from_slice(&(first.len() as i32).to_be_bytes());
     scram_first.extend_from_slice(first);
-    let last = b"c=biws,r=fyko+d2lbbFgONRv9qkxdawLxyz,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    let last =
+        b"c=biws,r=fyko+d2lbbFgONRv9qkxdawLxyz,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
     let mut scram_last = header(36, 1);
     scram_last.extend_from_slice(&(last.len() as i32).to_be_bytes());
     scram_last.extend_from_slice(last);
+    // An OAUTHBEARER message with a JWT-shaped token (RS256, kid "fuzz", a bad signature).
+    let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZ1enoiLCJ0eXAiOiJKV1QifQ.\
+                 eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.c2lnbmF0dXJl";
+    let bearer = format!("n,,\x01auth=Bearer {jwt}\x01\x01");
+    let mut oauth_message = header(36, 1);
+    oauth_message.extend_from_slice(&(bearer.len() as i32).to_be_bytes());
+    oauth_message.extend_from_slice(bearer.as_bytes());
     let join = |frames: &[&[u8]]| frames.join(&[0xFF, 0xFE][..]);
     vec![
+        join(&[&scram(b"OAUTHBEARER", 1), &oauth_message]),
+        join(&[&scram(b"OAUTHBEARER", 0), bearer.as_bytes()]),
         join(&[&scram(b"SCRAM-SHA-256", 1), &scram_first, &scram_last]),
         join(&[&scram(b"SCRAM-SHA-512", 1), &scram_first, &scram_last]),
         join(&[&scram(b"SCRAM-SHA-512", 0), first, last]),

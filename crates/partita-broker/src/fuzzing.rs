@@ -41,18 +41,22 @@ pub async fn answer_frame(broker: &Broker, frame: Bytes) -> FrameOutcome {
 }
 
 /// Feeds `frames` to the SASL exchange of a connection on a SASL listener with PLAIN (whose
-/// JAAS setting is `jaas`) and both SCRAM mechanisms (with `broker`'s credentials), as a
-/// connection would before authentication: each frame is answered, dispatched (ApiVersions)
-/// or ends the exchange. Returns the responses, and the principal if one authenticated.
-/// Panics only on a bug.
+/// JAAS setting is `jaas`), both SCRAM mechanisms (with `broker`'s credentials) and
+/// OAUTHBEARER (tokens checked against the JWKS file `jwks`), as a connection would before
+/// authentication: each frame is answered, dispatched (ApiVersions) or ends the exchange.
+/// Returns the responses, and the principal if one authenticated. Panics only on a bug.
 pub async fn sasl_exchange(
     broker: &Broker,
     jaas: &str,
+    jwks: &std::path::Path,
     frames: &[Bytes],
 ) -> (Vec<BytesMut>, Option<String>) {
     use crate::sasl::{SaslConfig, SaslSession, SaslStep};
-    let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
-    let Ok(config) = SaslConfig::new("SASL_SSL", mechanisms, |_| Some(jaas.to_string())) else {
+    let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER";
+    let url = format!("file://{}", jwks.display());
+    let property = |name: &str| (name == "sasl.oauthbearer.jwks.endpoint.url").then(|| url.clone());
+    let Ok(config) = SaslConfig::new("SASL_SSL", mechanisms, |_| Some(jaas.to_string()), property)
+    else {
         return (Vec::new(), None);
     };
     let mut session = SaslSession::new(std::sync::Arc::new(config), 0);

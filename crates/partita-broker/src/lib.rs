@@ -19,6 +19,7 @@ mod http;
 pub mod listeners;
 mod memory;
 pub mod metrics;
+pub mod oauth;
 pub mod partition;
 mod producer_ids;
 mod sasl;

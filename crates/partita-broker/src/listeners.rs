@@ -143,6 +143,7 @@ impl ListenerProperties {
             SSL_PROPERTIES.contains(&property)
                 || property == "sasl.enabled.mechanisms"
                 || property.ends_with(".sasl.jaas.config")
+                || property.starts_with("sasl.oauthbearer.")
         };
         let known = matches!(
             name,
@@ -151,6 +152,7 @@ impl ListenerProperties {
                 | "listener.security.protocol.map"
                 | "sasl.enabled.mechanisms"
         ) || SSL_PROPERTIES.contains(&name)
+            || name.starts_with("sasl.oauthbearer.")
             || name
                 .strip_prefix("listener.name.")
                 .and_then(|rest| rest.split_once('.'))
@@ -301,10 +303,15 @@ impl ListenerProperties {
             .for_listener(name, "sasl.enabled.mechanisms")
             .unwrap_or("GSSAPI");
         let prefix = format!("listener.name.{}", name.to_ascii_lowercase());
-        SaslConfig::new(name, mechanisms, |mechanism| {
-            self.get(&format!("{prefix}.{mechanism}.sasl.jaas.config"))
-                .map(str::to_string)
-        })
+        SaslConfig::new(
+            name,
+            mechanisms,
+            |mechanism| {
+                self.get(&format!("{prefix}.{mechanism}.sasl.jaas.config"))
+                    .map(str::to_string)
+            },
+            |property| self.for_listener(name, property).map(str::to_string),
+        )
     }
 
     /// The TLS settings of the HTTP listener (`http.listen=https://...`): those of a listener

@@ -21,6 +21,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::credentials::Credentials;
 use crate::dispatch::{encode, Reply};
+use crate::oauth::OAuthValidator;
 use crate::scram::{ScramMechanism, ScramServer, ScramStep};
 
 /// Kafka's error codes met here.
@@ -35,6 +36,8 @@ pub struct SaslConfig {
     pub mechanisms: Vec<String>,
     /// PLAIN's users and their passwords (`user_<name>="<password>"`).
     plain_users: BTreeMap<String, String>,
+    /// OAUTHBEARER's token checks.
+    oauth: Option<std::sync::Arc<OAuthValidator>>,
 }
 
 /// The mechanisms and user names; never a password.
@@ -48,12 +51,14 @@ impl std::fmt::Debug for SaslConfig {
 }
 
 impl SaslConfig {
-    /// The SASL settings of a listener, from its enabled mechanisms and the JAAS setting of
-    /// each (`None` when a mechanism has none it needs).
+    /// The SASL settings of a listener, from its enabled mechanisms, the JAAS setting of
+    /// each (`None` when a mechanism has none it needs) and its other properties
+    /// (`sasl.oauthbearer.*`).
     pub fn new(
         listener: &str,
         mechanisms: &str,
         jaas: impl Fn(&str) -> Option<String>,
+        property: impl Fn(&str) -> Option<String>,
     ) -> Result<SaslConfig, String> {
         let mechanisms: Vec<String> = mechanisms
             .split(',')
@@ -83,11 +88,17 @@ impl SaslConfig {
                         ));
                     }
                 }
+                "OAUTHBEARER" => {
+                    let validator = OAuthValidator::new(&property)
+                        .map_err(|e| format!("listener {listener}: {e}"))?;
+                    config.oauth = Some(std::sync::Arc::new(validator));
+                }
                 other if ScramMechanism::from_name(other).is_some() => {}
                 other => {
                     return Err(format!(
                         "listener {listener}: SASL mechanism {other} is not served; \
-                         sasl.enabled.mechanisms may name PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512"
+                         sasl.enabled.mechanisms may name PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 \
+                         and OAUTHBEARER"
                     ))
                 }
             }
@@ -209,7 +220,14 @@ impl SaslSession {
 
     /// Takes a new authentication: its lifetime starts; a re-authentication must keep the
     /// principal. The failure's reason otherwise.
-    fn authenticated_as(&mut self, principal: &str) -> Result<(), String> {
+    /// `expires_ms` is when the credential itself runs out (an OAUTHBEARER token's expiry):
+    /// with re-authentication on, the session lasts no longer. The session's lifetime in ms
+    /// (0 for ever).
+    fn authenticated_as(
+        &mut self,
+        principal: &str,
+        expires_ms: Option<i64>,
+    ) -> Result<i64, String> {
         if let Some((before, _)) = self.previous.take() {
             if before != principal {
                 return Err(format!(
@@ -218,10 +236,13 @@ impl SaslSession {
             }
         }
         self.principal = Some(principal.to_string());
-        self.authenticated_until = (self.lifetime_ms > 0).then(|| {
-            std::time::Instant::now() + std::time::Duration::from_millis(self.lifetime_ms)
-        });
-        Ok(())
+        let mut lifetime = self.lifetime_ms as i64;
+        if let (true, Some(expires)) = (lifetime > 0, expires_ms) {
+            lifetime = lifetime.min((expires - crate::broker::now_ms()).max(0));
+        }
+        self.authenticated_until = (lifetime > 0)
+            .then(|| std::time::Instant::now() + std::time::Duration::from_millis(lifetime as u64));
+        Ok(lifetime)
     }
 
     /// Whether the next frame is a bare token (after a SaslHandshake v0).
@@ -247,8 +268,12 @@ impl SaslSession {
                 Ok(progress) => {
                     let token = match progress {
                         Progress::Challenge(token) => token,
-                        Progress::Authenticated { principal, last } => {
-                            if let Err(reason) = self.authenticated_as(&principal) {
+                        Progress::Authenticated {
+                            principal,
+                            last,
+                            expires_ms,
+                        } => {
+                            if let Err(reason) = self.authenticated_as(&principal, expires_ms) {
                                 return Ok(SaslStep::Close(reason));
                             }
                             last
@@ -326,9 +351,16 @@ impl SaslSession {
                 let request = SaslAuthenticateRequest::decode(&mut body, version)
                     .map_err(|e| format!("malformed SaslAuthenticate v{version}: {e}"))?;
                 let mut outcome = self.authenticate(&request.auth_bytes, credentials).await;
-                if let Ok(Progress::Authenticated { principal, .. }) = &outcome {
-                    if let Err(reason) = self.authenticated_as(&principal.clone()) {
-                        outcome = Err(reason);
+                let mut lifetime = 0;
+                if let Ok(Progress::Authenticated {
+                    principal,
+                    expires_ms,
+                    ..
+                }) = &outcome
+                {
+                    match self.authenticated_as(&principal.clone(), *expires_ms) {
+                        Ok(ms) => lifetime = ms,
+                        Err(reason) => outcome = Err(reason),
                     }
                 }
                 let response = match &outcome {
@@ -338,7 +370,7 @@ impl SaslSession {
                     Ok(Progress::Authenticated { last, .. }) if version >= 1 => {
                         SaslAuthenticateResponse::default()
                             .with_auth_bytes(Bytes::copy_from_slice(last))
-                            .with_session_lifetime_ms(self.lifetime_ms as i64)
+                            .with_session_lifetime_ms(lifetime)
                     }
                     Ok(Progress::Authenticated { last, .. }) => SaslAuthenticateResponse::default()
                         .with_auth_bytes(Bytes::copy_from_slice(last)),
@@ -389,6 +421,7 @@ impl SaslSession {
                 ScramStep::Authenticated { user, last } => Ok(Progress::Authenticated {
                     principal: format!("User:{user}"),
                     last,
+                    expires_ms: None,
                 }),
             };
         }
@@ -396,7 +429,21 @@ impl SaslSession {
             Some("PLAIN") => self.plain(token).map(|principal| Progress::Authenticated {
                 principal,
                 last: Vec::new(),
+                expires_ms: None,
             }),
+            Some("OAUTHBEARER") => {
+                let validator = self
+                    .config
+                    .oauth
+                    .as_ref()
+                    .ok_or("OAUTHBEARER is not set up")?;
+                let validated = validator.validate(crate::oauth::bearer_token(token)?)?;
+                Ok(Progress::Authenticated {
+                    principal: validated.principal,
+                    last: Vec::new(),
+                    expires_ms: validated.expires_ms,
+                })
+            }
             _ => Err("no mechanism chosen".to_string()),
         }
     }
@@ -428,8 +475,13 @@ impl SaslSession {
 enum Progress {
     /// Send this token and wait for the next.
     Challenge(Vec<u8>),
-    /// Authenticated: send this last token (empty for PLAIN).
-    Authenticated { principal: String, last: Vec<u8> },
+    /// Authenticated: send this last token (empty for PLAIN and OAUTHBEARER); the
+    /// credential runs out at `expires_ms` if it does.
+    Authenticated {
+        principal: String,
+        last: Vec<u8>,
+        expires_ms: Option<i64>,
+    },
 }
 
 /// A response of either SASL API, encoded as a reply.
@@ -471,7 +523,8 @@ mod tests {
         user_admin="admin-secret" user_alice="alice secret";"#;
 
     fn plain() -> SaslSession {
-        let config = SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(JAAS.to_string())).unwrap();
+        let config =
+            SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(JAAS.to_string()), |_| None).unwrap();
         SaslSession::new(std::sync::Arc::new(config), 0)
     }
 
@@ -484,7 +537,8 @@ mod tests {
 
     #[test]
     fn debug_output_names_users_but_no_password() {
-        let config = SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(JAAS.to_string())).unwrap();
+        let config =
+            SaslConfig::new("SASL_SSL", "PLAIN", |_| Some(JAAS.to_string()), |_| None).unwrap();
         let shown = format!("{config:?}");
         assert!(
             shown.contains("alice") && !shown.contains("alice secret"),
@@ -507,9 +561,9 @@ mod tests {
 
     #[test]
     fn a_mechanism_that_is_not_served_or_has_no_users_stops_the_start() {
-        let error = SaslConfig::new("SASL_SSL", "GSSAPI", |_| None).unwrap_err();
+        let error = SaslConfig::new("SASL_SSL", "GSSAPI", |_| None, |_| None).unwrap_err();
         assert!(error.contains("GSSAPI"), "{error}");
-        let error = SaslConfig::new("SASL_SSL", "PLAIN", |_| None).unwrap_err();
+        let error = SaslConfig::new("SASL_SSL", "PLAIN", |_| None, |_| None).unwrap_err();
         assert!(
             error.contains("listener.name.sasl_ssl.plain.sasl.jaas.config"),
             "{error}"
