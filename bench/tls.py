@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""What TLS and SASL cost: one Partita broker with PLAINTEXT, SSL and SASL_SSL (PLAIN)
-listeners, and in the same run, through each listener, librdkafka's rdkafka_performance
+"""What TLS and SASL cost: one Partita broker with PLAINTEXT, SSL, SASL_SSL (PLAIN) and
+SASL_SSL (SCRAM-SHA-512) listeners, and in the same run, through each listener, librdkafka's rdkafka_performance
 producing and consuming 1 KiB records (throughput, broker CPU per GB), and the rate at which
 new connections are set up (TCP, TLS handshake, SASL exchange, an ApiVersions answered).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import socket
 import ssl
 import struct
@@ -46,12 +47,16 @@ def make_pki(d: Path) -> None:
     (d / "keystore.pem").write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
 
 
-def client_options(protocol: str, pki: Path) -> list[str]:
-    if protocol == "PLAINTEXT":
+def client_options(listener: str, pki: Path) -> list[str]:
+    if listener == "PLAINTEXT":
         return []
+    protocol = "SASL_SSL" if listener == "SCRAM" else listener
     opts = ["-X", f"security.protocol={protocol}", "-X", f"ssl.ca.location={pki / 'ca.pem'}"]
-    if protocol == "SASL_SSL":
+    if listener == "SASL_SSL":
         opts += ["-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=bench",
+                 "-X", f"sasl.password={PASSWORD}"]
+    if listener == "SCRAM":
+        opts += ["-X", "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=bench",
                  "-X", f"sasl.password={PASSWORD}"]
     return opts
 
@@ -72,9 +77,46 @@ def read_frame(s) -> bytes:
     return exactly(struct.unpack(">i", exactly(4))[0])
 
 
+def scram_exchange(s, client_id: bytes, salted_cache: dict) -> None:
+    """SCRAM-SHA-512 as a client, with the salted password kept between connections (as a
+    client that reconnects may): what is measured is mostly the broker's side."""
+    import base64
+    import hashlib
+    import hmac
+
+    def authenticate(token: bytes, correlation: int) -> bytes:
+        s.sendall(frame(struct.pack(">hhi", 36, 1, correlation) + client_id +
+                        struct.pack(">i", len(token)) + token))
+        answer = read_frame(s)
+        assert answer[4:6] == b"\x00\x00", f"SCRAM failed: {answer!r}"
+        message_length = struct.unpack(">h", answer[6:8])[0]
+        at = 8 + max(message_length, 0)
+        length = struct.unpack(">i", answer[at:at + 4])[0]
+        return answer[at + 4:at + 4 + length]
+    s.sendall(frame(struct.pack(">hhi", 17, 1, 2) + client_id + b"\x00\x0dSCRAM-SHA-512"))
+    read_frame(s)
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = f"n=bench,r={nonce}"
+    server_first = authenticate(f"n,,{first_bare}".encode(), 3).decode()
+    fields = dict(f.split("=", 1) for f in server_first.split(","))
+    key = (fields["s"], fields["i"])
+    if key not in salted_cache:
+        salted_cache[key] = hashlib.pbkdf2_hmac("sha512", PASSWORD.encode(),
+                                                base64.b64decode(fields["s"]), int(fields["i"]))
+    salted = salted_cache[key]
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha512).digest()
+    stored = hashlib.sha512(client_key).digest()
+    without_proof = f"c=biws,r={fields['r']}"
+    auth = f"{first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(stored, auth, hashlib.sha512).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    authenticate(f"{without_proof},p={base64.b64encode(proof).decode()}".encode(), 4)
+
+
 def connection_rate(port: int, protocol: str, pki: Path, seconds: float) -> float:
-    """New connections per second, one after another: connect, TLS handshake, SASL PLAIN,
-    then an ApiVersions v0 request answered, then close."""
+    """New connections per second, one after another: connect, TLS handshake, SASL PLAIN
+    (or SCRAM-SHA-512 on the SCRAM listener), then an ApiVersions v0 request answered, then
+    close."""
     context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     client_id = b"\x00\x05bench"
     api_versions = frame(struct.pack(">hhi", 18, 0, 1) + client_id)
@@ -82,6 +124,7 @@ def connection_rate(port: int, protocol: str, pki: Path, seconds: float) -> floa
     token = b"\x00bench\x00" + PASSWORD.encode()
     authenticate = frame(struct.pack(">hhi", 36, 1, 3) + client_id +
                          struct.pack(">i", len(token)) + token)
+    salted_cache: dict = {}
     done = 0
     start = time.monotonic()
     while time.monotonic() - start < seconds:
@@ -94,6 +137,8 @@ def connection_rate(port: int, protocol: str, pki: Path, seconds: float) -> floa
             s.sendall(authenticate)
             answer = read_frame(s)
             assert answer[4:6] == b"\x00\x00", "SASL authentication failed"
+        if protocol == "SCRAM":
+            scram_exchange(s, client_id, salted_cache)
         s.sendall(api_versions)
         read_frame(s)
         s.close()
@@ -115,8 +160,14 @@ def main() -> int:
     pki = work / "pki"
     pki.mkdir()
     make_pki(pki)
-    ports = {p: pc.free_port() for p in ("PLAINTEXT", "SSL", "SASL_SSL")}
+    ports = {p: pc.free_port() for p in ("PLAINTEXT", "SSL", "SASL_SSL", "SCRAM")}
     listeners = ",".join(f"{p}://127.0.0.1:{port}" for p, port in ports.items())
+    formatted = subprocess.run(
+        [str(args.partita_bin), "storage", "format", "--data-dir", str(work / "data"),
+         "--add-scram", f"SCRAM-SHA-512=[name=bench,password={PASSWORD}]"],
+        capture_output=True, text=True)
+    if formatted.returncode != 0:
+        raise RuntimeError(formatted.stderr)
     jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
             f'user_bench="{PASSWORD}";')
     argv = [str(args.partita_bin), "broker", "--data-dir", str(work / "data"),
@@ -124,7 +175,10 @@ def main() -> int:
             "--set", f"advertised.listeners={listeners}",
             "--set", f"ssl.keystore.location={pki / 'keystore.pem'}",
             "--set", "sasl.enabled.mechanisms=PLAIN",
-            "--set", f"listener.name.sasl_ssl.plain.sasl.jaas.config={jaas}"]
+            "--set", f"listener.name.sasl_ssl.plain.sasl.jaas.config={jaas}",
+            "--set", "listener.security.protocol.map="
+                     "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SCRAM:SASL_SSL",
+            "--set", "listener.name.scram.sasl.enabled.mechanisms=SCRAM-SHA-512"]
     broker = pc.Broker("partita", argv, ports["PLAINTEXT"], work / "broker.log", work)
     (work / "partita").mkdir()
     broker.start()
@@ -167,6 +221,7 @@ def main() -> int:
              "broker CPU s per GB produced | per GB consumed | new connections/s |",
              "|---|---|---|---|---|---|"]
     for protocol, produce, consume, rate in rows:
+        protocol = "SASL_SSL, SCRAM-SHA-512" if protocol == "SCRAM" else protocol
         p, c = best(produce), best(consume)
         cell = lambda s, b: "failed" if s is None else (  # noqa: E731
             f"{s.msgs_per_s:,.0f}" + ("" if b is None or s is b else
@@ -182,9 +237,10 @@ def main() -> int:
             f"# TLS and SASL cost, {now.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
             f"Command: `bench/tls.sh {' '.join(sys.argv[1:])}`  \n"
             f"Machine: {', '.join(f'{k} {v}' for k, v in pc.machine_info().items())}  \n"
-            f"One broker, three listeners; rdkafka_performance ({args.records:,} records of "
+            f"One broker, four listeners; rdkafka_performance ({args.records:,} records of "
             f"1 KiB per run, best of {args.reps}); connections made one after another by a "
-            f"Python client (TCP, TLS 1.3 handshake, SASL PLAIN, one ApiVersions).\n\n"
+            f"Python client (TCP, TLS 1.3 handshake, SASL PLAIN or SCRAM-SHA-512 with the "
+            f"client's salted password kept between connections, one ApiVersions).\n\n"
             f"{table}\n")
         print(f"wrote {out}")
     return 0

@@ -103,25 +103,42 @@ def test_nothing_is_answered_before_authentication(start_broker, pki):
     AdminClient(b.client(tls=False)).list_topics(timeout=20)
 
 
-def test_kafka_python_with_sasl_plaintext(start_broker, pki, topic_name):
+def kafka_python_round_trip(common: dict, topic: str, count: int = 100) -> None:
+    """kafka-python produces `count` records with `common` settings and reads them back."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    producer = KafkaProducer(**common)
+    for i in range(count):
+        producer.send(topic, value=f"r{i}".encode(), partition=0)
+    producer.flush(30)
+    producer.close()
+    consumer = KafkaConsumer(**common, enable_auto_commit=False, consumer_timeout_ms=10_000)
+    consumer.assign([TopicPartition(topic, 0)])
+    consumer.seek_to_beginning()
+    got = []
+    wait_until(lambda: got.extend(m.value.decode() for m in consumer) or len(got) >= count,
+               timeout=60, msg=f"{count} records read back")
+    consumer.close()
+    assert got == [f"r{i}" for i in range(count)]
+
+
+def kcat_round_trip(args: list, topic: str) -> None:
+    """kcat (librdkafka 2.0) produces 20 lines with `args` and reads them back."""
+    lines = [f"line {i}" for i in range(20)]
+    proc = subprocess.run([KCAT, *args, "-P", "-t", topic], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([KCAT, *args, "-C", "-t", topic, "-e", "-o", "beginning", "-q"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == sorted(lines)
+
+
+def test_kafka_python_with_sasl_plaintext(start_broker, pki, topic_name):
     b = SaslBroker(start_broker, pki)
     common = {"bootstrap_servers": b.sasl_plaintext, "security_protocol": "SASL_PLAINTEXT",
               "sasl_mechanism": "PLAIN", "sasl_plain_username": "alice",
               "sasl_plain_password": PASSWORD}
-    producer = KafkaProducer(**common)
-    for i in range(100):
-        producer.send(topic_name, value=f"r{i}".encode(), partition=0)
-    producer.flush(30)
-    producer.close()
-    consumer = KafkaConsumer(**common, enable_auto_commit=False, consumer_timeout_ms=10_000)
-    consumer.assign([TopicPartition(topic_name, 0)])
-    consumer.seek_to_beginning()
-    got = []
-    wait_until(lambda: got.extend(m.value.decode() for m in consumer) or len(got) >= 100,
-               timeout=60, msg="100 records over SASL_PLAINTEXT")
-    consumer.close()
-    assert got == [f"r{i}" for i in range(100)]
+    kafka_python_round_trip(common, topic_name)
 
 
 @pytest.mark.skipif(KCAT is None, reason="kcat not installed")
@@ -130,14 +147,7 @@ def test_kcat_with_sasl_plain_over_tls(start_broker, pki, topic_name):
     args = ["-b", b.sasl_ssl, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanism=PLAIN",
             "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORD}",
             "-X", f"ssl.ca.location={pki / 'ca.pem'}"]
-    lines = [f"line {i}" for i in range(20)]
-    proc = subprocess.run([KCAT, *args, "-P", "-t", topic_name], input="\n".join(lines) + "\n",
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([KCAT, *args, "-C", "-t", topic_name, "-e", "-o", "beginning", "-q"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(proc.stdout.splitlines()) == sorted(lines)
+    kcat_round_trip(args, topic_name)
 
 
 @pytest.mark.timeout(300)

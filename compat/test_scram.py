@@ -19,6 +19,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
 from partita_compat import broker_binary, free_port, unique_name, wait_until
 from test_java import compiled_java  # noqa: F401 - the fixture
 from test_kcat import KCAT
+from test_sasl import kafka_python_round_trip, kcat_round_trip
 from test_tls import _round_trip, pki, run_java_compat_test  # noqa: F401 - the fixture
 
 ADMIN_PASSWORD = "admin-Scram-9q!"
@@ -153,24 +154,11 @@ def test_credentials_managed_through_the_admin_api_take_effect_and_survive_a_res
 
 
 def test_kafka_python_with_scram_sha_256(start_broker, pki, tmp_path, topic_name):
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     b = ScramBroker(start_broker, pki, tmp_path)
-    common = {"bootstrap_servers": b.sasl_plaintext, "security_protocol": "SASL_PLAINTEXT",
-              "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "alice",
-              "sasl_plain_password": ALICE_PASSWORD}
-    producer = KafkaProducer(**common)
-    for i in range(50):
-        producer.send(topic_name, value=f"r{i}".encode(), partition=0)
-    producer.flush(30)
-    producer.close()
-    consumer = KafkaConsumer(**common, enable_auto_commit=False, consumer_timeout_ms=10_000)
-    consumer.assign([TopicPartition(topic_name, 0)])
-    consumer.seek_to_beginning()
-    got = []
-    wait_until(lambda: got.extend(m.value.decode() for m in consumer) or len(got) >= 50,
-               timeout=60, msg="50 records with SCRAM-SHA-256")
-    consumer.close()
-    assert got == [f"r{i}" for i in range(50)]
+    kafka_python_round_trip(
+        {"bootstrap_servers": b.sasl_plaintext, "security_protocol": "SASL_PLAINTEXT",
+         "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "alice",
+         "sasl_plain_password": ALICE_PASSWORD}, topic_name, count=50)
 
 
 @pytest.mark.skipif(KCAT is None, reason="kcat not installed")
@@ -179,14 +167,7 @@ def test_kcat_with_scram_sha_512_over_tls(start_broker, pki, tmp_path, topic_nam
     args = ["-b", b.sasl_ssl, "-X", "security.protocol=SASL_SSL",
             "-X", "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=admin",
             "-X", f"sasl.password={ADMIN_PASSWORD}", "-X", f"ssl.ca.location={pki / 'ca.pem'}"]
-    lines = [f"line {i}" for i in range(20)]
-    proc = subprocess.run([KCAT, *args, "-P", "-t", topic_name], input="\n".join(lines) + "\n",
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([KCAT, *args, "-C", "-t", topic_name, "-e", "-o", "beginning", "-q"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(proc.stdout.splitlines()) == sorted(lines)
+    kcat_round_trip(args, topic_name)
 
 
 @pytest.mark.timeout(300)

@@ -91,6 +91,23 @@ fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
+/// An ACL from the numbers and strings of a response: its resource, and who may or may not
+/// do what.
+fn acl_of(
+    (resource_type, resource_name, pattern_type): (i8, &StrBytes, i8),
+    (principal, host, operation, permission): (&StrBytes, &StrBytes, i8, i8),
+) -> Acl {
+    Acl {
+        resource_type: name(&RESOURCE_TYPES, resource_type),
+        resource_name: resource_name.to_string(),
+        pattern_type: name(&PATTERN_TYPES, pattern_type),
+        principal: principal.to_string(),
+        host: host.to_string(),
+        operation: name(&OPERATIONS, operation),
+        permission: name(&PERMISSIONS, permission),
+    }
+}
+
 /// Creates ACLs.
 pub async fn create(client: &mut AdminClient, acls: &[Acl]) -> Result<()> {
     let mut creations = Vec::with_capacity(acls.len());
@@ -162,14 +179,20 @@ pub async fn list(client: &mut AdminClient, filter: &AclFilter) -> Result<Vec<Ac
         .resources
         .iter()
         .flat_map(|resource| {
-            resource.acls.iter().map(move |acl| Acl {
-                resource_type: name(&RESOURCE_TYPES, resource.resource_type),
-                resource_name: resource.resource_name.to_string(),
-                pattern_type: name(&PATTERN_TYPES, resource.pattern_type),
-                principal: acl.principal.to_string(),
-                host: acl.host.to_string(),
-                operation: name(&OPERATIONS, acl.operation),
-                permission: name(&PERMISSIONS, acl.permission_type),
+            resource.acls.iter().map(move |acl| {
+                acl_of(
+                    (
+                        resource.resource_type,
+                        &resource.resource_name,
+                        resource.pattern_type,
+                    ),
+                    (
+                        &acl.principal,
+                        &acl.host,
+                        acl.operation,
+                        acl.permission_type,
+                    ),
+                )
             })
         })
         .collect())
@@ -196,14 +219,16 @@ pub async fn remove(client: &mut AdminClient, filter: &AclFilter) -> Result<Vec<
         AdminError::check(result.error_code, result.error_message.as_deref(), || {
             "removing ACLs".to_string()
         })?;
-        removed.extend(result.matching_acls.iter().map(|acl| Acl {
-            resource_type: name(&RESOURCE_TYPES, acl.resource_type),
-            resource_name: acl.resource_name.to_string(),
-            pattern_type: name(&PATTERN_TYPES, acl.pattern_type),
-            principal: acl.principal.to_string(),
-            host: acl.host.to_string(),
-            operation: name(&OPERATIONS, acl.operation),
-            permission: name(&PERMISSIONS, acl.permission_type),
+        removed.extend(result.matching_acls.iter().map(|acl| {
+            acl_of(
+                (acl.resource_type, &acl.resource_name, acl.pattern_type),
+                (
+                    &acl.principal,
+                    &acl.host,
+                    acl.operation,
+                    acl.permission_type,
+                ),
+            )
         }));
     }
     Ok(removed)

@@ -168,6 +168,14 @@ pub struct AclBinding {
 }
 
 impl AclBinding {
+    /// Whether this ACL is about `session`: its principal (or `User:*` for any user) from its
+    /// host (or `*` for any).
+    fn applies_to(&self, session: &Session) -> bool {
+        (self.principal == session.principal
+            || (self.principal == "User:*" && session.principal.starts_with("User:")))
+            && (self.host == "*" || self.host == session.host)
+    }
+
     /// Whether this ACL names the resource `name` of `resource_type`.
     fn names(&self, resource_type: ResourceType, name: &str) -> bool {
         self.resource_type == resource_type
@@ -355,12 +363,8 @@ impl Authorizer {
             return true;
         }
         let acls = self.current();
-        let applies = |acl: &&AclBinding| {
-            acl.resource_type == resource_type
-                && (acl.principal == session.principal
-                    || (acl.principal == "User:*" && session.principal.starts_with("User:")))
-                && (acl.host == "*" || acl.host == session.host)
-        };
+        let applies =
+            |acl: &&AclBinding| acl.resource_type == resource_type && acl.applies_to(session);
         let denied_everywhere = acls.iter().filter(applies).any(|acl| {
             acl.permission == Permission::Deny
                 && acl.pattern_type == PatternType::Literal
@@ -398,10 +402,7 @@ impl AclSnapshot {
         let mut allowed = false;
         for acl in acls.iter().filter(|acl| acl.names(resource_type, name)) {
             named = true;
-            let principal = acl.principal == session.principal
-                || (acl.principal == "User:*" && session.principal.starts_with("User:"));
-            let host = acl.host == "*" || acl.host == session.host;
-            if !(principal && host) {
+            if !acl.applies_to(session) {
                 continue;
             }
             match acl.permission {

@@ -658,127 +658,51 @@ impl Guard for OffsetFetchRequest {
     }
 }
 
-impl Guard for DescribeGroupsRequest {
-    type Response = DescribeGroupsResponse;
-    fn guard(mut self, check: &Check<'_>, _version: i16) -> Guarded<Self, DescribeGroupsResponse> {
-        let (allowed, refused) = split(std::mem::take(&mut self.groups), |g| {
-            check.group(Operation::Describe, g.as_str())
-        });
-        self.groups = allowed;
-        let fixup = append(
-            refused,
-            |response: &mut DescribeGroupsResponse, refused: Vec<GroupId>| {
-                response.groups.extend(refused.into_iter().map(|g| {
-                    describe_groups_response::DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(GROUP_DENIED)
-                }));
-            },
-        );
-        let fixup = match self.include_authorized_operations {
-            true => chain(
-                fixup,
-                operations_of(
-                    check,
-                    ResourceType::Group,
-                    |r: &mut DescribeGroupsResponse| {
-                        r.groups
-                            .iter_mut()
-                            .filter(|g| g.error_code == 0)
-                            .map(|g| (g.group_id.as_str(), &mut g.authorized_operations))
-                            .collect()
-                    },
-                ),
-            ),
-            false => fixup,
-        };
-        Guarded::Proceed(self, fixup)
-    }
+/// The group describes: groups the principal may not describe answer GROUP_AUTHORIZATION_FAILED;
+/// the others, if asked, say what the principal may do with them (KIP-430).
+macro_rules! describe_groups {
+    ($($request:ty => $response:ty, $groups:ident, $described:ty;)*) => {$(
+        impl Guard for $request {
+            type Response = $response;
+            fn guard(mut self, check: &Check<'_>, _version: i16) -> Guarded<Self, $response> {
+                let (allowed, refused) = split(std::mem::take(&mut self.$groups), |g| {
+                    check.group(Operation::Describe, g.as_str())
+                });
+                self.$groups = allowed;
+                let fixup = append(refused, |response: &mut $response, refused: Vec<GroupId>| {
+                    response.groups.extend(refused.into_iter().map(|g| {
+                        <$described>::default()
+                            .with_group_id(g)
+                            .with_error_code(GROUP_DENIED)
+                    }));
+                });
+                let fixup = match self.include_authorized_operations {
+                    true => chain(
+                        fixup,
+                        operations_of(check, ResourceType::Group, |r: &mut $response| {
+                            r.groups
+                                .iter_mut()
+                                .filter(|g| g.error_code == 0)
+                                .map(|g| (g.group_id.as_str(), &mut g.authorized_operations))
+                                .collect()
+                        }),
+                    ),
+                    false => fixup,
+                };
+                Guarded::Proceed(self, fixup)
+            }
+        }
+    )*};
 }
 
-impl Guard for ConsumerGroupDescribeRequest {
-    type Response = ConsumerGroupDescribeResponse;
-    fn guard(
-        mut self,
-        check: &Check<'_>,
-        _version: i16,
-    ) -> Guarded<Self, ConsumerGroupDescribeResponse> {
-        let (allowed, refused) = split(std::mem::take(&mut self.group_ids), |g| {
-            check.group(Operation::Describe, g.as_str())
-        });
-        self.group_ids = allowed;
-        let fixup = append(
-            refused,
-            |response: &mut ConsumerGroupDescribeResponse, refused: Vec<GroupId>| {
-                response.groups.extend(refused.into_iter().map(|g| {
-                    consumer_group_describe_response::DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(GROUP_DENIED)
-                }));
-            },
-        );
-        let fixup = match self.include_authorized_operations {
-            true => chain(
-                fixup,
-                operations_of(
-                    check,
-                    ResourceType::Group,
-                    |r: &mut ConsumerGroupDescribeResponse| {
-                        r.groups
-                            .iter_mut()
-                            .filter(|g| g.error_code == 0)
-                            .map(|g| (g.group_id.as_str(), &mut g.authorized_operations))
-                            .collect()
-                    },
-                ),
-            ),
-            false => fixup,
-        };
-        Guarded::Proceed(self, fixup)
-    }
-}
-
-impl Guard for ShareGroupDescribeRequest {
-    type Response = ShareGroupDescribeResponse;
-    fn guard(
-        mut self,
-        check: &Check<'_>,
-        _version: i16,
-    ) -> Guarded<Self, ShareGroupDescribeResponse> {
-        let (allowed, refused) = split(std::mem::take(&mut self.group_ids), |g| {
-            check.group(Operation::Describe, g.as_str())
-        });
-        self.group_ids = allowed;
-        let fixup = append(
-            refused,
-            |response: &mut ShareGroupDescribeResponse, refused: Vec<GroupId>| {
-                response.groups.extend(refused.into_iter().map(|g| {
-                    share_group_describe_response::DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(GROUP_DENIED)
-                }));
-            },
-        );
-        let fixup = match self.include_authorized_operations {
-            true => chain(
-                fixup,
-                operations_of(
-                    check,
-                    ResourceType::Group,
-                    |r: &mut ShareGroupDescribeResponse| {
-                        r.groups
-                            .iter_mut()
-                            .filter(|g| g.error_code == 0)
-                            .map(|g| (g.group_id.as_str(), &mut g.authorized_operations))
-                            .collect()
-                    },
-                ),
-            ),
-            false => fixup,
-        };
-        Guarded::Proceed(self, fixup)
-    }
-}
+describe_groups!(
+    DescribeGroupsRequest => DescribeGroupsResponse, groups,
+        describe_groups_response::DescribedGroup;
+    ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse, group_ids,
+        consumer_group_describe_response::DescribedGroup;
+    ShareGroupDescribeRequest => ShareGroupDescribeResponse, group_ids,
+        share_group_describe_response::DescribedGroup;
+);
 
 impl Guard for ListGroupsRequest {
     type Response = ListGroupsResponse;
