@@ -308,3 +308,40 @@ def test_a_renewed_certificate_is_served_without_a_restart(start_broker, pki):
     assert _served_certificate(b.tls_port, pki / "ca.pem")["serialNumber"] == \
         renewed["serialNumber"]
     admin.list_topics(timeout=20)
+
+
+def _mtls_broker(start_broker, pki) -> TlsBroker:
+    return TlsBroker(start_broker, pki, **{"ssl.client.auth": "required",
+                                           "ssl.truststore.type": "PEM",
+                                           "ssl.truststore.location": str(pki / "ca.pem")})
+
+
+@pytest.mark.timeout(300)
+def test_java_client_with_a_client_certificate(start_broker, pki, topic_name,  # noqa: F811
+                                               compiled_java, tmp_path):
+    b = _mtls_broker(start_broker, pki)
+    keystore = pki / "alice-keystore.pem"
+    keystore.write_text((pki / "alice.key").read_text() + (pki / "alice.pem").read_text())
+    run_java_compat_test(compiled_java, tmp_path, b.tls, topic_name,
+                         "security.protocol=SSL\nssl.truststore.type=PEM\n"
+                         f"ssl.truststore.location={pki / 'ca.pem'}\n"
+                         f"ssl.keystore.type=PEM\nssl.keystore.location={keystore}\n")
+
+
+@pytest.mark.skipif(KCAT is None, reason="kcat not installed")
+def test_kcat_with_a_client_certificate(start_broker, pki, topic_name):
+    b = _mtls_broker(start_broker, pki)
+    args = ["-b", b.tls, "-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki / 'ca.pem'}",
+            "-X", f"ssl.certificate.location={pki / 'alice.pem'}",
+            "-X", f"ssl.key.location={pki / 'alice.key'}"]
+    lines = [f"line {i}" for i in range(20)]
+    produced = subprocess.run([KCAT, *args, "-P", "-t", topic_name], capture_output=True,
+                              input="\n".join(lines) + "\n", text=True, timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run([KCAT, *args, "-C", "-t", topic_name, "-e", "-o", "beginning",
+                               "-q"], capture_output=True, text=True, timeout=60)
+    assert consumed.returncode == 0, consumed.stderr
+    assert sorted(consumed.stdout.splitlines()) == sorted(lines)
+    # Without a certificate, kcat is turned away at the handshake.
+    refused = subprocess.run([KCAT, *args[:6], "-L"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
