@@ -10,6 +10,7 @@ import threading
 import time
 from collections import defaultdict
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -101,7 +102,16 @@ def read_back(bootstrap: str, topic: str, expected: int) -> dict:
                 count += 1
         return count >= expected
     try:
-        wait_until(drained, timeout=120, interval=0, msg=f"{expected} records read back")
+        try:
+            wait_until(drained, timeout=120, interval=0, msg=f"{expected} records read back")
+        except AssertionError as stalled:
+            # Which partitions stopped short, and whether their records are there to read.
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    for p in range(PARTITIONS)}
+            read = {p: (len(got[p]), got[p][-1][0] if got[p] else None)
+                    for p in range(PARTITIONS)}
+            raise AssertionError(f"{stalled}: read {count}; per partition (count, last offset) "
+                                 f"{read}; log start and end {ends}") from None
         for msg in consumer.consume(1000, timeout=3.0):
             if not msg.error():
                 got[msg.partition()].append((msg.offset(), msg.value()))
@@ -132,6 +142,9 @@ def check_exactly_once_in_order(producer: KeyedProducer, got: dict) -> None:
             last[key] = int(sequence)
 
 
+# Kills and restarts take about 20 s, reading back a few: the read-back's own deadline (120 s)
+# must come before the test's, so that a stall says what stopped.
+@pytest.mark.timeout(300)
 def test_brokers_killed_under_load_lose_and_duplicate_nothing(cluster):
     brokers = [cluster.start_broker(n) for n in (1, 2, 3)]
     topic = unique_name("kills")
