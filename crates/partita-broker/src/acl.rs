@@ -246,6 +246,13 @@ pub struct AuthorizerConfig {
     pub allow_everyone_if_no_acl_found: bool,
 }
 
+impl AuthorizerConfig {
+    /// Whether `session` is not held to ACLs at all: none are checked, or it is a super user.
+    fn unchecked(&self, session: &Session) -> bool {
+        !self.enabled || self.super_users.contains(&session.principal)
+    }
+}
+
 /// The class names that turn ACLs on.
 pub const AUTHORIZER_CLASSES: [&str; 2] = [
     "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -271,7 +278,8 @@ impl Session {
 
 /// The ACLs and the decisions made with them.
 pub struct Authorizer {
-    config: AuthorizerConfig,
+    /// Shared with every snapshot: taking one copies two pointers.
+    config: Arc<AuthorizerConfig>,
     acls: RwLock<Arc<Vec<AclBinding>>>,
     store: AclStore,
     /// The cluster's ACL version last loaded.
@@ -308,13 +316,16 @@ impl Authorizer {
         cluster: Cluster,
     ) -> Result<Authorizer, BrokerError> {
         let authorizer = Authorizer::with(config, Vec::new(), AclStore::Cluster(cluster));
-        authorizer.reload().await?;
+        // Without an authorizer nothing reads them: no query at start.
+        if authorizer.enabled() {
+            authorizer.reload().await?;
+        }
         Ok(authorizer)
     }
 
     fn with(config: AuthorizerConfig, acls: Vec<AclBinding>, store: AclStore) -> Authorizer {
         Authorizer {
-            config,
+            config: Arc::new(config),
             acls: RwLock::new(Arc::new(acls)),
             store,
             version: std::sync::atomic::AtomicI64::new(-1),
@@ -345,7 +356,7 @@ impl Authorizer {
     /// The ACLs in force now, for decisions made later (on a response's entries).
     pub fn snapshot(&self) -> AclSnapshot {
         AclSnapshot {
-            config: self.config.clone(),
+            config: Arc::clone(&self.config),
             acls: self.current(),
         }
     }
@@ -359,7 +370,7 @@ impl Authorizer {
         operation: Operation,
         resource_type: ResourceType,
     ) -> bool {
-        if !self.config.enabled || self.config.super_users.contains(&session.principal) {
+        if self.config.unchecked(session) {
             return true;
         }
         let acls = self.current();
@@ -381,7 +392,7 @@ impl Authorizer {
 
 /// The ACLs at one moment, with the settings they are read with.
 pub struct AclSnapshot {
-    config: AuthorizerConfig,
+    config: Arc<AuthorizerConfig>,
     acls: Arc<Vec<AclBinding>>,
 }
 
@@ -394,7 +405,7 @@ impl AclSnapshot {
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
-        if !self.config.enabled || self.config.super_users.contains(&session.principal) {
+        if self.config.unchecked(session) {
             return true;
         }
         let acls = &self.acls;

@@ -6,7 +6,8 @@ use crate::db::Db;
 use crate::error::ClusterError;
 
 pub(crate) async fn version(db: &Db) -> Result<i64, ClusterError> {
-    let client = db.control().await?;
+    // The data pool: the control pool's two connections are kept for membership.
+    let client = db.client().await?;
     let row = client
         .query_opt("SELECT version FROM partita_acls", &[])
         .await?;
