@@ -311,6 +311,30 @@ def test_a_client_certificate_s_subject_is_its_principal(start_broker, pki):
     assert not sees("alice")
 
 
+def test_ssl_principal_mapping_rules_name_the_certificate_principal(start_broker, pki):
+    """`ssl.principal.mapping.rules` rewrite a certificate's subject as Kafka's do; a
+    certificate that no rule names is turned away."""
+    _signed(pki, "ca", "carol", "/O=Partita/OU=eng/CN=carol", "extendedKeyUsage=clientAuth")
+    b = TlsBroker(start_broker, pki, **{
+        "ssl.client.auth": "required", "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(pki / "ca.pem"),
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]*),OU=eng,O=Partita$/$1/U",
+        "authorizer.class.name": AUTHORIZER, "super.users": "User:ANONYMOUS"})
+    admin = AdminClient({"bootstrap.servers": b.plain})
+    topic = unique_name("acl-mapped")
+    make_topic(admin, topic)
+    create(admin, allow(ResourceType.TOPIC, topic, "User:CAROL", AclOperation.DESCRIBE))
+
+    def client(name: str) -> AdminClient:
+        return AdminClient(b.client(**{"ssl.certificate.location": str(pki / f"{name}.pem"),
+                                       "ssl.key.location": str(pki / f"{name}.key")}))
+    assert topic in client("carol").list_topics(timeout=20).topics
+    with pytest.raises(KafkaException):
+        client("alice").list_topics(timeout=8)
+    assert "no rule of ssl.principal.mapping.rules applies" in b.broker.log_text()
+    assert topic in client("carol").list_topics(timeout=20).topics
+
+
 def test_the_operator_cli_adds_lists_and_removes_acls(start_broker, tmp_path):
     import json
     import subprocess

@@ -1,6 +1,7 @@
 """SASL OAUTHBEARER with JWTs checked as Kafka's OAuthBearerValidatorCallbackHandler checks
-them (KIP-768): against the keys of a JWKS file (`sasl.oauthbearer.jwks.endpoint.url`), with
-the expected issuer and audience, the expiry; the principal is the subject. The tokens are made
+them (KIP-768): against the keys of a JWKS file or https:// endpoint
+(`sasl.oauthbearer.jwks.endpoint.url`), with the expected issuer and audience, the expiry; the
+principal is the subject. The tokens are made
 here with PyJWT and keys of the test's own; clients are librdkafka's (confluent-kafka), which
 ask for a token through `oauth_cb`."""
 
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import jwt
 import pytest
@@ -17,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from partita_compat import free_port, unique_name, wait_until
-from test_tls import _round_trip
+from test_tls import _round_trip, pki  # noqa: F401 - the fixture
 
 ISSUER = "https://idp.partita.test"
 AUDIENCE = "kafka-brokers"
@@ -37,6 +42,11 @@ class Issuer:
             keys.append(jwk)
         self.jwks = directory / "jwks.json"
         self.jwks.write_text(json.dumps({"keys": keys}))
+
+    def jwk(self, kid: str, key) -> dict:
+        algorithm = (jwt.algorithms.RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey)
+                     else jwt.algorithms.ECAlgorithm)
+        return dict(json.loads(algorithm.to_jwk(key.public_key())), kid=kid)
 
     def token(self, sub="alice", lifetime=300, audience=AUDIENCE, issuer=ISSUER, kid="rsa-1",
               key=None, algorithm="RS256") -> str:
@@ -130,3 +140,74 @@ def test_a_listener_without_a_jwks_refuses_to_start(start_broker):
                       "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
                       "sasl.enabled.mechanisms": "OAUTHBEARER"})
     assert "sasl.oauthbearer.jwks.endpoint.url" in str(failed.value)
+
+
+class JwksEndpoint:
+    """An identity provider's JWKS endpoint of the test's own: Python's HTTP server over TLS
+    with a certificate from the test's CA, answering whatever `keys` holds."""
+
+    def __init__(self, pki: Path, keys: list):
+        self.keys = keys
+        self.requests = 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the name http.server calls
+                endpoint.requests += 1
+                body = json.dumps({"keys": endpoint.keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki / "server.pem", pki / "server.key")
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/jwks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_jwks_endpoint_over_https_with_keys_rotated(start_broker, issuer, pki):
+    """The JWKS fetched from the provider's https:// endpoint, its certificate checked against
+    the truststore of the listener's JAAS options as Kafka takes them; a key the provider adds
+    later is fetched when a token first names it, long before the hourly refresh."""
+    endpoint = JwksEndpoint(pki, [issuer.jwk("rsa-1", issuer.rsa)])
+    try:
+        jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                f'ssl.truststore.location="{pki / "ca.pem"}" ssl.truststore.type="PEM";')
+        port = oauth_broker(start_broker, issuer, **{
+            "sasl.oauthbearer.jwks.endpoint.url": endpoint.url,
+            "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": jaas})
+        assert endpoint.requests == 1
+        _round_trip(client(port, issuer.token()), unique_name("oauth-https"))
+        # The provider rotates: a new key beside the old one.
+        newer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        endpoint.keys = [issuer.jwk("rsa-1", issuer.rsa), issuer.jwk("rsa-2", newer)]
+        wait_until(lambda: not refused(client(port, issuer.token(kid="rsa-2", key=newer))),
+                   timeout=30, msg="a token signed with the new key accepted")
+        # A token naming a key nobody published is still refused; the old key still works.
+        assert refused(client(port, issuer.token(kid="rsa-9", key=newer)))
+        AdminClient(client(port, issuer.token())).list_topics(timeout=20)
+    finally:
+        endpoint.close()
+
+
+def test_an_untrusted_jwks_endpoint_stops_the_start(start_broker, issuer, pki):
+    # Without the JAAS truststore, the endpoint's certificate (from the test's own CA) is not
+    # trusted: the broker has no keys and does not start.
+    endpoint = JwksEndpoint(pki, [issuer.jwk("rsa-1", issuer.rsa)])
+    try:
+        with pytest.raises(RuntimeError) as failed:
+            oauth_broker(start_broker, issuer,
+                         **{"sasl.oauthbearer.jwks.endpoint.url": endpoint.url})
+        assert endpoint.url in str(failed.value)
+    finally:
+        endpoint.close()

@@ -303,11 +303,45 @@ def test_a_renewed_certificate_is_served_without_a_restart(start_broker, pki):
     assert "TLS key and certificate reloaded" in b.broker.log_text()
     # A broken file (half written) leaves the renewed certificate in use.
     keystore.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n")
-    wait_until(lambda: "cannot be used; the key in use stays" in b.broker.log_text(), timeout=30,
+    wait_until(lambda: "cannot be used; the one in use stays" in b.broker.log_text(), timeout=30,
                msg="the broken keystore noticed")
     assert _served_certificate(b.tls_port, pki / "ca.pem")["serialNumber"] == \
         renewed["serialNumber"]
     admin.list_topics(timeout=20)
+
+
+def test_a_changed_truststore_is_used_without_a_restart(start_broker, pki):
+    truststore = pki / "truststore.pem"
+    truststore.write_text((pki / "ca.pem").read_text())
+    b = TlsBroker(start_broker, pki, **{"ssl.client.auth": "required",
+                                        "ssl.truststore.type": "PEM",
+                                        "ssl.truststore.location": str(truststore)})
+
+    def lists(name: str) -> bool:
+        config = b.client(**{"ssl.certificate.location": str(pki / f"{name}.pem"),
+                             "ssl.key.location": str(pki / f"{name}.key")})
+        try:
+            AdminClient(config).list_topics(timeout=5)
+            return True
+        except KafkaException:
+            return False
+    assert lists("alice") and not lists("mallory")
+    # The operator trusts a second authority: written beside, then moved over the file.
+    staged = pki / "truststore.new"
+    staged.write_text((pki / "ca.pem").read_text() + (pki / "rogue-ca.pem").read_text())
+    staged.replace(truststore)
+    wait_until(lambda: lists("mallory"), timeout=60, msg="the added authority trusted")
+    assert "TLS truststore reloaded" in b.broker.log_text()
+    # ... and withdraws the first one: its clients are turned away from then on.
+    staged.write_text((pki / "rogue-ca.pem").read_text())
+    staged.replace(truststore)
+    wait_until(lambda: not lists("alice"), timeout=60, msg="the withdrawn authority refused")
+    assert lists("mallory")
+    # A broken file leaves the authorities in use.
+    truststore.write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+    wait_until(lambda: "TLS truststore changed but cannot be used" in b.broker.log_text(),
+               timeout=30, msg="the broken truststore noticed")
+    assert lists("mallory") and not lists("alice")
 
 
 def _mtls_broker(start_broker, pki) -> TlsBroker:

@@ -54,7 +54,9 @@ pub struct Broker {
     /// The HTTP listener's TLS settings, when it serves HTTPS.
     pub(crate) http_tls: Option<Arc<rustls::ServerConfig>>,
     /// The key and certificate of every TLS listener (HTTPS too), read again when they change.
-    pub(crate) keystores: Vec<(String, Arc<crate::listeners::Keystore>)>,
+    /// The TLS files of every listener (the HTTPS one's too), each with its listener's name,
+    /// looked at every few seconds for renewed certificates.
+    pub(crate) tls_files: Vec<(String, Arc<dyn crate::listeners::Reload>)>,
     /// Connection caps (`max.connections`, `max.connections.per.ip`).
     pub(crate) admission: Admission,
     /// Memory held by request frames (`queued.max.request.bytes`).
@@ -108,21 +110,28 @@ impl Broker {
                 }
             };
         let http_tls = http_tls(&config)?;
-        let mut keystores: Vec<(String, Arc<crate::listeners::Keystore>)> = listeners
+        let named = |name: &str, tls: &crate::listeners::TlsSettings| {
+            let files = tls.watched().into_iter();
+            files
+                .map(|file| (name.to_string(), file))
+                .collect::<Vec<_>>()
+        };
+        let mut tls_files: Vec<_> = listeners
             .iter()
-            .filter_map(|l| Some((l.name.clone(), Arc::clone(l.keystore.as_ref()?))))
+            .filter_map(|l| Some(named(&l.name, l.tls.as_ref()?)))
+            .flatten()
             .collect();
-        let http_tls = http_tls.map(|(tls, keystore)| {
-            keystores.push(("HTTP".to_string(), keystore));
-            tls
-        });
+        if let Some(tls) = &http_tls {
+            tls_files.extend(named("HTTP", tls));
+        }
+        let http_tls = http_tls.map(|tls| tls.config);
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
         let events = Arc::clone(&group_events);
         let groups = ShardRouter::start(&topics, &config.groups, events, cluster.is_none()).await?;
         Ok(Broker {
             admission: Admission::new(&config),
             http_tls,
-            keystores,
+            tls_files,
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
             fetch_memory: MemoryBudget::new(config.fetch_memory_max_bytes),
             config,
@@ -267,9 +276,7 @@ fn endpoints(listeners: &[Listener]) -> Vec<Endpoint> {
 /// The HTTP listener's TLS settings; refuses a listener other machines can reach without
 /// `http.auth`, whose dashboard and metrics would be anyone's.
 #[allow(clippy::type_complexity)]
-fn http_tls(
-    config: &BrokerConfig,
-) -> Result<Option<(Arc<rustls::ServerConfig>, Arc<crate::listeners::Keystore>)>, BrokerError> {
+fn http_tls(config: &BrokerConfig) -> Result<Option<crate::listeners::TlsSettings>, BrokerError> {
     let Some(address) = config.http_listen else {
         return Ok(None);
     };

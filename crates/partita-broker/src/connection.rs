@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -27,6 +27,7 @@ use crate::admission::Admitted;
 use crate::broker::Broker;
 use crate::dispatch::{self, DispatchError, Reply};
 use crate::memory::MemoryClaim;
+use crate::principal::PrincipalMapper;
 use crate::sasl::{SaslConfig, SaslSession, SaslStep};
 use crate::server::Shutdown;
 
@@ -51,15 +52,33 @@ pub(crate) enum Stream {
 impl Stream {
     /// The principal of a TLS client that presented a certificate, as Kafka's default
     /// principal builder names it: `User:` and the certificate's subject, most specific
-    /// attribute first (RFC 4514: `User:CN=alice,OU=eng,O=Example`).
-    fn certificate_principal(&self) -> Option<String> {
+    /// attribute first (RFC 4514: `CN=alice,OU=eng,O=Example`) as the listener's
+    /// `ssl.principal.mapping.rules` rewrite it; an error when no rule applies.
+    fn certificate_principal(
+        &self,
+        mapper: Option<&PrincipalMapper>,
+    ) -> Result<Option<String>, String> {
         use x509_cert::der::Decode;
         let Stream::Tls(stream) = self else {
-            return None;
+            return Ok(None);
         };
-        let der = stream.get_ref().1.peer_certificates()?.first()?;
-        let certificate = x509_cert::Certificate::from_der(der.as_ref()).ok()?;
-        Some(format!("User:{}", certificate.tbs_certificate.subject))
+        let Some(der) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        else {
+            return Ok(None);
+        };
+        let Ok(certificate) = x509_cert::Certificate::from_der(der.as_ref()) else {
+            return Ok(None);
+        };
+        let subject = certificate.tbs_certificate.subject.to_string();
+        let name = match mapper {
+            Some(mapper) => mapper.name(&subject)?,
+            None => subject,
+        };
+        Ok(Some(format!("User:{name}")))
     }
 
     fn split(self) -> (ReadHalf, WriteHalf) {
@@ -76,6 +95,17 @@ impl Stream {
     }
 }
 
+/// What a connection needs of the listener it came through.
+#[derive(Clone)]
+pub(crate) struct Via {
+    /// The listener's name.
+    pub name: Arc<str>,
+    /// Its SASL settings, on a SASL listener.
+    pub sasl: Option<Arc<SaslConfig>>,
+    /// How a client certificate names its principal, on a TLS listener.
+    pub principal_mapper: Option<Arc<PrincipalMapper>>,
+}
+
 /// A connection and what it needs to answer requests.
 pub(crate) struct Connection {
     broker: Arc<Broker>,
@@ -86,8 +116,9 @@ pub(crate) struct Connection {
     listener: Arc<str>,
     /// On a SASL listener, the client's authentication.
     sasl: Option<SaslSession>,
-    /// The principal of the client's TLS certificate, if it presented one.
-    certificate_principal: Option<String>,
+    /// The principal of the client's TLS certificate, if it presented one; an error if the
+    /// listener's mapping rules give it none.
+    certificate_principal: Result<Option<String>, String>,
     shutdown: Shutdown,
     _admitted: Admitted,
     _done: mpsc::Sender<()>,
@@ -119,19 +150,18 @@ enum ReadOutcome {
 }
 
 impl Connection {
-    /// A connection of `peer` through the listener named first of `(listener, sasl)`, whose
-    /// SASL settings (if it is a SASL listener) are the second.
+    /// A connection of `peer` through the listener `via`.
     pub(crate) fn new(
         broker: Arc<Broker>,
         stream: Stream,
         peer: SocketAddr,
-        (listener, sasl): (Arc<str>, Option<Arc<SaslConfig>>),
+        via: Via,
         admitted: Admitted,
         shutdown: Shutdown,
         done: mpsc::Sender<()>,
     ) -> Connection {
         let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
-        let certificate_principal = stream.certificate_principal();
+        let certificate_principal = stream.certificate_principal(via.principal_mapper.as_deref());
         let reauth_ms = broker.config.connections_max_reauth_ms;
         let (read_half, write_half) = stream.split();
         Connection {
@@ -143,8 +173,8 @@ impl Connection {
             broker,
             writer: BufWriter::new(write_half),
             peer,
-            listener,
-            sasl: sasl.map(|sasl| SaslSession::new(sasl, reauth_ms)),
+            listener: via.name,
+            sasl: via.sasl.map(|sasl| SaslSession::new(sasl, reauth_ms)),
             certificate_principal,
             shutdown,
             _admitted: admitted,
@@ -178,8 +208,15 @@ impl Connection {
         // Who is asking, for ACLs: the subject of its TLS certificate, or anonymous until
         // SASL authenticates someone (a SASL principal wins over a certificate's, as in Kafka).
         let mut asking = Session::anonymous(peer.ip());
-        if let Some(principal) = certificate_principal {
-            asking.principal = principal;
+        match certificate_principal {
+            Ok(Some(principal)) => asking.principal = principal,
+            Ok(None) => {}
+            Err(reason) => {
+                // As Kafka: a certificate no mapping rule names is not let in.
+                broker.metrics.tls_handshake_failed();
+                tracing::info!(%peer, listener = %listener, %reason, "client certificate refused; connection closed");
+                open = false;
+            }
         }
         while open {
             tokio::select! {
@@ -358,14 +395,14 @@ impl FrameReader {
 
     /// Reads one size-prefixed frame, refusing an oversized one before buffering it.
     async fn read_frame(&mut self) -> Result<ReadOutcome, String> {
-        let mut size = [0u8; 4];
-        match self.fill(&mut size).await? {
+        let mut size = BytesMut::with_capacity(4);
+        match self.fill(&mut size, 4).await? {
             Filled::Done => {}
             Filled::Eof(0) => return Ok(ReadOutcome::Closed),
             Filled::Eof(_) => return Err("connection lost mid-request".to_string()),
             Filled::Idle => return Ok(ReadOutcome::Idle),
         }
-        let size = i32::from_be_bytes(size);
+        let size = size.get_i32();
         let limit = self.broker.config.socket_request_max_bytes;
         if size < 8 || size as usize > limit {
             return Err(format!(
@@ -376,9 +413,11 @@ impl FrameReader {
         let memory = self.broker.request_memory.claim(size).await;
         let mut frame = BytesMut::new();
         while frame.len() < size {
-            let start = frame.len();
-            frame.resize(start + (size - start).min(start.max(FIRST_READ)), 0);
-            match self.fill(&mut frame[start..]).await? {
+            // Room for as much again as has arrived (at least FIRST_READ), never past the
+            // frame: read straight into it, with no zero-filling first.
+            let upto = frame.len() + (size - frame.len()).min(frame.len().max(FIRST_READ));
+            frame.reserve(upto - frame.len());
+            match self.fill(&mut frame, upto).await? {
                 Filled::Done => {}
                 Filled::Eof(_) => return Err("connection lost mid-request".to_string()),
                 Filled::Idle => return Ok(ReadOutcome::Idle),
@@ -387,15 +426,17 @@ impl FrameReader {
         Ok(ReadOutcome::Frame(frame.freeze(), memory))
     }
 
-    /// Fills `buffer` from the socket, giving up when no byte arrives for the idle timeout.
-    async fn fill(&mut self, buffer: &mut [u8]) -> Result<Filled, String> {
-        let mut filled = 0;
-        while filled < buffer.len() {
-            let read = tokio::time::timeout(self.idle, self.half.read(&mut buffer[filled..]));
+    /// Fills `buffer` from the socket up to `upto` bytes, never past them, giving up when no
+    /// byte arrives for the idle timeout.
+    async fn fill(&mut self, buffer: &mut BytesMut, upto: usize) -> Result<Filled, String> {
+        while buffer.len() < upto {
+            let left = upto - buffer.len();
+            let mut room = (&mut *buffer).limit(left);
+            let read = tokio::time::timeout(self.idle, self.half.read_buf(&mut room));
             match read.await {
                 Err(_) => return Ok(Filled::Idle),
-                Ok(Ok(0)) => return Ok(Filled::Eof(filled)),
-                Ok(Ok(n)) => filled += n,
+                Ok(Ok(0)) => return Ok(Filled::Eof(buffer.len())),
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e.to_string()),
             }
         }

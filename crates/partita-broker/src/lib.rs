@@ -21,6 +21,7 @@ mod memory;
 pub mod metrics;
 pub mod oauth;
 pub mod partition;
+pub mod principal;
 mod producer_ids;
 mod sasl;
 mod server;

@@ -9,13 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
+use crate::principal::PrincipalMapper;
 use crate::sasl::SaslConfig;
 
 /// How a listener's connections are secured (`listener.security.protocol.map`).
@@ -70,11 +76,12 @@ pub struct Listener {
     /// Port given to clients that connect through it.
     pub advertised_port: u16,
     /// Its TLS settings, for SSL and SASL_SSL.
-    pub tls: Option<Arc<ServerConfig>>,
-    /// Its key and certificate, for SSL and SASL_SSL: read again when the file changes.
-    pub keystore: Option<Arc<Keystore>>,
+    pub tls: Option<TlsSettings>,
     /// Its SASL settings, for SASL_PLAINTEXT and SASL_SSL.
     pub sasl: Option<Arc<SaslConfig>>,
+    /// How a client certificate's subject becomes a principal, for SSL and SASL_SSL
+    /// (`ssl.principal.mapping.rules`).
+    pub principal_mapper: Option<Arc<PrincipalMapper>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -126,6 +133,7 @@ const SSL_PROPERTIES: &[&str] = &[
     "ssl.enabled.protocols",
     "ssl.protocol",
     "ssl.endpoint.identification.algorithm",
+    "ssl.principal.mapping.rules",
 ];
 
 /// Secrets: never shown.
@@ -239,10 +247,16 @@ impl ListenerProperties {
                     None if bind.ip().is_unspecified() => (advertised_host.to_string(), port),
                     None => (bind.ip().to_string(), port),
                 };
-            let (tls, keystore) = match protocol.tls() {
+            let (tls, principal_mapper) = match protocol.tls() {
                 true => {
-                    let (tls, keystore) = self.tls_config(&name)?;
-                    (Some(tls), Some(keystore))
+                    let tls = self.tls_config(&name)?;
+                    let rules = self
+                        .for_listener(&name, "ssl.principal.mapping.rules")
+                        .unwrap_or("DEFAULT");
+                    let mapper = PrincipalMapper::parse(rules).map_err(|e| {
+                        format!("listener {name}: ssl.principal.mapping.rules: {e}")
+                    })?;
+                    (Some(tls), Some(Arc::new(mapper)))
                 }
                 false => (None, None),
             };
@@ -257,8 +271,8 @@ impl ListenerProperties {
                 advertised_host,
                 advertised_port,
                 tls,
-                keystore,
                 sasl,
+                principal_mapper,
             });
         }
         if let Some((name, _, _)) = advertised
@@ -316,13 +330,13 @@ impl ListenerProperties {
 
     /// The TLS settings of the HTTP listener (`http.listen=https://...`): those of a listener
     /// named HTTP (`listener.name.http.ssl.*`, else the plain `ssl.*`).
-    pub fn http_tls_config(&self) -> Result<(Arc<ServerConfig>, Arc<Keystore>), String> {
+    pub fn http_tls_config(&self) -> Result<TlsSettings, String> {
         self.tls_config("HTTP")
             .map_err(|error| format!("the HTTPS listener (http.listen): {error}"))
     }
 
-    /// The TLS server settings of listener `name`, and its keystore.
-    fn tls_config(&self, name: &str) -> Result<(Arc<ServerConfig>, Arc<Keystore>), String> {
+    /// The TLS server settings of listener `name`.
+    fn tls_config(&self, name: &str) -> Result<TlsSettings, String> {
         let get = |property: &str| self.for_listener(name, property);
         let what = |property: &str| {
             let prefixed = format!("listener.name.{}.{property}", name.to_ascii_lowercase());
@@ -381,20 +395,19 @@ impl ListenerProperties {
         let client_auth = get("ssl.client.auth")
             .unwrap_or("none")
             .to_ascii_lowercase();
+        let mut trusted = None;
         let builder = match client_auth.as_str() {
             "none" => builder.with_no_client_auth(),
             "required" | "requested" => {
-                let roots = self.trusted(name)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                let verifier = match client_auth.as_str() {
-                    "requested" => verifier.allow_unauthenticated(),
-                    _ => verifier,
-                };
-                let verifier = verifier
-                    .build()
-                    .map_err(|e| format!("listener {name}: client certificates: {e}"))?;
-                builder.with_client_cert_verifier(verifier)
+                let truststore = Truststore::new(
+                    self.truststore_source(name)?,
+                    client_auth == "requested",
+                    Arc::clone(&provider),
+                )
+                .map_err(|e| format!("listener {name}: {e}"))?;
+                let truststore = Arc::new(truststore);
+                trusted = Some(Arc::clone(&truststore));
+                builder.with_client_cert_verifier(truststore)
             }
             other => {
                 return Err(format!(
@@ -405,35 +418,27 @@ impl ListenerProperties {
         };
         let config =
             builder.with_cert_resolver(Arc::clone(&keystore) as Arc<dyn ResolvesServerCert>);
-        Ok((Arc::new(config), keystore))
+        Ok(TlsSettings {
+            config: Arc::new(config),
+            keystore,
+            truststore: trusted,
+        })
     }
 
-    /// The certificate authorities client certificates are checked against.
-    fn trusted(&self, name: &str) -> Result<RootCertStore, String> {
-        let pem = match (
+    /// Where the certificate authorities that client certificates are checked against are:
+    /// PEM text in the settings, or a file.
+    fn truststore_source(&self, name: &str) -> Result<PemSource, String> {
+        match (
             self.for_listener(name, "ssl.truststore.certificates"),
             self.for_listener(name, "ssl.truststore.location"),
         ) {
-            (Some(certificates), _) => certificates.as_bytes().to_vec(),
-            (None, Some(path)) => std::fs::read(path)
-                .map_err(|e| format!("ssl.truststore.location {path}: cannot read it: {e}"))?,
-            (None, None) => {
-                return Err(format!(
-                    "listener {name} checks client certificates (ssl.client.auth) but has no \
-                     ssl.truststore.location or ssl.truststore.certificates"
-                ))
-            }
-        };
-        let mut roots = RootCertStore::empty();
-        let certificates =
-            pem_certificates(&pem).map_err(|e| format!("listener {name} truststore: {e}"))?;
-        let (added, _) = roots.add_parsable_certificates(certificates);
-        if added == 0 {
-            return Err(format!(
-                "listener {name}: no usable certificate in the truststore"
-            ));
+            (Some(certificates), _) => Ok(PemSource::Text(certificates.as_bytes().to_vec())),
+            (None, Some(path)) => Ok(PemSource::File(PathBuf::from(path))),
+            (None, None) => Err(format!(
+                "listener {name} checks client certificates (ssl.client.auth) but has no \
+                 ssl.truststore.location or ssl.truststore.certificates"
+            )),
         }
-        Ok(roots)
     }
 }
 
@@ -450,13 +455,78 @@ fn certified_key(
         .map_err(|e| format!("the key does not fit the certificate: {e}"))
 }
 
+/// A listener's TLS settings, and the files they are read from.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub config: Arc<ServerConfig>,
+    /// Its key and certificate chain.
+    pub keystore: Arc<Keystore>,
+    /// The authorities client certificates are checked against, when they are.
+    pub truststore: Option<Arc<Truststore>>,
+}
+
+impl TlsSettings {
+    /// The files to look at for changes, each with the name of what it holds.
+    pub fn watched(&self) -> Vec<Arc<dyn Reload>> {
+        let mut files: Vec<Arc<dyn Reload>> = vec![Arc::clone(&self.keystore) as Arc<dyn Reload>];
+        if let Some(truststore) = &self.truststore {
+            files.push(Arc::clone(truststore) as Arc<dyn Reload>);
+        }
+        files
+    }
+}
+
+/// A TLS file read again when it changes (checked every few seconds): renewed certificates
+/// and authorities are used from the next handshake on, without a restart.
+pub trait Reload: Send + Sync {
+    /// What it holds, for the log.
+    fn what(&self) -> &'static str;
+    /// The file it is read from, if it is.
+    fn path(&self) -> Option<&Path>;
+    /// Reads the file again if it changed since it was last read: `Ok(true)` if what it holds
+    /// is used from now on. A file that cannot be used (half written, a key that does not
+    /// fit) is an error, and what was in use stays.
+    fn reload_if_changed(&self) -> Result<bool, String>;
+}
+
+/// A file, and its modification time when it was last read with success.
+struct Watched {
+    path: PathBuf,
+    modified: Mutex<Option<SystemTime>>,
+}
+
+impl Watched {
+    fn new(path: PathBuf) -> Watched {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Watched {
+            path,
+            modified: Mutex::new(modified),
+        }
+    }
+
+    /// `read` of the file if it changed since the last successful read.
+    fn if_changed<T>(
+        &self,
+        read: impl FnOnce(&Path) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let mut last = self.modified.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == Some(modified) {
+            return Ok(None);
+        }
+        let value = read(&self.path)?;
+        *last = Some(modified);
+        Ok(Some(value))
+    }
+}
+
 /// A listener's key and certificate chain: from PEM text in the settings, or from a PEM file
 /// (`ssl.keystore.location`) that is read again when it changes, so that a renewed
 /// certificate is served without a restart. Handshakes under way keep the one they began with.
 pub struct Keystore {
-    path: Option<PathBuf>,
-    /// The file's modification time when last read.
-    modified: Mutex<Option<SystemTime>>,
+    file: Option<Watched>,
     current: RwLock<Arc<CertifiedKey>>,
     provider: Arc<CryptoProvider>,
 }
@@ -464,7 +534,7 @@ pub struct Keystore {
 impl std::fmt::Debug for Keystore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keystore")
-            .field("path", &self.path)
+            .field("path", &self.path())
             .finish()
     }
 }
@@ -480,48 +550,201 @@ impl ResolvesServerCert for Keystore {
 impl Keystore {
     fn fixed(key: CertifiedKey) -> Keystore {
         Keystore {
-            path: None,
-            modified: Mutex::new(None),
+            file: None,
             current: RwLock::new(Arc::new(key)),
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
         }
     }
 
     fn from_file(path: PathBuf, provider: Arc<CryptoProvider>) -> Result<Keystore, String> {
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let key = read_keystore(&path, &provider)?;
+        let file = Watched::new(path);
+        let key = read_keystore(&file.path, &provider)?;
         Ok(Keystore {
-            path: Some(path),
-            modified: Mutex::new(modified),
+            file: Some(file),
             current: RwLock::new(Arc::new(key)),
             provider,
         })
     }
+}
 
-    /// The file it is read from, if it is.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+impl Reload for Keystore {
+    fn what(&self) -> &'static str {
+        "TLS key and certificate"
     }
 
-    /// Reads the file again if it changed since it was last read: `Ok(true)` if a new key
-    /// and certificate are served from now on. A file that cannot be used (half written, a
-    /// key that does not fit) is an error, and the key in use stays.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
-        let Some(path) = &self.path else {
+    fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
+
+    fn reload_if_changed(&self) -> Result<bool, String> {
+        let Some(file) = &self.file else {
             return Ok(false);
         };
-        let modified = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut last = self.modified.lock().unwrap_or_else(|p| p.into_inner());
-        if *last == Some(modified) {
+        let Some(key) = file.if_changed(|path| read_keystore(path, &self.provider))? else {
             return Ok(false);
-        }
-        let key = read_keystore(path, &self.provider)?;
+        };
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
-        *last = Some(modified);
         Ok(true)
     }
+}
+
+/// PEM text given in the settings, or the file it is in.
+pub enum PemSource {
+    Text(Vec<u8>),
+    File(PathBuf),
+}
+
+/// The certificate authorities a listener checks client certificates against
+/// (`ssl.client.auth=required|requested`): from `ssl.truststore.certificates`, or from the
+/// PEM file `ssl.truststore.location`, read again when it changes so that an authority can
+/// be added or withdrawn without a restart. Connections already made are not checked again.
+pub struct Truststore {
+    file: Option<Watched>,
+    optional: bool,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl std::fmt::Debug for Truststore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Truststore")
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
+impl Truststore {
+    /// The authorities of `source`; with `optional`, a client may also present none.
+    fn new(
+        source: PemSource,
+        optional: bool,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Truststore, String> {
+        let (file, pem) = match source {
+            PemSource::Text(pem) => (None, pem),
+            PemSource::File(path) => {
+                let pem = read_truststore(&path)?;
+                (Some(Watched::new(path)), pem)
+            }
+        };
+        let verifier = client_verifier(&pem, optional, &provider)?;
+        Ok(Truststore {
+            file,
+            optional,
+            provider,
+            current: RwLock::new(verifier),
+        })
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Reload for Truststore {
+    fn what(&self) -> &'static str {
+        "TLS truststore"
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
+
+    fn reload_if_changed(&self) -> Result<bool, String> {
+        let Some(file) = &self.file else {
+            return Ok(false);
+        };
+        let read = |path: &Path| {
+            let pem = read_truststore(path)?;
+            client_verifier(&pem, self.optional, &self.provider)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let Some(verifier) = file.if_changed(read)? else {
+            return Ok(false);
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = verifier;
+        Ok(true)
+    }
+}
+
+/// Every check goes to the verifier of the authorities read last.
+impl ClientCertVerifier for Truststore {
+    fn offer_client_auth(&self) -> bool {
+        self.current().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current().client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // The hints are optional; sending none keeps them from outliving a reload.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+fn read_truststore(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        format!(
+            "ssl.truststore.location {}: cannot read it: {e}",
+            path.display()
+        )
+    })
+}
+
+/// A verifier of client certificates against the authorities in `pem`.
+fn client_verifier(
+    pem: &[u8],
+    optional: bool,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    let certificates = pem_certificates(pem).map_err(|e| format!("truststore: {e}"))?;
+    let (added, _) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err("no usable certificate in the truststore".to_string());
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+    let verifier = match optional {
+        true => verifier.allow_unauthenticated(),
+        false => verifier,
+    };
+    verifier
+        .build()
+        .map_err(|e| format!("client certificates: {e}"))
 }
 
 /// A PEM file with a private key and its certificate chain.

@@ -89,7 +89,12 @@ impl SaslConfig {
                     }
                 }
                 "OAUTHBEARER" => {
-                    let validator = OAuthValidator::new(&property)
+                    let options = match jaas("oauthbearer") {
+                        Some(text) => jaas_options(&text)
+                            .map_err(|e| format!("{prefix}.oauthbearer.sasl.jaas.config: {e}"))?,
+                        None => BTreeMap::new(),
+                    };
+                    let validator = OAuthValidator::new(&property, &options)
                         .map_err(|e| format!("listener {listener}: {e}"))?;
                     config.oauth = Some(std::sync::Arc::new(validator));
                 }
@@ -437,7 +442,9 @@ impl SaslSession {
                     .oauth
                     .as_ref()
                     .ok_or("OAUTHBEARER is not set up")?;
-                let validated = validator.validate(crate::oauth::bearer_token(token)?)?;
+                let validated = validator
+                    .validate(crate::oauth::bearer_token(token)?)
+                    .await?;
                 Ok(Progress::Authenticated {
                     principal: validated.principal,
                     last: Vec::new(),

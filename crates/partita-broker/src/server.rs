@@ -9,8 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::TooManyFromAddress;
 use crate::broker::{now_ms, Broker};
-use crate::connection::{Connection, Stream};
-use crate::sasl::SaslConfig;
+use crate::connection::{Connection, Stream, Via};
 
 /// Tells every task the broker is stopping; cloned into each connection.
 #[derive(Clone)]
@@ -54,18 +53,14 @@ pub async fn serve(
         .iter()
         .zip(&broker.listeners)
         .map(|(socket, listener)| {
-            let acceptor = listener.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-            let name: Arc<str> = Arc::from(listener.name.as_str());
-            let sasl = listener.sasl.clone();
-            accept_loop(
-                &broker,
-                socket,
-                name,
-                acceptor,
-                sasl,
-                &shutdown,
-                &done_sender,
-            )
+            let acceptor = (listener.tls.as_ref())
+                .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)));
+            let via = Via {
+                name: Arc::from(listener.name.as_str()),
+                sasl: listener.sasl.clone(),
+                principal_mapper: listener.principal_mapper.clone(),
+            };
+            accept_loop(&broker, socket, via, acceptor, &shutdown, &done_sender)
         });
     tokio::select! {
         _ = futures_util::future::join_all(accepting) => {}
@@ -95,9 +90,8 @@ pub async fn serve(
 async fn accept_loop(
     broker: &Arc<Broker>,
     socket: &TcpListener,
-    name: Arc<str>,
+    via: Via,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    sasl: Option<Arc<SaslConfig>>,
     shutdown: &Shutdown,
     done: &mpsc::Sender<()>,
 ) {
@@ -117,8 +111,8 @@ async fn accept_loop(
                     }
                 };
                 let _ = socket.set_nodelay(true);
-                let (broker, name, tls) = (Arc::clone(broker), Arc::clone(&name), tls.clone());
-                let sasl = sasl.clone();
+                let (broker, via, tls) = (Arc::clone(broker), via.clone(), tls.clone());
+                let name = Arc::clone(&via.name);
                 let (shutdown, done) = (shutdown.clone(), done.clone());
                 tokio::spawn(async move {
                     // The handshake runs in the connection's own task, so that a slow or
@@ -142,15 +136,8 @@ async fn accept_loop(
                             }
                         }
                     };
-                    let connection = Connection::new(
-                        broker,
-                        stream,
-                        peer,
-                        (name, sasl),
-                        admitted,
-                        shutdown,
-                        done,
-                    );
+                    let connection =
+                        Connection::new(broker, stream, peer, via, admitted, shutdown, done);
                     connection.run().await;
                 });
             }
@@ -174,7 +161,7 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut last_flush = HashMap::new();
     // In cluster mode, ACLs changed through another broker are taken within a second.
     let mut acls = tokio::time::interval(Duration::from_secs(1));
-    let mut keystores = tokio::time::interval(KEYSTORE_CHECK);
+    let mut tls_files = tokio::time::interval(TLS_FILES_CHECK);
     loop {
         tokio::select! {
             _ = retention.tick() => maintain_logs(&broker).await,
@@ -184,26 +171,26 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     tracing::warn!(%error, "could not reload the ACLs; the last ones loaded stay in force");
                 }
             }
-            _ = keystores.tick(), if !broker.keystores.is_empty() => reload_keystores(&broker),
+            _ = tls_files.tick(), if !broker.tls_files.is_empty() => reload_tls_files(&broker),
             _ = shutdown.recv() => return,
         }
     }
 }
 
-/// How often the keystore files of TLS listeners are looked at for a renewed certificate.
-const KEYSTORE_CHECK: Duration = Duration::from_secs(2);
+/// How often the keystore and truststore files of TLS listeners are looked at for changes.
+const TLS_FILES_CHECK: Duration = Duration::from_secs(2);
 
-/// Serves a renewed key and certificate from the next handshake on; a file that cannot be
-/// used leaves the one in use, with a warning.
-fn reload_keystores(broker: &Broker) {
-    for (listener, keystore) in &broker.keystores {
-        match keystore.reload_if_changed() {
-            Ok(true) => {
-                tracing::info!(%listener, path = ?keystore.path(), "TLS key and certificate reloaded")
-            }
+/// Serves a renewed key and certificate, and checks client certificates against renewed
+/// authorities, from the next handshake on; a file that cannot be used leaves the one in use,
+/// with a warning.
+fn reload_tls_files(broker: &Broker) {
+    for (listener, file) in &broker.tls_files {
+        let what = file.what();
+        match file.reload_if_changed() {
+            Ok(true) => tracing::info!(%listener, path = ?file.path(), "{what} reloaded"),
             Ok(false) => {}
             Err(error) => {
-                tracing::warn!(%listener, %error, "the TLS keystore changed but cannot be used; the key in use stays")
+                tracing::warn!(%listener, %error, "the {what} changed but cannot be used; the one in use stays")
             }
         }
     }
