@@ -146,6 +146,17 @@ def connection_rate(port: int, protocol: str, pki: Path, seconds: float) -> floa
     return done / (time.monotonic() - start)
 
 
+def settle_page_cache() -> bool:
+    """Writes dirty pages out and drops the page cache, if this process may (root on Linux);
+    whether it could."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+        return True
+    except OSError:
+        return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -182,28 +193,41 @@ def main() -> int:
     broker = pc.Broker("partita", argv, ports["PLAINTEXT"], work / "broker.log", work)
     (work / "partita").mkdir()
     broker.start()
-    rows = []
+    results = {protocol: ([], []) for protocol in ports}
+    dropped = []
     try:
-        for protocol, port in ports.items():
-            topic = f"bench-{protocol.lower()}"
-            error = pc.create_topics(broker, [topic], 6)
+        for protocol in ports:
+            error = pc.create_topics(broker, [f"bench-{protocol.lower()}"], 6)
             if error:
                 raise RuntimeError(error)
-            common = ["-b", f"127.0.0.1:{port}", "-X", "client.id=partita-bench"] + \
+
+        def common(protocol: str) -> list[str]:
+            return ["-b", f"127.0.0.1:{ports[protocol]}", "-X", "client.id=partita-bench"] + \
                 client_options(protocol, pki)
-            produce = [pc.run_step(broker, f"produce-{protocol}-{i}",
-                                   [str(args.perf_bin), "-P", "-t", topic, "-s", "1024",
-                                    "-c", str(args.records), "-a", "1", "-X", "linger.ms=5",
-                                    *common], work, 300, args.records, "produce",
-                                   record_size=1024)
-                       for i in range(args.reps)]
-            consume = [pc.run_step(broker, f"consume-{protocol}-{i}",
-                                   [str(args.perf_bin), "-C", "-t", topic, "-o", "beginning",
-                                    "-e", *[x for p in range(6) for x in ("-p", str(p))],
-                                    *common], work, 300, args.records * args.reps, "consume")
-                       for i in range(args.reps)]
-            rate = connection_rate(port, protocol, pki, args.connect_seconds)
-            rows.append((protocol, produce, consume, rate))
+        # Listeners take turns, rep by rep, each produce run starting from a page cache
+        # emptied of the runs before (where the machine allows it): the cost of writing into
+        # a full page cache grows with what earlier runs left there, and would otherwise fall
+        # on whichever listener runs last.
+        for i in range(args.reps):
+            for protocol in ports:
+                dropped.append(settle_page_cache())
+                topic = f"bench-{protocol.lower()}"
+                results[protocol][0].append(pc.run_step(
+                    broker, f"produce-{protocol}-{i}",
+                    [str(args.perf_bin), "-P", "-t", topic, "-s", "1024", "-c", str(args.records),
+                     "-a", "1", "-X", "linger.ms=5", *common(protocol)],
+                    work, 300, args.records, "produce", record_size=1024))
+        for i in range(args.reps):
+            for protocol in ports:
+                topic = f"bench-{protocol.lower()}"
+                results[protocol][1].append(pc.run_step(
+                    broker, f"consume-{protocol}-{i}",
+                    [str(args.perf_bin), "-C", "-t", topic, "-o", "beginning", "-e",
+                     *[x for p in range(6) for x in ("-p", str(p))], *common(protocol)],
+                    work, 300, args.records * args.reps, "consume"))
+        rows = [(protocol, results[protocol][0], results[protocol][1],
+                 connection_rate(port, protocol, pki, args.connect_seconds))
+                for protocol, port in ports.items()]
     finally:
         broker.stop()
 
@@ -238,7 +262,9 @@ def main() -> int:
             f"Command: `bench/tls.sh {' '.join(sys.argv[1:])}`  \n"
             f"Machine: {', '.join(f'{k} {v}' for k, v in pc.machine_info().items())}  \n"
             f"One broker, four listeners; rdkafka_performance ({args.records:,} records of "
-            f"1 KiB per run, best of {args.reps}); connections made one after another by a "
+            f"1 KiB per run, best of {args.reps}; the listeners take turns, and "
+            f"{'the page cache is dropped before each produce run' if all(dropped) else 'the page cache could not be dropped between runs (not root): later runs write into a fuller one'}"
+            f"); connections made one after another by a "
             f"Python client (TCP, TLS 1.3 handshake, SASL PLAIN or SCRAM-SHA-512 with the "
             f"client's salted password kept between connections, one ApiVersions).\n\n"
             f"{table}\n")
