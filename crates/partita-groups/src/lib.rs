@@ -1,4 +1,6 @@
-//! Group coordination for Partita: consumer groups and their committed offsets.
+//! Group coordination for Partita: consumer groups and their committed offsets, and the
+//! transaction coordinator ([`transactions::TransactionShard`], one per `__transaction_state`
+//! partition) whose transactions commit consumer offsets too.
 //!
 //! [`shard::GroupShard`] is one coordinator shard's sans-io state machine; the broker runs one
 //! per `__consumer_offsets` partition, feeds it operations, appends the records they write and
@@ -12,6 +14,7 @@ pub mod events;
 pub mod records;
 pub mod shard;
 pub mod share;
+pub mod transactions;
 
 pub use config::{partition_for_group, GroupConfig};
 pub use events::{GroupEvent, GroupEventKind, RebalanceCause, RemovalReason};

@@ -24,6 +24,7 @@
 
 mod classic;
 mod consumer_group;
+mod transaction;
 mod wire;
 
 pub use classic::{GroupMetadataValue, MemberMetadata, OffsetCommitValue};
@@ -33,6 +34,8 @@ pub use consumer_group::{
     ConsumerGroupPartitionMetadataValue, ConsumerGroupTargetAssignmentMemberValue,
     ConsumerGroupTargetAssignmentMetadataValue, PartitionRacks, TopicMetadata, TopicPartitions,
 };
+
+pub use transaction::{TransactionLogKey, TransactionLogValue, TransactionState};
 
 use wire::{Reader, Writer};
 

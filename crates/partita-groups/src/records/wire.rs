@@ -105,6 +105,15 @@ impl Writer {
         }
     }
 
+    /// NULLABLE ARRAY: null is count -1 (classic) or 0 (compact).
+    pub(super) fn null_array(&mut self) {
+        if self.flexible {
+            self.uvarint(0);
+        } else {
+            self.i32(-1);
+        }
+    }
+
     /// An array of strings.
     pub(super) fn strings(&mut self, values: &[String]) {
         self.array_len(values.len());
@@ -235,15 +244,24 @@ impl Reader {
     /// An array, each element read by `element`.
     pub(super) fn array_of<T>(
         &mut self,
-        mut element: impl FnMut(&mut Reader) -> Result<T, RecordError>,
+        element: impl FnMut(&mut Reader) -> Result<T, RecordError>,
     ) -> Result<Vec<T>, RecordError> {
+        self.nullable_array_of(element)?
+            .ok_or_else(|| RecordError::Invalid("null in a non-nullable array".into()))
+    }
+
+    /// A NULLABLE ARRAY: `None` for null.
+    pub(super) fn nullable_array_of<T>(
+        &mut self,
+        mut element: impl FnMut(&mut Reader) -> Result<T, RecordError>,
+    ) -> Result<Option<Vec<T>>, RecordError> {
         let count: i64 = if self.flexible {
             i64::from(self.uvarint()?) - 1
         } else {
             i64::from(self.i32()?)
         };
         if count < 0 {
-            return Err(RecordError::Invalid("null in a non-nullable array".into()));
+            return Ok(None);
         }
         // Every element here takes at least one byte: refuse a count the buffer cannot hold
         // before allocating for it.
@@ -255,7 +273,7 @@ impl Reader {
         for _ in 0..count {
             out.push(element(self)?);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     pub(super) fn strings(&mut self) -> Result<Vec<String>, RecordError> {
