@@ -190,6 +190,13 @@ async fn produce_errors_are_kafkas() {
         ResponseError::UnknownTopicOrPartition.code()
     );
 
+    // Transaction markers are the coordinator's to write, never a client's.
+    let marker = partita_log::batch::build_marker(1, 0, true, 0, 0);
+    assert_eq!(
+        produce(&mut client, "small", marker).await.0,
+        ResponseError::InvalidRecord.code()
+    );
+
     let bad_acks = produce_request("small", 0, values(&["a"]).freeze(), 5);
     let response = client.send(&bad_acks, 9).await;
     assert_eq!(

@@ -94,7 +94,7 @@ enum Role {
     /// Leader at `epoch`; `state` is loaded on first use.
     Leader {
         epoch: i32,
-        state: Option<LeaderState>,
+        state: Option<Box<LeaderState>>,
     },
 }
 
@@ -269,7 +269,7 @@ impl Core {
             } = &mut *role
             {
                 if *epoch == wanted {
-                    *slot = Some(state);
+                    *slot = Some(Box::new(state));
                 }
             }
             drop(role);

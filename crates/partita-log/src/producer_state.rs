@@ -1,6 +1,8 @@
-//! Idempotent producer bookkeeping (KIP-98): duplicate detection and sequence checks.
+//! Idempotent producer bookkeeping (KIP-98): duplicate detection and sequence checks; and the
+//! transactions under way and aborted in the partition, from which come its last stable
+//! offset and what a `read_committed` consumer must skip.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::batch::{add_sequence, BatchHeader};
 use crate::error::LogError;
@@ -37,10 +39,29 @@ pub enum SequenceCheck {
     Duplicate(BatchMetadata),
 }
 
+/// A transaction aborted in the partition: its producer, the offset of its first record and
+/// of the marker that aborted it. A `read_committed` consumer drops that producer's records in
+/// between (Kafka's `AbortedTxn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer whose transaction it was.
+    pub producer_id: i64,
+    /// The offset of the transaction's first record in the partition.
+    pub first_offset: i64,
+    /// The offset of the ABORT marker.
+    pub last_offset: i64,
+}
+
 /// State of every idempotent producer that wrote to one partition.
 #[derive(Clone, Default)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Transactions under way: the offset of each one's first record, by producer id.
+    ongoing: HashMap<i64, i64>,
+    /// The same, ordered by first offset: the first is where the partition stops being stable.
+    ongoing_by_offset: BTreeSet<(i64, i64)>,
+    /// Aborted transactions, in the order of their markers.
+    aborted: Vec<AbortedTxn>,
 }
 
 fn is_idempotent(header: &BatchHeader) -> bool {
@@ -83,8 +104,17 @@ impl ProducerStateTable {
     }
 
     /// Records a batch that was appended (or found in the log during recovery), with its
-    /// final offsets in `header`.
+    /// final offsets in `header`. A transactional batch opens its producer's transaction in
+    /// the partition if none is open.
     pub fn record(&mut self, header: &BatchHeader) {
+        if header.is_transactional()
+            && !header.is_control()
+            && !self.ongoing.contains_key(&header.producer_id)
+        {
+            self.ongoing.insert(header.producer_id, header.base_offset);
+            self.ongoing_by_offset
+                .insert((header.base_offset, header.producer_id));
+        }
         if !is_idempotent(header) {
             return;
         }
@@ -108,6 +138,68 @@ impl ProducerStateTable {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
+    }
+
+    /// Whether a transaction marker of this producer may be written: not from an epoch older
+    /// than the producer's (a coordinator never goes back; an older marker is a zombie's).
+    pub fn check_marker(&self, header: &BatchHeader) -> Result<(), LogError> {
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.epoch => {
+                Err(LogError::InvalidProducerEpoch)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a transaction marker appended at `header.base_offset` (or found in recovery):
+    /// the producer's transaction ends, and is remembered if aborted. A marker under a newer
+    /// epoch (a producer fenced, or transactions version 2) raises the producer's epoch, so
+    /// that its older instance can write no more.
+    pub fn record_marker(&mut self, header: &BatchHeader, commit: bool) {
+        if let Some(first_offset) = self.ongoing.remove(&header.producer_id) {
+            self.ongoing_by_offset
+                .remove(&(first_offset, header.producer_id));
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id: header.producer_id,
+                    first_offset,
+                    last_offset: header.base_offset,
+                });
+            }
+        }
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert(ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(CACHED_BATCHES),
+            });
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+    }
+
+    /// The offset of the first record of the oldest transaction still under way: no
+    /// `read_committed` consumer reads at or past it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing_by_offset.first().map(|(offset, _)| *offset)
+    }
+
+    /// The aborted transactions a read of offsets `from..to` may meet: those not ended before
+    /// `from` and begun before `to`, in the order of their markers.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|txn| txn.last_offset >= from && txn.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly before `log_start_offset` (deleted by retention).
+    pub fn forget_before(&mut self, log_start_offset: i64) {
+        self.aborted
+            .retain(|txn| txn.last_offset >= log_start_offset);
     }
 
     /// One producer's epoch and last batches, as stored elsewhere (cluster mode).

@@ -115,14 +115,15 @@ impl Segment {
     }
 
     /// Opens an existing segment, scanning every batch header (and, with `verify_crc`, every
-    /// CRC). The file is truncated at the first damaged batch. `on_batch` sees each good header.
+    /// CRC). The file is truncated at the first damaged batch. `on_batch` sees each good header,
+    /// and the whole batch when its CRC was checked or it is a control batch (else the header).
     pub(crate) fn open_existing(
         dir: &Path,
         base_offset: i64,
         min_offset: i64,
         verify_crc: bool,
         index_interval_bytes: u32,
-        on_batch: &mut dyn FnMut(&BatchHeader),
+        on_batch: &mut dyn FnMut(&BatchHeader, &[u8]),
     ) -> Result<(Segment, Option<Truncation>), LogError> {
         let path = segment_path(dir, base_offset, "log");
         let file = open_rw(&path)?;
@@ -152,7 +153,7 @@ impl Segment {
                     offset_entries.extend(offset_entry);
                     time_entries.extend(time_entry);
                     expected_min = header.last_offset() + 1;
-                    on_batch(&header);
+                    on_batch(&header, &batch_buf);
                 }
                 Err(reason) => {
                     failure = Some(reason);
@@ -434,6 +435,12 @@ fn scan_one(
             .read_exact(&mut batch_buf[HEADER_SIZE..])
             .map_err(|e| format!("read failed: {e}"))?;
         batch::validate(batch_buf).map_err(|e| e.to_string())?;
+    } else if header.is_control() {
+        // Transaction markers are read whole: the producer state needs what they say.
+        batch_buf.resize(size, 0);
+        reader
+            .read_exact(&mut batch_buf[HEADER_SIZE..])
+            .map_err(|e| format!("read failed: {e}"))?;
     } else {
         reader
             .seek_relative((size - HEADER_SIZE) as i64)

@@ -203,7 +203,14 @@ async fn enqueue_records(
     let max_message_bytes = config.max_message_bytes as usize;
     for range in &ranges {
         let header = batch::validate(&records[range.clone()]).map_err(batch_error)?;
-        if compacted && !header.is_control() {
+        if header.is_control() {
+            // Transaction markers are the coordinator's to write, as in Kafka.
+            return Err((
+                ResponseError::InvalidRecord,
+                "clients may not write control batches".to_string(),
+            ));
+        }
+        if compacted {
             require_keys(&records[range.clone()], partition.index)?;
         }
         if header.total_size() > max_message_bytes {

@@ -148,7 +148,7 @@ impl Log {
             base_offset,
             false,
             self.config.index_interval_bytes,
-            &mut |_| {},
+            &mut |_, _| {},
         )?;
         if let Some(truncation) = truncation {
             return Err(LogError::Corrupt(format!(

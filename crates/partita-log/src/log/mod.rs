@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::batch;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
-use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
 pub use compaction::{Cleaner, CompactionOutput, CompactionPlan, CompactionStats};
@@ -78,6 +78,16 @@ impl Log {
     /// segment first when the active one is full or old enough. `batch` is modified in place.
     pub fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let header = check_appendable(batch, &self.config)?;
+        let marker = match header.is_control() {
+            true => {
+                let (kind, _) = batch::marker_of(&header, batch).ok_or_else(|| {
+                    LogError::Corrupt("a control batch that is no transaction marker".into())
+                })?;
+                self.producers.check_marker(&header)?;
+                Some(kind)
+            }
+            false => None,
+        };
         if let SequenceCheck::Duplicate(original) = self.producers.check(&header)? {
             return Ok(AppendInfo {
                 base_offset: original.base_offset,
@@ -101,7 +111,12 @@ impl Log {
         active.rolling_base_ms.get_or_insert(now_ms);
         active.append(batch, &header, index_interval_bytes)?;
         self.log_end_offset = header.last_offset() + 1;
-        self.producers.record(&header);
+        match marker {
+            Some(kind) => self
+                .producers
+                .record_marker(&header, kind == batch::ControlType::Commit),
+            None => self.producers.record(&header),
+        }
         self.unflushed_messages = self
             .unflushed_messages
             .saturating_add(header.record_count.max(1) as u64);
@@ -170,6 +185,20 @@ impl Log {
             }
         }
         Ok(Bytes::from(out))
+    }
+
+    /// The last stable offset: the first record of the oldest transaction still under way,
+    /// or the log end. A `read_committed` consumer reads below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.log_end_offset, |first| first.min(self.log_end_offset))
+    }
+
+    /// The aborted transactions a read of offsets `from..to` may meet, for a `read_committed`
+    /// fetch.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.producers.aborted_between(from, to)
     }
 
     /// First offset still readable.

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::compaction::CLEANED_EXTENSION;
 use super::Log;
+use crate::batch;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::producer_state::ProducerStateTable;
@@ -39,7 +40,12 @@ impl Log {
                 min_offset,
                 true,
                 config.index_interval_bytes,
-                &mut |header| producers.record(header),
+                &mut |header, bytes| match batch::marker_of(header, bytes) {
+                    Some((kind, _)) => {
+                        producers.record_marker(header, kind == batch::ControlType::Commit)
+                    }
+                    None => producers.record(header),
+                },
             )?;
             min_offset = segment.next_offset();
             if let Some(truncation) = truncation {

@@ -383,3 +383,77 @@ fn a_log_can_move_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Log>();
 }
+
+#[test]
+fn transactions_hold_the_last_stable_offset_and_aborted_ones_are_remembered() {
+    use crate::batch::{build_marker, transactional_batch_for_tests};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    let records: Vec<KeyValue> = vec![(None, Some(b"v")); 2];
+    // offsets 0-1: plain records; 2-3: producer 7's transaction; 4-5: producer 8's.
+    log.append(&mut build_batch(&records, 0), 0).unwrap();
+    assert_eq!(log.last_stable_offset(), 2);
+    log.append(&mut transactional_batch_for_tests(&records, 7, 0, 0), 0)
+        .unwrap();
+    log.append(&mut transactional_batch_for_tests(&records, 8, 0, 0), 0)
+        .unwrap();
+    assert_eq!(
+        log.last_stable_offset(),
+        2,
+        "producer 7's transaction is open"
+    );
+    // Producer 7 commits (marker at 6): the partition is stable up to producer 8's start.
+    log.append(&mut build_marker(7, 0, true, 0, 0), 0).unwrap();
+    assert_eq!(log.last_stable_offset(), 4);
+    // Producer 8 aborts (marker at 7): nothing is open any more.
+    log.append(&mut build_marker(8, 0, false, 0, 0), 0).unwrap();
+    assert_eq!(log.last_stable_offset(), 8);
+    let aborted = AbortedTxn {
+        producer_id: 8,
+        first_offset: 4,
+        last_offset: 7,
+    };
+    assert_eq!(log.aborted_transactions(0, 8), [aborted]);
+    assert_eq!(
+        log.aborted_transactions(0, 4),
+        [],
+        "reading below it meets none"
+    );
+    assert_eq!(
+        log.aborted_transactions(8, 9),
+        [],
+        "nor reading after its marker"
+    );
+    // A transaction left open survives a restart, as does the aborted one.
+    log.append(&mut transactional_batch_for_tests(&records, 9, 0, 0), 0)
+        .unwrap();
+    log.close().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.last_stable_offset(), 8);
+    assert_eq!(log.aborted_transactions(0, 10), [aborted]);
+}
+
+#[test]
+fn a_marker_under_a_newer_epoch_fences_the_older_producer() {
+    use crate::batch::{build_marker, transactional_batch_for_tests};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    let records: Vec<KeyValue> = vec![(None, Some(b"v"))];
+    log.append(&mut transactional_batch_for_tests(&records, 7, 3, 0), 0)
+        .unwrap();
+    // The coordinator aborted the transaction under epoch 4 (a newer producer took over).
+    log.append(&mut build_marker(7, 4, false, 0, 0), 0).unwrap();
+    // The older instance can write nothing more, and neither can an older marker.
+    assert!(matches!(
+        log.append(&mut transactional_batch_for_tests(&records, 7, 3, 1), 0),
+        Err(LogError::InvalidProducerEpoch)
+    ));
+    assert!(matches!(
+        log.append(&mut build_marker(7, 3, true, 0, 0), 0),
+        Err(LogError::InvalidProducerEpoch)
+    ));
+    // The new one starts its sequence again.
+    log.append(&mut transactional_batch_for_tests(&records, 7, 4, 0), 0)
+        .unwrap();
+    assert_eq!(log.last_stable_offset(), 2);
+}
