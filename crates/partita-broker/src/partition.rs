@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 pub use crate::storage::PartitionOffsets;
 use crate::storage::{Appending, Maintenance, PartitionStorage};
+use partita_log::producer_state::AbortedTxn;
 
 /// A partition of a topic, shared by every connection that produces to or fetches from it.
 pub struct Partition {
@@ -61,6 +62,16 @@ impl Partition {
         max_bytes: usize,
     ) -> Result<(Bytes, PartitionOffsets), LogError> {
         self.storage.read(offset, max_bytes).await
+    }
+
+    /// What a `read_committed` fetch from `offset` gets: whole batches below the last stable
+    /// offset, and the aborted transactions they may hold records of.
+    pub async fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, PartitionOffsets, Vec<AbortedTxn>), LogError> {
+        self.storage.read_committed(offset, max_bytes).await
     }
 
     /// Whether this broker serves the partition (always, on a single node; in cluster mode,

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use common::{Client, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -558,4 +559,97 @@ async fn describe_share_group_offsets_gives_each_share_partitions_start_offset()
         unknown.groups[0].error_code,
         ResponseError::GroupIdNotFound.code()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_committed_fetches_stop_at_the_last_stable_offset_and_name_aborted_transactions() {
+    use partita_log::batch::{build_marker, build_transactional_batch};
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(create_topic(&mut client, "txn", 1).await, 0);
+    assert_eq!(
+        produce(&mut client, "txn", values(&["plain"])).await,
+        (0, 0)
+    );
+    // Transactional batches cannot come from clients yet...
+    let records = [(None, Some(&b"t"[..]))];
+    let refused = build_transactional_batch(&records, now_ms(), 7, 0, 0);
+    assert_eq!(
+        produce(&mut client, "txn", refused).await.0,
+        ResponseError::InvalidTxnState.code()
+    );
+    // ... so they are appended as the coordinator and its producers would: producer 7's
+    // transaction at 1, producer 8's at 2, 7 aborts (marker at 3), 8 is still open.
+    let partition = broker
+        .broker
+        .topics
+        .get("txn")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    for batch in [
+        build_transactional_batch(&records, now_ms(), 7, 0, 0),
+        build_transactional_batch(&records, now_ms(), 8, 0, 0),
+        build_marker(7, 0, false, 0, now_ms()),
+    ] {
+        partition.append(batch.to_vec(), now_ms()).await.unwrap();
+    }
+
+    let fetch = |isolation_level: i8| {
+        let mut request = fetch_request("txn", 0, 0).with_isolation_level(isolation_level);
+        request.min_bytes = 0;
+        request
+    };
+    let committed = client.send(&fetch(1), 11).await;
+    let answer = &committed.responses[0].partitions[0];
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(answer.high_watermark, 4);
+    assert_eq!(
+        answer.last_stable_offset, 2,
+        "producer 8's transaction is open"
+    );
+    let aborted = answer.aborted_transactions.as_ref().unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (7, 1));
+    let batches = partita_log::batch::split_batches(answer.records.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        batches.len(),
+        2,
+        "the plain batch and producer 7's, not producer 8's"
+    );
+
+    let uncommitted = client.send(&fetch(0), 11).await;
+    let answer = &uncommitted.responses[0].partitions[0];
+    assert_eq!(answer.last_stable_offset, 2);
+    assert!(answer.aborted_transactions.is_none());
+    let batches = partita_log::batch::split_batches(answer.records.as_ref().unwrap()).unwrap();
+    assert_eq!(batches.len(), 4, "everything, markers included");
+
+    // ListOffsets: the latest offset of a read_committed consumer is the last stable one.
+    for (isolation_level, latest) in [(0i8, 4i64), (1, 2)] {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("txn"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1)])]);
+        let response = client.send(&request, 7).await;
+        assert_eq!(response.topics[0].partitions[0].offset, latest);
+    }
+
+    // Producer 8 commits: everything is stable, and survives a restart.
+    partition
+        .append(build_marker(8, 0, true, 0, now_ms()).to_vec(), now_ms())
+        .await
+        .unwrap();
+    drop(partition);
+    let broker = broker.restart(&[]).await;
+    let mut client = broker.client().await;
+    let committed = client.send(&fetch(1), 11).await;
+    let answer = &committed.responses[0].partitions[0];
+    assert_eq!((answer.high_watermark, answer.last_stable_offset), (5, 5));
+    assert_eq!(answer.aborted_transactions.as_ref().unwrap().len(), 1);
 }

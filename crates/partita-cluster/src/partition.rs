@@ -451,9 +451,12 @@ impl Core {
     }
 
     fn offsets(&self) -> PartitionOffsets {
+        let log_end_offset = self.published.next_offset.load(Ordering::Relaxed);
         PartitionOffsets {
             log_start_offset: self.published.log_start.load(Ordering::Relaxed),
-            log_end_offset: self.published.next_offset.load(Ordering::Relaxed),
+            log_end_offset,
+            // Cluster storage has no transactions yet: every offset is stable.
+            last_stable_offset: log_end_offset,
         }
     }
 }
@@ -583,6 +586,7 @@ impl PartitionStorage for ClusterPartition {
             .with_state(epoch, |s| PartitionOffsets {
                 log_start_offset: s.log_start,
                 log_end_offset: s.next_offset,
+                last_stable_offset: s.next_offset,
             })
             .ok_or(LogError::NotLeader)
     }

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::producer_state::AbortedTxn;
 use crate::{AppendInfo, CompactionStats, LogConfig, LogError};
 
 /// Offsets of a partition at one instant.
@@ -22,6 +23,9 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     /// Offset the next record will get (the high watermark on a single broker).
     pub log_end_offset: i64,
+    /// The last stable offset: the first record of the oldest transaction still under way,
+    /// or the log end. A `read_committed` consumer reads below it.
+    pub last_stable_offset: i64,
 }
 
 /// What one round of maintenance did to a partition.
@@ -59,6 +63,19 @@ pub trait PartitionStorage: Send + Sync {
         offset: i64,
         max_bytes: usize,
     ) -> Result<(Bytes, PartitionOffsets), LogError>;
+
+    /// For a `read_committed` fetch: whole batches from `offset` below the last stable
+    /// offset, up to `max_bytes` but at least one batch when there is one, the offsets, and
+    /// the aborted transactions those batches may hold records of. Storage without
+    /// transactions reads as [`PartitionStorage::read`] does.
+    async fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, PartitionOffsets, Vec<AbortedTxn>), LogError> {
+        let (bytes, offsets) = self.read(offset, max_bytes).await?;
+        Ok((bytes, offsets, Vec::new()))
+    }
 
     /// The log start and end offsets now, as this broker last knew them (from memory: in
     /// cluster mode, a partition this broker has just come to lead may not be loaded yet).

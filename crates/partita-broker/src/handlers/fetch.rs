@@ -13,8 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -139,6 +141,9 @@ async fn read_all(
             })
         })
         .collect();
+    // KIP-98: a read_committed consumer reads below the last stable offset, and is told of
+    // the aborted transactions in what it reads so that it drops their records.
+    let committed = request.isolation_level == 1;
     let mut remaining = max_bytes;
     let mut gathered = 0usize;
     let mut errors = false;
@@ -151,10 +156,14 @@ async fn read_all(
                 partition.register_waiter(waiter);
             }
             if budget == 0 {
-                return Some(Ok((Bytes::new(), partition.offsets())));
+                return Some(Ok((Bytes::new(), partition.offsets(), Vec::new())));
             }
             let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-            Some(partition.read(p.fetch_offset, limit).await)
+            Some(match committed {
+                true => partition.read_committed(p.fetch_offset, limit).await,
+                false => (partition.read(p.fetch_offset, limit).await)
+                    .map(|(records, offsets)| (records, offsets, Vec::new())),
+            })
         });
         for ((t, p, partition), read) in chunk.iter().zip(join_all(reads).await) {
             let answer = PartitionData::default()
@@ -174,7 +183,7 @@ async fn read_all(
                 continue;
             };
             let answer = match read {
-                Ok((records, offsets)) => {
+                Ok((records, offsets, aborted)) => {
                     // The first data in a response may exceed the limits (KIP-74) so that a
                     // batch larger than max_bytes still makes progress; later ones may not.
                     let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
@@ -185,10 +194,21 @@ async fn read_all(
                     };
                     gathered += records.len();
                     remaining = remaining.saturating_sub(records.len());
+                    let aborted = (committed && !records.is_empty()).then(|| {
+                        aborted
+                            .iter()
+                            .map(|txn| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(txn.producer_id))
+                                    .with_first_offset(txn.first_offset)
+                            })
+                            .collect()
+                    });
                     answer
                         .with_high_watermark(offsets.log_end_offset)
-                        .with_last_stable_offset(offsets.log_end_offset)
+                        .with_last_stable_offset(offsets.last_stable_offset)
                         .with_log_start_offset(offsets.log_start_offset)
+                        .with_aborted_transactions(aborted)
                         .with_records(Some(records))
                 }
                 Err(error) => {
@@ -197,7 +217,7 @@ async fn read_all(
                     answer
                         .with_error_code(log_error(&error).code())
                         .with_high_watermark(offsets.log_end_offset)
-                        .with_last_stable_offset(offsets.log_end_offset)
+                        .with_last_stable_offset(offsets.last_stable_offset)
                         .with_log_start_offset(offsets.log_start_offset)
                 }
             };

@@ -34,7 +34,10 @@ pub(crate) async fn handle(
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         .with_timestamp(-1)
                         .with_offset(-1),
-                    Some(partition) => lookup(partition, p.timestamp, answer, version).await,
+                    Some(partition) => {
+                        let committed = request.isolation_level == 1;
+                        lookup(partition, (p.timestamp, committed), answer, version).await
+                    }
                 },
             );
         }
@@ -47,9 +50,11 @@ pub(crate) async fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+/// The offset for `timestamp`; with `committed` (isolation level read_committed), the latest
+/// offset is the last stable one, as in Kafka.
 async fn lookup(
     partition: &Partition,
-    timestamp: i64,
+    (timestamp, committed): (i64, bool),
     answer: ListOffsetsPartitionResponse,
     version: i16,
 ) -> ListOffsetsPartitionResponse {
@@ -62,10 +67,10 @@ async fn lookup(
     // The leader epoch exists from v4 on; earlier versions must not carry it.
     let epoch = if version >= 4 { 0 } else { -1 };
     let found = match timestamp {
-        LATEST => partition
-            .current_offsets()
-            .await
-            .map(|o| Some((o.log_end_offset, -1))),
+        LATEST => partition.current_offsets().await.map(|o| match committed {
+            true => Some((o.last_stable_offset, -1)),
+            false => Some((o.log_end_offset, -1)),
+        }),
         EARLIEST | EARLIEST_LOCAL => partition
             .current_offsets()
             .await

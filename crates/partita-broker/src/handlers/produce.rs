@@ -210,6 +210,14 @@ async fn enqueue_records(
                 "clients may not write control batches".to_string(),
             ));
         }
+        if header.is_transactional() {
+            // Until transactions are served, a transactional batch could never be ended and
+            // would hold every read_committed consumer of the partition at its offset.
+            return Err((
+                ResponseError::InvalidTxnState,
+                "transactions are not served yet".to_string(),
+            ));
+        }
         if compacted {
             require_keys(&records[range.clone()], partition.index)?;
         }

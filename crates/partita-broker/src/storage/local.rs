@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use partita_log::producer_state::AbortedTxn;
 use partita_log::{batch, AppendInfo, CleanupPolicy, Log, LogConfig, LogError};
 
 use super::{Appending, Maintenance, PartitionOffsets, PartitionStorage};
@@ -67,6 +68,7 @@ impl AppendClock {
 struct Published {
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
+    last_stable_offset: AtomicI64,
     size_bytes: AtomicU64,
     config: Mutex<LogConfig>,
     clock: Mutex<AppendClock>,
@@ -77,6 +79,7 @@ impl Published {
         Published {
             log_start_offset: AtomicI64::new(log.log_start_offset()),
             log_end_offset: AtomicI64::new(log.log_end_offset()),
+            last_stable_offset: AtomicI64::new(log.last_stable_offset()),
             size_bytes: AtomicU64::new(log.size_bytes()),
             config: Mutex::new(log.config().clone()),
             clock: Mutex::new(AppendClock {
@@ -90,7 +93,18 @@ impl Published {
             .store(log.log_start_offset(), Ordering::Release);
         self.log_end_offset
             .store(log.log_end_offset(), Ordering::Release);
+        self.last_stable_offset
+            .store(log.last_stable_offset(), Ordering::Release);
         self.size_bytes.store(log.size_bytes(), Ordering::Release);
+    }
+}
+
+/// The offsets of a log, read under its lock.
+fn offsets_of(log: &Log) -> PartitionOffsets {
+    PartitionOffsets {
+        log_start_offset: log.log_start_offset(),
+        log_end_offset: log.log_end_offset(),
+        last_stable_offset: log.last_stable_offset(),
     }
 }
 
@@ -171,12 +185,22 @@ impl PartitionStorage for LocalPartition {
             // A consumer that has caught up: nothing to read, and no disk to wait for.
             return Ok((Bytes::new(), now));
         }
+        self.with_log(move |log| Ok((log.read(offset, max_bytes)?, offsets_of(log))))
+            .await
+    }
+
+    async fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, PartitionOffsets, Vec<AbortedTxn>), LogError> {
+        let now = self.offsets();
+        if offset == now.last_stable_offset && offset >= now.log_start_offset {
+            return Ok((Bytes::new(), now, Vec::new()));
+        }
         self.with_log(move |log| {
-            let offsets = PartitionOffsets {
-                log_start_offset: log.log_start_offset(),
-                log_end_offset: log.log_end_offset(),
-            };
-            Ok((log.read(offset, max_bytes)?, offsets))
+            let (bytes, aborted) = log.read_committed(offset, max_bytes)?;
+            Ok((bytes, offsets_of(log), aborted))
         })
         .await
     }
@@ -185,6 +209,7 @@ impl PartitionStorage for LocalPartition {
         PartitionOffsets {
             log_start_offset: self.published.log_start_offset.load(Ordering::Acquire),
             log_end_offset: self.published.log_end_offset.load(Ordering::Acquire),
+            last_stable_offset: self.published.last_stable_offset.load(Ordering::Acquire),
         }
     }
 

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 /// A broker running inside the test's runtime, with its own data directory.
 pub struct TestBroker {
     pub address: SocketAddr,
+    /// The broker itself, for what no client can do (appending as a coordinator would).
+    pub broker: Arc<Broker>,
     pub data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -45,11 +47,13 @@ impl TestBroker {
         }
         let broker = Arc::new(Broker::open(config).await.unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(partita_broker::serve(broker, vec![listener], async {
+        let serving = Arc::clone(&broker);
+        let task = tokio::spawn(partita_broker::serve(serving, vec![listener], async {
             let _ = stopped.await;
         }));
         TestBroker {
             address,
+            broker,
             data_dir,
             stop: Some(stop),
             task: Some(task),

@@ -32,6 +32,23 @@ pub fn build_idempotent_batch(
     writer.finish(0, 0)
 }
 
+/// Builds an uncompressed batch like [`build_idempotent_batch`] with the transactional
+/// attribute set, as a transactional producer writes its records.
+pub fn build_transactional_batch(
+    records: &[KeyValue<'_>],
+    timestamp_ms: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> BytesMut {
+    let mut writer = BatchWriter::new(timestamp_ms, producer_id, producer_epoch, base_sequence);
+    for (offset_delta, (key, value)) in records.iter().enumerate() {
+        let offset_delta = i32::try_from(offset_delta).unwrap_or(i32::MAX);
+        writer.add_record(offset_delta, timestamp_ms, *key, *value, &[]);
+    }
+    writer.finish(super::TRANSACTIONAL_BIT, 0)
+}
+
 /// Accumulates records and produces one uncompressed v2 batch.
 pub(crate) struct BatchWriter {
     buf: BytesMut,

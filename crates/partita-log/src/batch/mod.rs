@@ -13,7 +13,7 @@ mod records;
 use std::ops::Range;
 
 pub(crate) use builder::BatchWriter;
-pub use builder::{build_batch, build_idempotent_batch, KeyValue};
+pub use builder::{build_batch, build_idempotent_batch, build_transactional_batch, KeyValue};
 pub use control::{build_marker, marker_of, ControlType};
 pub use records::{decode_records, find_by_timestamp, offset_of_timestamp, Record, RecordHeader};
 
@@ -325,21 +325,6 @@ pub fn set_log_append_time(buf: &mut [u8], ts: i64) {
 pub(crate) fn update_crc(buf: &mut [u8]) {
     let crc = compute_crc(buf);
     buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-/// A transactional batch of one producer, as a transactional producer sends it, for tests.
-#[cfg(test)]
-pub(crate) fn transactional_batch_for_tests(
-    records: &[KeyValue<'_>],
-    producer_id: i64,
-    producer_epoch: i16,
-    base_sequence: i32,
-) -> bytes::BytesMut {
-    let mut writer = BatchWriter::new(0, producer_id, producer_epoch, base_sequence);
-    for (delta, (key, value)) in records.iter().enumerate() {
-        writer.add_record(delta as i32, 0, *key, *value, &[]);
-    }
-    writer.finish(TRANSACTIONAL_BIT, 0)
 }
 
 /// A writer for hand-made batches in tests (record timestamps relative to `base_timestamp`).

@@ -195,6 +195,35 @@ impl Log {
             .map_or(self.log_end_offset, |first| first.min(self.log_end_offset))
     }
 
+    /// What a `read_committed` fetch from `offset` gets: whole batches below the last stable
+    /// offset (up to `max_bytes`, at least one when there is one), and the aborted
+    /// transactions they may hold records of.
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, Vec<AbortedTxn>), LogError> {
+        let stable = self.last_stable_offset();
+        if offset >= stable && offset <= self.log_end_offset && offset >= self.log_start_offset {
+            return Ok((Bytes::new(), Vec::new()));
+        }
+        let bytes = self.read(offset, max_bytes)?;
+        // The last stable offset is where a transactional batch begins: keep the batches
+        // before it.
+        let mut end = 0;
+        let mut next_offset = offset;
+        for range in batch::split_batches(&bytes)? {
+            let header = batch::parse_header(&bytes[range.clone()])?;
+            if header.base_offset >= stable {
+                break;
+            }
+            end = range.end;
+            next_offset = header.last_offset() + 1;
+        }
+        let bytes = bytes.slice(..end);
+        Ok((bytes, self.aborted_transactions(offset, next_offset)))
+    }
+
     /// The aborted transactions a read of offsets `from..to` may meet, for a `read_committed`
     /// fetch.
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {

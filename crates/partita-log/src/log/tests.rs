@@ -3,7 +3,10 @@
 use bytes::BytesMut;
 
 use super::*;
-use crate::batch::{build_batch, build_idempotent_batch, split_batches, validate, KeyValue};
+use crate::batch::{
+    build_batch, build_idempotent_batch, build_transactional_batch, split_batches, validate,
+    KeyValue,
+};
 use crate::config::CleanupPolicy;
 
 pub(super) fn values(n: usize, size: usize) -> Vec<Vec<u8>> {
@@ -386,16 +389,16 @@ fn a_log_can_move_between_threads() {
 
 #[test]
 fn transactions_hold_the_last_stable_offset_and_aborted_ones_are_remembered() {
-    use crate::batch::{build_marker, transactional_batch_for_tests};
+    use crate::batch::build_marker;
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     let records: Vec<KeyValue> = vec![(None, Some(b"v")); 2];
     // offsets 0-1: plain records; 2-3: producer 7's transaction; 4-5: producer 8's.
     log.append(&mut build_batch(&records, 0), 0).unwrap();
     assert_eq!(log.last_stable_offset(), 2);
-    log.append(&mut transactional_batch_for_tests(&records, 7, 0, 0), 0)
+    log.append(&mut build_transactional_batch(&records, 0, 7, 0, 0), 0)
         .unwrap();
-    log.append(&mut transactional_batch_for_tests(&records, 8, 0, 0), 0)
+    log.append(&mut build_transactional_batch(&records, 0, 8, 0, 0), 0)
         .unwrap();
     assert_eq!(
         log.last_stable_offset(),
@@ -425,7 +428,7 @@ fn transactions_hold_the_last_stable_offset_and_aborted_ones_are_remembered() {
         "nor reading after its marker"
     );
     // A transaction left open survives a restart, as does the aborted one.
-    log.append(&mut transactional_batch_for_tests(&records, 9, 0, 0), 0)
+    log.append(&mut build_transactional_batch(&records, 0, 9, 0, 0), 0)
         .unwrap();
     log.close().unwrap();
     let log = open(dir.path(), LogConfig::default());
@@ -435,17 +438,17 @@ fn transactions_hold_the_last_stable_offset_and_aborted_ones_are_remembered() {
 
 #[test]
 fn a_marker_under_a_newer_epoch_fences_the_older_producer() {
-    use crate::batch::{build_marker, transactional_batch_for_tests};
+    use crate::batch::build_marker;
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     let records: Vec<KeyValue> = vec![(None, Some(b"v"))];
-    log.append(&mut transactional_batch_for_tests(&records, 7, 3, 0), 0)
+    log.append(&mut build_transactional_batch(&records, 0, 7, 3, 0), 0)
         .unwrap();
     // The coordinator aborted the transaction under epoch 4 (a newer producer took over).
     log.append(&mut build_marker(7, 4, false, 0, 0), 0).unwrap();
     // The older instance can write nothing more, and neither can an older marker.
     assert!(matches!(
-        log.append(&mut transactional_batch_for_tests(&records, 7, 3, 1), 0),
+        log.append(&mut build_transactional_batch(&records, 0, 7, 3, 1), 0),
         Err(LogError::InvalidProducerEpoch)
     ));
     assert!(matches!(
@@ -453,7 +456,7 @@ fn a_marker_under_a_newer_epoch_fences_the_older_producer() {
         Err(LogError::InvalidProducerEpoch)
     ));
     // The new one starts its sequence again.
-    log.append(&mut transactional_batch_for_tests(&records, 7, 4, 0), 0)
+    log.append(&mut build_transactional_batch(&records, 0, 7, 4, 0), 0)
         .unwrap();
     assert_eq!(log.last_stable_offset(), 2);
 }
