@@ -1021,6 +1021,76 @@ impl Guard for InitProducerIdRequest {
     }
 }
 
+/// EndTxn: WRITE on the transactional id.
+impl Guard for EndTxnRequest {
+    type Response = EndTxnResponse;
+    fn guard(self, check: &Check<'_>, _version: i16) -> Guarded<Self, EndTxnResponse> {
+        let allowed = check.allowed(
+            Operation::Write,
+            ResourceType::TransactionalId,
+            self.transactional_id.as_str(),
+        );
+        whole(allowed, self, || {
+            EndTxnResponse::default()
+                .with_error_code(TRANSACTIONAL_ID_DENIED)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+        })
+    }
+}
+
+/// AddPartitionsToTxn: WRITE on the transactional id, and on every topic; with one denied,
+/// nothing is added (the others are OPERATION_NOT_ATTEMPTED, as in Kafka).
+impl Guard for AddPartitionsToTxnRequest {
+    type Response = AddPartitionsToTxnResponse;
+    fn guard(self, check: &Check<'_>, _version: i16) -> Guarded<Self, AddPartitionsToTxnResponse> {
+        use add_partitions_to_txn_response::{
+            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+        };
+        let id_allowed = check.allowed(
+            Operation::Write,
+            ResourceType::TransactionalId,
+            self.v3_and_below_transactional_id.as_str(),
+        );
+        let denied: Vec<bool> = self
+            .v3_and_below_topics
+            .iter()
+            .map(|t| !check.topic(Operation::Write, t.name.as_str()))
+            .collect();
+        if id_allowed && !denied.iter().any(|d| *d) {
+            return Guarded::Proceed(self, None);
+        }
+        let results = self
+            .v3_and_below_topics
+            .iter()
+            .zip(denied)
+            .map(|(topic, denied)| {
+                let code = match (id_allowed, denied) {
+                    (false, _) => TRANSACTIONAL_ID_DENIED,
+                    (true, true) => TOPIC_DENIED,
+                    (true, false) => kafka_protocol::ResponseError::OperationNotAttempted.code(),
+                };
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(topic.name.clone())
+                    .with_results_by_partition(
+                        topic
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                AddPartitionsToTxnPartitionResult::default()
+                                    .with_partition_index(*p)
+                                    .with_partition_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        Guarded::Refused(
+            AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+        )
+    }
+}
+
 /// Share APIs: READ on the group, and on every topic named.
 fn share_allowed(
     check: &Check<'_>,

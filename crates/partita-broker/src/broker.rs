@@ -47,6 +47,9 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// The group coordinator: its shards, behind their router.
     pub groups: ShardRouter,
+    /// The transaction coordinator; `None` in cluster mode, which does not serve
+    /// transactions yet.
+    pub transactions: Option<crate::transactions::TransactionCoordinator>,
     /// Recent group events, for the rebalance timeline and metrics.
     pub group_events: Arc<GroupEventLog>,
     /// Traffic, request and connection metrics, for `/metrics` and the dashboard.
@@ -128,6 +131,17 @@ impl Broker {
         let group_events = Arc::new(GroupEventLog::new(GROUP_EVENTS_RETAINED));
         let events = Arc::clone(&group_events);
         let groups = ShardRouter::start(&topics, &config.groups, events, cluster.is_none()).await?;
+        let transactions = match cluster {
+            None => Some(
+                crate::transactions::TransactionCoordinator::open(
+                    &topics,
+                    config.transaction_state_partitions,
+                    config.transactions.clone(),
+                )
+                .await?,
+            ),
+            Some(_) => None,
+        };
         Ok(Broker {
             admission: Admission::new(&config),
             http_tls,
@@ -143,6 +157,7 @@ impl Broker {
             authorizer,
             producer_ids,
             groups,
+            transactions,
             group_events,
             metrics: BrokerMetrics::default(),
             stopping: watch::channel(false).0,

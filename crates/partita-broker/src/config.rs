@@ -63,6 +63,10 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// The group coordinator's settings.
     pub groups: GroupConfig,
+    /// The transaction coordinator's settings.
+    pub transactions: partita_groups::transactions::TransactionConfig,
+    /// `transaction.state.log.num.partitions`: shards of the transaction coordinator.
+    pub transaction_state_partitions: i32,
     /// Cluster mode's settings: off unless `storage.url` and `cluster.metadata.url` are set.
     pub cluster: ClusterConfig,
     /// Address of the HTTP listener for `/metrics` and the dashboard (`http.listen`); `None`
@@ -111,6 +115,8 @@ impl Default for BrokerConfig {
             log_flush_scheduler_interval_ms: 1_000,
             delete_topic_enable: true,
             groups: GroupConfig::default(),
+            transactions: Default::default(),
+            transaction_state_partitions: 50,
             cluster: ClusterConfig::default(),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             http_tls: false,
@@ -299,6 +305,19 @@ impl BrokerConfig {
                 self.groups.offsets_topic_num_partitions = positive()?.min(10_000) as i32
             }
             "offsets.retention.minutes" => self.groups.offsets_retention_ms = positive()? * 60_000,
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_partitions = positive()?.min(10_000) as i32
+            }
+            "transaction.max.timeout.ms" => {
+                self.transactions.max_timeout_ms = positive()?.min(i32::MAX as i64) as i32
+            }
+            "transactional.id.expiration.ms" => self.transactions.id_expiration_ms = positive()?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transactions.abort_check_interval_ms = positive()?
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                self.transactions.expiration_check_interval_ms = positive()?
+            }
             "offsets.retention.check.interval.ms" => {
                 self.groups.offsets_retention_check_interval_ms = positive()?
             }
@@ -468,6 +487,18 @@ impl BrokerConfig {
                 &g.offsets_topic_num_partitions,
             ),
             int("socket.request.max.bytes", &self.socket_request_max_bytes),
+            int(
+                "transaction.max.timeout.ms",
+                &self.transactions.max_timeout_ms,
+            ),
+            int(
+                "transaction.state.log.num.partitions",
+                &self.transaction_state_partitions,
+            ),
+            int(
+                "transactional.id.expiration.ms",
+                &self.transactions.id_expiration_ms,
+            ),
         ]
     }
 }

@@ -32,6 +32,8 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -331,6 +333,11 @@ pub(crate) async fn dispatch(
         ApiKey::InitProducerId => {
             route!(InitProducerIdRequest, handlers::init_producer_id::handle)
         }
+        ApiKey::AddPartitionsToTxn => route!(
+            AddPartitionsToTxnRequest,
+            handlers::transactions::add_partitions
+        ),
+        ApiKey::EndTxn => route!(EndTxnRequest, handlers::transactions::end_txn),
         ApiKey::OffsetForLeaderEpoch => route!(
             OffsetForLeaderEpochRequest,
             handlers::offset_for_leader_epoch::handle

@@ -237,7 +237,7 @@ impl ShardRouter {
 /// An internal compacted topic of the coordinator, created on first start with `partitions`
 /// partitions, and grown to them if an older version made it with fewer. In cluster mode
 /// another broker starting at the same time may create it first.
-async fn internal_topic(
+pub(crate) async fn internal_topic(
     topics: &TopicRegistry,
     name: &str,
     partitions: i32,

@@ -28,6 +28,7 @@ mod server;
 pub mod storage;
 pub mod topic_config;
 pub mod topics;
+pub mod transactions;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, ConfigError, SetOutcome};

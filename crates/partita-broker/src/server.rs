@@ -47,6 +47,7 @@ pub async fn serve(
     let (done_sender, mut done_receiver) = mpsc::channel::<()>(1);
     let shutdown = broker.shutdown_signal();
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
+    crate::transactions::TransactionCoordinator::start_markers(&broker);
     let http = crate::http::start(&broker, shutdown.clone()).await;
 
     let accepting = sockets

@@ -1,9 +1,7 @@
-//! InitProducerId: ids and epochs for idempotent producers.
-//!
-//! Transactions are not served yet: a transactional id is refused rather than half-served.
+//! InitProducerId: ids and epochs for idempotent producers; a transactional producer's go to
+//! the transaction coordinator.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 
@@ -13,11 +11,8 @@ pub(crate) async fn handle(
     _version: i16,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
-    if request.transactional_id.is_some() {
-        return response
-            .with_error_code(ResponseError::UnsupportedVersion.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+    if let Some(id) = &request.transactional_id {
+        return super::transactions::init_producer_id(broker, &request, id.as_str()).await;
     }
     // KIP-360: an idempotent producer that already has an id asks for an epoch bump.
     if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {

@@ -57,12 +57,26 @@ enum StagedPartition {
 /// Validates every batch of the request and puts them in line, partition by partition.
 pub(crate) async fn stage(broker: &Broker, request: ProduceRequest) -> StagedProduce {
     let acks_valid = matches!(request.acks, -1..=1);
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let topic = broker.topics.get(topic_data.name.as_str());
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
-            partitions.push(stage_partition(topic.as_ref(), data, acks_valid).await);
+            // A transactional producer's records go only to partitions added to its
+            // transaction (KIP-890's verification).
+            let first = (data.records.as_deref()).and_then(|r| batch::parse_header(r).ok());
+            let transactional = match first.filter(|h| h.is_transactional() && !h.is_control()) {
+                None => Ok(false),
+                Some(header) => {
+                    let at = (topic_data.name.as_str(), data.index);
+                    let id = transactional_id.as_deref();
+                    super::transactions::verify_produce(broker, id, &header, at)
+                        .await
+                        .map(|()| true)
+                }
+            };
+            partitions.push(stage_partition(topic.as_ref(), data, acks_valid, transactional).await);
         }
         topics.push((topic_data.name, partitions));
     }
@@ -100,6 +114,7 @@ async fn stage_partition(
     topic: Option<&Arc<Topic>>,
     data: PartitionProduceData,
     acks_valid: bool,
+    transactional: Result<bool, ResponseError>,
 ) -> StagedPartition {
     let answer = PartitionProduceResponse::default()
         .with_index(data.index)
@@ -117,7 +132,14 @@ async fn stage_partition(
             answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
         );
     };
-    match enqueue_records(partition, data.records).await {
+    let transactional = match transactional {
+        Ok(verified) => verified,
+        Err(error) => {
+            let message = "the partition is not in the producer's transaction";
+            return StagedPartition::Answered(refused(answer, topic, data.index, error, message));
+        }
+    };
+    match enqueue_records(partition, data.records, transactional).await {
         Ok(batches) => StagedPartition::Appending {
             answer,
             topic: Arc::clone(topic),
@@ -189,6 +211,7 @@ fn refused(
 async fn enqueue_records(
     partition: &Arc<Partition>,
     records: Option<Bytes>,
+    transactional: bool,
 ) -> Result<Vec<(Appending, u64, u64)>, (ResponseError, String)> {
     let records = records.unwrap_or_default();
     let ranges = batch::split_batches(&records).map_err(batch_error)?;
@@ -210,12 +233,14 @@ async fn enqueue_records(
                 "clients may not write control batches".to_string(),
             ));
         }
-        if header.is_transactional() {
-            // Until transactions are served, a transactional batch could never be ended and
-            // would hold every read_committed consumer of the partition at its offset.
+        if header.is_transactional() != transactional {
+            // A transactional batch not checked against its transaction could never be
+            // ended, and would hold every read_committed consumer of the partition.
             return Err((
                 ResponseError::InvalidTxnState,
-                "transactions are not served yet".to_string(),
+                "transactional and other batches in one request, or a transactional batch \
+                 outside a transaction"
+                    .to_string(),
             ));
         }
         if compacted {

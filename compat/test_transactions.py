@@ -1,0 +1,146 @@
+"""Transactions (KIP-98) with real clients: a transactional producer's commits are seen by
+read_committed consumers and its aborts are not (read_uncommitted consumers see both); a
+second producer with the same transactional.id fences the first and aborts what it left
+open; a transaction open past its timeout is aborted by the broker; the coordinator's state
+survives a restart. Offsets committed inside a transaction are not served yet."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from partita_compat import unique_name, wait_until
+
+PARTITIONS = 3
+
+
+def make_topic(bootstrap: str, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
+        f.result(30)
+
+
+def transactional(bootstrap: str, transactional_id: str, **extra) -> Producer:
+    producer = Producer(dict({"bootstrap.servers": bootstrap,
+                              "transactional.id": transactional_id}, **extra))
+    producer.init_transactions(30)
+    return producer
+
+
+def send(producer: Producer, topic: str, prefix: str, count: int) -> None:
+    for i in range(count):
+        producer.produce(topic, value=f"{prefix}-{i}".encode(), partition=i % PARTITIONS)
+    # Sent before the transaction ends: librdkafka drops what is still queued on an abort.
+    assert producer.flush(30) == 0
+
+
+def read_all(bootstrap: str, topic: str, isolation: str, expect: int) -> list[str]:
+    """Every value a consumer with `isolation` reads, once it has `expect` of them and then
+    nothing more for a second."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("txn-read"),
+                         "isolation.level": isolation, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got: list[str] = []
+    quiet_since = [time.monotonic()]
+
+    def settled():
+        batch = consumer.consume(500, timeout=0.5)
+        for message in batch:
+            if message.error() is None:
+                got.append(message.value().decode())
+        if batch:
+            quiet_since[0] = time.monotonic()
+        return len(got) >= expect and time.monotonic() - quiet_since[0] > 1.0
+    try:
+        wait_until(settled, timeout=60, interval=0, msg=f"{expect} records read {isolation}")
+    finally:
+        consumer.close()
+    return got
+
+
+def prefixes(values: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        prefix = value.rsplit("-", 1)[0]
+        counts[prefix] = counts.get(prefix, 0) + 1
+    return counts
+
+
+def test_committed_records_are_read_and_aborted_ones_only_by_read_uncommitted(broker):
+    topic = unique_name("txn")
+    make_topic(broker.bootstrap, topic)
+    producer = transactional(broker.bootstrap, unique_name("tid"))
+    for prefix, commit in (("first", True), ("aborted", False), ("second", True)):
+        producer.begin_transaction()
+        send(producer, topic, prefix, 30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    committed = read_all(broker.bootstrap, topic, "read_committed", 60)
+    assert prefixes(committed) == {"first": 30, "second": 30}
+    everything = read_all(broker.bootstrap, topic, "read_uncommitted", 90)
+    assert prefixes(everything) == {"first": 30, "aborted": 30, "second": 30}
+
+
+def test_a_second_producer_with_the_same_id_fences_the_first(broker):
+    topic = unique_name("txn-fence")
+    make_topic(broker.bootstrap, topic)
+    transactional_id = unique_name("tid")
+    old = transactional(broker.bootstrap, transactional_id)
+    old.begin_transaction()
+    send(old, topic, "zombie", 12)
+    # A new instance of the application takes the id over: the old one's transaction is
+    # aborted, and the old one can end nothing any more.
+    new = transactional(broker.bootstrap, transactional_id)
+    with pytest.raises(KafkaException) as fenced:
+        old.commit_transaction(30)
+    assert fenced.value.args[0].fatal(), fenced.value
+    new.begin_transaction()
+    send(new, topic, "new", 12)
+    new.commit_transaction(30)
+    assert prefixes(read_all(broker.bootstrap, topic, "read_committed", 12)) == {"new": 12}
+
+
+def test_a_transaction_past_its_timeout_is_aborted_by_the_broker(start_broker):
+    b = start_broker({"transaction.abort.timed.out.transaction.cleanup.interval.ms": 200})
+    topic = unique_name("txn-timeout")
+    make_topic(b.bootstrap, topic)
+    slow = transactional(b.bootstrap, unique_name("tid"), **{"transaction.timeout.ms": 1000})
+    slow.begin_transaction()
+    send(slow, topic, "slow", 6)
+    # A plain record after it: a read_committed consumer reaches it only once the slow
+    # transaction is over, which the broker does after its timeout.
+    plain = Producer({"bootstrap.servers": b.bootstrap})
+    plain.produce(topic, value=b"after-0", partition=0)
+    assert plain.flush(30) == 0
+    assert prefixes(read_all(b.bootstrap, topic, "read_committed", 1)) == {"after": 1}
+    with pytest.raises(KafkaException):
+        slow.commit_transaction(30)
+
+
+def test_transaction_state_survives_a_restart(start_broker):
+    b = start_broker()
+    topic = unique_name("txn-restart")
+    make_topic(b.bootstrap, topic)
+    transactional_id = unique_name("tid")
+    producer = transactional(b.bootstrap, transactional_id)
+    producer.begin_transaction()
+    send(producer, topic, "before", 9)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    send(producer, topic, "open", 9)
+    b.restart()
+    # The same application starting again after the restart: the transaction its previous
+    # instance left open is aborted, and it goes on.
+    again = transactional(b.bootstrap, transactional_id)
+    again.begin_transaction()
+    send(again, topic, "after", 9)
+    again.commit_transaction(30)
+    committed = read_all(b.bootstrap, topic, "read_committed", 18)
+    assert prefixes(committed) == {"before": 9, "after": 9}
+    assert prefixes(read_all(b.bootstrap, topic, "read_uncommitted", 27)) == \
+        {"before": 9, "open": 9, "after": 9}
