@@ -2,10 +2,12 @@
 read_committed consumers and its aborts are not (read_uncommitted consumers see both); a
 second producer with the same transactional.id fences the first and aborts what it left
 open; a transaction open past its timeout is aborted by the broker; the coordinator's state
-survives a restart. Offsets committed inside a transaction are not served yet."""
+survives a restart; with confluent-kafka and the Java client (kafka-python reads). Offsets committed inside a
+transaction are not served yet."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -13,6 +15,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from partita_compat import unique_name, wait_until
+from test_java import _classpath, compiled_java  # noqa: F401 - the fixture
 
 PARTITIONS = 3
 
@@ -84,6 +87,26 @@ def test_committed_records_are_read_and_aborted_ones_only_by_read_uncommitted(br
     assert prefixes(committed) == {"first": 30, "second": 30}
     everything = read_all(broker.bootstrap, topic, "read_uncommitted", 90)
     assert prefixes(everything) == {"first": 30, "aborted": 30, "second": 30}
+    # kafka-python drops the aborted records too.
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaPythonPartition
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
+                             isolation_level="read_committed", enable_auto_commit=False)
+    consumer.assign([KafkaPythonPartition(topic, p) for p in range(PARTITIONS)])
+    consumer.seek_to_beginning()
+    got: list[str] = []
+
+    def read_60():
+        for records in consumer.poll(timeout_ms=500).values():
+            got.extend(r.value.decode() for r in records)
+        return len(got) >= 60
+    try:
+        wait_until(read_60, timeout=60, interval=0, msg="kafka-python reading 60 records")
+        for records in consumer.poll(timeout_ms=1000).values():
+            got.extend(r.value.decode() for r in records)
+    finally:
+        consumer.close()
+    assert prefixes(got) == {"first": 30, "second": 30}
 
 
 def test_a_second_producer_with_the_same_id_fences_the_first(broker):
@@ -144,3 +167,15 @@ def test_transaction_state_survives_a_restart(start_broker):
     assert prefixes(committed) == {"before": 9, "after": 9}
     assert prefixes(read_all(b.bootstrap, topic, "read_uncommitted", 27)) == \
         {"before": 9, "open": 9, "after": 9}
+
+
+@pytest.mark.timeout(300)
+def test_java_client_transactions(broker, compiled_java):  # noqa: F811 - the fixture
+    topic = unique_name("txn-java")
+    make_topic(broker.bootstrap, topic)
+    proc = subprocess.run(["java", "-cp", _classpath(compiled_java), "TransactionsTest",
+                           broker.bootstrap, topic, unique_name("tid-java")],
+                          capture_output=True, text=True, timeout=240)
+    out = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
+    assert proc.returncode == 0, f"TransactionsTest exited {proc.returncode}\n{out}"
+    assert proc.stdout.strip().endswith("OK"), out
