@@ -4,6 +4,12 @@ import java.util.List;
 import java.util.Properties;
 import java.util.TreeMap;
 
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ListTransactionsOptions;
+import org.apache.kafka.clients.admin.TransactionDescription;
+import org.apache.kafka.clients.admin.TransactionListing;
+import org.apache.kafka.clients.admin.TransactionState;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -54,6 +60,27 @@ public final class TransactionsTest {
             TreeMap<String, Integer> everything = read(bootstrap, topic, "read_uncommitted", 3 * COUNT);
             expect(everything, "aborted", COUNT);
 
+            // The admin API (KIP-664) sees the last transaction committed, then one open.
+            try (Admin admin = admin(bootstrap)) {
+                waitForState(admin, transactionalId, TransactionState.COMPLETE_COMMIT);
+                producer.beginTransaction();
+                producer.send(new ProducerRecord<>(topic, "open", "open-0")).get();
+                TransactionDescription open = waitForState(admin, transactionalId, TransactionState.ONGOING);
+                if (open.topicPartitions().isEmpty() || open.transactionStartTimeMs().isEmpty()) {
+                    throw new AssertionError("an open transaction without partitions: " + open);
+                }
+                boolean listed = false;
+                ListTransactionsOptions ongoing = new ListTransactionsOptions()
+                        .filterStates(List.of(TransactionState.ONGOING));
+                for (TransactionListing listing : admin.listTransactions(ongoing).all().get()) {
+                    listed |= listing.transactionalId().equals(transactionalId);
+                }
+                if (!listed) {
+                    throw new AssertionError("the open transaction is not listed");
+                }
+                producer.abortTransaction();
+            }
+
             // A second instance with the same transactional id fences the first.
             try (KafkaProducer<String, String> newer = producer(bootstrap, transactionalId)) {
                 newer.initTransactions();
@@ -82,6 +109,28 @@ public final class TransactionsTest {
         expect(last, "newer", 1);
         expect(last, "zombie", 0);
         System.out.println("OK");
+    }
+
+    private static Admin admin(String bootstrap) {
+        Properties props = new Properties();
+        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        return Admin.create(props);
+    }
+
+    /** The description of `transactionalId` once it is in `state`. */
+    private static TransactionDescription waitForState(Admin admin, String transactionalId,
+                                                       TransactionState state) throws Exception {
+        long deadline = System.currentTimeMillis() + 30_000;
+        TransactionDescription last = null;
+        while (System.currentTimeMillis() < deadline) {
+            last = admin.describeTransactions(List.of(transactionalId))
+                    .description(transactionalId).get();
+            if (last.state() == state) {
+                return last;
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError(transactionalId + " never reached " + state + ": " + last);
     }
 
     private static KafkaProducer<String, String> producer(String bootstrap, String transactionalId) {

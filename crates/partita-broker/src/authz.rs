@@ -1091,6 +1091,64 @@ impl Guard for AddPartitionsToTxnRequest {
     }
 }
 
+/// DescribeTransactions: DESCRIBE on each transactional id; the others are answered
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+impl Guard for DescribeTransactionsRequest {
+    type Response = DescribeTransactionsResponse;
+    fn guard(
+        mut self,
+        check: &Check<'_>,
+        _version: i16,
+    ) -> Guarded<Self, DescribeTransactionsResponse> {
+        let (allowed, refused) = split(std::mem::take(&mut self.transactional_ids), |id| {
+            check.allowed(
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                id.as_str(),
+            )
+        });
+        self.transactional_ids = allowed;
+        let fixup = append(
+            refused,
+            |response: &mut DescribeTransactionsResponse, refused: Vec<TransactionalId>| {
+                response
+                    .transaction_states
+                    .extend(refused.into_iter().map(|id| {
+                        describe_transactions_response::TransactionState::default()
+                            .with_transactional_id(id)
+                            .with_error_code(TRANSACTIONAL_ID_DENIED)
+                            .with_producer_id(ProducerId(-1))
+                            .with_producer_epoch(-1)
+                            .with_transaction_start_time_ms(-1)
+                    }));
+            },
+        );
+        Guarded::Proceed(self, fixup)
+    }
+}
+
+/// ListTransactions: only the transactional ids the principal may describe.
+impl Guard for ListTransactionsRequest {
+    type Response = ListTransactionsResponse;
+    fn guard(self, check: &Check<'_>, _version: i16) -> Guarded<Self, ListTransactionsResponse> {
+        let (acls, session) = (check.broker.authorizer.snapshot(), check.session.clone());
+        Guarded::Proceed(
+            self,
+            Some(Box::new(move |mut response: ListTransactionsResponse| {
+                response.transaction_states.retain(|t| {
+                    acls.authorize(
+                        &session,
+                        Operation::Describe,
+                        ResourceType::TransactionalId,
+                        t.transactional_id.as_str(),
+                    )
+                });
+                response
+            })),
+        )
+    }
+}
+
 /// Share APIs: READ on the group, and on every topic named.
 fn share_allowed(
     check: &Check<'_>,

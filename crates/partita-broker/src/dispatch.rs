@@ -34,6 +34,8 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -338,6 +340,13 @@ pub(crate) async fn dispatch(
             handlers::transactions::add_partitions
         ),
         ApiKey::EndTxn => route!(EndTxnRequest, handlers::transactions::end_txn),
+        ApiKey::DescribeTransactions => route!(
+            DescribeTransactionsRequest,
+            handlers::transactions::describe
+        ),
+        ApiKey::ListTransactions => {
+            route!(ListTransactionsRequest, handlers::transactions::list)
+        }
         ApiKey::OffsetForLeaderEpoch => route!(
             OffsetForLeaderEpochRequest,
             handlers::offset_for_leader_epoch::handle

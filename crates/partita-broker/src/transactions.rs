@@ -29,10 +29,14 @@ use crate::topics::TopicRegistry;
 /// Kafka's internal topic for transaction state.
 pub const TRANSACTION_STATE: &str = "__transaction_state";
 
-/// An operation on its way to a shard, with where to send the answer.
-struct TxnMessage {
-    operation: TxnOperation,
-    reply: oneshot::Sender<TxnResponse>,
+/// What a shard is sent: an operation, with where to send the answer; or a look at its state
+/// (DescribeTransactions, ListTransactions), which answers by itself.
+enum TxnMessage {
+    Operation {
+        operation: TxnOperation,
+        reply: oneshot::Sender<TxnResponse>,
+    },
+    Look(Box<dyn FnOnce(&TransactionShard) + Send>),
 }
 
 /// Markers to write: the job, and the shard to tell when they are written.
@@ -149,10 +153,56 @@ impl TransactionCoordinator {
             return unavailable;
         };
         let (reply, answer) = oneshot::channel();
-        if sender.send(TxnMessage { operation, reply }).await.is_err() {
+        if sender
+            .send(TxnMessage::Operation { operation, reply })
+            .await
+            .is_err()
+        {
             return unavailable;
         }
         answer.await.unwrap_or(unavailable)
+    }
+
+    /// What `look` finds in each shard, in shard order; nothing at all while no transactional
+    /// producer has come (there are no shards then).
+    pub async fn look_all<T: Send + 'static>(
+        &self,
+        look: impl Fn(&TransactionShard) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let Some(shards) = self.shards.get() else {
+            return Vec::new();
+        };
+        let look = Arc::new(look);
+        let mut found = Vec::with_capacity(shards.len());
+        for sender in shards {
+            let (reply, answer) = oneshot::channel();
+            let look = Arc::clone(&look);
+            let message = TxnMessage::Look(Box::new(move |shard| {
+                let _ = reply.send(look(shard));
+            }));
+            if sender.send(message).await.is_ok() {
+                if let Ok(value) = answer.await {
+                    found.push(value);
+                }
+            }
+        }
+        found
+    }
+
+    /// What `look` finds in the shard of `transactional_id`, if there are shards.
+    pub async fn look<T: Send + 'static>(
+        &self,
+        transactional_id: &str,
+        look: impl FnOnce(&TransactionShard) -> T + Send + 'static,
+    ) -> Option<T> {
+        let shards = self.shards.get()?;
+        let shard = partition_for_group(transactional_id, shards.len() as i32) as usize;
+        let (reply, answer) = oneshot::channel();
+        let message = TxnMessage::Look(Box::new(move |shard| {
+            let _ = reply.send(look(shard));
+        }));
+        shards[shard].send(message).await.ok()?;
+        answer.await.ok()
     }
 
     /// Starts the task that writes transaction markers; once, when the broker serves.
@@ -184,11 +234,14 @@ impl ShardDriver {
         loop {
             let wait = Duration::from_millis((shard.next_due() - now_ms()).max(0) as u64);
             tokio::select! {
-                message = requests.recv() => {
-                    let Some(message) = message else { return };
-                    let response = self.step(&mut shard, message.operation).await;
-                    let _ = message.reply.send(response);
-                }
+                message = requests.recv() => match message {
+                    None => return,
+                    Some(TxnMessage::Operation { operation, reply }) => {
+                        let response = self.step(&mut shard, operation).await;
+                        let _ = reply.send(response);
+                    }
+                    Some(TxnMessage::Look(look)) => look(&shard),
+                },
                 _ = tokio::time::sleep(wait) => {
                     self.step(&mut shard, TxnOperation::Deadline).await;
                 }

@@ -1,16 +1,20 @@
 //! The transactional producer's APIs (KIP-98): InitProducerId with a transactional id,
 //! AddPartitionsToTxn and EndTxn, answered by the transaction coordinator
-//! ([`crate::transactions`]); and the check a transactional Produce passes, that its
-//! partition was added to its producer's transaction.
+//! ([`crate::transactions`]); the check a transactional Produce passes, that its partition
+//! was added to its producer's transaction; and DescribeTransactions and ListTransactions
+//! (KIP-664) for operators.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName,
+    describe_transactions_response, list_transactions_response, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::ResponseError;
+use partita_groups::records::TransactionState;
 use partita_groups::transactions::{TxnOperation, TxnResponse};
 use partita_log::batch::BatchHeader;
 
@@ -207,4 +211,103 @@ pub(crate) async fn verify_produce(
         TxnResponse::Error(error) => Err(error),
         _ => Err(ResponseError::UnknownServerError),
     }
+}
+
+/// DescribeTransactions v0 (KIP-664): each transactional id's state, partitions and producer.
+pub(crate) async fn describe(
+    broker: &Broker,
+    request: DescribeTransactionsRequest,
+    _version: i16,
+) -> DescribeTransactionsResponse {
+    let mut states = Vec::with_capacity(request.transactional_ids.len());
+    for id in request.transactional_ids {
+        let answer = describe_transactions_response::TransactionState::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_transaction_start_time_ms(-1);
+        let key = id.to_string();
+        let looked_for = key.clone();
+        let found = match broker.transactions.as_ref() {
+            Some(coordinator) => coordinator
+                .look(&key, move |shard| shard.describe(&looked_for).cloned())
+                .await
+                .flatten(),
+            None => None,
+        };
+        let Some(m) = found else {
+            states.push(answer.with_error_code(ResponseError::TransactionalIdNotFound.code()));
+            continue;
+        };
+        let mut topics: Vec<describe_transactions_response::TopicData> = Vec::new();
+        for (topic, partition) in &m.partitions {
+            match topics.iter_mut().find(|t| t.topic.as_str() == topic) {
+                Some(t) => t.partitions.push(*partition),
+                None => topics.push(
+                    describe_transactions_response::TopicData::default()
+                        .with_topic(TopicName(super::str_bytes(topic)))
+                        .with_partitions(vec![*partition]),
+                ),
+            }
+        }
+        states.push(
+            answer
+                .with_transaction_state(super::str_bytes(m.state.name()))
+                .with_transaction_timeout_ms(m.timeout_ms)
+                .with_transaction_start_time_ms(m.start_ms)
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_topics(topics),
+        );
+    }
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions v0-1 (KIP-664, KIP-994): the transactions in the given states, of the
+/// given producers, running for at least the given time.
+pub(crate) async fn list(
+    broker: &Broker,
+    request: ListTransactionsRequest,
+    _version: i16,
+) -> ListTransactionsResponse {
+    let mut states = Vec::new();
+    let mut unknown = Vec::new();
+    for name in &request.state_filters {
+        match TransactionState::from_name(name.as_str()) {
+            Some(state) => states.push(state),
+            None => unknown.push(name.clone()),
+        }
+    }
+    let producers: Vec<i64> = request.producer_id_filters.iter().map(|p| p.0).collect();
+    // With only unknown states asked for, nothing can match.
+    let none_match = states.is_empty() && !unknown.is_empty();
+    let min_duration = request.duration_filter;
+    let now = crate::broker::now_ms();
+    let found = match (broker.transactions.as_ref(), none_match) {
+        (Some(coordinator), false) => {
+            coordinator
+                .look_all(move |shard| {
+                    shard
+                        .list(&states, &producers, min_duration, now)
+                        .into_iter()
+                        .map(|m| (m.transactional_id.clone(), m.producer_id, m.state.name()))
+                        .collect::<Vec<_>>()
+                })
+                .await
+        }
+        _ => Vec::new(),
+    };
+    let transaction_states = found
+        .into_iter()
+        .flatten()
+        .map(|(id, producer_id, state)| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(super::str_bytes(&id)))
+                .with_producer_id(ProducerId(producer_id))
+                .with_transaction_state(super::str_bytes(state))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(transaction_states)
 }
