@@ -179,3 +179,35 @@ def test_java_client_transactions(broker, compiled_java):  # noqa: F811 - the fi
     out = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
     assert proc.returncode == 0, f"TransactionsTest exited {proc.returncode}\n{out}"
     assert proc.stdout.strip().endswith("OK"), out
+
+
+def test_the_operator_cli_lists_and_describes_transactions(broker):
+    import json
+    from partita_compat import broker_binary
+
+    def partita(*args) -> object:
+        done = subprocess.run([str(broker_binary()), "transactions", *args,
+                               "--bootstrap-server", broker.bootstrap, "--output", "json"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    topic = unique_name("txn-cli")
+    make_topic(broker.bootstrap, topic)
+    transactional_id = unique_name("tid-cli")
+    producer = transactional(broker.bootstrap, transactional_id)
+    producer.begin_transaction()
+    send(producer, topic, "open", 3)
+    open_ones = partita("list", "--state", "Ongoing")
+    assert [t["transactional_id"] for t in open_ones] == [transactional_id]
+    described = partita("describe", "--transactional-id", transactional_id)
+    assert described["state"] == "Ongoing"
+    assert described["partitions"] == [f"{topic}-{p}" for p in range(PARTITIONS)]
+    assert described["start_time_ms"] > 0 and described["timeout_ms"] == 60000
+    producer.commit_transaction(30)
+    wait_until(lambda: partita("describe", "--transactional-id", transactional_id)["state"]
+               == "CompleteCommit", timeout=30, msg="the transaction completed")
+    assert partita("list", "--state", "Ongoing") == []
+    done = subprocess.run([str(broker_binary()), "transactions", "describe", "--transactional-id",
+                           "nobody", "--bootstrap-server", broker.bootstrap],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "TransactionalIdNotFound" in done.stderr, done.stderr

@@ -191,10 +191,20 @@ impl AdminClient {
 
     /// The broker id of `group`'s coordinator.
     pub async fn group_coordinator(&mut self, group: &str) -> Result<i32> {
+        self.find_coordinator(group, 0).await
+    }
+
+    /// The broker id of `transactional_id`'s transaction coordinator.
+    pub async fn transaction_coordinator(&mut self, transactional_id: &str) -> Result<i32> {
+        self.find_coordinator(transactional_id, 1).await
+    }
+
+    /// FindCoordinator for `key`: a group (`key_type` 0) or a transactional id (1).
+    async fn find_coordinator(&mut self, group: &str, key_type: i8) -> Result<i32> {
         let (response, version) = self
             .any_broker()
             .call(FIND_COORDINATOR_MAX_VERSION, |version| {
-                let mut request = FindCoordinatorRequest::default();
+                let mut request = FindCoordinatorRequest::default().with_key_type(key_type);
                 if version >= 4 {
                     request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
                 } else {
@@ -203,7 +213,12 @@ impl AdminClient {
                 request
             })
             .await?;
-        let context = || format!("finding the coordinator of group {group:?}");
+        let what = if key_type == 1 {
+            "transactional id"
+        } else {
+            "group"
+        };
+        let context = || format!("finding the coordinator of {what} {group:?}");
         let (node_id, host, port) = if version >= 4 {
             let coordinator = response.coordinators.first().ok_or_else(|| {
                 AdminError::kafka(context(), -1, Some("empty coordinator list".into()))

@@ -19,6 +19,7 @@ pub mod security;
 pub mod share;
 pub mod time;
 pub mod topics;
+pub mod transactions;
 pub mod users;
 
 pub use client::{AdminClient, BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};

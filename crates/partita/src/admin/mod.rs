@@ -1,4 +1,5 @@
-//! The operator commands (`groups`, `topics`, `configs`, `produce`, `consume`): thin clap
+//! The operator commands (`groups`, `topics`, `configs`, `produce`, `consume`, `acls`,
+//! `users`, `transactions`): thin clap
 //! front ends over `partita-admin`, which speaks the Kafka protocol to any compatible cluster.
 
 mod groups;
@@ -6,6 +7,7 @@ mod records;
 mod security;
 mod table;
 mod topics;
+mod transactions;
 
 use std::fmt::Display;
 
@@ -28,6 +30,8 @@ pub(crate) enum AdminCommand {
     Acls(security::AclsArgs),
     /// SCRAM users: list, set-password, delete (as kafka-configs.sh --entity-type users).
     Users(security::UsersArgs),
+    /// Transactions: list, describe (as kafka-transactions.sh).
+    Transactions(transactions::TransactionsArgs),
 }
 
 /// Options every operator command takes.
@@ -94,6 +98,7 @@ pub(crate) fn run(command: AdminCommand) -> ! {
             AdminCommand::Consume(args) => records::run_consume(args).await,
             AdminCommand::Acls(args) => security::run_acls(args).await,
             AdminCommand::Users(args) => security::run_users(args).await,
+            AdminCommand::Transactions(args) => transactions::run(args).await,
         }
     });
     drop(runtime);
