@@ -145,7 +145,8 @@ def test_a_transaction_past_its_timeout_is_aborted_by_the_broker(start_broker):
         slow.commit_transaction(30)
 
 
-def test_transaction_state_survives_a_restart(start_broker):
+@pytest.mark.parametrize("kill", [False, True], ids=["stop", "kill-9"])
+def test_transaction_state_survives_a_restart(start_broker, kill):
     b = start_broker()
     topic = unique_name("txn-restart")
     make_topic(b.bootstrap, topic)
@@ -156,7 +157,7 @@ def test_transaction_state_survives_a_restart(start_broker):
     producer.commit_transaction(30)
     producer.begin_transaction()
     send(producer, topic, "open", 9)
-    b.restart()
+    b.restart(kill=kill)
     # The same application starting again after the restart: the transaction its previous
     # instance left open is aborted, and it goes on.
     again = transactional(b.bootstrap, transactional_id)
@@ -211,3 +212,25 @@ def test_the_operator_cli_lists_and_describes_transactions(broker):
                            "nobody", "--bootstrap-server", broker.bootstrap],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "TransactionalIdNotFound" in done.stderr, done.stderr
+
+
+def test_commits_acknowledged_before_a_kill_are_read_after_it(start_broker):
+    """The broker is killed right after it acknowledges each commit, perhaps before it has
+    written the transaction's markers: after the restart, every committed record is read by
+    read_committed consumers, and nothing holds the partitions back."""
+    b = start_broker()
+    topic = unique_name("txn-kill")
+    make_topic(b.bootstrap, topic)
+    transactional_id = unique_name("tid")
+    for round_ in range(3):
+        producer = transactional(b.bootstrap, transactional_id)
+        producer.begin_transaction()
+        send(producer, topic, f"round{round_}", 6)
+        producer.commit_transaction(30)
+        b.restart(kill=True)
+    plain = Producer({"bootstrap.servers": b.bootstrap})
+    for p in range(PARTITIONS):
+        plain.produce(topic, value=b"after-0", partition=p)
+    assert plain.flush(30) == 0
+    assert prefixes(read_all(b.bootstrap, topic, "read_committed", 21)) == \
+        {"round0": 6, "round1": 6, "round2": 6, "after": 3}

@@ -118,17 +118,7 @@ impl ProducerStateTable {
         if !is_idempotent(header) {
             return;
         }
-        let entry = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert(ProducerEntry {
-                epoch: header.producer_epoch,
-                batches: VecDeque::with_capacity(CACHED_BATCHES),
-            });
-        if header.producer_epoch != entry.epoch {
-            entry.epoch = header.producer_epoch;
-            entry.batches.clear();
-        }
+        let entry = self.entry_at(header, |new, old| new != old);
         if entry.batches.len() == CACHED_BATCHES {
             entry.batches.pop_front();
         }
@@ -138,6 +128,27 @@ impl ProducerStateTable {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
+    }
+
+    /// The entry of `header`'s producer, created at its epoch if new, and moved to its epoch
+    /// (forgetting the batches of the old one) when `moves(new, old)` says so.
+    fn entry_at(
+        &mut self,
+        header: &BatchHeader,
+        moves: impl Fn(i16, i16) -> bool,
+    ) -> &mut ProducerEntry {
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert(ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(CACHED_BATCHES),
+            });
+        if moves(header.producer_epoch, entry.epoch) {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        entry
     }
 
     /// Whether a transaction marker of this producer may be written: not from an epoch older
@@ -167,17 +178,7 @@ impl ProducerStateTable {
                 });
             }
         }
-        let entry = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert(ProducerEntry {
-                epoch: header.producer_epoch,
-                batches: VecDeque::with_capacity(CACHED_BATCHES),
-            });
-        if header.producer_epoch > entry.epoch {
-            entry.epoch = header.producer_epoch;
-            entry.batches.clear();
-        }
+        self.entry_at(header, |new, old| new > old);
     }
 
     /// The offset of the first record of the oldest transaction still under way: no

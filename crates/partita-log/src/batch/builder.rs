@@ -24,12 +24,8 @@ pub fn build_idempotent_batch(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> BytesMut {
-    let mut writer = BatchWriter::new(timestamp_ms, producer_id, producer_epoch, base_sequence);
-    for (offset_delta, (key, value)) in records.iter().enumerate() {
-        let offset_delta = i32::try_from(offset_delta).unwrap_or(i32::MAX);
-        writer.add_record(offset_delta, timestamp_ms, *key, *value, &[]);
-    }
-    writer.finish(0, 0)
+    let producer = (producer_id, producer_epoch, base_sequence);
+    build_with_attributes(records, timestamp_ms, producer, 0)
 }
 
 /// Builds an uncompressed batch like [`build_idempotent_batch`] with the transactional
@@ -41,12 +37,24 @@ pub fn build_transactional_batch(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> BytesMut {
+    let producer = (producer_id, producer_epoch, base_sequence);
+    build_with_attributes(records, timestamp_ms, producer, super::TRANSACTIONAL_BIT)
+}
+
+/// One uncompressed batch of `records` at `timestamp_ms`, of `(producer id, epoch, base
+/// sequence)`, with `attributes`.
+fn build_with_attributes(
+    records: &[KeyValue<'_>],
+    timestamp_ms: i64,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+    attributes: i16,
+) -> BytesMut {
     let mut writer = BatchWriter::new(timestamp_ms, producer_id, producer_epoch, base_sequence);
     for (offset_delta, (key, value)) in records.iter().enumerate() {
         let offset_delta = i32::try_from(offset_delta).unwrap_or(i32::MAX);
         writer.add_record(offset_delta, timestamp_ms, *key, *value, &[]);
     }
-    writer.finish(super::TRANSACTIONAL_BIT, 0)
+    writer.finish(attributes, 0)
 }
 
 /// Accumulates records and produces one uncompressed v2 batch.
