@@ -3,11 +3,5 @@
 # one and three brokers, Tansu on S3 and on PostgreSQL, on private engines. Run bench/setup.sh
 # and scripts/setup first.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${PARTITA_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/partita-bench}"
-PY="$CACHE/venv/bin/python"
-if [ ! -x "$PY" ]; then
-    echo "bench: $PY missing; run: bash bench/setup.sh" >&2
-    exit 2
-fi
-exec "$PY" "$HERE/cluster.py" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_exec cluster.py "$@"

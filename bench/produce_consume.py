@@ -104,6 +104,21 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def write_result(name: str, title: str, command: str, about: str, table: str,
+                 at: dt.datetime | None = None) -> Path:
+    """Writes bench/results/NAME-DATE.md: the title and time, the command, the machine, what
+    was run (`about`), and the table; returns its path."""
+    at = at or dt.datetime.now(dt.timezone.utc)
+    out = REPO / "bench" / "results" / f"{name}-{at.strftime('%Y-%m-%d')}.md"
+    out.write_text(
+        f"# {title}, {at.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
+        f"Command: `{command}`  \n"
+        f"Machine: {', '.join(f'{k} {v}' for k, v in machine_info().items())}  \n"
+        f"{about}\n\n{table}\n")
+    print(f"wrote {out}")
+    return out
+
+
 def proc_meminfo_total() -> str:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -15,7 +15,6 @@ security issue: TLS costs at most 30% of plaintext throughput.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import socket
 import ssl
@@ -255,20 +254,16 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        now = dt.datetime.now(dt.timezone.utc)
-        out = HERE / "results" / f"tls-{now.strftime('%Y-%m-%d')}.md"
-        out.write_text(
-            f"# TLS and SASL cost, {now.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
-            f"Command: `bench/tls.sh {' '.join(sys.argv[1:])}`  \n"
-            f"Machine: {', '.join(f'{k} {v}' for k, v in pc.machine_info().items())}  \n"
+        cache = ("the page cache is dropped before each produce run" if all(dropped) else
+                 "the page cache could not be dropped between runs (not root): later runs "
+                 "write into a fuller one")
+        pc.write_result(
+            "tls", "TLS and SASL cost", f"bench/tls.sh {' '.join(sys.argv[1:])}",
             f"One broker, four listeners; rdkafka_performance ({args.records:,} records of "
-            f"1 KiB per run, best of {args.reps}; the listeners take turns, and "
-            f"{'the page cache is dropped before each produce run' if all(dropped) else 'the page cache could not be dropped between runs (not root): later runs write into a fuller one'}"
-            f"); connections made one after another by a "
-            f"Python client (TCP, TLS 1.3 handshake, SASL PLAIN or SCRAM-SHA-512 with the "
-            f"client's salted password kept between connections, one ApiVersions).\n\n"
-            f"{table}\n")
-        print(f"wrote {out}")
+            f"1 KiB per run, best of {args.reps}; the listeners take turns, and {cache}); "
+            f"connections made one after another by a Python client (TCP, TLS 1.3 handshake, "
+            f"SASL PLAIN or SCRAM-SHA-512 with the client's salted password kept between "
+            f"connections, one ApiVersions).", table)
     return 0
 
 

@@ -4,11 +4,5 @@
 # produce and consume throughput and new connections per second through each. Run
 # bench/setup.sh and `cargo build --release --bin partita` first.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${PARTITA_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/partita-bench}"
-PY="$CACHE/venv/bin/python"
-if [ ! -x "$PY" ]; then
-    echo "bench: $PY missing; run: bash bench/setup.sh" >&2
-    exit 2
-fi
-exec "$PY" "$HERE/tls.py" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_exec tls.py "$@"

@@ -17,7 +17,6 @@ here is the client's, not the broker's (see bench/produce_consume.sh for that).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import tempfile
 import time
@@ -141,17 +140,11 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        now = dt.datetime.now(dt.timezone.utc)
-        out = HERE / "results" / f"transactions-{now.strftime('%Y-%m-%d')}.md"
-        out.write_text(
-            f"# Transactions, {now.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
-            f"Command: `bench/transactions.sh {' '.join(sys.argv[1:])}`  \n"
-            f"Machine: {', '.join(f'{k} {v}' for k, v in pc.machine_info().items())}  \n"
+        pc.write_result(
+            "transactions", "Transactions", f"bench/transactions.sh {' '.join(sys.argv[1:])}",
             f"confluent-kafka (librdkafka), {args.records:,} records of 1 KiB per run, one topic "
             f"of {PARTITIONS} partitions, linger.ms=5; Partita on a fresh data directory, Tansu "
-            f"on memory://. Commit latency: the time commit_transaction() takes.\n\n"
-            f"{table}\n")
-        print(f"wrote {out}")
+            f"on memory://. Commit latency: the time commit_transaction() takes.", table)
     return 0
 
 
