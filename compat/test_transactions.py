@@ -2,8 +2,8 @@
 read_committed consumers and its aborts are not (read_uncommitted consumers see both); a
 second producer with the same transactional.id fences the first and aborts what it left
 open; a transaction open past its timeout is aborted by the broker; the coordinator's state
-survives a restart; with confluent-kafka and the Java client (kafka-python reads). Offsets committed inside a
-transaction are not served yet."""
+survives a restart; with confluent-kafka and the Java client (kafka-python reads). Offsets
+committed inside a transaction: test_transactional_offsets.py."""
 
 from __future__ import annotations
 

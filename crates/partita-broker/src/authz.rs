@@ -1039,6 +1039,81 @@ impl Guard for EndTxnRequest {
     }
 }
 
+/// AddOffsetsToTxn: WRITE on the transactional id, then READ on the group.
+impl Guard for AddOffsetsToTxnRequest {
+    type Response = AddOffsetsToTxnResponse;
+    fn guard(self, check: &Check<'_>, _version: i16) -> Guarded<Self, AddOffsetsToTxnResponse> {
+        let code = if !check.allowed(
+            Operation::Write,
+            ResourceType::TransactionalId,
+            self.transactional_id.as_str(),
+        ) {
+            TRANSACTIONAL_ID_DENIED
+        } else if !check.group(Operation::Read, self.group_id.as_str()) {
+            GROUP_DENIED
+        } else {
+            return Guarded::Proceed(self, None);
+        };
+        Guarded::Refused(AddOffsetsToTxnResponse::default().with_error_code(code))
+    }
+}
+
+/// TxnOffsetCommit: WRITE on the transactional id and READ on the group, or every partition
+/// is refused; then READ on each topic, the topics denied answered TOPIC_AUTHORIZATION_FAILED.
+impl Guard for TxnOffsetCommitRequest {
+    type Response = TxnOffsetCommitResponse;
+    fn guard(mut self, check: &Check<'_>, _version: i16) -> Guarded<Self, TxnOffsetCommitResponse> {
+        use txn_offset_commit_response::{
+            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+        };
+        let answer = |topic: &txn_offset_commit_request::TxnOffsetCommitRequestTopic,
+                      error: i16| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+        };
+        let whole_error = if !check.allowed(
+            Operation::Write,
+            ResourceType::TransactionalId,
+            self.transactional_id.as_str(),
+        ) {
+            Some(TRANSACTIONAL_ID_DENIED)
+        } else if !check.group(Operation::Read, self.group_id.as_str()) {
+            Some(GROUP_DENIED)
+        } else {
+            None
+        };
+        if let Some(code) = whole_error {
+            let topics = self.topics.iter().map(|t| answer(t, code)).collect();
+            return Guarded::Refused(TxnOffsetCommitResponse::default().with_topics(topics));
+        }
+        let (allowed, refused) = split(std::mem::take(&mut self.topics), |t| {
+            check.topic(Operation::Read, t.name.as_str())
+        });
+        self.topics = allowed;
+        let fixup = append(
+            refused,
+            move |response: &mut TxnOffsetCommitResponse,
+                  refused: Vec<txn_offset_commit_request::TxnOffsetCommitRequestTopic>| {
+                response
+                    .topics
+                    .extend(refused.iter().map(|t| answer(t, TOPIC_DENIED)));
+            },
+        );
+        Guarded::Proceed(self, fixup)
+    }
+}
+
 /// AddPartitionsToTxn: WRITE on the transactional id, and on every topic; with one denied,
 /// nothing is added (the others are OPERATION_NOT_ATTEMPTED, as in Kafka).
 impl Guard for AddPartitionsToTxnRequest {

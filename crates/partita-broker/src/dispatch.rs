@@ -34,6 +34,8 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
@@ -340,6 +342,13 @@ pub(crate) async fn dispatch(
             handlers::transactions::add_partitions
         ),
         ApiKey::EndTxn => route!(EndTxnRequest, handlers::transactions::end_txn),
+        ApiKey::AddOffsetsToTxn => {
+            route!(AddOffsetsToTxnRequest, handlers::transactions::add_offsets)
+        }
+        ApiKey::TxnOffsetCommit => route_group!(
+            TxnOffsetCommitRequest,
+            handlers::transactions::txn_offset_commit
+        ),
         ApiKey::DescribeTransactions => route!(
             DescribeTransactionsRequest,
             handlers::transactions::describe

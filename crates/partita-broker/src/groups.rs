@@ -19,13 +19,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use partita_groups::shard::{GroupSummary, RecordLog};
+use partita_groups::shard::{BatchKind, GroupSummary, RecordLog};
 use partita_groups::share::records::ShareStateKey;
 use partita_groups::{
     partition_for_group, AppendError, ClientContext, GroupConfig, GroupShard, Operation, Record,
     Request, Response, Token,
 };
-use partita_log::{batch, LogError};
+use partita_log::batch::{self, BatchHeader};
+use partita_log::LogError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -292,10 +293,24 @@ impl ShardDriver {
         let mut shard = GroupShard::new(self.config.clone(), self.seed);
         let now = now_ms();
         let index = self.offsets.index;
-        let replayed = replay(&self.offsets, |key, value| {
-            if let Err(error) = shard.replay(now, key, value) {
-                tracing::warn!(partition = index, %error, "skipping an unreadable __consumer_offsets record");
+        // Offsets committed inside a transaction wait in the shard for the transaction's
+        // marker, which follows them in the partition.
+        let replayed = replay_batches(&self.offsets, |header, bytes| {
+            if let Some((marker, _)) = batch::marker_of(header, bytes) {
+                let commit = marker == batch::ControlType::Commit;
+                shard.replay_marker(now, header.producer_id, commit);
+                return 0;
             }
+            let producer = header.is_transactional().then_some(header.producer_id);
+            replay_records(header, bytes, index, |key, value| {
+                let replayed = match producer {
+                    Some(producer_id) => shard.replay_transactional(now, producer_id, key, value),
+                    None => shard.replay(now, key, value),
+                };
+                if let Err(error) = replayed {
+                    tracing::warn!(partition = index, %error, "skipping an unreadable __consumer_offsets record");
+                }
+            })
         })
         .await?;
         let shards = self.config.offsets_topic_num_partitions;
@@ -460,7 +475,7 @@ impl ShardDriver {
         let staged = catch_unwind(AssertUnwindSafe(|| shard.execute(now_ms(), operation)));
         let outcome = match staged {
             Ok(staged) => {
-                let appended = self.append(staged.records()).await;
+                let appended = self.append(staged.records(), staged.batch()).await;
                 catch_unwind(AssertUnwindSafe(|| {
                     shard.complete(now_ms(), staged, appended)
                 }))
@@ -515,8 +530,26 @@ impl ShardDriver {
     }
 
     /// Appends records to the shard's partitions, one batch per internal topic (the storage
-    /// does its I/O off the async workers). An operation writes to one of them only.
-    async fn append(&self, records: &[Record]) -> Result<(), AppendError> {
+    /// does its I/O off the async workers), or the transaction marker the operation wrote.
+    /// An operation writes to one of them only.
+    async fn append(&self, records: &[Record], kind: BatchKind) -> Result<(), AppendError> {
+        let refused = |error: LogError| AppendError {
+            producer_fenced: matches!(error, LogError::InvalidProducerEpoch),
+            reason: error.to_string(),
+        };
+        if let BatchKind::Marker(marker) = kind {
+            let encoded = batch::build_marker(
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.commit,
+                marker.coordinator_epoch,
+                now_ms(),
+            );
+            return match self.offsets.append(encoded.to_vec(), now_ms()).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(refused(error)),
+            };
+        }
         for log in [RecordLog::ConsumerOffsets, RecordLog::ShareGroupState] {
             let pairs: Vec<batch::KeyValue<'_>> = records
                 .iter()
@@ -533,9 +566,24 @@ impl ShardDriver {
                     Arc::clone(&self.share_state[index.min(self.share_state.len() - 1)])
                 }
             };
-            let encoded = batch::build_batch(&pairs, now_ms()).to_vec();
-            if let Err(error) = partition.append(encoded, now_ms()).await {
-                return Err(AppendError(error.to_string()));
+            let encoded = match (log, kind) {
+                (
+                    RecordLog::ConsumerOffsets,
+                    BatchKind::Transactional {
+                        producer_id,
+                        producer_epoch,
+                    },
+                ) => batch::build_transactional_batch(
+                    &pairs,
+                    now_ms(),
+                    producer_id,
+                    producer_epoch,
+                    -1,
+                ),
+                _ => batch::build_batch(&pairs, now_ms()),
+            };
+            if let Err(error) = partition.append(encoded.to_vec(), now_ms()).await {
+                return Err(refused(error));
             }
         }
         Ok(())
@@ -547,6 +595,43 @@ impl ShardDriver {
 pub(crate) async fn replay(
     partition: &Partition,
     mut apply: impl FnMut(&[u8], Option<&[u8]>),
+) -> Result<usize, BrokerError> {
+    let index = partition.index;
+    replay_batches(partition, |header, bytes| {
+        replay_records(header, bytes, index, &mut apply)
+    })
+    .await
+}
+
+/// Feeds each keyed record of one batch to `apply`; returns how many there were. A batch
+/// that does not decode is skipped with a warning.
+fn replay_records(
+    header: &BatchHeader,
+    bytes: &[u8],
+    partition: i32,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>),
+) -> usize {
+    let records = match batch::decode_records(bytes) {
+        Ok(records) => records,
+        Err(error) => {
+            tracing::warn!(partition, base_offset = header.base_offset, %error, "skipping an unreadable batch of an internal topic");
+            return 0;
+        }
+    };
+    let mut count = 0;
+    for record in records {
+        let Some(key) = record.key else { continue };
+        apply(key, record.value);
+        count += 1;
+    }
+    count
+}
+
+/// Feeds every batch of an internal partition to `apply`, oldest first; returns the sum of
+/// what `apply` counted.
+async fn replay_batches(
+    partition: &Partition,
+    mut apply: impl FnMut(&BatchHeader, &[u8]) -> usize,
 ) -> Result<usize, BrokerError> {
     let mut offset = partition.offsets().log_start_offset;
     let mut count = 0;
@@ -570,18 +655,7 @@ pub(crate) async fn replay(
             let header =
                 batch::parse_header(one).map_err(|e| BrokerError::Storage(e.to_string()))?;
             offset = header.last_offset() + 1;
-            let records = match batch::decode_records(one) {
-                Ok(records) => records,
-                Err(error) => {
-                    tracing::warn!(partition = partition.index, base_offset = header.base_offset, %error, "skipping an unreadable batch of an internal topic");
-                    continue;
-                }
-            };
-            for record in records {
-                let Some(key) = record.key else { continue };
-                apply(key, record.value);
-                count += 1;
-            }
+            count += apply(&header, one);
         }
         if offset >= offsets.log_end_offset {
             return Ok(count);
@@ -624,6 +698,7 @@ mod tests {
             group_id: group.to_string(),
             topics: Some(vec![("orders".to_string(), vec![0])]),
             member: None,
+            require_stable: false,
         });
         let client = ClientContext::default();
         match router.call(group, &client, request).await {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use partita_groups::partition_for_group;
+use partita_groups::shard::{ClientContext, Request, Response, TxnMarker};
 use partita_groups::transactions::{
     MarkerJob, TransactionConfig, TransactionShard, TxnOperation, TxnRecord, TxnResponse,
 };
@@ -22,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{now_ms, Broker};
 use crate::error::BrokerError;
-use crate::groups::{internal_topic, replay};
+use crate::groups::{internal_topic, replay, CONSUMER_OFFSETS};
 use crate::partition::Partition;
 use crate::topics::TopicRegistry;
 
@@ -288,6 +289,10 @@ const MARKER_RETRY_MAX: Duration = Duration::from_secs(5);
 async fn write_markers(broker: Arc<Broker>, mut work: mpsc::UnboundedReceiver<MarkerWork>) {
     while let Some((shard, job)) = work.recv().await {
         for (topic, index) in &job.partitions {
+            if topic == CONSUMER_OFFSETS {
+                end_group_offsets(&broker, &job, *index).await;
+                continue;
+            }
             let mut backoff = Duration::from_millis(50);
             loop {
                 let Some(partition) = broker
@@ -337,6 +342,42 @@ async fn write_markers(broker: Arc<Broker>, mut work: mpsc::UnboundedReceiver<Ma
                     break;
                 }
                 _ => break,
+            }
+        }
+    }
+}
+
+/// Writes a transaction's marker into a `__consumer_offsets` partition through the group
+/// coordinator shard that owns it, which commits or drops the offsets the transaction holds
+/// there as it writes it.
+async fn end_group_offsets(broker: &Broker, job: &MarkerJob, shard: i32) {
+    let marker = TxnMarker {
+        producer_id: job.producer_id,
+        producer_epoch: job.producer_epoch,
+        commit: job.commit,
+        coordinator_epoch: job.coordinator_epoch,
+    };
+    let fenced = ResponseError::InvalidProducerEpoch.code();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let client = ClientContext::default();
+        let request = Request::TxnMarker(marker);
+        match broker
+            .groups
+            .call_shard(shard as usize, &client, request)
+            .await
+        {
+            Ok(Response::Done(0)) => return,
+            // A newer epoch already ended this producer's transaction here.
+            Ok(Response::Done(code)) if code == fenced => return,
+            outcome => {
+                tracing::warn!(
+                    partition = shard,
+                    ?outcome,
+                    "could not write a transaction marker to __consumer_offsets; trying again"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MARKER_RETRY_MAX);
             }
         }
     }

@@ -45,6 +45,15 @@ impl ErrorCodes for OffsetCommitResponse {
     }
 }
 
+impl ErrorCodes for TxnOffsetCommitResponse {
+    fn error_codes(&self) -> Vec<i16> {
+        self.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect()
+    }
+}
+
 impl ErrorCodes for OffsetFetchResponse {
     fn error_codes(&self) -> Vec<i16> {
         std::iter::once(self.error_code)

@@ -198,6 +198,7 @@ pub(crate) async fn offset_fetch(
                 member: wanted
                     .member_id
                     .map(|member_id| (member_id.to_string(), wanted.member_epoch)),
+                require_stable: request.require_stable,
             };
             groups.push(fetch_group(broker, client, group).await);
         }
@@ -212,6 +213,7 @@ pub(crate) async fn offset_fetch(
                 .collect()
         }),
         member: None,
+        require_stable: request.require_stable,
     };
     let answer = fetch_group(broker, client, group).await;
     let topics = answer

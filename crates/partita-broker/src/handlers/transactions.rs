@@ -1,24 +1,33 @@
 //! The transactional producer's APIs (KIP-98): InitProducerId with a transactional id,
-//! AddPartitionsToTxn and EndTxn, answered by the transaction coordinator
-//! ([`crate::transactions`]); the check a transactional Produce passes, that its partition
+//! AddPartitionsToTxn, AddOffsetsToTxn and EndTxn, answered by the transaction coordinator
+//! ([`crate::transactions`]); TxnOffsetCommit, checked with the transaction coordinator and
+//! answered by the group's; the check a transactional Produce passes, that its partition
 //! was added to its producer's transaction; and DescribeTransactions and ListTransactions
 //! (KIP-664) for operators.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
-    describe_transactions_response, list_transactions_response, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
-    EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
+    describe_transactions_response, list_transactions_response, AddOffsetsToTxnRequest,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::ResponseError;
+use partita_groups::partition_for_group;
 use partita_groups::records::TransactionState;
+use partita_groups::shard::{ClientContext, Request, Response};
 use partita_groups::transactions::{TxnOperation, TxnResponse};
 use partita_log::batch::BatchHeader;
 
 use crate::broker::Broker;
+use crate::groups::{CoordinatorError, CONSUMER_OFFSETS};
 
 /// InitProducerId for a transactional producer.
 pub(crate) async fn init_producer_id(
@@ -310,4 +319,128 @@ pub(crate) async fn list(
     ListTransactionsResponse::default()
         .with_unknown_state_filters(unknown)
         .with_transaction_states(transaction_states)
+}
+
+/// AddOffsetsToTxn v0-4: adds the group's `__consumer_offsets` partition to the transaction,
+/// so that its offsets are committed or dropped with it.
+pub(crate) async fn add_offsets(
+    broker: &Broker,
+    request: AddOffsetsToTxnRequest,
+    version: i16,
+) -> AddOffsetsToTxnResponse {
+    let refused =
+        |error: ResponseError| AddOffsetsToTxnResponse::default().with_error_code(error.code());
+    let Some(coordinator) = broker.transactions.as_ref() else {
+        return refused(ResponseError::UnsupportedVersion);
+    };
+    let id = request.transactional_id.to_string();
+    if id.is_empty() {
+        return refused(ResponseError::InvalidRequest);
+    }
+    let shard = partition_for_group(
+        request.group_id.as_str(),
+        broker.groups.shard_count() as i32,
+    );
+    let operation = TxnOperation::AddPartitions {
+        transactional_id: id.clone(),
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        partitions: vec![(CONSUMER_OFFSETS.to_string(), shard)],
+        verify_only: false,
+    };
+    let error = match coordinator.call(&broker.topics, &id, operation).await {
+        TxnResponse::Partitions(errors) => errors.first().and_then(|(_, e)| *e),
+        TxnResponse::Error(error) => Some(error),
+        _ => Some(ResponseError::UnknownServerError),
+    };
+    match error {
+        None => AddOffsetsToTxnResponse::default(),
+        // PRODUCER_FENCED came with version 2; older clients know INVALID_PRODUCER_EPOCH.
+        Some(ResponseError::ProducerFenced) if version < 2 => {
+            refused(ResponseError::InvalidProducerEpoch)
+        }
+        Some(error) => refused(error),
+    }
+}
+
+/// TxnOffsetCommit v0-4: offsets committed inside the producer's transaction, once its
+/// coordinator confirms the group's partition is in it (KIP-890's verification), handed to
+/// the group's coordinator, which holds them until the transaction ends.
+pub(crate) async fn txn_offset_commit(
+    broker: &Broker,
+    client: &ClientContext,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let every = |request: &TxnOffsetCommitRequest, code: i16| {
+        let topics = request
+            .topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        TxnOffsetCommitResponse::default().with_topics(topics)
+    };
+    let Some(coordinator) = broker.transactions.as_ref() else {
+        return every(&request, ResponseError::UnsupportedVersion.code());
+    };
+    let group_id = request.group_id.as_str();
+    if group_id.is_empty() {
+        return every(&request, ResponseError::InvalidGroupId.code());
+    }
+    let shard = partition_for_group(group_id, broker.groups.shard_count() as i32);
+    let id = request.transactional_id.to_string();
+    let operation = TxnOperation::AddPartitions {
+        transactional_id: id.clone(),
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        partitions: vec![(CONSUMER_OFFSETS.to_string(), shard)],
+        verify_only: true,
+    };
+    let verified = match coordinator.call(&broker.topics, &id, operation).await {
+        TxnResponse::Partitions(errors) => errors.first().and_then(|(_, e)| *e),
+        TxnResponse::Error(error) => Some(error),
+        _ => Some(ResponseError::UnknownServerError),
+    };
+    if let Some(error) = verified {
+        // As Kafka answers a commit its transaction coordinator does not vouch for.
+        let error = match error {
+            ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+            ResponseError::InvalidTxnState if version >= 4 => ResponseError::TransactionAbortable,
+            other => other,
+        };
+        return every(&request, error.code());
+    }
+    let unknown = request
+        .topics
+        .iter()
+        .any(|t| broker.topics.get(t.name.as_str()).is_none());
+    if unknown {
+        return every(&request, ResponseError::UnknownTopicOrPartition.code());
+    }
+    let group_id = group_id.to_string();
+    match broker
+        .groups
+        .call(
+            &group_id,
+            client,
+            Request::TxnOffsetCommit(request.clone(), version),
+        )
+        .await
+    {
+        Ok(Response::TxnOffsetCommit(response)) => response,
+        other => every(&request, CoordinatorError::of(other)),
+    }
 }

@@ -104,7 +104,7 @@ impl Member {
 }
 
 /// A committed offset, as stored in `__consumer_offsets`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Eq)]
 pub struct CommittedOffset {
     /// The next offset the group will read.
     pub offset: i64,
@@ -116,6 +116,20 @@ pub struct CommittedOffset {
     pub commit_timestamp: i64,
     /// When it expires, for commits that asked for a retention time (OffsetCommit v2-v4).
     pub expire_timestamp: Option<i64>,
+    /// Where its record stands among the shard's offset records (a count, not a log
+    /// offset): an offset committed inside a transaction replaces the group's when the
+    /// transaction commits only if its record came later. Not part of what was committed.
+    pub order: u64,
+}
+
+impl PartialEq for CommittedOffset {
+    fn eq(&self, other: &CommittedOffset) -> bool {
+        self.offset == other.offset
+            && self.leader_epoch == other.leader_epoch
+            && self.metadata == other.metadata
+            && self.commit_timestamp == other.commit_timestamp
+            && self.expire_timestamp == other.expire_timestamp
+    }
 }
 
 /// A classic group.

@@ -10,6 +10,8 @@ pub(super) struct Driver {
     pub(super) shard: GroupShard,
     /// The records appended, in order.
     pub(super) journal: Vec<Record>,
+    /// Each append: how its batch was written, and its records.
+    batches: Vec<(BatchKind, Vec<Record>)>,
     pub(super) now: i64,
     /// While set, every append fails.
     pub(super) failing: bool,
@@ -24,6 +26,7 @@ impl Driver {
         Driver {
             shard: GroupShard::new(config, seed),
             journal: Vec::new(),
+            batches: Vec::new(),
             now,
             failing: false,
             failed_appends: 0,
@@ -40,12 +43,15 @@ impl Driver {
         let before = self.failing.then(|| everything(&self.shard));
         let described = format!("{operation:?}");
         let staged = self.shard.execute(self.now, operation);
-        let appended = if staged.records().is_empty() {
+        let marker = matches!(staged.batch(), BatchKind::Marker(_));
+        let appended = if staged.records().is_empty() && !marker {
             Ok(())
         } else if self.failing {
-            Err(AppendError("the disk is gone".to_string()))
+            Err(AppendError::new("the disk is gone"))
         } else {
             self.journal.extend_from_slice(staged.records());
+            let records = staged.records().to_vec();
+            self.batches.push((staged.batch(), records));
             Ok(())
         };
         let ok = appended.is_ok();
@@ -100,15 +106,26 @@ impl Driver {
     /// A shard rebuilt from the journal alone, as a restart would.
     pub(super) fn rebuilt(&self, config: GroupConfig) -> GroupShard {
         let mut shard = GroupShard::new(config, 99);
-        for record in &self.journal {
-            let value = record.value.as_deref();
-            match record.log {
-                RecordLog::ConsumerOffsets => shard
-                    .replay(self.now, &record.key, value)
-                    .expect("the shard's own records decode"),
-                RecordLog::ShareGroupState => shard
-                    .replay_share(self.now, &record.key, value)
-                    .expect("the shard's own records decode"),
+        for (batch, records) in &self.batches {
+            if let BatchKind::Marker(marker) = batch {
+                shard.replay_marker(self.now, marker.producer_id, marker.commit);
+            }
+            for record in records {
+                let value = record.value.as_deref();
+                let decoded = match (record.log, batch) {
+                    (RecordLog::ShareGroupState, _) => {
+                        shard.replay_share(self.now, &record.key, value).is_ok()
+                    }
+                    (RecordLog::ConsumerOffsets, BatchKind::Transactional { producer_id, .. }) => {
+                        shard
+                            .replay_transactional(self.now, *producer_id, &record.key, value)
+                            .is_ok()
+                    }
+                    (RecordLog::ConsumerOffsets, _) => {
+                        shard.replay(self.now, &record.key, value).is_ok()
+                    }
+                };
+                assert!(decoded, "the shard's own records decode");
             }
         }
         shard.finish_loading(self.now);
@@ -132,9 +149,10 @@ fn everything(shard: &GroupShard) -> String {
         .map(|(id, group)| (id, canonical(group)))
         .collect();
     let offsets: BTreeMap<&String, &GroupOffsets> = shard.offsets.iter().collect();
+    let pending: BTreeMap<&i64, &PendingOffsets> = shard.pending_offsets.iter().collect();
     let shares: BTreeMap<&String, &SharePartitions> = shard.share_partitions.iter().collect();
     let earliest: BTreeMap<&String, &bool> = shard.share_earliest.iter().collect();
-    format!("{groups:#?}\n{offsets:#?}\n{shares:#?}\n{earliest:#?}")
+    format!("{groups:#?}\n{offsets:#?}\n{pending:#?}\n{shares:#?}\n{earliest:#?}")
 }
 
 fn canonical(group: &Group) -> String {

@@ -27,6 +27,7 @@ mod operation;
 mod replay;
 mod share;
 mod summary;
+mod txn_offsets;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -43,7 +44,9 @@ use crate::share::partition::SharePartition;
 pub use deadlines::DeadlineKey;
 pub use group::Group;
 pub use offsets::OffsetFetchGroup;
-pub use operation::{ClientContext, Operation, Record, RecordLog, Request, Response, Token};
+pub use operation::{
+    BatchKind, ClientContext, Operation, Record, RecordLog, Request, Response, Token, TxnMarker,
+};
 pub use share::{
     AcknowledgementBatches, ShareAcknowledgements, ShareAcquire, ShareGroupStatus,
     SharePartitionStatus, SharePlan, SharePlanned, ShareRead, ShareSessionUpdate,
@@ -57,6 +60,12 @@ use write::Transaction;
 /// Committed offsets of one group, by topic and partition.
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
+/// A committed offset's key: group, topic, partition.
+type OffsetKey = (String, String, i32);
+
+/// The offsets one producer committed inside its transaction, not yet ended.
+pub type PendingOffsets = BTreeMap<(String, String, i32), CommittedOffset>;
+
 /// The share-partitions of one share group, by topic id and partition.
 pub type SharePartitions = BTreeMap<(Uuid, i32), SharePartition>;
 
@@ -65,6 +74,11 @@ pub struct GroupShard {
     config: GroupConfig,
     groups: HashMap<String, Group>,
     offsets: HashMap<String, GroupOffsets>,
+    /// Offsets committed inside transactions still under way, by producer id; changed only
+    /// by replaying their records and the transactions' markers.
+    pending_offsets: HashMap<i64, PendingOffsets>,
+    /// Offset records replayed so far, to order them ([`CommittedOffset::order`]).
+    offset_records: u64,
     /// Share-partitions by share group; changed only by replaying their snapshots.
     share_partitions: HashMap<String, SharePartitions>,
     /// `share.auto.offset.reset=earliest` by group; changed only by replaying a record.
@@ -94,6 +108,8 @@ impl GroupShard {
             config,
             groups: HashMap::new(),
             offsets: HashMap::new(),
+            pending_offsets: HashMap::new(),
+            offset_records: 0,
             share_partitions: HashMap::new(),
             share_earliest: HashMap::new(),
             topics: SharedTopics::default(),
@@ -143,6 +159,10 @@ impl GroupShard {
             }
             Request::OffsetFetch(request) => self.offset_fetch(token, request),
             Request::OffsetDelete(request) => self.offset_delete(now, token, request),
+            Request::TxnOffsetCommit(request, version) => {
+                self.txn_offset_commit(now, token, version, request)
+            }
+            Request::TxnMarker(marker) => self.txn_marker(now, token, marker),
             Request::DescribeGroup(group_id) => self.describe_group(token, &group_id),
             Request::ListGroups(states, types) => self.list_groups(token, &states, &types),
             Request::ConsumerGroupHeartbeat(request, version, topics) => {

@@ -27,6 +27,9 @@ pub struct OffsetFetchGroup {
     pub topics: Option<Vec<(String, Vec<i32>)>>,
     /// The asking member and its epoch (OffsetFetch v9), checked when given.
     pub member: Option<(String, i32)>,
+    /// OffsetFetch v7+: a partition whose offset a transaction under way committed is
+    /// answered UNSTABLE_OFFSET_COMMIT, for the consumer to ask again once it ends.
+    pub require_stable: bool,
 }
 
 /// OffsetCommit and OffsetFetch carry consumer-protocol member epochs from this version on.
@@ -69,6 +72,7 @@ impl GroupShard {
                                     expire_timestamp: (version <= 4
                                         && request.retention_time_ms != DEFAULT_RETENTION)
                                         .then(|| now + request.retention_time_ms),
+                                    order: 0,
                                 };
                                 accepted.push((topic.name.to_string(), p.partition_index, value));
                                 0
@@ -181,12 +185,25 @@ impl GroupShard {
                 ),
             );
         }
-        let offsets = self.offsets.get(&request.group_id);
+        let OffsetFetchGroup {
+            group_id,
+            topics: wanted,
+            require_stable,
+            ..
+        } = request;
+        let offsets = self.offsets.get(&group_id);
         let committed = |topic: &str, partition: i32| {
             offsets.and_then(|o| o.get(&(topic.to_string(), partition)))
         };
-        let answer = |partition: i32, offset: Option<&CommittedOffset>| {
+        let answer = |topic: &str, partition: i32, offset: Option<&CommittedOffset>| {
             let base = OffsetFetchResponsePartitions::default().with_partition_index(partition);
+            if require_stable && self.has_pending_offset(&group_id, topic, partition) {
+                return base
+                    .with_committed_offset(-1)
+                    .with_committed_leader_epoch(-1)
+                    .with_metadata(Some(StrBytes::from_static_str("")))
+                    .with_error_code(ResponseError::UnstableOffsetCommit.code());
+            }
             match offset {
                 Some(c) => base
                     .with_committed_offset(c.offset)
@@ -198,13 +215,13 @@ impl GroupShard {
                     .with_metadata(Some(StrBytes::from_static_str(""))),
             }
         };
-        let topics: Vec<OffsetFetchResponseTopics> = match request.topics {
+        let topics: Vec<OffsetFetchResponseTopics> = match wanted {
             Some(wanted) => wanted
                 .into_iter()
                 .map(|(topic, partitions)| {
                     let partitions = partitions
                         .into_iter()
-                        .map(|p| answer(p, committed(&topic, p)))
+                        .map(|p| answer(&topic, p, committed(&topic, p)))
                         .collect();
                     OffsetFetchResponseTopics::default()
                         .with_name(TopicName(StrBytes::from_string(topic)))
@@ -221,7 +238,8 @@ impl GroupShard {
                         );
                     }
                     if let Some(last) = by_topic.last_mut() {
-                        last.partitions.push(answer(*partition, Some(offset)));
+                        last.partitions
+                            .push(answer(topic, *partition, Some(offset)));
                     }
                 }
                 by_topic
@@ -231,7 +249,7 @@ impl GroupShard {
             token,
             Response::OffsetFetch(
                 OffsetFetchResponseGroup::default()
-                    .with_group_id(GroupId(StrBytes::from_string(request.group_id)))
+                    .with_group_id(GroupId(StrBytes::from_string(group_id)))
                     .with_topics(topics),
             ),
         );
@@ -359,6 +377,9 @@ impl GroupShard {
                 continue;
             }
             for ((topic, partition), offset) in offsets {
+                if self.has_pending_offset(group_id, topic, *partition) {
+                    continue;
+                }
                 let expires_at = offset.expire_timestamp.unwrap_or_else(|| {
                     let base = if group.protocol_type().is_some() {
                         group.state_timestamp().max(offset.commit_timestamp)
@@ -386,6 +407,7 @@ impl GroupShard {
             .groups
             .values()
             .filter(|g| g.is_empty() && !self.offsets.contains_key(g.group_id()))
+            .filter(|g| !self.has_pending_offsets(g.group_id()))
             // A share group is kept with its share-partitions.
             .filter(|g| g.as_share().is_none())
             .filter(|g| g.as_classic().is_none_or(|c| c.state == GroupState::Empty))

@@ -42,6 +42,12 @@ pub enum Request {
     OffsetFetch(OffsetFetchGroup),
     /// OffsetDelete.
     OffsetDelete(OffsetDeleteRequest),
+    /// TxnOffsetCommit at the given version, its transaction already checked with its
+    /// coordinator.
+    TxnOffsetCommit(TxnOffsetCommitRequest, i16),
+    /// A transaction of a producer that committed offsets of this shard's groups ended: its
+    /// marker is written to the shard's partition.
+    TxnMarker(TxnMarker),
     /// DescribeGroups for one group.
     DescribeGroup(String),
     /// ListGroups, with the states and types filters (empty: all).
@@ -88,6 +94,7 @@ impl Request {
             Request::OffsetCommit(r, _) => Some(r.group_id.as_str()),
             Request::OffsetFetch(r) => Some(&r.group_id),
             Request::OffsetDelete(r) => Some(r.group_id.as_str()),
+            Request::TxnOffsetCommit(r, _) => Some(r.group_id.as_str()),
             Request::DescribeGroup(group_id) | Request::DeleteGroup(group_id) => Some(group_id),
             Request::ConsumerGroupHeartbeat(r, _, _) => Some(r.group_id.as_str()),
             Request::ConsumerGroupDescribe(group_id, _) => Some(group_id),
@@ -102,7 +109,7 @@ impl Request {
             Request::ShareAcknowledge(r) => Some(&r.group_id),
             Request::SharePlan(r) => Some(&r.group_id),
             Request::ShareAcquire(r) => Some(&r.group_id),
-            Request::ListGroups(..) | Request::TopicDeleted(_) => None,
+            Request::ListGroups(..) | Request::TopicDeleted(_) | Request::TxnMarker(_) => None,
         }
     }
 }
@@ -124,6 +131,8 @@ pub enum Response {
     OffsetFetch(offset_fetch_response::OffsetFetchResponseGroup),
     /// For OffsetDelete.
     OffsetDelete(OffsetDeleteResponse),
+    /// For TxnOffsetCommit.
+    TxnOffsetCommit(TxnOffsetCommitResponse),
     /// For one group of a DescribeGroups.
     DescribeGroup(describe_groups_response::DescribedGroup),
     /// This shard's part of a ListGroups.
@@ -171,6 +180,36 @@ pub enum Operation {
     },
     /// A deadline passed (see [`GroupShard::next_due`]).
     Deadline(DeadlineKey),
+}
+
+/// The end of a producer's transaction in the shard's `__consumer_offsets` partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnMarker {
+    /// The producer whose transaction ended.
+    pub producer_id: i64,
+    /// Its epoch, as the transaction coordinator ended it.
+    pub producer_epoch: i16,
+    /// Committed (its offsets become the group's) or aborted (they are dropped).
+    pub commit: bool,
+    /// The epoch of the transaction coordinator that ended it.
+    pub coordinator_epoch: i32,
+}
+
+/// How an operation's `__consumer_offsets` records are to be appended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchKind {
+    /// As a plain batch.
+    #[default]
+    Plain,
+    /// In a transactional batch of this producer: offsets committed inside its transaction.
+    Transactional {
+        /// The producer.
+        producer_id: i64,
+        /// Its epoch.
+        producer_epoch: i16,
+    },
+    /// As a transaction marker (the operation writes no record of its own).
+    Marker(TxnMarker),
 }
 
 /// The internal topic a shard's record belongs in: its partition of it.

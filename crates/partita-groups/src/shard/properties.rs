@@ -106,6 +106,19 @@ enum Step {
     SetEarliest {
         earliest: bool,
     },
+    /// Commits an offset inside the transaction of producer `producer`.
+    TxnCommit {
+        producer: i64,
+        member: Option<usize>,
+        group: u8,
+        partition: i32,
+        offset: i64,
+    },
+    /// Ends the transaction of producer `producer`.
+    TxnEnd {
+        producer: i64,
+        commit: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -143,6 +156,23 @@ fn step() -> impl Strategy<Value = Step> {
         (0..3u8).prop_map(|group| Step::DeleteGroup { group }),
         Just(Step::TopicDeleted),
         (3..6i32).prop_map(|partitions| Step::Repartition { partitions }),
+        (
+            0..2i64,
+            prop::option::of(0..3usize),
+            0..3u8,
+            0..3i32,
+            0..1000i64
+        )
+            .prop_map(
+                |(producer, member, group, partition, offset)| Step::TxnCommit {
+                    producer,
+                    member,
+                    group,
+                    partition,
+                    offset
+                }
+            ),
+        (0..2i64, any::<bool>()).prop_map(|(producer, commit)| Step::TxnEnd { producer, commit }),
         (0..20_000i64).prop_map(|ms| Step::Advance { ms }),
         (0..3usize).prop_map(|member| Step::ShareJoin { member }),
         (0..3usize).prop_map(|member| Step::ShareLeave { member }),
@@ -318,6 +348,21 @@ impl World {
                 partition,
                 offset,
             } => self.commit(member, group, partition, offset),
+            Step::TxnCommit {
+                producer,
+                member,
+                group,
+                partition,
+                offset,
+            } => self.txn_commit(producer, member, group, partition, offset),
+            Step::TxnEnd { producer, commit } => {
+                self.send(Request::TxnMarker(TxnMarker {
+                    producer_id: producer,
+                    producer_epoch: 0,
+                    commit,
+                    coordinator_epoch: 0,
+                }));
+            }
             Step::ConsumerJoin { member, instance } => {
                 self.starts += 1;
                 self.consumer[member] = ConsumerClient {
@@ -533,8 +578,34 @@ impl World {
         self.send(Request::ShareAcknowledge(acks));
     }
 
-    fn commit(&mut self, member: Option<usize>, group: u8, partition: i32, offset: i64) {
-        let (member_id, generation) = match member {
+    fn txn_commit(
+        &mut self,
+        producer: i64,
+        member: Option<usize>,
+        group: u8,
+        partition: i32,
+        offset: i64,
+    ) {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let (member_id, generation) = self.committer(member, group);
+        let request = TxnOffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group_name(group))))
+            .with_producer_id(ProducerId(producer))
+            .with_generation_id(generation)
+            .with_member_id(s(&member_id))
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)])]);
+        self.send(Request::TxnOffsetCommit(request, 3));
+    }
+
+    /// The member id and generation (or epoch) a commit of `member` names in `group`.
+    fn committer(&self, member: Option<usize>, group: u8) -> (String, i32) {
+        match member {
             Some(i) if group_name(group) == CLASSIC => {
                 let client = &self.classic[i];
                 (client.member_id.clone(), client.generation)
@@ -543,7 +614,11 @@ impl World {
                 (self.consumer[i].member_id.clone(), self.consumer[i].epoch)
             }
             _ => (String::new(), -1),
-        };
+        }
+    }
+
+    fn commit(&mut self, member: Option<usize>, group: u8, partition: i32, offset: i64) {
+        let (member_id, generation) = self.committer(member, group);
         let request = OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group_name(group))))
             .with_generation_id_or_member_epoch(generation)
@@ -626,6 +701,7 @@ struct DurableConsumerGroup {
 #[derive(Debug, PartialEq)]
 struct Durable {
     offsets: BTreeMap<String, GroupOffsets>,
+    pending: BTreeMap<i64, PendingOffsets>,
     /// Share-partitions, with acquired records given back as a restart does.
     shares: BTreeMap<String, SharePartitions>,
     share_earliest: BTreeMap<String, bool>,
@@ -638,6 +714,11 @@ fn durable(shard: &GroupShard) -> Durable {
         .offsets
         .iter()
         .map(|(id, offsets)| (id.clone(), offsets.clone()))
+        .collect();
+    let pending = shard
+        .pending_offsets
+        .iter()
+        .map(|(producer, offsets)| (*producer, offsets.clone()))
         .collect();
     let shares = shard
         .share_partitions
@@ -695,6 +776,7 @@ fn durable(shard: &GroupShard) -> Durable {
     }
     Durable {
         offsets,
+        pending,
         shares,
         share_earliest,
         classic,

@@ -7,6 +7,9 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -167,15 +170,66 @@ impl Harness {
     }
 
     fn committed(&mut self) -> i64 {
+        self.fetch(false).0
+    }
+
+    /// The committed offset of `orders`/0 and the partition's error code.
+    fn fetch(&mut self, require_stable: bool) -> (i64, i16) {
         let token = self.send(Request::OffsetFetch(OffsetFetchGroup {
             group_id: GROUP.to_string(),
             topics: Some(vec![("orders".to_string(), vec![0])]),
             member: None,
+            require_stable,
         }));
         match self.take(token) {
-            Some(Response::OffsetFetch(group)) => group.topics[0].partitions[0].committed_offset,
+            Some(Response::OffsetFetch(group)) => {
+                let partition = &group.topics[0].partitions[0];
+                (partition.committed_offset, partition.error_code)
+            }
             other => panic!("expected an OffsetFetch response, got {other:?}"),
         }
+    }
+
+    /// Commits `orders`/0 at `offset` inside the transaction of `producer_id`, as the
+    /// member `member_id` of `generation`; the partition's error code.
+    fn txn_commit(
+        &mut self,
+        producer_id: i64,
+        member_id: &str,
+        generation: i32,
+        offset: i64,
+    ) -> i16 {
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_group_id(GroupId(s(GROUP)))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0)
+            .with_generation_id(generation)
+            .with_member_id(s(member_id))
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(Some(s("")))])]);
+        let token = self.send(Request::TxnOffsetCommit(request, 3));
+        match self.take(token) {
+            Some(Response::TxnOffsetCommit(response)) => {
+                response.topics[0].partitions[0].error_code
+            }
+            other => panic!("expected a TxnOffsetCommit response, got {other:?}"),
+        }
+    }
+
+    /// Ends the transaction of `producer_id` in the shard's partition.
+    fn end_txn(&mut self, producer_id: i64, commit: bool) {
+        let token = self.send(Request::TxnMarker(TxnMarker {
+            producer_id,
+            producer_epoch: 0,
+            commit,
+            coordinator_epoch: 1,
+        }));
+        assert!(matches!(self.take(token), Some(Response::Done(0))));
     }
 
     fn leave(&mut self, member_id: &str, instance: Option<&str>) -> LeaveGroupResponse {
@@ -665,4 +719,133 @@ fn evictions_and_rebalances_are_reported_as_events_with_their_cause() {
     assert_eq!(completed.0, generation + 1);
     assert_eq!(completed.2, RebalanceCause::SessionTimeout);
     assert!(completed.1 >= 0);
+}
+
+#[test]
+fn offsets_committed_in_a_transaction_count_only_once_it_commits() {
+    let mut h = Harness::new();
+    assert_eq!(h.commit("", -1, 10, ""), 0);
+    assert_eq!(h.txn_commit(7, "", -1, 20), 0);
+    assert_eq!(
+        h.fetch(false),
+        (10, 0),
+        "read_uncommitted still sees the old offset"
+    );
+    assert_eq!(
+        h.fetch(true),
+        (-1, ResponseError::UnstableOffsetCommit.code()),
+        "require_stable waits for the transaction"
+    );
+    let restarted = h.driver.rebuilt(h.config.clone());
+    assert_eq!(
+        restarted.pending_offsets().count(),
+        1,
+        "pending offsets survive a restart"
+    );
+
+    h.end_txn(7, true);
+    assert_eq!(h.fetch(true), (20, 0));
+    let restarted = h.driver.rebuilt(h.config.clone());
+    assert_eq!(restarted.offsets(GROUP).map(|o| o.len()), Some(1));
+    assert_eq!(restarted.pending_offsets().count(), 0);
+    assert_eq!(
+        restarted
+            .offsets(GROUP)
+            .and_then(|o| o.values().next())
+            .map(|c| c.offset),
+        Some(20)
+    );
+
+    assert_eq!(h.txn_commit(7, "", -1, 30), 0);
+    h.end_txn(7, false);
+    assert_eq!(
+        h.fetch(true),
+        (20, 0),
+        "an aborted transaction's offsets vanish"
+    );
+    let restarted = h.driver.rebuilt(h.config.clone());
+    assert_eq!(
+        restarted
+            .offsets(GROUP)
+            .and_then(|o| o.values().next())
+            .map(|c| c.offset),
+        Some(20)
+    );
+}
+
+#[test]
+fn a_commit_made_after_a_transactions_offset_wins_when_the_transaction_commits() {
+    let mut h = Harness::new();
+    assert_eq!(h.txn_commit(7, "", -1, 20), 0);
+    assert_eq!(h.txn_commit(8, "", -1, 25), 0);
+    assert_eq!(h.commit("", -1, 30, ""), 0);
+    h.end_txn(7, true);
+    assert_eq!(
+        h.committed(),
+        30,
+        "the plain commit came after the transaction's"
+    );
+    // Producer 8's offset came after 7's but before the plain commit.
+    assert_eq!(h.fetch(true).1, ResponseError::UnstableOffsetCommit.code());
+    h.end_txn(8, true);
+    assert_eq!(h.fetch(true), (30, 0));
+    let restarted = h.driver.rebuilt(h.config.clone());
+    assert_eq!(
+        restarted
+            .offsets(GROUP)
+            .and_then(|o| o.values().next())
+            .map(|c| c.offset),
+        Some(30)
+    );
+}
+
+#[test]
+fn a_zombie_members_transaction_cannot_commit_offsets() {
+    let mut h = Harness::new();
+    let (a, b, generation) = h.stable_pair();
+    assert_eq!(h.txn_commit(7, &a, generation, 5), 0);
+    assert_eq!(
+        h.txn_commit(8, &b, generation - 1, 6),
+        ResponseError::IllegalGeneration.code(),
+        "an older generation is fenced"
+    );
+    assert_eq!(
+        h.txn_commit(8, "gone", generation, 6),
+        ResponseError::UnknownMemberId.code()
+    );
+    // A producer that names no member (older clients) is let through.
+    assert_eq!(h.txn_commit(9, "", -1, 7), 0);
+    // Only the accepted commits wait for their transactions.
+    assert_eq!(h.driver.shard.pending_offsets().count(), 2);
+}
+
+#[test]
+fn a_marker_whose_append_fails_leaves_the_transaction_pending() {
+    let mut h = Harness::new();
+    assert_eq!(h.txn_commit(7, "", -1, 20), 0);
+    h.driver.failing = true;
+    let token = h.send(Request::TxnMarker(TxnMarker {
+        producer_id: 7,
+        producer_epoch: 0,
+        commit: true,
+        coordinator_epoch: 1,
+    }));
+    assert!(matches!(
+        h.take(token),
+        Some(Response::Done(code)) if code == ResponseError::CoordinatorNotAvailable.code()
+    ));
+    h.driver.failing = false;
+    assert_eq!(h.fetch(true).1, ResponseError::UnstableOffsetCommit.code());
+    h.end_txn(7, true);
+    assert_eq!(h.fetch(true), (20, 0));
+}
+
+#[test]
+fn pending_offsets_keep_an_empty_group_from_expiring() {
+    let mut h = Harness::new();
+    assert_eq!(h.txn_commit(7, "", -1, 20), 0);
+    h.advance(h.config.offsets_retention_ms + 2 * h.config.offsets_retention_check_interval_ms);
+    assert!(h.driver.shard.groups.contains_key(GROUP));
+    h.end_txn(7, true);
+    assert_eq!(h.committed(), 20);
 }

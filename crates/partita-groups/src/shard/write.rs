@@ -14,7 +14,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::deadlines::DeadlineKey;
-use super::{log_event, GroupShard, Request, Response, Token};
+use super::{
+    log_event, BatchKind, GroupShard, OffsetKey, PendingOffsets, Request, Response, Token,
+    TxnMarker,
+};
 use crate::classic::CommittedOffset;
 use crate::events::GroupEvent;
 use crate::records::{RecordKey, RecordValue};
@@ -29,11 +32,27 @@ const STORAGE_RETRY_MS: i64 = 1_000;
 
 /// Why the records of an operation could not be appended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppendError(pub String);
+pub struct AppendError {
+    /// What the storage said.
+    pub reason: String,
+    /// The partition refused the batch because its producer's epoch is older than one it
+    /// has seen (a transaction marker of a fenced producer).
+    pub producer_fenced: bool,
+}
+
+impl AppendError {
+    /// The storage could not append; trying again later may work.
+    pub fn new(reason: impl Into<String>) -> AppendError {
+        AppendError {
+            reason: reason.into(),
+            producer_fenced: false,
+        }
+    }
+}
 
 impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.reason)
     }
 }
 
@@ -47,6 +66,7 @@ pub(super) enum RequestKind {
     LeaveGroup,
     OffsetCommit,
     OffsetDelete,
+    TxnOffsetCommit,
     ConsumerGroupHeartbeat,
     DeleteGroup,
     TopicDeleted,
@@ -68,6 +88,8 @@ impl RequestKind {
             Request::LeaveGroup(..) => RequestKind::LeaveGroup,
             Request::OffsetCommit(..) => RequestKind::OffsetCommit,
             Request::OffsetDelete(..) => RequestKind::OffsetDelete,
+            Request::TxnOffsetCommit(..) => RequestKind::TxnOffsetCommit,
+            Request::TxnMarker(..) => RequestKind::Setting,
             Request::ConsumerGroupHeartbeat(..) => RequestKind::ConsumerGroupHeartbeat,
             Request::DeleteGroup(..) => RequestKind::DeleteGroup,
             Request::TopicDeleted(..) => RequestKind::TopicDeleted,
@@ -90,9 +112,6 @@ impl RequestKind {
     }
 }
 
-/// A committed offset's key: group, topic, partition.
-type OffsetKey = (String, String, i32);
-
 /// What an operation replaced, to put it back.
 #[derive(Debug, Default)]
 struct Undo {
@@ -100,6 +119,8 @@ struct Undo {
     groups: Vec<(String, Option<Group>)>,
     /// Each committed offset it wrote, as it was before, in the order written.
     offsets: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    /// Each producer's pending offsets it changed, as they were before.
+    pending_offsets: Vec<(i64, Option<PendingOffsets>)>,
     /// Each share-partition it wrote, as it was before, in the order written.
     share_partitions: Vec<(SharePartitionKey, Option<SharePartition>)>,
     /// Each `share.auto.offset.reset` it wrote, as it was before.
@@ -116,6 +137,8 @@ pub(super) struct Transaction {
     pub(super) trigger: Option<(Token, RequestKind)>,
     /// When offsets expire next, once this operation (the expiry) is done.
     pub(super) next_offsets_expiry: Option<i64>,
+    /// How its `__consumer_offsets` records are appended.
+    pub(super) batch: BatchKind,
     undo: Undo,
 }
 
@@ -130,6 +153,12 @@ impl Staged {
     /// The records to append, in order; empty when the operation changed nothing durable.
     pub fn records(&self) -> &[Record] {
         &self.transaction.records
+    }
+
+    /// How the `__consumer_offsets` records are to be appended; for
+    /// [`BatchKind::Marker`], a transaction marker is appended, and no record.
+    pub fn batch(&self) -> BatchKind {
+        self.transaction.batch
     }
 }
 
@@ -147,19 +176,36 @@ impl GroupShard {
 
     /// Writes one record: it is appended with the operation's others, and replayed now.
     pub(super) fn write(&mut self, now: i64, key: RecordKey, value: Option<RecordValue>) {
-        if let RecordKey::OffsetCommit {
-            group,
-            topic,
-            partition,
-        } = &key
-        {
-            let before = self
-                .offsets
-                .get(group)
-                .and_then(|offsets| offsets.get(&(topic.clone(), *partition)))
-                .cloned();
-            let offset_key = (group.clone(), topic.clone(), *partition);
-            self.transaction.undo.offsets.push((offset_key, before));
+        let producer = match self.transaction.batch {
+            BatchKind::Transactional { producer_id, .. } => Some(producer_id),
+            BatchKind::Plain | BatchKind::Marker(_) => None,
+        };
+        match (&key, producer) {
+            (RecordKey::OffsetCommit { .. }, Some(producer_id)) => {
+                self.remember_pending(producer_id)
+            }
+            (
+                RecordKey::OffsetCommit {
+                    group,
+                    topic,
+                    partition,
+                },
+                None,
+            ) => {
+                let key = (group.clone(), topic.clone(), *partition);
+                if value.is_none() {
+                    // A tombstone drops the partition's offsets still in transactions too.
+                    let holding: Vec<i64> = self
+                        .pending_offsets
+                        .iter()
+                        .filter(|(_, pending)| pending.contains_key(&key))
+                        .map(|(producer_id, _)| *producer_id)
+                        .collect();
+                    holding.into_iter().for_each(|p| self.remember_pending(p));
+                }
+                self.remember_offset(&key);
+            }
+            _ => {}
         }
         if let Some(group) = key.group() {
             // Replaying may create or remove the group itself.
@@ -171,7 +217,46 @@ impl GroupShard {
             key: key.encode(),
             value: value.as_ref().map(RecordValue::encode),
         });
-        self.apply(now, key, value);
+        self.apply(now, producer, key, value);
+    }
+
+    /// Writes the marker ending a producer's transaction in this partition, and replays it
+    /// now. The operation writes no record of its own.
+    pub(super) fn write_marker(&mut self, now: i64, marker: TxnMarker) {
+        self.remember_pending(marker.producer_id);
+        let keys: Vec<OffsetKey> = self
+            .pending_offsets
+            .get(&marker.producer_id)
+            .map(|pending| pending.keys().cloned().collect())
+            .unwrap_or_default();
+        for key in &keys {
+            self.remember_offset(key);
+            self.remember_group(&key.0);
+        }
+        self.transaction.batch = BatchKind::Marker(marker);
+        self.apply_marker(now, marker.producer_id, marker.commit);
+    }
+
+    /// Keeps a committed offset as it is, to put it back if the operation fails.
+    fn remember_offset(&mut self, (group, topic, partition): &OffsetKey) {
+        let before = self
+            .offsets
+            .get(group)
+            .and_then(|offsets| offsets.get(&(topic.clone(), *partition)))
+            .cloned();
+        let offset_key = (group.clone(), topic.clone(), *partition);
+        self.transaction.undo.offsets.push((offset_key, before));
+    }
+
+    /// Keeps a producer's pending offsets as they are, once per operation, to put them back
+    /// if the operation fails.
+    fn remember_pending(&mut self, producer_id: i64) {
+        let undo = &mut self.transaction.undo;
+        if undo.pending_offsets.iter().any(|(p, _)| *p == producer_id) {
+            return;
+        }
+        let before = self.pending_offsets.get(&producer_id).cloned();
+        undo.pending_offsets.push((producer_id, before));
     }
 
     /// Writes one record of `__share_group_state`: appended with the operation's others, and
@@ -253,7 +338,10 @@ impl GroupShard {
                 tracing::warn!(%error, records = transaction.records.len(), "coordinator records could not be appended; the operation is undone");
                 self.undo(transaction.undo);
                 self.deadlines.pause_until(now + STORAGE_RETRY_MS);
-                let error = ResponseError::CoordinatorNotAvailable;
+                let error = match error.producer_fenced {
+                    true => ResponseError::InvalidProducerEpoch,
+                    false => ResponseError::CoordinatorNotAvailable,
+                };
                 let mut answered: HashMap<Token, Response> =
                     transaction.responses.into_iter().collect();
                 transaction
@@ -271,6 +359,12 @@ impl GroupShard {
     }
 
     fn undo(&mut self, undo: Undo) {
+        for (producer_id, before) in undo.pending_offsets.into_iter().rev() {
+            match before {
+                Some(pending) => self.pending_offsets.insert(producer_id, pending),
+                None => self.pending_offsets.remove(&producer_id),
+            };
+        }
         for ((group, topic_id, partition), before) in undo.share_partitions.into_iter().rev() {
             let partitions = self.share_partitions.entry(group.clone()).or_default();
             match before {
@@ -330,6 +424,18 @@ fn text(s: &str) -> StrBytes {
 fn failed(kind: RequestKind, answered: Option<Response>, error: ResponseError) -> Response {
     let code = error.code();
     match (kind, answered) {
+        (_, Some(Response::TxnOffsetCommit(mut response))) => {
+            for partition in response
+                .topics
+                .iter_mut()
+                .flat_map(|t| t.partitions.iter_mut())
+            {
+                if partition.error_code == 0 {
+                    partition.error_code = code;
+                }
+            }
+            Response::TxnOffsetCommit(response)
+        }
         (_, Some(Response::OffsetCommit(mut response))) => {
             for partition in response
                 .topics
@@ -398,6 +504,9 @@ fn failed(kind: RequestKind, answered: Option<Response>, error: ResponseError) -
         (RequestKind::Setting, _) => Response::Done(code),
         (RequestKind::TopicDeleted, _) => Response::TopicDeleted(0),
         (RequestKind::OffsetCommit, _) => Response::OffsetCommit(OffsetCommitResponse::default()),
+        (RequestKind::TxnOffsetCommit, _) => {
+            Response::TxnOffsetCommit(TxnOffsetCommitResponse::default())
+        }
         (RequestKind::ReadOnly, Some(response)) => response,
         (RequestKind::ReadOnly, None) => {
             Response::Heartbeat(HeartbeatResponse::default().with_error_code(code))
