@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from partita_compat import unique_name, wait_until
+from test_java import _classpath, compiled_java  # noqa: F401 - the fixture
 from test_transactions import PARTITIONS, make_topic, read_all, transactional
 
 NO_OFFSET = -1001
@@ -193,9 +194,8 @@ def test_offsets_of_transactions_survive_a_kill(start_broker):
 class App:
     """compat/eos_app.py run as a separate process, restarted as its operator would."""
 
-    def __init__(self, bootstrap: str, *args: str) -> None:
-        self.args = [sys.executable, str(Path(__file__).with_name("eos_app.py")), bootstrap,
-                     *args]
+    def __init__(self, command: list[str], *args: str) -> None:
+        self.args = [*command, *args]
         self.proc: subprocess.Popen | None = None
         self.commits = 0
         self.starts = 0
@@ -235,8 +235,17 @@ class App:
             self.proc.wait(30)
 
 
+@pytest.fixture(params=["confluent-kafka", "java"])
+def eos_app(request) -> list[str]:
+    """The command that runs the application, written with each client."""
+    if request.param == "java":
+        build = request.getfixturevalue("compiled_java")
+        return ["java", "-cp", _classpath(build), "EosApp"]
+    return [sys.executable, str(Path(__file__).with_name("eos_app.py"))]
+
+
 @pytest.mark.timeout(900)
-def test_consume_transform_produce_is_exactly_once_across_kills(start_broker):
+def test_consume_transform_produce_is_exactly_once_across_kills(start_broker, eos_app):
     """Issue 16's loop: the application is killed with SIGKILL at random points and started
     again ten times, and the broker is killed three times under it; a read_committed reader
     of the output finds every input record exactly once."""
@@ -246,7 +255,7 @@ def test_consume_transform_produce_is_exactly_once_across_kills(start_broker):
     make_topic(b.bootstrap, out)
     total = 20000
     fill(b.bootstrap, topic, total)
-    app = App(b.bootstrap, topic, out, unique_name("eos-group"), unique_name("eos-tid"))
+    app = App(eos_app, b.bootstrap, topic, out, unique_name("eos-group"), unique_name("eos-tid"))
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     try:
