@@ -234,3 +234,45 @@ def test_commits_acknowledged_before_a_kill_are_read_after_it(start_broker):
     assert plain.flush(30) == 0
     assert prefixes(read_all(b.bootstrap, topic, "read_committed", 21)) == \
         {"round0": 6, "round1": 6, "round2": 6, "after": 3}
+
+
+def test_a_hanging_transaction_is_found_and_aborted_with_the_cli(broker):
+    """A producer that stopped in the middle of a long transaction holds read_committed
+    readers of its partition back; the operator finds where the transaction starts with
+    `describe-producers` and aborts it with `abort`, as with kafka-transactions.sh."""
+    import json
+    from partita_compat import broker_binary
+
+    def partita(*args) -> object:
+        done = subprocess.run([str(broker_binary()), "transactions", *args,
+                               "--bootstrap-server", broker.bootstrap, "--output", "json"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    topic = unique_name("txn-hang")
+    make_topic(broker.bootstrap, topic)
+    stuck = transactional(broker.bootstrap, unique_name("tid-hang"),
+                          **{"transaction.timeout.ms": 900000})
+    stuck.begin_transaction()
+    for i in range(3):
+        stuck.produce(topic, value=f"stuck-{i}".encode(), partition=0)
+    assert stuck.flush(30) == 0
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    plain.produce(topic, value=b"after-0", partition=0)
+    assert plain.flush(30) == 0
+
+    producers = partita("describe-producers", "--topic", topic, "--partition", "0")
+    hanging = [p for p in producers if p["current_transaction_start_offset"] >= 0]
+    assert [p["current_transaction_start_offset"] for p in hanging] == [0], producers
+    aborted = partita("abort", "--topic", topic, "--partition", "0", "--start-offset", "0")
+    assert aborted["producer_id"] == hanging[0]["producer_id"]
+    # The partition is stable again: read_committed readers get past it, without the
+    # aborted records.
+    assert prefixes(read_all(broker.bootstrap, topic, "read_committed", 1)) == {"after": 1}
+    producers = partita("describe-producers", "--topic", topic, "--partition", "0")
+    assert all(p["current_transaction_start_offset"] == -1 for p in producers), producers
+    done = subprocess.run([str(broker_binary()), "transactions", "abort", "--topic", topic,
+                           "--partition", "0", "--start-offset", "0",
+                           "--bootstrap-server", broker.bootstrap],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "no transaction" in done.stderr, done.stderr

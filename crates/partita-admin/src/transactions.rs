@@ -1,9 +1,12 @@
-//! Transactions as `kafka-transactions.sh` shows them: every transaction the brokers'
-//! coordinators know (ListTransactions, KIP-664) and one transactional id's state
-//! (DescribeTransactions, asked of its coordinator).
+//! Transactions as `kafka-transactions.sh` shows and ends them: every transaction the
+//! brokers' coordinators know (ListTransactions, KIP-664), one transactional id's state
+//! (DescribeTransactions, asked of its coordinator), the producers of a partition
+//! (DescribeProducers) and the abort of a hanging transaction (WriteTxnMarkers).
 
 use kafka_protocol::messages::{
-    DescribeTransactionsRequest, ListTransactionsRequest, ProducerId, TransactionalId,
+    describe_producers_request, write_txn_markers_request, DescribeProducersRequest,
+    DescribeTransactionsRequest, ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
+    WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
@@ -138,4 +141,139 @@ pub async fn describe(
         partitions,
         coordinator,
     })
+}
+
+/// A producer that wrote to a partition, as DescribeProducers gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProducerListing {
+    pub producer_id: i64,
+    pub producer_epoch: i32,
+    pub last_sequence: i32,
+    /// The epoch of the coordinator that last ended one of its transactions, -1 if unknown.
+    pub coordinator_epoch: i32,
+    /// The offset of the first record of its transaction under way there, -1 if none.
+    pub current_transaction_start_offset: i64,
+}
+
+/// The producers that wrote to `topic`-`partition`, asked of its leader.
+pub async fn describe_producers(
+    client: &mut AdminClient,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<ProducerListing>> {
+    let leader = leader_of(client, topic, partition).await?;
+    let (response, _) = client
+        .broker(leader)
+        .await?
+        .call(0, |_| {
+            DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partition_indexes(vec![partition]),
+            ])
+        })
+        .await?;
+    let answer = response
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| AdminError::InvalidInput(format!("no answer for {topic}-{partition}")))?;
+    let message = answer.error_message.as_ref().map(|m| m.to_string());
+    AdminError::check(answer.error_code, message.as_deref(), || {
+        format!("describing the producers of {topic}-{partition}")
+    })?;
+    Ok(answer
+        .active_producers
+        .into_iter()
+        .map(|p| ProducerListing {
+            producer_id: p.producer_id.0,
+            producer_epoch: p.producer_epoch,
+            last_sequence: p.last_sequence,
+            coordinator_epoch: p.coordinator_epoch,
+            current_transaction_start_offset: p.current_txn_start_offset,
+        })
+        .collect())
+}
+
+/// Which transaction of a partition to abort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortTarget {
+    /// The one whose first record is at this offset (found with DescribeProducers).
+    StartOffset(i64),
+    /// This producer's, at this epoch, as ended by a coordinator of this epoch.
+    Producer {
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    },
+}
+
+/// Aborts a transaction in `topic`-`partition` by writing its ABORT marker there
+/// (WriteTxnMarkers, as `kafka-transactions.sh abort` does): for a hanging transaction, one
+/// whose coordinator will never end it. Returns the producer whose transaction it was.
+pub async fn abort(
+    client: &mut AdminClient,
+    topic: &str,
+    partition: i32,
+    target: AbortTarget,
+) -> Result<i64> {
+    let (producer_id, producer_epoch, coordinator_epoch) = match target {
+        AbortTarget::Producer {
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+        } => (producer_id, producer_epoch, coordinator_epoch),
+        AbortTarget::StartOffset(offset) => {
+            let producers = describe_producers(client, topic, partition).await?;
+            let found = producers
+                .iter()
+                .find(|p| p.current_transaction_start_offset == offset)
+                .ok_or_else(|| {
+                    AdminError::InvalidInput(format!(
+                        "no transaction of {topic}-{partition} starts at offset {offset}"
+                    ))
+                })?;
+            let epoch = i16::try_from(found.producer_epoch).unwrap_or(-1);
+            (found.producer_id, epoch, found.coordinator_epoch)
+        }
+    };
+    let leader = leader_of(client, topic, partition).await?;
+    let (response, _) = client
+        .broker(leader)
+        .await?
+        .call(1, |_| {
+            WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(producer_epoch)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(coordinator_epoch)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_partition_indexes(vec![partition]),
+                    ]),
+            ])
+        })
+        .await?;
+    for result in response.markers.iter().flat_map(|m| &m.topics) {
+        for p in &result.partitions {
+            AdminError::check(p.error_code, None, || {
+                format!("aborting the transaction of producer {producer_id} in {topic}-{partition}")
+            })?;
+        }
+    }
+    Ok(producer_id)
+}
+
+/// The broker leading `topic`-`partition`.
+async fn leader_of(client: &mut AdminClient, topic: &str, partition: i32) -> Result<i32> {
+    let topics = client.existing_topics(&[topic.to_string()]).await?;
+    topics
+        .iter()
+        .find(|t| t.name == topic)
+        .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+        .map(|p| p.leader)
+        .ok_or_else(|| AdminError::InvalidInput(format!("no partition {topic}-{partition}")))
 }

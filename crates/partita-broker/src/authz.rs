@@ -1202,6 +1202,74 @@ impl Guard for DescribeTransactionsRequest {
     }
 }
 
+/// WriteTxnMarkers: CLUSTER_ACTION on the cluster, as brokers and `kafka-transactions.sh
+/// abort` have it.
+impl Guard for WriteTxnMarkersRequest {
+    type Response = WriteTxnMarkersResponse;
+    fn guard(self, check: &Check<'_>, _version: i16) -> Guarded<Self, WriteTxnMarkersResponse> {
+        use write_txn_markers_response::{
+            WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+        };
+        if check.cluster(Operation::ClusterAction) {
+            return Guarded::Proceed(self, None);
+        }
+        let markers = self
+            .markers
+            .iter()
+            .map(|m| {
+                let topics = m.topics.iter().map(|t| {
+                    let partitions = t.partition_indexes.iter().map(|p| {
+                        WritableTxnMarkerPartitionResult::default()
+                            .with_partition_index(*p)
+                            .with_error_code(CLUSTER_DENIED)
+                    });
+                    WritableTxnMarkerTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(partitions.collect())
+                });
+                WritableTxnMarkerResult::default()
+                    .with_producer_id(m.producer_id)
+                    .with_topics(topics.collect())
+            })
+            .collect();
+        Guarded::Refused(WriteTxnMarkersResponse::default().with_markers(markers))
+    }
+}
+
+/// DescribeProducers: READ on each topic; the others are answered
+/// TOPIC_AUTHORIZATION_FAILED.
+impl Guard for DescribeProducersRequest {
+    type Response = DescribeProducersResponse;
+    fn guard(
+        mut self,
+        check: &Check<'_>,
+        _version: i16,
+    ) -> Guarded<Self, DescribeProducersResponse> {
+        use describe_producers_response::{PartitionResponse, TopicResponse};
+        let (allowed, refused) = split(std::mem::take(&mut self.topics), |t| {
+            check.topic(Operation::Read, t.name.as_str())
+        });
+        self.topics = allowed;
+        let fixup = append(
+            refused,
+            move |response: &mut DescribeProducersResponse,
+                  refused: Vec<describe_producers_request::TopicRequest>| {
+                response.topics.extend(refused.into_iter().map(|t| {
+                    let partitions = t.partition_indexes.iter().map(|p| {
+                        PartitionResponse::default()
+                            .with_partition_index(*p)
+                            .with_error_code(TOPIC_DENIED)
+                    });
+                    TopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions.collect())
+                }));
+            },
+        );
+        Guarded::Proceed(self, fixup)
+    }
+}
+
 /// ListTransactions: only the transactional ids the principal may describe.
 impl Guard for ListTransactionsRequest {
     type Response = ListTransactionsResponse;

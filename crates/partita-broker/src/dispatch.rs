@@ -38,6 +38,8 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -356,6 +358,14 @@ pub(crate) async fn dispatch(
         ApiKey::ListTransactions => {
             route!(ListTransactionsRequest, handlers::transactions::list)
         }
+        ApiKey::DescribeProducers => route!(
+            DescribeProducersRequest,
+            handlers::transactions::describe_producers
+        ),
+        ApiKey::WriteTxnMarkers => route!(
+            WriteTxnMarkersRequest,
+            handlers::transactions::write_txn_markers
+        ),
         ApiKey::OffsetForLeaderEpoch => route!(
             OffsetForLeaderEpochRequest,
             handlers::offset_for_leader_epoch::handle

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 pub use crate::storage::PartitionOffsets;
 use crate::storage::{Appending, Maintenance, PartitionStorage};
-use partita_log::producer_state::AbortedTxn;
+use partita_log::producer_state::{AbortedTxn, ActiveProducer};
 
 /// A partition of a topic, shared by every connection that produces to or fetches from it.
 pub struct Partition {
@@ -72,6 +72,11 @@ impl Partition {
         max_bytes: usize,
     ) -> Result<(Bytes, PartitionOffsets, Vec<AbortedTxn>), LogError> {
         self.storage.read_committed(offset, max_bytes).await
+    }
+
+    /// The producers that wrote here and their transactions under way (DescribeProducers).
+    pub async fn producers(&self) -> Result<Vec<ActiveProducer>, LogError> {
+        self.storage.producers().await
     }
 
     /// Whether this broker serves the partition (always, on a single node; in cluster mode,

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{now_ms, Broker};
 use crate::error::BrokerError;
-use crate::groups::{internal_topic, replay, CONSUMER_OFFSETS};
+use crate::groups::{internal_topic, replay, CoordinatorError, CONSUMER_OFFSETS};
 use crate::partition::Partition;
 use crate::topics::TopicRegistry;
 
@@ -288,33 +288,23 @@ const MARKER_RETRY_MAX: Duration = Duration::from_secs(5);
 /// passed over.
 async fn write_markers(broker: Arc<Broker>, mut work: mpsc::UnboundedReceiver<MarkerWork>) {
     while let Some((shard, job)) = work.recv().await {
+        let marker = TxnMarker {
+            producer_id: job.producer_id,
+            producer_epoch: job.producer_epoch,
+            commit: job.commit,
+            coordinator_epoch: job.coordinator_epoch,
+        };
         for (topic, index) in &job.partitions {
-            if topic == CONSUMER_OFFSETS {
-                end_group_offsets(&broker, &job, *index).await;
-                continue;
-            }
             let mut backoff = Duration::from_millis(50);
             loop {
-                let Some(partition) = broker
-                    .topics
-                    .get(topic)
-                    .and_then(|t| t.partition(*index).cloned())
-                else {
-                    break;
-                };
-                let marker = batch::build_marker(
-                    job.producer_id,
-                    job.producer_epoch,
-                    job.commit,
-                    job.coordinator_epoch,
-                    now_ms(),
-                );
-                match partition.append(marker.to_vec(), now_ms()).await {
-                    Ok(_) => break,
-                    // A newer epoch already ended this producer's transaction here.
-                    Err(LogError::InvalidProducerEpoch) => break,
+                match write_marker(&broker, topic, *index, marker).await {
+                    // Written; or its topic is gone; or a newer epoch already ended this
+                    // producer's transaction there.
+                    Ok(())
+                    | Err(ResponseError::UnknownTopicOrPartition)
+                    | Err(ResponseError::InvalidProducerEpoch) => break,
                     Err(error) => {
-                        tracing::warn!(%topic, partition = index, %error, "could not write a transaction marker; trying again");
+                        tracing::warn!(%topic, partition = index, ?error, "could not write a transaction marker; trying again");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MARKER_RETRY_MAX);
                     }
@@ -347,38 +337,51 @@ async fn write_markers(broker: Arc<Broker>, mut work: mpsc::UnboundedReceiver<Ma
     }
 }
 
-/// Writes a transaction's marker into a `__consumer_offsets` partition through the group
-/// coordinator shard that owns it, which commits or drops the offsets the transaction holds
-/// there as it writes it.
-async fn end_group_offsets(broker: &Broker, job: &MarkerJob, shard: i32) {
-    let marker = TxnMarker {
-        producer_id: job.producer_id,
-        producer_epoch: job.producer_epoch,
-        commit: job.commit,
-        coordinator_epoch: job.coordinator_epoch,
+/// Writes a transaction marker into one partition, once: the error is what Kafka would
+/// answer WriteTxnMarkers with. A `__consumer_offsets` partition is written through the
+/// group coordinator shard that owns it, which commits or drops the offsets the transaction
+/// holds there as it writes the marker.
+pub(crate) async fn write_marker(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    marker: TxnMarker,
+) -> Result<(), ResponseError> {
+    let Some(partition) = broker
+        .topics
+        .get(topic)
+        .and_then(|t| t.partition(index).cloned())
+    else {
+        return Err(ResponseError::UnknownTopicOrPartition);
     };
-    let fenced = ResponseError::InvalidProducerEpoch.code();
-    let mut backoff = Duration::from_millis(50);
-    loop {
+    if topic == CONSUMER_OFFSETS {
         let client = ClientContext::default();
         let request = Request::TxnMarker(marker);
-        match broker
+        return match broker
             .groups
-            .call_shard(shard as usize, &client, request)
+            .call_shard(index as usize, &client, request)
             .await
         {
-            Ok(Response::Done(0)) => return,
-            // A newer epoch already ended this producer's transaction here.
-            Ok(Response::Done(code)) if code == fenced => return,
-            outcome => {
-                tracing::warn!(
-                    partition = shard,
-                    ?outcome,
-                    "could not write a transaction marker to __consumer_offsets; trying again"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MARKER_RETRY_MAX);
+            Ok(Response::Done(0)) => Ok(()),
+            Ok(Response::Done(code)) => {
+                Err(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError))
             }
-        }
+            Ok(_) => Err(ResponseError::UnknownServerError),
+            Err(CoordinatorError::NotCoordinator) => Err(ResponseError::NotLeaderOrFollower),
+            Err(CoordinatorError::Unavailable) => Err(ResponseError::CoordinatorNotAvailable),
+        };
+    }
+    let encoded = batch::build_marker(
+        marker.producer_id,
+        marker.producer_epoch,
+        marker.commit,
+        marker.coordinator_epoch,
+        now_ms(),
+    );
+    match partition.append(encoded.to_vec(), now_ms()).await {
+        Ok(_) => Ok(()),
+        Err(LogError::InvalidProducerEpoch) => Err(ResponseError::InvalidProducerEpoch),
+        Err(LogError::NotLeader) => Err(ResponseError::NotLeaderOrFollower),
+        Err(_) => Err(ResponseError::KafkaStorageError),
     }
 }

@@ -50,6 +50,7 @@ fn encode_default(key: ApiKey, version: i16, body: &mut BytesMut) -> Option<bool
         AddPartitionsToTxn: AddPartitionsToTxnRequest,
         AddOffsetsToTxn: AddOffsetsToTxnRequest,
         EndTxn: EndTxnRequest,
+        WriteTxnMarkers: WriteTxnMarkersRequest,
         TxnOffsetCommit: TxnOffsetCommitRequest,
         DescribeAcls: DescribeAclsRequest,
         CreateAcls: CreateAclsRequest,

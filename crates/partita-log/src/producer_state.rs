@@ -52,6 +52,19 @@ pub struct AbortedTxn {
     pub last_offset: i64,
 }
 
+/// A producer that wrote to the partition, as DescribeProducers (KIP-664) shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its epoch (-1 if it wrote only records without one).
+    pub producer_epoch: i16,
+    /// The sequence number of its last record, -1 if none.
+    pub last_sequence: i32,
+    /// The offset of the first record of its transaction under way here, -1 if none.
+    pub txn_start_offset: i64,
+}
+
 /// State of every idempotent producer that wrote to one partition.
 #[derive(Clone, Default)]
 pub struct ProducerStateTable {
@@ -179,6 +192,35 @@ impl ProducerStateTable {
             }
         }
         self.entry_at(header, |new, old| new > old);
+    }
+
+    /// Every producer the partition remembers, with its transaction under way if it has one,
+    /// by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| ActiveProducer {
+                producer_id: *id,
+                producer_epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
+                txn_start_offset: self.ongoing.get(id).copied().unwrap_or(-1),
+            })
+            .collect();
+        // Transactional batches without sequence numbers (offsets committed in a
+        // transaction) open transactions of producers with no entry.
+        for (id, first_offset) in &self.ongoing {
+            if !self.producers.contains_key(id) {
+                active.push(ActiveProducer {
+                    producer_id: *id,
+                    producer_epoch: -1,
+                    last_sequence: -1,
+                    txn_start_offset: *first_offset,
+                });
+            }
+        }
+        active.sort_by_key(|p| p.producer_id);
+        active
     }
 
     /// The offset of the first record of the oldest transaction still under way: no

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::producer_state::AbortedTxn;
+use crate::producer_state::{AbortedTxn, ActiveProducer};
 use crate::{AppendInfo, CompactionStats, LogConfig, LogError};
 
 /// Offsets of a partition at one instant.
@@ -75,6 +75,12 @@ pub trait PartitionStorage: Send + Sync {
     ) -> Result<(Bytes, PartitionOffsets, Vec<AbortedTxn>), LogError> {
         let (bytes, offsets) = self.read(offset, max_bytes).await?;
         Ok((bytes, offsets, Vec::new()))
+    }
+
+    /// The producers that wrote to the partition and their transactions under way
+    /// (DescribeProducers); none for storage without transactions.
+    async fn producers(&self) -> Result<Vec<ActiveProducer>, LogError> {
+        Ok(Vec::new())
     }
 
     /// The log start and end offsets now, as this broker last knew them (from memory: in

@@ -2,32 +2,41 @@
 //! AddPartitionsToTxn, AddOffsetsToTxn and EndTxn, answered by the transaction coordinator
 //! ([`crate::transactions`]); TxnOffsetCommit, checked with the transaction coordinator and
 //! answered by the group's; the check a transactional Produce passes, that its partition
-//! was added to its producer's transaction; and DescribeTransactions and ListTransactions
-//! (KIP-664) for operators.
+//! was added to its producer's transaction; and DescribeTransactions, ListTransactions,
+//! DescribeProducers and WriteTxnMarkers (KIP-664) for operators.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
 use kafka_protocol::messages::{
     describe_transactions_response, list_transactions_response, AddOffsetsToTxnRequest,
     AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
 use partita_groups::partition_for_group;
 use partita_groups::records::TransactionState;
-use partita_groups::shard::{ClientContext, Request, Response};
+use partita_groups::shard::{ClientContext, Request, Response, TxnMarker};
 use partita_groups::transactions::{TxnOperation, TxnResponse};
 use partita_log::batch::BatchHeader;
+use partita_log::LogError;
 
 use crate::broker::Broker;
 use crate::groups::{CoordinatorError, CONSUMER_OFFSETS};
+use crate::transactions::write_marker;
 
 /// InitProducerId for a transactional producer.
 pub(crate) async fn init_producer_id(
@@ -443,4 +452,100 @@ pub(crate) async fn txn_offset_commit(
         Ok(Response::TxnOffsetCommit(response)) => response,
         other => every(&request, CoordinatorError::of(other)),
     }
+}
+
+/// DescribeProducers v0 (KIP-664): the producers that wrote to each partition and the first
+/// offset of the transaction each has under way there, for finding a hanging transaction.
+pub(crate) async fn describe_producers(
+    broker: &Broker,
+    request: DescribeProducersRequest,
+    _version: i16,
+) -> DescribeProducersResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for wanted in request.topics {
+        let topic = broker.topics.get(wanted.name.as_str());
+        let mut partitions = Vec::with_capacity(wanted.partition_indexes.len());
+        for index in wanted.partition_indexes {
+            let answer = PartitionResponse::default().with_partition_index(index);
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(index).cloned()) else {
+                partitions
+                    .push(answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let answer = match partition.producers().await {
+                Ok(producers) => answer.with_active_producers(
+                    producers
+                        .into_iter()
+                        .map(|p| {
+                            ProducerState::default()
+                                .with_producer_id(ProducerId(p.producer_id))
+                                .with_producer_epoch(i32::from(p.producer_epoch))
+                                .with_last_sequence(p.last_sequence)
+                                .with_last_timestamp(-1)
+                                .with_coordinator_epoch(-1)
+                                .with_current_txn_start_offset(p.txn_start_offset)
+                        })
+                        .collect(),
+                ),
+                Err(LogError::NotLeader) => {
+                    answer.with_error_code(ResponseError::NotLeaderOrFollower.code())
+                }
+                Err(error) => answer
+                    .with_error_code(ResponseError::KafkaStorageError.code())
+                    .with_error_message(Some(super::str_bytes(&error.to_string()))),
+            };
+            partitions.push(answer);
+        }
+        topics.push(
+            TopicResponse::default()
+                .with_name(wanted.name)
+                .with_partitions(partitions),
+        );
+    }
+    DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// WriteTxnMarkers v1: transaction markers written into partitions from outside the
+/// transaction coordinator, as `kafka-transactions.sh abort` does to end a hanging
+/// transaction.
+pub(crate) async fn write_txn_markers(
+    broker: &Broker,
+    request: WriteTxnMarkersRequest,
+    _version: i16,
+) -> WriteTxnMarkersResponse {
+    let mut results = Vec::with_capacity(request.markers.len());
+    for wanted in request.markers {
+        let marker = TxnMarker {
+            producer_id: wanted.producer_id.0,
+            producer_epoch: wanted.producer_epoch,
+            commit: wanted.transaction_result,
+            coordinator_epoch: wanted.coordinator_epoch,
+        };
+        let mut topics = Vec::with_capacity(wanted.topics.len());
+        for topic in wanted.topics {
+            let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
+            for index in topic.partition_indexes {
+                let written = write_marker(broker, topic.name.as_str(), index, marker).await;
+                if written.is_ok() {
+                    tracing::info!(topic = %topic.name.as_str(), partition = index, producer_id = marker.producer_id, commit = marker.commit, "transaction marker written on request");
+                }
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(written.err().map_or(0, |e| e.code())),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions),
+            );
+        }
+        results.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(wanted.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(results)
 }

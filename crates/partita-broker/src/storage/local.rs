@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use partita_log::producer_state::AbortedTxn;
+use partita_log::producer_state::{AbortedTxn, ActiveProducer};
 use partita_log::{batch, AppendInfo, CleanupPolicy, Log, LogConfig, LogError};
 
 use super::{Appending, Maintenance, PartitionOffsets, PartitionStorage};
@@ -203,6 +203,10 @@ impl PartitionStorage for LocalPartition {
             Ok((bytes, offsets_of(log), aborted))
         })
         .await
+    }
+
+    async fn producers(&self) -> Result<Vec<ActiveProducer>, LogError> {
+        self.with_log(|log| Ok(log.producers())).await
     }
 
     fn offsets(&self) -> PartitionOffsets {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::batch;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
-use crate::producer_state::{AbortedTxn, ProducerStateTable, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ActiveProducer, ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
 pub use compaction::{Cleaner, CompactionOutput, CompactionPlan, CompactionStats};
@@ -222,6 +222,11 @@ impl Log {
         }
         let bytes = bytes.slice(..end);
         Ok((bytes, self.aborted_transactions(offset, next_offset)))
+    }
+
+    /// The producers that wrote here and their transactions under way (DescribeProducers).
+    pub fn producers(&self) -> Vec<ActiveProducer> {
+        self.producers.active()
     }
 
     /// The aborted transactions a read of offsets `from..to` may meet, for a `read_committed`

@@ -1,4 +1,5 @@
-//! `partita transactions`: list and describe transactions, as `kafka-transactions.sh` does.
+//! `partita transactions`: list, describe and abort transactions, and describe a
+//! partition's producers, as `kafka-transactions.sh` does.
 
 use partita_admin::transactions;
 use partita_admin::AdminError;
@@ -20,6 +21,43 @@ enum TransactionsCommand {
     List(ListArgs),
     /// One transactional id's state, producer, timeout, start and partitions.
     Describe(DescribeArgs),
+    /// The producers that wrote to a partition, and where each one's open transaction
+    /// starts: how a hanging transaction is found.
+    DescribeProducers(PartitionArgs),
+    /// Aborts a hanging transaction in a partition by writing its ABORT marker there.
+    Abort(AbortArgs),
+}
+
+#[derive(clap::Args)]
+struct PartitionArgs {
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+    /// The partition.
+    #[arg(long)]
+    partition: i32,
+}
+
+#[derive(clap::Args)]
+struct AbortArgs {
+    #[command(flatten)]
+    partition: PartitionArgs,
+    /// The offset of the transaction's first record (from describe-producers).
+    #[arg(
+        long,
+        required_unless_present = "producer_id",
+        conflicts_with = "producer_id"
+    )]
+    start_offset: Option<i64>,
+    /// The transaction's producer id, with --producer-epoch and --coordinator-epoch.
+    #[arg(long, requires_all = ["producer_epoch", "coordinator_epoch"])]
+    producer_id: Option<i64>,
+    /// The producer's epoch.
+    #[arg(long, requires = "producer_id")]
+    producer_epoch: Option<i16>,
+    /// The epoch of the coordinator that last wrote a marker for it (-1 if unknown).
+    #[arg(long, requires = "producer_id", allow_hyphen_values = true)]
+    coordinator_epoch: Option<i32>,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +140,64 @@ pub(crate) async fn run(args: TransactionsArgs) -> Result<(), AdminError> {
                     ]);
                     print!("{}", table.render());
                 }
+            }
+        }
+        TransactionsCommand::DescribeProducers(at) => {
+            let producers =
+                transactions::describe_producers(&mut client, &at.topic, at.partition).await?;
+            match output {
+                Output::Json => print_json(&producers)?,
+                Output::Text => {
+                    let mut table = Table::new(&[
+                        "PRODUCER ID",
+                        "PRODUCER EPOCH",
+                        "LAST SEQUENCE",
+                        "COORDINATOR EPOCH",
+                        "CURRENT TRANSACTION START OFFSET",
+                    ]);
+                    for p in &producers {
+                        table.row(vec![
+                            p.producer_id.to_string(),
+                            p.producer_epoch.to_string(),
+                            p.last_sequence.to_string(),
+                            p.coordinator_epoch.to_string(),
+                            match p.current_transaction_start_offset {
+                                offset if offset < 0 => "None".to_string(),
+                                offset => offset.to_string(),
+                            },
+                        ]);
+                    }
+                    print!("{}", table.render());
+                }
+            }
+        }
+        TransactionsCommand::Abort(abort) => {
+            let target = match (abort.start_offset, abort.producer_id) {
+                (Some(offset), _) => transactions::AbortTarget::StartOffset(offset),
+                (None, Some(producer_id)) => transactions::AbortTarget::Producer {
+                    producer_id,
+                    producer_epoch: abort.producer_epoch.unwrap_or(-1),
+                    coordinator_epoch: abort.coordinator_epoch.unwrap_or(-1),
+                },
+                (None, None) => {
+                    return Err(AdminError::InvalidInput(
+                        "give --start-offset, or --producer-id with --producer-epoch and \
+                         --coordinator-epoch"
+                            .to_string(),
+                    ))
+                }
+            };
+            let (topic, partition) = (&abort.partition.topic, abort.partition.partition);
+            let producer_id = transactions::abort(&mut client, topic, partition, target).await?;
+            match output {
+                Output::Json => print_json(&serde_json::json!({
+                    "topic": topic,
+                    "partition": partition,
+                    "producer_id": producer_id,
+                }))?,
+                Output::Text => println!(
+                    "Aborted the transaction of producer {producer_id} in {topic}-{partition}"
+                ),
             }
         }
     }
