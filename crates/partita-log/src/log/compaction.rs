@@ -17,6 +17,7 @@ use atomic_write_file::AtomicWriteFile;
 use super::Log;
 use crate::batch::{self, BatchHeader, BatchWriter, Record};
 use crate::error::LogError;
+use crate::producer_state::AbortedTxn;
 use crate::segment::{Segment, SegmentFile};
 
 /// Extension of a segment file rewritten by compaction by earlier versions; left-overs are
@@ -44,6 +45,8 @@ pub struct CompactionStats {
 #[derive(Debug)]
 pub struct CompactionPlan {
     segments: Vec<SegmentFile>,
+    /// The partition's aborted transactions, whose records compaction removes.
+    aborted: Vec<AbortedTxn>,
     active_base: i64,
     now_ms: i64,
     delete_retention_ms: i64,
@@ -86,6 +89,8 @@ impl Log {
     /// Only closed segments whose newest record is at least `min.compaction.lag.ms` old are
     /// cleaned (up to the first one that is younger). A run is needed only when a segment
     /// has closed since the last one, or a segment has come of age or a tombstone expired.
+    /// As in Kafka, nothing at or past the last stable offset is cleaned: a record of a
+    /// transaction still under way must not replace an older one before it commits.
     pub fn compaction_plan(&self, now_ms: i64) -> Option<CompactionPlan> {
         let active_base = *self.segments.keys().next_back().expect("never empty");
         let nothing_closed = self.compacted_through == Some(active_base);
@@ -95,7 +100,11 @@ impl Log {
         let lag_ms = self.config.min_compaction_lag_ms;
         let mut due = None;
         let mut segments = Vec::new();
+        let stable = self.last_stable_offset();
         for segment in self.segments.range(..active_base).map(|(_, s)| s) {
+            if segment.next_offset() > stable {
+                break;
+            }
             let newest = segment.max_timestamp().map(|(_, timestamp)| timestamp);
             let newest = newest.or_else(|| segment.modified_ms()).unwrap_or(i64::MIN);
             if lag_ms > 0 && newest.saturating_add(lag_ms) > now_ms {
@@ -106,6 +115,7 @@ impl Log {
         }
         Some(CompactionPlan {
             segments,
+            aborted: self.producers.aborted_between(i64::MIN, i64::MAX),
             active_base,
             now_ms,
             delete_retention_ms: self.config.delete_retention_ms,
@@ -169,6 +179,7 @@ impl CompactionPlan {
     /// `delete.retention.ms` after its timestamp, so that consumers see the deletion.
     pub fn run(self) -> Result<CompactionOutput, LogError> {
         let mut cleaner = Cleaner::new(self.now_ms, self.delete_retention_ms);
+        cleaner.aborted = self.aborted;
         for segment in &self.segments {
             for_each_batch(segment, |_, _, bytes| {
                 cleaner.learn(bytes);
@@ -270,6 +281,9 @@ fn for_each_batch(
 #[derive(Debug, Default)]
 pub struct Cleaner {
     newest_offset_by_key: HashMap<Vec<u8>, i64>,
+    /// Aborted transactions: their records are removed, and replace no older record of
+    /// their keys.
+    pub aborted: Vec<AbortedTxn>,
     now_ms: i64,
     delete_retention_ms: i64,
     /// When the next kept tombstone expires, if any.
@@ -286,11 +300,25 @@ impl Cleaner {
         }
     }
 
+    /// Whether a batch holds records of an aborted transaction.
+    fn is_aborted(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.aborted.iter().any(|txn| {
+                txn.producer_id == header.producer_id
+                    && txn.first_offset <= header.base_offset
+                    && header.base_offset < txn.last_offset
+            })
+    }
+
     /// Notes the offsets of the keys of one batch; batches are given in offset order.
     pub fn learn(&mut self, bytes: &[u8]) {
         let Ok(header) = batch::parse_header(bytes) else {
             return;
         };
+        if self.is_aborted(&header) {
+            return;
+        }
         if let Some(plain) = readable(&header, bytes) {
             for record in batch::decode_records(&plain).unwrap_or_default() {
                 if let Some(key) = record.key {
@@ -325,7 +353,8 @@ impl Cleaner {
     /// The batch rewritten without the records compaction drops, or `None` to keep it as
     /// is, and how many records were dropped.
     ///
-    /// A batch left without records is dropped (an empty `Vec`), except an idempotent
+    /// A batch of an aborted transaction loses all its records. A batch left without records
+    /// is dropped (an empty `Vec`), except an idempotent
     /// producer's, which stays as an empty batch so that its sequence numbers survive (as
     /// Kafka does). A compressed batch is rewritten uncompressed, and kept as it was if that
     /// would make it larger.
@@ -337,7 +366,11 @@ impl Cleaner {
             return (None, 0);
         };
         let records = batch::decode_records(&plain).unwrap_or_default();
-        let kept: Vec<&Record<'_>> = records.iter().filter(|record| self.keep(record)).collect();
+        let aborted = self.is_aborted(&header);
+        let kept: Vec<&Record<'_>> = records
+            .iter()
+            .filter(|record| !aborted && self.keep(record))
+            .collect();
         let dropped = (records.len() - kept.len()) as u64;
         if dropped == 0 {
             return (None, 0);

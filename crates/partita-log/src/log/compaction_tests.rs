@@ -269,3 +269,53 @@ fn a_cleaned_copy_of_a_segment_deleted_meanwhile_is_thrown_away() {
     assert!(records.iter().all(|(offset, _, _)| *offset >= second));
     assert_eq!(records.last().unwrap().0, 59);
 }
+
+#[test]
+fn aborted_records_are_removed_and_open_transactions_are_left_alone() {
+    use crate::batch::{build_marker, build_transactional_batch};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    let filler = |log: &mut Log, from: u8| {
+        for i in from..from + 30 {
+            append_records(log, &[(&[b'f', i], Some(b"x"))], 0);
+        }
+    };
+    append_records(&mut log, &[(b"aborted-key", Some(b"old"))], 0);
+    append_records(&mut log, &[(b"open-key", Some(b"old"))], 0);
+    let txn = |producer_id: i64, key: &[u8]| {
+        build_transactional_batch(&[(Some(key), Some(b"new"))], 0, producer_id, 0, 0)
+    };
+    log.append(&mut txn(7, b"aborted-key"), 0).unwrap();
+    log.append(&mut build_marker(7, 0, false, 0, 0), 0).unwrap();
+    filler(&mut log, 0);
+    log.append(&mut txn(8, b"open-key"), 0).unwrap();
+    filler(&mut log, 50);
+
+    let value_of = |log: &Log, key: &[u8]| -> Vec<Vec<u8>> {
+        all_records(log)
+            .into_iter()
+            .filter(|(_, k, _)| k == key)
+            .filter_map(|(_, _, v)| v)
+            .collect()
+    };
+    log.compact(0).unwrap();
+    // The aborted record is gone and replaced nothing; the open transaction's record has
+    // not replaced the committed one yet.
+    assert_eq!(value_of(&log, b"aborted-key"), vec![b"old".to_vec()]);
+    assert_eq!(
+        value_of(&log, b"open-key"),
+        vec![b"old".to_vec(), b"new".to_vec()]
+    );
+
+    // Once the transaction aborts, its record goes and the committed one stays.
+    log.append(&mut build_marker(8, 0, false, 0, 0), 0).unwrap();
+    filler(&mut log, 150);
+    log.compact(0).unwrap();
+    assert_eq!(value_of(&log, b"open-key"), vec![b"old".to_vec()]);
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+    log.close().unwrap();
+    let log = open(dir.path(), compacted_config());
+    assert_eq!(value_of(&log, b"aborted-key"), vec![b"old".to_vec()]);
+    assert_eq!(value_of(&log, b"open-key"), vec![b"old".to_vec()]);
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+}
