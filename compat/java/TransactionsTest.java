@@ -4,9 +4,11 @@ import java.util.List;
 import java.util.Properties;
 import java.util.TreeMap;
 
+import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ListTransactionsOptions;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.admin.TransactionListing;
 import org.apache.kafka.clients.admin.TransactionState;
@@ -26,7 +28,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
 /**
  * The Java client's transactions against Partita: a committed, an aborted and another
  * committed transaction, read back by a read_committed and a read_uncommitted consumer; then
- * a second producer with the same transactional.id fences the first.
+ * a second producer with the same transactional.id fences the first. On the way, the admin
+ * API describes and lists the transactions, and finds and aborts an open one in its partition.
  * Usage: TransactionsTest BOOTSTRAP TOPIC TRANSACTIONAL_ID. Prints OK at the end.
  */
 public final class TransactionsTest {
@@ -77,6 +80,27 @@ public final class TransactionsTest {
                 }
                 if (!listed) {
                     throw new AssertionError("the open transaction is not listed");
+                }
+                // kafka-transactions.sh's way with a hanging transaction: find where it
+                // starts with describeProducers, and abort it with abortTransaction.
+                TopicPartition held = open.topicPartitions().iterator().next();
+                ProducerState hanging = null;
+                for (ProducerState state : admin.describeProducers(List.of(held))
+                        .partitionResult(held).get().activeProducers()) {
+                    if (state.currentTransactionStartOffset().isPresent()) {
+                        hanging = state;
+                    }
+                }
+                if (hanging == null) {
+                    throw new AssertionError("describeProducers shows no open transaction in " + held);
+                }
+                admin.abortTransaction(new AbortTransactionSpec(held, hanging.producerId(),
+                        (short) hanging.producerEpoch(), hanging.coordinatorEpoch().orElse(-1))).all().get();
+                for (ProducerState state : admin.describeProducers(List.of(held))
+                        .partitionResult(held).get().activeProducers()) {
+                    if (state.currentTransactionStartOffset().isPresent()) {
+                        throw new AssertionError("still open after abortTransaction: " + state);
+                    }
                 }
                 producer.abortTransaction();
             }
