@@ -72,6 +72,17 @@ def prefixes(values: list[str]) -> dict[str, int]:
     return counts
 
 
+def transactions_cli(bootstrap: str, *args: str) -> object:
+    """What `partita transactions ARGS --output json` prints, parsed."""
+    import json
+    from partita_compat import broker_binary
+    done = subprocess.run([str(broker_binary()), "transactions", *args,
+                           "--bootstrap-server", bootstrap, "--output", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_committed_records_are_read_and_aborted_ones_only_by_read_uncommitted(broker):
     topic = unique_name("txn")
     make_topic(broker.bootstrap, topic)
@@ -183,15 +194,10 @@ def test_java_client_transactions(broker, compiled_java):  # noqa: F811 - the fi
 
 
 def test_the_operator_cli_lists_and_describes_transactions(broker):
-    import json
     from partita_compat import broker_binary
 
     def partita(*args) -> object:
-        done = subprocess.run([str(broker_binary()), "transactions", *args,
-                               "--bootstrap-server", broker.bootstrap, "--output", "json"],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        return transactions_cli(broker.bootstrap, *args)
     topic = unique_name("txn-cli")
     make_topic(broker.bootstrap, topic)
     transactional_id = unique_name("tid-cli")
@@ -240,15 +246,10 @@ def test_a_hanging_transaction_is_found_and_aborted_with_the_cli(broker):
     """A producer that stopped in the middle of a long transaction holds read_committed
     readers of its partition back; the operator finds where the transaction starts with
     `describe-producers` and aborts it with `abort`, as with kafka-transactions.sh."""
-    import json
     from partita_compat import broker_binary
 
     def partita(*args) -> object:
-        done = subprocess.run([str(broker_binary()), "transactions", *args,
-                               "--bootstrap-server", broker.bootstrap, "--output", "json"],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        return transactions_cli(broker.bootstrap, *args)
     topic = unique_name("txn-hang")
     make_topic(broker.bootstrap, topic)
     stuck = transactional(broker.bootstrap, unique_name("tid-hang"),

@@ -538,14 +538,8 @@ impl ShardDriver {
             reason: error.to_string(),
         };
         if let BatchKind::Marker(marker) = kind {
-            let encoded = batch::build_marker(
-                marker.producer_id,
-                marker.producer_epoch,
-                marker.commit,
-                marker.coordinator_epoch,
-                now_ms(),
-            );
-            return match self.offsets.append(encoded.to_vec(), now_ms()).await {
+            let encoded = crate::transactions::marker_batch(&marker);
+            return match self.offsets.append(encoded, now_ms()).await {
                 Ok(_) => Ok(()),
                 Err(error) => Err(refused(error)),
             };

@@ -337,6 +337,18 @@ async fn write_markers(broker: Arc<Broker>, mut work: mpsc::UnboundedReceiver<Ma
     }
 }
 
+/// The control batch of a transaction marker, as Kafka writes it.
+pub(crate) fn marker_batch(marker: &TxnMarker) -> Vec<u8> {
+    let encoded = batch::build_marker(
+        marker.producer_id,
+        marker.producer_epoch,
+        marker.commit,
+        marker.coordinator_epoch,
+        now_ms(),
+    );
+    encoded.to_vec()
+}
+
 /// Writes a transaction marker into one partition, once: the error is what Kafka would
 /// answer WriteTxnMarkers with. A `__consumer_offsets` partition is written through the
 /// group coordinator shard that owns it, which commits or drops the offsets the transaction
@@ -371,14 +383,7 @@ pub(crate) async fn write_marker(
             Err(CoordinatorError::Unavailable) => Err(ResponseError::CoordinatorNotAvailable),
         };
     }
-    let encoded = batch::build_marker(
-        marker.producer_id,
-        marker.producer_epoch,
-        marker.commit,
-        marker.coordinator_epoch,
-        now_ms(),
-    );
-    match partition.append(encoded.to_vec(), now_ms()).await {
+    match partition.append(marker_batch(&marker), now_ms()).await {
         Ok(_) => Ok(()),
         Err(LogError::InvalidProducerEpoch) => Err(ResponseError::InvalidProducerEpoch),
         Err(LogError::NotLeader) => Err(ResponseError::NotLeaderOrFollower),

@@ -57,27 +57,22 @@ impl GroupShard {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
-                        let code = match error {
-                            Some(error) => error.code(),
-                            None if metadata.len() > self.config.offset_metadata_max_bytes => {
-                                ResponseError::OffsetMetadataTooLarge.code()
-                            }
-                            None => {
-                                let value = CommittedOffset {
-                                    offset: p.committed_offset,
-                                    leader_epoch: p.committed_leader_epoch,
-                                    metadata: metadata.to_string(),
-                                    commit_timestamp: now,
-                                    expire_timestamp: (version <= 4
-                                        && request.retention_time_ms != DEFAULT_RETENTION)
-                                        .then(|| now + request.retention_time_ms),
-                                    order: 0,
-                                };
-                                accepted.push((topic.name.to_string(), p.partition_index, value));
-                                0
-                            }
+                        let offset = CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p
+                                .committed_metadata
+                                .as_ref()
+                                .map_or("", |m| m.as_str())
+                                .to_string(),
+                            commit_timestamp: now,
+                            expire_timestamp: (version <= 4
+                                && request.retention_time_ms != DEFAULT_RETENTION)
+                                .then(|| now + request.retention_time_ms),
+                            order: 0,
                         };
+                        let at = (topic.name.as_str(), p.partition_index);
+                        let code = self.accept_offset(error, at, offset, &mut accepted);
                         OffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
                             .with_error_code(code)
@@ -96,6 +91,27 @@ impl GroupShard {
             token,
             Response::OffsetCommit(OffsetCommitResponse::default().with_topics(topics)),
         );
+    }
+
+    /// The error code of one partition of a commit (`error` if the whole commit is refused,
+    /// or metadata too large); an offset accepted goes in `accepted`.
+    pub(super) fn accept_offset(
+        &self,
+        error: Option<ResponseError>,
+        (topic, partition): (&str, i32),
+        offset: CommittedOffset,
+        accepted: &mut Vec<(String, i32, CommittedOffset)>,
+    ) -> i16 {
+        match error {
+            Some(error) => error.code(),
+            None if offset.metadata.len() > self.config.offset_metadata_max_bytes => {
+                ResponseError::OffsetMetadataTooLarge.code()
+            }
+            None => {
+                accepted.push((topic.to_string(), partition, offset));
+                0
+            }
+        }
     }
 
     /// Who may commit: a member of the current generation, or anyone when the group has no

@@ -33,25 +33,20 @@ impl GroupShard {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
-                        let code = match error {
-                            Some(error) => error.code(),
-                            None if metadata.len() > self.config.offset_metadata_max_bytes => {
-                                ResponseError::OffsetMetadataTooLarge.code()
-                            }
-                            None => {
-                                let value = CommittedOffset {
-                                    offset: p.committed_offset,
-                                    leader_epoch: p.committed_leader_epoch,
-                                    metadata: metadata.to_string(),
-                                    commit_timestamp: now,
-                                    expire_timestamp: None,
-                                    order: 0,
-                                };
-                                accepted.push((topic.name.to_string(), p.partition_index, value));
-                                0
-                            }
+                        let offset = CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p
+                                .committed_metadata
+                                .as_ref()
+                                .map_or("", |m| m.as_str())
+                                .to_string(),
+                            commit_timestamp: now,
+                            expire_timestamp: None,
+                            order: 0,
                         };
+                        let at = (topic.name.as_str(), p.partition_index);
+                        let code = self.accept_offset(error, at, offset, &mut accepted);
                         TxnOffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
                             .with_error_code(code)
