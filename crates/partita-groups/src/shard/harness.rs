@@ -8,8 +8,6 @@ use super::*;
 /// A shard, its journal, and a clock that only moves when the test says so.
 pub(super) struct Driver {
     pub(super) shard: GroupShard,
-    /// The records appended, in order.
-    pub(super) journal: Vec<Record>,
     /// Each append: how its batch was written, and its records.
     batches: Vec<(BatchKind, Vec<Record>)>,
     pub(super) now: i64,
@@ -25,7 +23,6 @@ impl Driver {
     pub(super) fn new(config: GroupConfig, seed: u64, now: i64) -> Driver {
         Driver {
             shard: GroupShard::new(config, seed),
-            journal: Vec::new(),
             batches: Vec::new(),
             now,
             failing: false,
@@ -49,7 +46,6 @@ impl Driver {
         } else if self.failing {
             Err(AppendError::new("the disk is gone"))
         } else {
-            self.journal.extend_from_slice(staged.records());
             let records = staged.records().to_vec();
             self.batches.push((staged.batch(), records));
             Ok(())
@@ -101,6 +97,14 @@ impl Driver {
             }
         }
         self.now = target;
+    }
+
+    /// The records appended, in order.
+    pub(super) fn journal(&self) -> Vec<&Record> {
+        self.batches
+            .iter()
+            .flat_map(|(_, records)| records)
+            .collect()
     }
 
     /// A shard rebuilt from the journal alone, as a restart would.

@@ -293,7 +293,7 @@ fn members_join_sync_and_get_the_leaders_assignment() {
     assert_eq!(h.heartbeat(&a, None, generation), 0);
     assert_eq!(h.heartbeat(&b, None, generation), 0);
     // The assignment was stored before it was handed out.
-    assert!(h.driver.journal.iter().any(|r| r.value.is_some()));
+    assert!(h.driver.journal().iter().any(|r| r.value.is_some()));
 }
 
 #[test]
@@ -500,7 +500,7 @@ fn commits_are_checked_and_journaled_before_they_are_answered() {
     // Consumers that assign partitions themselves commit with generation -1.
     assert_eq!(h.commit("", -1, 42, "meta"), 0);
     assert_eq!(h.committed(), 42);
-    assert_eq!(h.driver.journal.len(), 1, "the commit was journaled");
+    assert_eq!(h.driver.journal().len(), 1, "the commit was journaled");
     assert_eq!(
         h.commit("", -1, 43, &"x".repeat(5000)),
         ResponseError::OffsetMetadataTooLarge.code()
@@ -641,7 +641,7 @@ fn only_empty_groups_can_be_deleted() {
     assert_eq!(h.committed(), -1);
     let tombstones = h
         .driver
-        .journal
+        .journal()
         .iter()
         .rev()
         .take(2)
@@ -667,7 +667,7 @@ fn offsets_of_empty_groups_expire_after_the_retention_time() {
     assert_eq!(h.committed(), 42);
     h.advance(30_000);
     assert_eq!(h.committed(), -1, "expired");
-    assert!(h.driver.journal.last().is_some_and(|r| r.value.is_none()));
+    assert!(h.driver.journal().last().is_some_and(|r| r.value.is_none()));
 }
 
 #[test]

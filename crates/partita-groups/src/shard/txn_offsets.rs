@@ -129,6 +129,11 @@ impl GroupShard {
 
     /// Whether a transaction under way committed an offset of this group's partition.
     pub(super) fn has_pending_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        // Offset expiry asks for every committed offset: no key is built while no
+        // transaction holds offsets.
+        if self.pending_offsets.is_empty() {
+            return false;
+        }
         let key = (group_id.to_string(), topic.to_string(), partition);
         self.pending_offsets
             .values()

@@ -419,33 +419,26 @@ fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// Sets `code` wherever an answer said success.
+fn fail_successes<'a>(codes: impl Iterator<Item = &'a mut i16>, code: i16) {
+    for error_code in codes.filter(|c| **c == 0) {
+        *error_code = code;
+    }
+}
+
 /// The answer to a request whose records could not be appended: what it would have been,
 /// with `error` wherever it said success, or the API's error response.
 fn failed(kind: RequestKind, answered: Option<Response>, error: ResponseError) -> Response {
     let code = error.code();
     match (kind, answered) {
         (_, Some(Response::TxnOffsetCommit(mut response))) => {
-            for partition in response
-                .topics
-                .iter_mut()
-                .flat_map(|t| t.partitions.iter_mut())
-            {
-                if partition.error_code == 0 {
-                    partition.error_code = code;
-                }
-            }
+            let partitions = response.topics.iter_mut().flat_map(|t| &mut t.partitions);
+            fail_successes(partitions.map(|p| &mut p.error_code), code);
             Response::TxnOffsetCommit(response)
         }
         (_, Some(Response::OffsetCommit(mut response))) => {
-            for partition in response
-                .topics
-                .iter_mut()
-                .flat_map(|t| t.partitions.iter_mut())
-            {
-                if partition.error_code == 0 {
-                    partition.error_code = code;
-                }
-            }
+            let partitions = response.topics.iter_mut().flat_map(|t| &mut t.partitions);
+            fail_successes(partitions.map(|p| &mut p.error_code), code);
             Response::OffsetCommit(response)
         }
         (RequestKind::JoinGroup, answered) => {
