@@ -88,6 +88,45 @@ pub struct GroupDescription {
     pub topic_lag: Vec<TopicLag>,
     /// Partitions whose lag stands far above their siblings'.
     pub skew: Vec<SkewWarning>,
+    /// `read_uncommitted` or `read_committed`: how the lag was counted. For read_committed,
+    /// each row's log end offset is the partition's last stable offset.
+    pub isolation_level: &'static str,
+    /// Partitions with records past their last stable offset: an open transaction holds
+    /// read_committed consumers there.
+    pub open_transactions: Vec<OpenTransaction>,
+}
+
+/// How a group's consumers read, which decides where its lag ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// To the log end offset (Kafka's default).
+    #[default]
+    ReadUncommitted,
+    /// To the last stable offset: records of open transactions are not readable yet.
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// The Kafka name, as in `isolation.level`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "read_uncommitted",
+            Isolation::ReadCommitted => "read_committed",
+        }
+    }
+}
+
+/// A partition whose last stable offset is behind its log end offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenTransaction {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The first offset of the oldest open transaction.
+    pub last_stable_offset: i64,
+    /// The log end offset (high watermark).
+    pub log_end_offset: i64,
 }
 
 /// Lists the groups of every broker of the cluster.
@@ -122,8 +161,13 @@ pub async fn list_groups(client: &mut AdminClient) -> Result<Vec<GroupListing>> 
     Ok(groups.into_values().collect())
 }
 
-/// Describes `group`: its state, members, assignments and lag.
-pub async fn describe_group(client: &mut AdminClient, group: &str) -> Result<GroupDescription> {
+/// Describes `group`: its state, members, assignments and lag, counted to the log end or, for
+/// a group that reads committed, to the last stable offset.
+pub async fn describe_group(
+    client: &mut AdminClient,
+    group: &str,
+    isolation: Isolation,
+) -> Result<GroupDescription> {
     let coordinator_id = client.group_coordinator(group).await?;
     let described = describe_raw(client, coordinator_id, group).await?;
     let committed = offsets::committed_offsets(client, group).await?;
@@ -149,7 +193,7 @@ pub async fn describe_group(client: &mut AdminClient, group: &str) -> Result<Gro
         None
     };
 
-    let rows = lag_rows(client, &members, &committed).await?;
+    let (rows, open_transactions) = lag_rows(client, &members, &committed, isolation).await?;
     Ok(GroupDescription {
         group: group.to_string(),
         state: described.group_state.to_string(),
@@ -165,6 +209,8 @@ pub async fn describe_group(client: &mut AdminClient, group: &str) -> Result<Gro
         skew: lag::skew_warnings(&rows),
         members,
         rows,
+        isolation_level: isolation.name(),
+        open_transactions,
     })
 }
 
@@ -238,12 +284,14 @@ pub(crate) fn find_described<G: DescribedGroupResult>(
 }
 
 /// Builds the lag table: every partition of every topic the group subscribes to, is assigned
-/// or has committed offsets for, then the members that own nothing.
+/// or has committed offsets for, then the members that own nothing. Also returns the
+/// partitions where an open transaction holds read_committed consumers back.
 async fn lag_rows(
     client: &mut AdminClient,
     members: &[MemberDescription],
     committed: &BTreeMap<TopicPartition, i64>,
-) -> Result<Vec<LagRow>> {
+    isolation: Isolation,
+) -> Result<(Vec<LagRow>, Vec<OpenTransaction>)> {
     let mut topic_names: BTreeSet<String> = committed.keys().map(|(t, _)| t.clone()).collect();
     for member in members {
         topic_names.extend(member.subscription.iter().cloned());
@@ -272,6 +320,23 @@ async fn lag_rows(
         .cloned()
         .collect();
     let log_end = offsets::list_offsets(client, &topics, &known, OffsetSpec::Latest).await?;
+    let stable = offsets::list_offsets(client, &topics, &known, OffsetSpec::LastStable).await?;
+    let open_transactions: Vec<OpenTransaction> = stable
+        .iter()
+        .filter_map(|(tp, &last_stable_offset)| {
+            let log_end_offset = *log_end.get(tp)?;
+            (last_stable_offset < log_end_offset).then(|| OpenTransaction {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                last_stable_offset,
+                log_end_offset,
+            })
+        })
+        .collect();
+    let readable_end = match isolation {
+        Isolation::ReadUncommitted => &log_end,
+        Isolation::ReadCommitted => &stable,
+    };
 
     let mut owners: BTreeMap<TopicPartition, &MemberDescription> = BTreeMap::new();
     for member in members {
@@ -287,7 +352,7 @@ async fn lag_rows(
             &tp.0,
             tp.1,
             committed.get(tp).copied(),
-            log_end.get(tp).copied(),
+            readable_end.get(tp).copied(),
         );
         if let Some(owner) = owners.get(tp) {
             row.consumer_id = Some(owner.member_id.clone());
@@ -308,7 +373,7 @@ async fn lag_rows(
             client_id: Some(member.client_id.clone()),
         });
     }
-    Ok(rows)
+    Ok((rows, open_transactions))
 }
 
 fn member_description(member: &DescribedGroupMember, is_consumer: bool) -> MemberDescription {

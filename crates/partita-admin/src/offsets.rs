@@ -30,6 +30,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The log end offset (high watermark).
     Latest,
+    /// The last stable offset: where a read_committed consumer stops, the first offset of the
+    /// oldest open transaction (ListOffsets latest with isolation level read_committed).
+    LastStable,
     /// The first offset whose timestamp is at or after this many ms since the epoch.
     Timestamp(i64),
 }
@@ -38,7 +41,7 @@ impl OffsetSpec {
     fn wire_timestamp(self) -> i64 {
         match self {
             OffsetSpec::Earliest => -2,
-            OffsetSpec::Latest => -1,
+            OffsetSpec::Latest | OffsetSpec::LastStable => -1,
             OffsetSpec::Timestamp(ms) => ms,
         }
     }
@@ -75,6 +78,7 @@ pub async fn list_offsets(
             .call(LIST_OFFSETS_MAX_VERSION, |_| {
                 let mut request = ListOffsetsRequest::default();
                 request.replica_id = BrokerId(-1);
+                request.isolation_level = i8::from(spec == OffsetSpec::LastStable);
                 request.topics = topics
                     .iter()
                     .map(|(name, partitions)| {

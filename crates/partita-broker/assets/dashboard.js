@@ -146,6 +146,7 @@ function renderSummary(g) {
     `protocol <b>${esc(g.protocol_type || "—")}${g.protocol ? " / " + esc(g.protocol) : ""}</b>`,
     `generation <b>${g.generation ?? "—"}</b>`,
     `members <b>${g.members.length}</b>`,
+    `reads <b data-testid="isolation-level" title="a read_committed group's lag ends at the last stable offset">${esc(g.isolation_level)}</b>`,
     `total lag <b>${num(g.total_lag)}</b>`,
     `oldest unconsumed <b>${seconds(g.max_lag_seconds)}</b> s`,
     `rebalances <b>${num(g.rebalances_total)}</b>`,
@@ -298,7 +299,8 @@ function renderPartitions(g, colors) {
       <td class="num">${p.partition}</td>
       <td>${p.owner ? `<span class="chip" style="background:${colors.get(p.owner) || "#ccc"}"></span>${memberLabel(g, p.owner)}` : "—"}</td>
       <td class="num">${num(p.committed)}</td>
-      <td class="num">${num(p.log_end_offset)}</td>
+      <td class="num">${num(p.log_end_offset)}${p.last_stable_offset < p.log_end_offset
+        ? ` <span class="lso" title="last stable offset: records from here wait on an open transaction">(stable ${num(p.last_stable_offset)})</span>` : ""}</td>
       <td class="num">${num(p.lag)}</td>
       <td class="num">${seconds(p.lag_seconds)}</td>
       <td>${p.skewed ? `<span class="badge skew">skewed</span> ` : ""}<span class="bar" style="width:${

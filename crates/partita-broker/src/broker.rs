@@ -66,6 +66,8 @@ pub struct Broker {
     pub(crate) request_memory: MemoryBudget,
     /// Memory held by Fetch responses (`fetch.memory.max.bytes`).
     pub(crate) fetch_memory: MemoryBudget,
+    /// The isolation level consumers fetch with, by client and topic: how each group reads.
+    pub(crate) readers: crate::readers::Readers,
     /// Set once shutdown begins; requests parked waiting (long-poll fetches, joins) answer.
     stopping: watch::Sender<bool>,
 }
@@ -148,6 +150,7 @@ impl Broker {
             tls_files,
             request_memory: MemoryBudget::new(config.queued_max_request_bytes),
             fetch_memory: MemoryBudget::new(config.fetch_memory_max_bytes),
+            readers: Default::default(),
             config,
             listeners,
             topics,

@@ -319,7 +319,8 @@ pub(crate) async fn dispatch(
                 DispatchError::Close(format!("malformed Fetch v{version} request: {e}"))
             })?;
             let (request, fixup) = checked!(request);
-            let (response, memory) = handlers::fetch::handle(broker, request, version).await;
+            let (response, memory) =
+                handlers::fetch::handle(broker, request, version, &client).await;
             let response = authz::fix(response, fixup);
             let reply = encode(raw_key, version, correlation_id, &response)?;
             Ok(reply.map(|reply| Reply {

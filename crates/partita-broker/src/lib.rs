@@ -23,6 +23,7 @@ pub mod oauth;
 pub mod partition;
 pub mod principal;
 mod producer_ids;
+mod readers;
 mod sasl;
 mod server;
 pub mod storage;

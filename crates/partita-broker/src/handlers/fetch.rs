@@ -22,10 +22,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::broker::Broker;
+use partita_groups::ClientContext;
+
+use crate::broker::{now_ms, Broker};
 use crate::error::log_error;
 use crate::memory::MemoryClaim;
 use crate::partition::Partition;
+use crate::readers::ReaderId;
 use crate::topics::Topic;
 
 /// Topic ids replace names in Fetch from this version on (KIP-516).
@@ -37,7 +40,9 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: FetchRequest,
     version: i16,
+    client: &ClientContext,
 ) -> (FetchResponse, MemoryClaim) {
+    note_reader(broker, &request, version, client);
     if request.session_id != 0 {
         let response =
             FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
@@ -70,6 +75,24 @@ pub(crate) async fn handle(
         let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None).await;
         memory.shrink_to(bytes);
         return (respond(broker, version, responses), memory);
+    }
+}
+
+/// Remembers the isolation level this client reads each fetched topic with, from which its
+/// group's lag is counted (see [`crate::readers`]).
+fn note_reader(broker: &Broker, request: &FetchRequest, version: i16, client: &ClientContext) {
+    let now = now_ms();
+    let reader = || ReaderId {
+        client_id: &client.client_id,
+        client_host: &client.client_host,
+    };
+    for wanted in &request.topics {
+        if let Some(topic) = resolve_topic(broker, version, &wanted.topic, wanted.topic_id) {
+            let committed = request.isolation_level == 1;
+            broker
+                .readers
+                .fetched(reader(), &topic.name, committed, now);
+        }
     }
 }
 

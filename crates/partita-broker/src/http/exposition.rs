@@ -163,6 +163,7 @@ fn register_groups(registry: &mut Registry, groups: &[GroupView]) {
     let members = Family::<GroupLabels, Gauge>::default();
     let total_lag = Family::<GroupLabels, Gauge>::default();
     let max_lag_seconds = Family::<GroupLabels, FloatGauge>::default();
+    let read_committed = Family::<GroupLabels, Gauge>::default();
     for group in groups {
         let known = GROUP_STATES.contains(&group.state.as_str());
         let other = (!known).then_some(group.state.as_str());
@@ -182,6 +183,9 @@ fn register_groups(registry: &mut Registry, groups: &[GroupView]) {
             .get_or_create(&labels)
             .set(group.members.len() as i64);
         total_lag.get_or_create(&labels).set(group.total_lag());
+        read_committed
+            .get_or_create(&labels)
+            .set(i64::from(group.read_committed));
         if let Some(seconds) = group.max_lag_seconds() {
             max_lag_seconds.get_or_create(&labels).set(seconds);
         }
@@ -192,6 +196,12 @@ fn register_groups(registry: &mut Registry, groups: &[GroupView]) {
         states,
     );
     registry.register("partita_group_members", "Members of the group", members);
+    registry.register(
+        "partita_group_read_committed",
+        "1 if the group's consumers fetch with isolation.level=read_committed (its lag then \
+         ends at the last stable offset), 0 if they read uncommitted",
+        read_committed,
+    );
     registry.register(
         "partita_group_total_lag_records",
         "Lag of the group summed over its partitions with a committed offset",
@@ -206,7 +216,7 @@ fn register_groups(registry: &mut Registry, groups: &[GroupView]) {
 
 fn register_group_lag(registry: &mut Registry, groups: &[GroupView]) {
     type Field = fn(&snapshot::PartitionLag) -> Option<i64>;
-    let families: [(&str, &str, Field); 3] = [
+    let families: [(&str, &str, Field); 4] = [
         (
             "partita_group_committed_offset",
             "Offset the group committed for the partition (the next record it will read)",
@@ -218,8 +228,15 @@ fn register_group_lag(registry: &mut Registry, groups: &[GroupView]) {
             |p| p.committed.map(|_| p.log_end_offset),
         ),
         (
+            "partita_group_last_stable_offset",
+            "Last stable offset of a partition the group has committed an offset for: the \
+             first offset of its oldest open transaction, or its log-end offset",
+            |p| p.committed.map(|_| p.last_stable_offset),
+        ),
+        (
             "partita_group_lag_records",
-            "Log-end offset minus committed offset",
+            "Records the group has still to read: log-end offset minus committed offset, or \
+             last stable offset minus committed offset for a group that reads committed",
             |p| p.lag,
         ),
     ];

@@ -11,6 +11,7 @@ use partita_groups::shard::GroupSummary;
 
 use crate::broker::Broker;
 use crate::partition::Partition;
+use crate::readers::ReaderId;
 
 /// One member of a group and the partitions it owns.
 #[derive(Clone, Debug)]
@@ -32,7 +33,11 @@ pub(crate) struct PartitionLag {
     /// The committed offset, if the group committed one.
     pub(crate) committed: Option<i64>,
     pub(crate) log_end_offset: i64,
-    /// `log_end_offset - committed`, if there is a committed offset.
+    /// The first offset of the oldest open transaction, or the log end offset.
+    pub(crate) last_stable_offset: i64,
+    /// The records the group has still to read, if there is a committed offset:
+    /// `log_end_offset - committed`, or `last_stable_offset - committed` for a group that
+    /// reads committed (its consumers cannot read past an open transaction).
     pub(crate) lag: Option<i64>,
     /// Age of the oldest unconsumed record, if there is one and it was asked for.
     pub(crate) lag_seconds: Option<f64>,
@@ -49,11 +54,22 @@ pub(crate) struct GroupView {
     /// The assignor of the current generation (stable groups only).
     pub(crate) protocol: String,
     pub(crate) members: Vec<MemberView>,
+    /// The group's consumers fetch with `isolation.level=read_committed` (see
+    /// [`crate::readers`]), so its lag ends at the last stable offset.
+    pub(crate) read_committed: bool,
     /// Sorted by topic and partition.
     pub(crate) partitions: Vec<PartitionLag>,
 }
 
 impl GroupView {
+    /// The isolation level the group's consumers read with, by its Kafka name.
+    pub(crate) fn isolation_level(&self) -> &'static str {
+        match self.read_committed {
+            true => "read_committed",
+            false => "read_uncommitted",
+        }
+    }
+
     /// Lag summed over every partition with a committed offset.
     pub(crate) fn total_lag(&self) -> i64 {
         self.partitions.iter().filter_map(|p| p.lag).sum()
@@ -127,15 +143,54 @@ fn group_view(
             },
         })
         .collect();
-    let partitions = partition_lags(broker, &members, &summary.offsets, with_age, now_ms);
+    let read_committed = reads_committed(broker, summary, &members, now_ms);
+    let partitions = partition_lags(
+        broker,
+        &members,
+        &summary.offsets,
+        read_committed,
+        with_age,
+        now_ms,
+    );
     Some(GroupView {
         group_id: summary.group_id.clone(),
         state: described.group_state.to_string(),
         protocol_type: described.protocol_type.to_string(),
         protocol: described.protocol_data.to_string(),
         members,
+        read_committed,
         partitions,
     })
+}
+
+/// Whether the group's members fetch the topics it consumes with read_committed.
+fn reads_committed(
+    broker: &Broker,
+    summary: &GroupSummary,
+    members: &[MemberView],
+    now_ms: i64,
+) -> bool {
+    let topics: BTreeSet<&str> = summary
+        .offsets
+        .keys()
+        .map(|(topic, _)| topic.as_str())
+        .chain(
+            members
+                .iter()
+                .flat_map(|m| m.assignment.iter().map(|(topic, _)| topic.as_str())),
+        )
+        .collect();
+    let readers: Vec<ReaderId<'_>> = members
+        .iter()
+        .map(|m| ReaderId {
+            client_id: &m.client_id,
+            client_host: &m.client_host,
+        })
+        .collect();
+    let topics: Vec<&str> = topics.into_iter().collect();
+    broker
+        .readers
+        .reads_committed(&summary.group_id, &readers, &topics, now_ms)
 }
 
 /// Lag of every partition of every topic the group consumes or committed offsets for.
@@ -143,6 +198,7 @@ fn partition_lags(
     broker: &Broker,
     members: &[MemberView],
     committed: &BTreeMap<(String, i32), i64>,
+    read_committed: bool,
     with_age: bool,
     now_ms: i64,
 ) -> Vec<PartitionLag> {
@@ -167,8 +223,12 @@ fn partition_lags(
         for partition in &topic.partitions {
             let key = (name.to_string(), partition.index);
             let committed = committed.get(&key).copied();
-            let log_end_offset = partition.offsets().log_end_offset;
-            let lag = committed.map(|c| (log_end_offset - c).max(0));
+            let offsets = partition.offsets();
+            let readable_end = match read_committed {
+                true => offsets.last_stable_offset,
+                false => offsets.log_end_offset,
+            };
+            let lag = committed.map(|c| (readable_end - c).max(0));
             let lag_seconds = match (with_age, committed, lag) {
                 (true, Some(offset), Some(lag)) if lag > 0 => {
                     oldest_unconsumed_timestamp(partition, offset)
@@ -181,7 +241,8 @@ fn partition_lags(
                 topic: name.to_string(),
                 partition: partition.index,
                 committed,
-                log_end_offset,
+                log_end_offset: offsets.log_end_offset,
+                last_stable_offset: offsets.last_stable_offset,
                 lag,
                 lag_seconds,
                 owner: owners.get(&(name, partition.index)).map(|m| m.to_string()),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use partita_admin::groups::{self, GroupDescription, MemberDescription};
+use partita_admin::groups::{self, GroupDescription, Isolation, MemberDescription};
 use partita_admin::lag::SKEW_FACTOR;
 use partita_admin::reset::{self, PlannedReset, ResetScope, ResetStrategy};
 use partita_admin::share::{self, ShareGroupDescription, ShareMember};
@@ -57,6 +57,18 @@ struct DescribeArgs {
     /// Show state, assignor, generation, coordinator and member count instead of the lag table.
     #[arg(long)]
     state: bool,
+    /// How the group's consumers read: with read_committed, lag ends at each partition's last
+    /// stable offset (shown as LOG-END-OFFSET), where an open transaction holds them.
+    #[arg(long, value_name = "LEVEL", default_value = "read_uncommitted", value_parser = parse_isolation)]
+    isolation_level: Isolation,
+}
+
+fn parse_isolation(text: &str) -> Result<Isolation, String> {
+    match text {
+        "read_uncommitted" => Ok(Isolation::ReadUncommitted),
+        "read_committed" => Ok(Isolation::ReadCommitted),
+        _ => Err("expected read_uncommitted or read_committed".to_string()),
+    }
 }
 
 #[derive(clap::Args)]
@@ -168,7 +180,7 @@ async fn run_describe(
     };
     let mut described = Vec::new();
     for name in &names {
-        match describe_any(client, name).await {
+        match describe_any(client, name, args.isolation_level).await {
             Ok(group) => described.push(group),
             // With --all-groups, a group that vanished since the listing is simply left out.
             Err(AdminError::GroupNotFound(_)) if args.group.is_none() => {}
@@ -219,8 +231,12 @@ enum Described {
 }
 
 /// Describes `name` as a consumer group, or else as a share group.
-async fn describe_any(client: &mut AdminClient, name: &str) -> Result<Described, AdminError> {
-    match groups::describe_group(client, name).await {
+async fn describe_any(
+    client: &mut AdminClient,
+    name: &str,
+    isolation: Isolation,
+) -> Result<Described, AdminError> {
+    match groups::describe_group(client, name, isolation).await {
         Ok(group) => Ok(Described::Consumer(group)),
         Err(AdminError::GroupNotFound(not_found)) => {
             match share::describe_share_group(client, name).await {
@@ -440,6 +456,24 @@ fn print_lag(group: &GroupDescription) {
         }
         println!();
         print!("{}", totals.render());
+    }
+    if group.isolation_level == "read_committed" {
+        println!(
+            "\nLOG-END-OFFSET is the last stable offset: read_committed consumers stop there."
+        );
+    }
+    for open in &group.open_transactions {
+        println!(
+            "\nNOTE: {}-{} has {} records past its last stable offset {}: an open transaction \
+             holds read_committed consumers there (partita transactions describe-producers \
+             --topic {} --partition {}).",
+            open.topic,
+            open.partition,
+            open.log_end_offset - open.last_stable_offset,
+            open.last_stable_offset,
+            open.topic,
+            open.partition
+        );
     }
     for skew in &group.skew {
         let owner = match (&skew.consumer_id, &skew.host) {
