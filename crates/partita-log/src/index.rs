@@ -1,4 +1,5 @@
-//! Sparse offset and time indexes of a segment, in Kafka's file layout.
+//! Sparse offset and time indexes of a segment, and its index of aborted transactions, in
+//! Kafka's file layouts.
 //!
 //! The entries live in memory; the files are a cache written alongside, rebuilt from the
 //! segment's batches whenever they disagree with it (see `Segment::open_existing`).
@@ -7,6 +8,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use crate::producer_state::AbortedTxn;
 
 /// One fixed-size entry of an index file.
 pub(crate) trait IndexEntry: Copy + PartialEq {
@@ -43,6 +46,26 @@ impl IndexEntry for TimeEntry {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+}
+
+/// `.txnindex` entry: a transaction aborted by a marker in the segment (Kafka's `AbortedTxn`
+/// record, version 0): its producer, first offset, the marker's offset, and the partition's
+/// last stable offset once it ended, past which no transaction begun earlier is still open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TxnEntry {
+    pub(crate) txn: AbortedTxn,
+    pub(crate) last_stable_offset: i64,
+}
+
+impl IndexEntry for TxnEntry {
+    const SIZE: usize = 34;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&self.txn.producer_id.to_be_bytes());
+        out.extend_from_slice(&self.txn.first_offset.to_be_bytes());
+        out.extend_from_slice(&self.txn.last_offset.to_be_bytes());
+        out.extend_from_slice(&self.last_stable_offset.to_be_bytes());
     }
 }
 
@@ -100,6 +123,12 @@ impl<E: IndexEntry> Index<E> {
         self.file.write_all_at(&bytes, position)?;
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Keeps an entry whose write failed in memory only: the file lacks it until the next
+    /// start rebuilds the file from the segment.
+    pub(crate) fn remember(&mut self, entry: E) {
+        self.entries.push(entry);
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Idempotent producer bookkeeping (KIP-98): duplicate detection and sequence checks; and the
-//! transactions under way and aborted in the partition, from which come its last stable
-//! offset and what a `read_committed` consumer must skip.
+//! transactions under way in the partition, from which comes its last stable offset. The
+//! aborted ones, which a `read_committed` consumer must skip, are kept by the segments that
+//! hold their markers.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -73,8 +74,6 @@ pub struct ProducerStateTable {
     ongoing: HashMap<i64, i64>,
     /// The same, ordered by first offset: the first is where the partition stops being stable.
     ongoing_by_offset: BTreeSet<(i64, i64)>,
-    /// Aborted transactions, in the order of their markers.
-    aborted: Vec<AbortedTxn>,
 }
 
 fn is_idempotent(header: &BatchHeader) -> bool {
@@ -176,22 +175,23 @@ impl ProducerStateTable {
     }
 
     /// Records a transaction marker appended at `header.base_offset` (or found in recovery):
-    /// the producer's transaction ends, and is remembered if aborted. A marker under a newer
-    /// epoch (a producer fenced, or transactions version 2) raises the producer's epoch, so
-    /// that its older instance can write no more.
-    pub fn record_marker(&mut self, header: &BatchHeader, commit: bool) {
+    /// the producer's transaction ends, and is returned if aborted (the segment's index of
+    /// aborted transactions keeps it). A marker under a newer epoch (a producer fenced, or
+    /// transactions version 2) raises the producer's epoch, so that its older instance can
+    /// write no more.
+    pub fn record_marker(&mut self, header: &BatchHeader, commit: bool) -> Option<AbortedTxn> {
+        let mut aborted = None;
         if let Some(first_offset) = self.ongoing.remove(&header.producer_id) {
             self.ongoing_by_offset
                 .remove(&(first_offset, header.producer_id));
-            if !commit {
-                self.aborted.push(AbortedTxn {
-                    producer_id: header.producer_id,
-                    first_offset,
-                    last_offset: header.base_offset,
-                });
-            }
+            aborted = (!commit).then_some(AbortedTxn {
+                producer_id: header.producer_id,
+                first_offset,
+                last_offset: header.base_offset,
+            });
         }
         self.entry_at(header, |new, old| new > old);
+        aborted
     }
 
     /// Every producer the partition remembers, with its transaction under way if it has one,
@@ -227,22 +227,6 @@ impl ProducerStateTable {
     /// `read_committed` consumer reads at or past it.
     pub fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing_by_offset.first().map(|(offset, _)| *offset)
-    }
-
-    /// The aborted transactions a read of offsets `from..to` may meet: those not ended before
-    /// `from` and begun before `to`, in the order of their markers.
-    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.aborted
-            .iter()
-            .filter(|txn| txn.last_offset >= from && txn.first_offset < to)
-            .copied()
-            .collect()
-    }
-
-    /// Forgets aborted transactions wholly before `log_start_offset` (deleted by retention).
-    pub fn forget_before(&mut self, log_start_offset: i64) {
-        self.aborted
-            .retain(|txn| txn.last_offset >= log_start_offset);
     }
 
     /// One producer's epoch and last batches, as stored elsewhere (cluster mode).

@@ -1,4 +1,5 @@
-//! One segment: a `.log` file of whole batches plus its offset and time indexes.
+//! One segment: a `.log` file of whole batches plus its offset and time indexes, and the
+//! transactions aborted in it (`.txnindex`, present only once there is one).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::error::LogError;
-use crate::index::{Index, OffsetEntry, TimeEntry};
+use crate::index::{Index, OffsetEntry, TimeEntry, TxnEntry};
 
 /// Path of a segment file: the base offset in 20 digits, as Kafka names them.
 /// Bytes read at once when scanning batch headers.
@@ -93,6 +94,8 @@ pub(crate) struct Segment {
     file: Arc<File>,
     offset_index: Index<OffsetEntry>,
     time_index: Index<TimeEntry>,
+    /// Transactions whose ABORT marker is in this segment; no file until the first.
+    txn_index: Option<Index<TxnEntry>>,
     tracker: Tracker,
     /// Wall-clock (or first batch) time the segment's age is measured from, for time rolls.
     pub(crate) rolling_base_ms: Option<i64>,
@@ -109,6 +112,7 @@ impl Segment {
             file: Arc::new(file),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), Vec::new())?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), Vec::new())?,
+            txn_index: None,
             tracker: Tracker::new(base_offset),
             rolling_base_ms: None,
         })
@@ -179,10 +183,58 @@ impl Segment {
             file: Arc::new(file),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), offset_entries)?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), time_entries)?,
+            txn_index: None,
             tracker,
             rolling_base_ms: first_batch_timestamp.filter(|ts| *ts >= 0),
         };
         Ok((segment, truncation))
+    }
+
+    /// Sets the transactions aborted in this segment, rebuilt by scanning the log from its
+    /// start, rewriting `.txnindex` if it does not hold exactly those (and removing it when
+    /// there are none).
+    pub(crate) fn set_aborted(&mut self, entries: Vec<TxnEntry>) -> io::Result<()> {
+        let path = segment_path(&self.dir, self.tracker.base_offset, "txnindex");
+        self.txn_index = match entries.is_empty() {
+            true => {
+                remove_if_present(&path)?;
+                None
+            }
+            false => Some(Index::open(&path, entries)?),
+        };
+        Ok(())
+    }
+
+    /// Records a transaction aborted by a marker just appended here. Kept in memory even if
+    /// the file cannot be written (the next start rebuilds the file from the log), since a
+    /// read_committed fetch must learn of it.
+    pub(crate) fn append_aborted(&mut self, entry: TxnEntry) {
+        let path = segment_path(&self.dir, self.tracker.base_offset, "txnindex");
+        let index = match &mut self.txn_index {
+            Some(index) => index,
+            None => match Index::open(&path, Vec::new()) {
+                Ok(index) => self.txn_index.insert(index),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot create the aborted-transaction index; keeping it in memory until a restart rebuilds it");
+                    return;
+                }
+            },
+        };
+        if let Err(error) = index.append(entry) {
+            tracing::warn!(path = %path.display(), %error, "cannot write to the aborted-transaction index; keeping the entry in memory until a restart rebuilds it");
+            index.remember(entry);
+        }
+    }
+
+    /// The transactions aborted by markers in this segment, in the markers' order.
+    pub(crate) fn aborted(&self) -> &[TxnEntry] {
+        self.txn_index.as_ref().map_or(&[], |index| index.entries())
+    }
+
+    /// Moves `previous`'s aborted transactions here: a compacted copy keeps the markers and
+    /// their `.txnindex` of the segment it replaces.
+    pub(crate) fn inherit_aborted(&mut self, previous: &mut Segment) {
+        self.txn_index = previous.txn_index.take();
     }
 
     /// Offset after the last batch (the base offset if empty).
@@ -314,11 +366,15 @@ impl Segment {
         Ok(buf)
     }
 
-    /// Fsyncs the data and both indexes.
+    /// Fsyncs the data and its indexes.
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()?;
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        match &self.txn_index {
+            Some(index) => index.sync(),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn log_path(&self) -> PathBuf {
@@ -331,13 +387,11 @@ impl Segment {
             self.log_path(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            segment_path(&self.dir, self.tracker.base_offset, "txnindex"),
         ];
         drop(self);
         for path in paths {
-            match fs::remove_file(&path) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
+            remove_if_present(&path)?;
         }
         Ok(())
     }
@@ -393,6 +447,14 @@ impl SegmentFile {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, position)?;
         Ok(buf)
+    }
+}
+
+/// Deletes the file at `path`, if there is one.
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
     }
 }
 

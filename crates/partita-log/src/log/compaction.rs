@@ -115,7 +115,7 @@ impl Log {
         }
         Some(CompactionPlan {
             segments,
-            aborted: self.producers.aborted_between(i64::MIN, i64::MAX),
+            aborted: self.aborted_transactions(i64::MIN, i64::MAX),
             active_base,
             now_ms,
             delete_retention_ms: self.config.delete_retention_ms,
@@ -165,6 +165,10 @@ impl Log {
                 "compacted segment {base_offset} is damaged: {}",
                 truncation.reason
             )));
+        }
+        let mut segment = segment;
+        if let Some(previous) = self.segments.get_mut(&base_offset) {
+            segment.inherit_aborted(previous);
         }
         self.segments.insert(base_offset, segment);
         Ok(())

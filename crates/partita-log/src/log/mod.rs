@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::batch;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
+use crate::index::TxnEntry;
 use crate::producer_state::{AbortedTxn, ActiveProducer, ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
@@ -51,6 +52,17 @@ pub struct Log {
     /// When the next compaction has work even if no segment closes: a closed segment comes
     /// of age (`min.compaction.lag.ms`) or a tombstone expires (`delete.retention.ms`).
     compaction_due_ms: Option<i64>,
+}
+
+/// The `.txnindex` entry of a transaction just aborted: with the last stable offset as it
+/// stands once it ended.
+fn aborted_entry(producers: &ProducerStateTable, txn: AbortedTxn) -> TxnEntry {
+    TxnEntry {
+        txn,
+        last_stable_offset: producers
+            .first_unstable_offset()
+            .unwrap_or(txn.last_offset + 1),
+    }
 }
 
 /// The header of a produced batch, if it may be appended under `config`: no larger than
@@ -112,9 +124,13 @@ impl Log {
         active.append(batch, &header, index_interval_bytes)?;
         self.log_end_offset = header.last_offset() + 1;
         match marker {
-            Some(kind) => self
-                .producers
-                .record_marker(&header, kind == batch::ControlType::Commit),
+            Some(kind) => {
+                let commit = kind == batch::ControlType::Commit;
+                if let Some(txn) = self.producers.record_marker(&header, commit) {
+                    let entry = aborted_entry(&self.producers, txn);
+                    self.active_mut().append_aborted(entry);
+                }
+            }
             None => self.producers.record(&header),
         }
         self.unflushed_messages = self
@@ -230,9 +246,27 @@ impl Log {
     }
 
     /// The aborted transactions a read of offsets `from..to` may meet, for a `read_committed`
-    /// fetch.
+    /// fetch: those not ended before `from` and begun before `to`, in the order of their
+    /// markers. As Kafka does, the segments' indexes are read from the one holding `from` on,
+    /// until an entry shows that every transaction begun before `to` had ended by then.
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.producers.aborted_between(from, to)
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        let mut found = Vec::new();
+        for segment in self.segments.range(first..).map(|(_, s)| s) {
+            for entry in segment.aborted() {
+                if entry.txn.last_offset >= from && entry.txn.first_offset < to {
+                    found.push(entry.txn);
+                }
+                if entry.last_stable_offset >= to {
+                    return found;
+                }
+            }
+        }
+        found
     }
 
     /// First offset still readable.

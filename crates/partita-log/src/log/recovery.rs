@@ -11,7 +11,7 @@ use crate::batch;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::producer_state::ProducerStateTable;
-use crate::segment::{segment_path, Segment};
+use crate::segment::{remove_if_present, segment_path, Segment};
 
 /// File holding a log start offset moved by DeleteRecords.
 const LOG_START_OFFSET_FILE: &str = "log-start-offset";
@@ -20,7 +20,8 @@ impl Log {
     /// Opens the log in `dir`, creating the directory if missing.
     ///
     /// Every segment is scanned batch by batch, checking each batch's length, offsets and CRC,
-    /// to rebuild the indexes and the idempotent producer state. At the first torn or corrupt
+    /// to rebuild the indexes (offsets, times and aborted transactions) and the idempotent
+    /// producer state. At the first torn or corrupt
     /// batch the file is truncated and any later segments are deleted (as Kafka's recovery
     /// does: offsets past a hole would no longer connect), with a warning saying which file,
     /// byte range and offsets were dropped. Older segments were fsynced when rolled, so a torn
@@ -34,7 +35,8 @@ impl Log {
         let mut segments = BTreeMap::new();
         let mut min_offset = 0;
         for (i, &base_offset) in base_offsets.iter().enumerate() {
-            let (segment, truncation) = Segment::open_existing(
+            let mut aborted = Vec::new();
+            let (mut segment, truncation) = Segment::open_existing(
                 dir,
                 base_offset,
                 min_offset,
@@ -42,11 +44,15 @@ impl Log {
                 config.index_interval_bytes,
                 &mut |header, bytes| match batch::marker_of(header, bytes) {
                     Some((kind, _)) => {
-                        producers.record_marker(header, kind == batch::ControlType::Commit)
+                        let commit = kind == batch::ControlType::Commit;
+                        if let Some(txn) = producers.record_marker(header, commit) {
+                            aborted.push(super::aborted_entry(&producers, txn));
+                        }
                     }
                     None => producers.record(header),
                 },
             )?;
+            segment.set_aborted(aborted)?;
             min_offset = segment.next_offset();
             if let Some(truncation) = truncation {
                 tracing::warn!(
@@ -135,11 +141,8 @@ fn drop_later_segments(dir: &Path, base_offsets: &[i64]) -> io::Result<()> {
             dropped_bytes = bytes,
             "deleted log segment following a truncated one"
         );
-        for extension in ["log", "index", "timeindex"] {
-            match fs::remove_file(segment_path(dir, base_offset, extension)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
+        for extension in ["log", "index", "timeindex", "txnindex"] {
+            remove_if_present(&segment_path(dir, base_offset, extension))?;
         }
     }
     Ok(())

@@ -243,3 +243,31 @@ fn damage_after_start_up_is_never_served() {
     assert!(matches!(log.read(5, 1), Err(LogError::Corrupt(_))));
     assert_eq!(base_offsets(&log.read(6, usize::MAX).unwrap()), vec![6, 8]);
 }
+
+#[test]
+fn an_abort_marker_cut_off_by_a_crash_leaves_its_transaction_open() {
+    use crate::batch::{build_marker, build_transactional_batch, KeyValue};
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<KeyValue> = vec![(None, Some(b"v"))];
+    let mut log = open(dir.path(), LogConfig::default());
+    log.append(&mut build_transactional_batch(&records, 0, 7, 0, 0), 0)
+        .unwrap();
+    log.append(&mut build_marker(7, 0, false, 0, 0), 0).unwrap();
+    let txn_index = dir.path().join(format!("{:020}.txnindex", 0));
+    assert!(txn_index.exists());
+    let segment = last_segment_path(&log);
+    log.close().unwrap();
+    // The marker's last bytes never reached the disk.
+    let len = fs::metadata(&segment).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(log.last_stable_offset(), 0, "the transaction is open again");
+    assert_eq!(log.aborted_transactions(0, 1), []);
+    assert!(!txn_index.exists());
+}

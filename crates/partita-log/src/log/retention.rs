@@ -79,7 +79,6 @@ impl Log {
         }
         let first_base = *self.segments.keys().next().expect("active segment");
         self.log_start_offset = self.log_start_offset.max(first_base);
-        self.producers.forget_before(self.log_start_offset);
         Ok(deleted)
     }
 }

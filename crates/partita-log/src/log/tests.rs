@@ -460,3 +460,68 @@ fn a_marker_under_a_newer_epoch_fences_the_older_producer() {
         .unwrap();
     assert_eq!(log.last_stable_offset(), 2);
 }
+
+#[test]
+fn aborted_transactions_are_indexed_beside_the_segment_of_their_marker() {
+    use crate::batch::build_marker;
+    let dir = tempfile::tempdir().unwrap();
+    let txn_index = |base: i64| dir.path().join(format!("{base:020}.txnindex"));
+    let big = vec![b'x'; 600];
+    let records: Vec<KeyValue> = vec![(None, Some(&big[..]))];
+    let mut log = open(dir.path(), small_segments());
+    // Producer 7's transaction starts at 0 and producer 8's at 1, in the first segment; each
+    // record of 600 bytes leaves no room for another in a 1,024-byte segment, so the markers
+    // land in later ones (a marker fits beside a record).
+    log.append(&mut build_transactional_batch(&records, 0, 7, 0, 0), 0)
+        .unwrap();
+    log.append(&mut build_transactional_batch(&records, 0, 8, 0, 0), 0)
+        .unwrap();
+    log.append(&mut build_marker(7, 0, false, 0, 0), 0).unwrap(); // offset 2
+    log.append(&mut batch_of(1, 600, 0), 0).unwrap(); // offset 3
+    log.append(&mut build_marker(8, 0, false, 0, 0), 0).unwrap(); // offset 4
+    let bases: Vec<i64> = log.segments.keys().copied().collect();
+    assert_eq!(bases, [0, 1, 3]);
+    let seven = AbortedTxn {
+        producer_id: 7,
+        first_offset: 0,
+        last_offset: 2,
+    };
+    let eight = AbortedTxn {
+        producer_id: 8,
+        first_offset: 1,
+        last_offset: 4,
+    };
+    // Only the segments holding an ABORT marker have a .txnindex, in Kafka's layout: version
+    // 0, producer id, first offset, marker offset, and the last stable offset once it ended
+    // (producer 8's transaction, from 1, was still open when 7's ended).
+    let mut expected_1 = vec![0, 0];
+    for value in [7i64, 0, 2, 1] {
+        expected_1.extend_from_slice(&value.to_be_bytes());
+    }
+    assert_eq!(std::fs::read(txn_index(1)).unwrap(), expected_1);
+    assert!(txn_index(3).exists());
+    assert!(!txn_index(0).exists());
+    // A read of the first segment meets both, though their markers are further on.
+    assert_eq!(log.aborted_transactions(0, 1), [seven]);
+    assert_eq!(log.aborted_transactions(0, 2), [seven, eight]);
+    assert_eq!(log.aborted_transactions(3, 4), [eight]);
+    assert_eq!(log.aborted_transactions(5, 6), []);
+
+    // A damaged index is rebuilt from the log at the next start, a stray one removed.
+    log.close().unwrap();
+    std::fs::write(txn_index(1), b"garbage").unwrap();
+    std::fs::write(txn_index(0), vec![0u8; 34]).unwrap();
+    let mut log = open(dir.path(), small_segments());
+    assert_eq!(std::fs::read(txn_index(1)).unwrap(), expected_1);
+    assert!(!txn_index(0).exists());
+    assert_eq!(log.aborted_transactions(0, 5), [seven, eight]);
+
+    // Retention takes a segment's index with it.
+    log.set_config(LogConfig {
+        retention_bytes: 700,
+        ..small_segments()
+    });
+    log.enforce_retention(0).unwrap();
+    assert!(!txn_index(1).exists());
+    assert_eq!(log.aborted_transactions(log.log_start_offset(), 5), [eight]);
+}
