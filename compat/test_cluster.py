@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewPartitions, NewTopic)
 
@@ -314,3 +314,23 @@ def test_a_compacted_topic_keeps_the_newest_record_of_each_key(cluster):
     assert values == newest
     offsets = [o for o, _ in got]
     assert offsets == sorted(offsets) and offsets[-1] == 79
+
+
+def test_a_transactional_producer_is_told_that_cluster_mode_serves_no_transactions(cluster):
+    """Cluster mode has no transaction coordinator yet: its brokers do not offer the
+    transaction APIs and refuse a transactional InitProducerId with UNSUPPORTED_VERSION, which
+    is what a transactional producer reports (librdkafka once its init_transactions timeout
+    runs out, as it retries this error); idempotent producers keep working."""
+    broker = cluster.start_broker(1)
+    topic = unique_name("no-txn")
+    client = admin(broker.bootstrap)
+    client.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": broker.bootstrap,
+                         "transactional.id": unique_name("tid")})
+    with pytest.raises(KafkaException) as raised:
+        producer.init_transactions(10)
+    error = raised.value.args[0]
+    assert error.code() == KafkaError.UNSUPPORTED_VERSION, error
+    idempotent = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    idempotent.produce(topic, b"still fine")
+    assert idempotent.flush(30) == 0

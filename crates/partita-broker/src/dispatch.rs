@@ -173,7 +173,7 @@ pub(crate) async fn dispatch(
                 raw_key,
                 0,
                 correlation_id,
-                &handlers::api_versions::unsupported_version(),
+                &handlers::api_versions::unsupported_version(broker),
             );
         }
         return Err(DispatchError::Close(format!(

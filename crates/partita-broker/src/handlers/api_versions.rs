@@ -1,30 +1,45 @@
 //! ApiVersions: what this broker serves, so clients pick versions both sides know.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::dispatch::SUPPORTED_APIS;
 
+/// The APIs of transactions alone, not offered where the broker has no transaction
+/// coordinator (cluster mode, for now): a transactional client then says at once that the
+/// broker does not support transactions, rather than retrying.
+const TRANSACTION_APIS: [ApiKey; 7] = [
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::WriteTxnMarkers,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
+];
+
 pub(crate) async fn handle(
-    _broker: &Broker,
+    broker: &Broker,
     _request: ApiVersionsRequest,
     _version: i16,
 ) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(api_list())
+    ApiVersionsResponse::default().with_api_keys(api_list(broker))
 }
 
 /// The v0 answer to an ApiVersions request at a version this broker does not know (KIP-511).
-pub(crate) fn unsupported_version() -> ApiVersionsResponse {
+pub(crate) fn unsupported_version(broker: &Broker) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
-        .with_api_keys(api_list())
+        .with_api_keys(api_list(broker))
 }
 
-fn api_list() -> Vec<ApiVersion> {
+fn api_list(broker: &Broker) -> Vec<ApiVersion> {
+    let transactions = broker.transactions.is_some();
     SUPPORTED_APIS
         .iter()
+        .filter(|(key, _, _)| transactions || !TRANSACTION_APIS.contains(key))
         .map(|(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(*key as i16)
