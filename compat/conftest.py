@@ -30,12 +30,12 @@ def start_broker(request, tmp_path):
     brokers: list = []
     setattr(request.node, BROKERS_ATTR, brokers)
 
-    def start(settings=None, env=None, port=None, **kwargs) -> Broker:
+    def start(settings=None, env=None, port=None, prefix=None, **kwargs) -> Broker:
         merged = dict(settings or {})
         merged.update(setting_names(kwargs))
         n = len(brokers)
         b = Broker(binary=broker_binary(), port=port or free_port(), data_dir=tmp_path / f"data{n}",
-                   log_path=tmp_path / f"broker{n}.log", settings=merged, env=env)
+                   log_path=tmp_path / f"broker{n}.log", settings=merged, env=env, prefix=prefix)
         brokers.append(b)
         b.start()
         return b

@@ -3,7 +3,9 @@
 - a request declaring an array of billions of entries is refused, not fatal;
 - clients that connect and never speak, or send one byte a second, do not delay other clients
   (their latencies are printed; the assertions are generous and about completion);
-- 2,000 idle connections are held, and the broker still answers.
+- 2,000 idle connections are held, and the broker still answers;
+- the broker raises its soft open-file limit to the hard one, so the common soft limit of 1,024
+  does not cap it at a few hundred partitions.
 """
 
 from __future__ import annotations
@@ -393,3 +395,22 @@ def test_request_memory_budget_lets_concurrent_large_produces_through(start_brok
     assert not errors, errors
     assert done == [4000] * 4
     assert sum(r.partition >= 0 for r in consume_all(b.bootstrap, topic_name, range(4))) == 16000
+
+
+def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(start_broker, topic_name):
+    """Started under a soft limit of 1,024 open files and a hard one of 4,096, the broker runs
+    with 4,096, says so, and holds a topic whose partitions need more files than 1,024 (each
+    keeps its segment and two index files open)."""
+    broker = start_broker(prefix=["prlimit", "--nofile=1024:4096", "--"])
+    limits = Path(f"/proc/{broker.proc.pid}/limits").read_text()
+    line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+    assert line.split()[3:5] == ["4096", "4096"], line
+    log = broker.log_path.read_text()
+    assert "was=1024 soft=4096 hard=4096" in log, log[-2000:]
+    partitions = 500
+    admin = admin_client(broker.bootstrap)
+    create_topic(admin, topic_name, partitions=partitions)
+    records = [{"value": f"v{p}".encode(), "partition": p} for p in range(partitions)]
+    delivered = produce(broker.bootstrap, topic_name, records)
+    assert len(delivered) == partitions
+    assert all(d.err is None for d in delivered), [d.err for d in delivered if d.err][:3]

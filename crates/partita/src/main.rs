@@ -174,8 +174,41 @@ fn broker_config(args: &BrokerArgs) -> anyhow::Result<partita_broker::BrokerConf
     settings::build(properties)
 }
 
+/// Raises the soft limit on open files to the hard limit, as a broker with many partitions
+/// needs (every segment keeps its files open), and logs both. Nothing stops the broker if it
+/// cannot: it runs with the limit it has.
+fn raise_open_file_limit() {
+    use rlimit::Resource;
+    let (soft, hard) = match Resource::NOFILE.get() {
+        Ok(limits) => limits,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-file limit (RLIMIT_NOFILE)");
+            return;
+        }
+    };
+    if soft >= hard {
+        tracing::info!(soft, hard, "open-file limit (RLIMIT_NOFILE)");
+        return;
+    }
+    match Resource::NOFILE.set(hard, hard) {
+        Ok(()) => tracing::info!(
+            was = soft,
+            soft = hard,
+            hard,
+            "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+        ),
+        Err(error) => tracing::warn!(
+            soft,
+            hard,
+            %error,
+            "cannot raise the open-file limit (RLIMIT_NOFILE) to its hard limit"
+        ),
+    }
+}
+
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     let config = broker_config(&args)?;
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
