@@ -327,6 +327,16 @@ def test_a_transactional_producer_is_told_that_cluster_mode_serves_no_transactio
     client.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     producer = Producer({"bootstrap.servers": broker.bootstrap,
                          "transactional.id": unique_name("tid")})
+    # What the broker offers: no transaction API, InitProducerId for idempotence.
+    from kafka.admin import KafkaAdminClient
+    kafka_python = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        offered = {int(key) for key in kafka_python.api_versions()}
+    finally:
+        kafka_python.close()
+    transaction_apis = {24, 25, 26, 27, 28, 65, 66}  # AddPartitionsToTxn ... ListTransactions
+    assert not offered & transaction_apis, sorted(offered & transaction_apis)
+    assert {0, 1, 22} <= offered  # Produce, Fetch, InitProducerId
     with pytest.raises(KafkaException) as raised:
         producer.init_transactions(10)
     error = raised.value.args[0]

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -189,3 +190,45 @@ def test_dashboard_in_a_real_browser(lagging_group):
     assert g["topic"] in seen["topics"]
     assert not seen["consoleErrors"], seen["consoleErrors"]
     assert screenshot.stat().st_size > 10_000
+
+
+def test_a_partition_without_a_committed_offset_counts_from_its_owners_fetch_position(
+        start_broker, topic_name, group_name):
+    """A member that holds a partition but has committed nothing for it (it stopped after its
+    first record): the group's lag is counted from where the member fetches, not left out."""
+    http_port = free_port()
+    broker = start_broker({"group.initial.rebalance.delay.ms": 0,
+                           "http.listen": f"127.0.0.1:{http_port}"})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(timeout=30)
+    backlog = 10_001
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "batch.num.messages": 10,
+                         "linger.ms": 0})
+    for i in range(backlog):
+        producer.produce(topic_name, value=b"%d" % i)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    # A consumer that prefetches little, takes one record, then stops polling.
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group_name,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "max.partition.fetch.bytes": 1024, "fetch.max.bytes": 1024,
+                         "message.max.bytes": 1000,
+                         "queued.max.messages.kbytes": 1, "queued.min.messages": 1})
+    try:
+        consumer.subscribe([topic_name])
+        wait_until(lambda: (m := consumer.poll(0.5)) is not None and m.error() is None, 60,
+                   "a first record")
+
+        def counted() -> dict | None:
+            detail = json.loads(http_get(http_port, f"/api/groups/{group_name}"))
+            partition = detail["partitions"][0]
+            ok = (partition["committed"] is None and partition["fetch_position"] is not None
+                  and detail["total_lag"] == backlog - partition["fetch_position"]
+                  and detail["total_lag"] > backlog // 2 and (detail["max_lag_seconds"] or 0) > 0)
+            return detail if ok else None
+        detail = wait_until(counted, 60, "lag counted from the owner's fetch position")
+        lag = values(scrape(http_port), "partita_group_lag_records", group=group_name,
+                     topic=topic_name, partition=0)
+        assert lag and lag[0] > backlog // 2, (lag, detail["partitions"])
+    finally:
+        consumer.close()

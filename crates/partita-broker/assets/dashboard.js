@@ -298,7 +298,9 @@ function renderPartitions(g, colors) {
       <td>${esc(p.topic)}</td>
       <td class="num">${p.partition}</td>
       <td>${p.owner ? `<span class="chip" style="background:${colors.get(p.owner) || "#ccc"}"></span>${memberLabel(g, p.owner)}` : "—"}</td>
-      <td class="num">${num(p.committed)}</td>
+      <td class="num">${p.committed == null && p.fetch_position != null
+        ? `<span class="lso" title="no committed offset: lag counted from the owner's fetch position">fetching ${num(p.fetch_position)}</span>`
+        : num(p.committed)}</td>
       <td class="num">${num(p.log_end_offset)}${p.last_stable_offset < p.log_end_offset
         ? ` <span class="lso" title="last stable offset: records from here wait on an open transaction">(stable ${num(p.last_stable_offset)})</span>` : ""}</td>
       <td class="num">${num(p.lag)}</td>

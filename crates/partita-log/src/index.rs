@@ -125,12 +125,6 @@ impl<E: IndexEntry> Index<E> {
         Ok(())
     }
 
-    /// Keeps an entry whose write failed in memory only: the file lacks it until the next
-    /// start rebuilds the file from the segment.
-    pub(crate) fn remember(&mut self, entry: E) {
-        self.entries.push(entry);
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

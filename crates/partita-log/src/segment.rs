@@ -94,7 +94,10 @@ pub(crate) struct Segment {
     file: Arc<File>,
     offset_index: Index<OffsetEntry>,
     time_index: Index<TimeEntry>,
-    /// Transactions whose ABORT marker is in this segment; no file until the first.
+    /// Transactions whose ABORT marker is in this segment, in the markers' order.
+    aborted: Vec<TxnEntry>,
+    /// Their `.txnindex` file, from the first one on; a write that fails leaves `aborted`
+    /// whole (the next start rebuilds the file from the log).
     txn_index: Option<Index<TxnEntry>>,
     tracker: Tracker,
     /// Wall-clock (or first batch) time the segment's age is measured from, for time rolls.
@@ -112,6 +115,7 @@ impl Segment {
             file: Arc::new(file),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), Vec::new())?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), Vec::new())?,
+            aborted: Vec::new(),
             txn_index: None,
             tracker: Tracker::new(base_offset),
             rolling_base_ms: None,
@@ -183,6 +187,7 @@ impl Segment {
             file: Arc::new(file),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), offset_entries)?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), time_entries)?,
+            aborted: Vec::new(),
             txn_index: None,
             tracker,
             rolling_base_ms: first_batch_timestamp.filter(|ts| *ts >= 0),
@@ -200,40 +205,43 @@ impl Segment {
                 remove_if_present(&path)?;
                 None
             }
-            false => Some(Index::open(&path, entries)?),
+            false => Some(Index::open(&path, entries.clone())?),
         };
+        self.aborted = entries;
         Ok(())
     }
 
-    /// Records a transaction aborted by a marker just appended here. Kept in memory even if
-    /// the file cannot be written (the next start rebuilds the file from the log), since a
-    /// read_committed fetch must learn of it.
+    /// Records a transaction aborted by a marker just appended here. A read_committed fetch
+    /// must learn of it whatever happens to the file: if `.txnindex` cannot be created or
+    /// written, the entry is kept in memory and the next start rebuilds the file from the log.
     pub(crate) fn append_aborted(&mut self, entry: TxnEntry) {
+        self.aborted.push(entry);
         let path = segment_path(&self.dir, self.tracker.base_offset, "txnindex");
-        let index = match &mut self.txn_index {
-            Some(index) => index,
-            None => match Index::open(&path, Vec::new()) {
-                Ok(index) => self.txn_index.insert(index),
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "cannot create the aborted-transaction index; keeping it in memory until a restart rebuilds it");
-                    return;
-                }
-            },
+        let written = match &mut self.txn_index {
+            Some(index) => index.append(entry),
+            None => Index::open(&path, vec![entry]).map(|index| {
+                self.txn_index = Some(index);
+            }),
         };
-        if let Err(error) = index.append(entry) {
-            tracing::warn!(path = %path.display(), %error, "cannot write to the aborted-transaction index; keeping the entry in memory until a restart rebuilds it");
-            index.remember(entry);
+        if let Err(error) = written {
+            tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot write the aborted-transaction index; the transaction is kept in memory \
+                 and the file is rebuilt from the log at the next start"
+            );
         }
     }
 
     /// The transactions aborted by markers in this segment, in the markers' order.
     pub(crate) fn aborted(&self) -> &[TxnEntry] {
-        self.txn_index.as_ref().map_or(&[], |index| index.entries())
+        &self.aborted
     }
 
     /// Moves `previous`'s aborted transactions here: a compacted copy keeps the markers and
     /// their `.txnindex` of the segment it replaces.
     pub(crate) fn inherit_aborted(&mut self, previous: &mut Segment) {
+        self.aborted = std::mem::take(&mut previous.aborted);
         self.txn_index = previous.txn_index.take();
     }
 

@@ -8,8 +8,9 @@ use crate::broker::Broker;
 use crate::dispatch::SUPPORTED_APIS;
 
 /// The APIs of transactions alone, not offered where the broker has no transaction
-/// coordinator (cluster mode, for now): a transactional client then says at once that the
-/// broker does not support transactions, rather than retrying.
+/// coordinator (cluster mode, for now), so that clients and tools that look before they ask
+/// see that the broker serves no transactions. InitProducerId stays: idempotent producers
+/// need it (a transactional one is refused with UNSUPPORTED_VERSION).
 const TRANSACTION_APIS: [ApiKey; 7] = [
     ApiKey::AddPartitionsToTxn,
     ApiKey::AddOffsetsToTxn,

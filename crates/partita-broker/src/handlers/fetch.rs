@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -28,7 +28,7 @@ use crate::broker::{now_ms, Broker};
 use crate::error::log_error;
 use crate::memory::MemoryClaim;
 use crate::partition::Partition;
-use crate::readers::ReaderId;
+use crate::readers::{ReaderId, TopicFetch};
 use crate::topics::Topic;
 
 /// Topic ids replace names in Fetch from this version on (KIP-516).
@@ -42,12 +42,12 @@ pub(crate) async fn handle(
     version: i16,
     client: &ClientContext,
 ) -> (FetchResponse, MemoryClaim) {
-    note_reader(broker, &request, version, client);
     if request.session_id != 0 {
         let response =
             FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         return (response, broker.fetch_memory.claim(0).await);
     }
+    note_reader(broker, &request, version, client);
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
@@ -78,22 +78,36 @@ pub(crate) async fn handle(
     }
 }
 
-/// Remembers the isolation level this client reads each fetched topic with, from which its
-/// group's lag is counted (see [`crate::readers`]).
+/// Remembers the isolation level this client reads each fetched topic with and where it reads
+/// each partition, from which its group's lag is counted (see [`crate::readers`]).
 fn note_reader(broker: &Broker, request: &FetchRequest, version: i16, client: &ClientContext) {
-    let now = now_ms();
-    let reader = || ReaderId {
+    let topics: Vec<(&FetchTopic, Arc<Topic>)> = request
+        .topics
+        .iter()
+        .filter_map(|wanted| {
+            let topic = resolve_topic(broker, version, &wanted.topic, wanted.topic_id)?;
+            Some((wanted, topic))
+        })
+        .collect();
+    let fetches: Vec<TopicFetch<'_>> = topics
+        .iter()
+        .map(|(wanted, topic)| TopicFetch {
+            topic: &topic.name,
+            offsets: wanted
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.fetch_offset))
+                .collect(),
+        })
+        .collect();
+    let reader = ReaderId {
         client_id: &client.client_id,
         client_host: &client.client_host,
     };
-    for wanted in &request.topics {
-        if let Some(topic) = resolve_topic(broker, version, &wanted.topic, wanted.topic_id) {
-            let committed = request.isolation_level == 1;
-            broker
-                .readers
-                .fetched(reader(), &topic.name, committed, now);
-        }
-    }
+    let committed = request.isolation_level == 1;
+    broker
+        .readers
+        .fetched(reader, &fetches, committed, now_ms());
 }
 
 /// The response, counted in the topics' traffic and the error metrics.

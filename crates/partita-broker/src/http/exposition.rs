@@ -204,7 +204,8 @@ fn register_groups(registry: &mut Registry, groups: &[GroupView]) {
     );
     registry.register(
         "partita_group_total_lag_records",
-        "Lag of the group summed over its partitions with a committed offset",
+        "Lag of the group summed over its partitions with a committed offset or an owner \
+         fetching them",
         total_lag,
     );
     registry.register(

@@ -163,6 +163,7 @@ fn group(observer: &Observer, group_id: &str) -> Option<Value> {
                 "committed": p.committed,
                 "log_end_offset": p.log_end_offset,
                 "last_stable_offset": p.last_stable_offset,
+                "fetch_position": p.fetch_position,
                 "lag": p.lag,
                 "lag_seconds": p.lag_seconds,
                 "owner": p.owner,

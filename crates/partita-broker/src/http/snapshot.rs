@@ -35,9 +35,12 @@ pub(crate) struct PartitionLag {
     pub(crate) log_end_offset: i64,
     /// The first offset of the oldest open transaction, or the log end offset.
     pub(crate) last_stable_offset: i64,
-    /// The records the group has still to read, if there is a committed offset:
-    /// `log_end_offset - committed`, or `last_stable_offset - committed` for a group that
-    /// reads committed (its consumers cannot read past an open transaction).
+    /// Where the partition's owner fetches, when the group has no committed offset for it.
+    pub(crate) fetch_position: Option<i64>,
+    /// The records the group has still to read, from the committed offset or else from the
+    /// owner's fetch position: `log_end_offset - committed`, or `last_stable_offset -
+    /// committed` for a group that reads committed (its consumers cannot read past an open
+    /// transaction).
     pub(crate) lag: Option<i64>,
     /// Age of the oldest unconsumed record, if there is one and it was asked for.
     pub(crate) lag_seconds: Option<f64>,
@@ -70,7 +73,7 @@ impl GroupView {
         }
     }
 
-    /// Lag summed over every partition with a committed offset.
+    /// Lag summed over every partition with a committed offset or an owner fetching it.
     pub(crate) fn total_lag(&self) -> i64 {
         self.partitions.iter().filter_map(|p| p.lag).sum()
     }
@@ -202,11 +205,11 @@ fn partition_lags(
     with_age: bool,
     now_ms: i64,
 ) -> Vec<PartitionLag> {
-    let mut owners: BTreeMap<(&str, i32), &str> = BTreeMap::new();
+    let mut owners: BTreeMap<(&str, i32), &MemberView> = BTreeMap::new();
     for member in members {
         for (topic, partitions) in &member.assignment {
             for partition in partitions {
-                owners.insert((topic.as_str(), *partition), member.member_id.as_str());
+                owners.insert((topic.as_str(), *partition), member);
             }
         }
     }
@@ -223,13 +226,28 @@ fn partition_lags(
         for partition in &topic.partitions {
             let key = (name.to_string(), partition.index);
             let committed = committed.get(&key).copied();
+            let owner = owners.get(&(name, partition.index)).copied();
+            // Without a committed offset, the group has read up to where its owner fetches.
+            let fetch_position = match (committed, owner) {
+                (None, Some(member)) => {
+                    let reader = ReaderId {
+                        client_id: &member.client_id,
+                        client_host: &member.client_host,
+                    };
+                    broker
+                        .readers
+                        .position(reader, name, partition.index, now_ms)
+                }
+                _ => None,
+            };
             let offsets = partition.offsets();
             let readable_end = match read_committed {
                 true => offsets.last_stable_offset,
                 false => offsets.log_end_offset,
             };
-            let lag = committed.map(|c| (readable_end - c).max(0));
-            let lag_seconds = match (with_age, committed, lag) {
+            let read_from = committed.or(fetch_position);
+            let lag = read_from.map(|c| (readable_end - c).max(0));
+            let lag_seconds = match (with_age, read_from, lag) {
                 (true, Some(offset), Some(lag)) if lag > 0 => {
                     oldest_unconsumed_timestamp(partition, offset)
                         .map(|ts| ((now_ms - ts).max(0)) as f64 / 1000.0)
@@ -243,9 +261,10 @@ fn partition_lags(
                 committed,
                 log_end_offset: offsets.log_end_offset,
                 last_stable_offset: offsets.last_stable_offset,
+                fetch_position,
                 lag,
                 lag_seconds,
-                owner: owners.get(&(name, partition.index)).map(|m| m.to_string()),
+                owner: owner.map(|m| m.member_id.clone()),
             });
         }
     }

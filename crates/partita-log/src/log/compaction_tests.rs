@@ -298,7 +298,19 @@ fn aborted_records_are_removed_and_open_transactions_are_left_alone() {
             .filter_map(|(_, _, v)| v)
             .collect()
     };
+    // Producer 7's transaction (offset 2) was aborted by the marker at 3: its index entry
+    // and file stay with the compacted copy of that segment.
+    let marker_segment = *log.segments.range(..=3).next_back().unwrap().0;
+    let txn_index = dir.path().join(format!("{marker_segment:020}.txnindex"));
+    let indexed = std::fs::read(&txn_index).unwrap();
+    let seven = AbortedTxn {
+        producer_id: 7,
+        first_offset: 2,
+        last_offset: 3,
+    };
     log.compact(0).unwrap();
+    assert_eq!(log.aborted_transactions(0, 4), [seven]);
+    assert_eq!(std::fs::read(&txn_index).unwrap(), indexed);
     // The aborted record is gone and replaced nothing; the open transaction's record has
     // not replaced the committed one yet.
     assert_eq!(value_of(&log, b"aborted-key"), vec![b"old".to_vec()]);

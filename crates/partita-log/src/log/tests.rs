@@ -525,3 +525,29 @@ fn aborted_transactions_are_indexed_beside_the_segment_of_their_marker() {
     assert!(!txn_index(1).exists());
     assert_eq!(log.aborted_transactions(log.log_start_offset(), 5), [eight]);
 }
+
+#[test]
+fn an_aborted_transaction_is_kept_when_its_index_file_cannot_be_written() {
+    use crate::batch::build_marker;
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<KeyValue> = vec![(None, Some(b"v"))];
+    let mut log = open(dir.path(), LogConfig::default());
+    // Something in the way of the .txnindex file: it cannot be created.
+    let txn_index = dir.path().join(format!("{:020}.txnindex", 0));
+    std::fs::create_dir(&txn_index).unwrap();
+    log.append(&mut build_transactional_batch(&records, 0, 7, 0, 0), 0)
+        .unwrap();
+    log.append(&mut build_marker(7, 0, false, 0, 0), 0).unwrap();
+    let aborted = AbortedTxn {
+        producer_id: 7,
+        first_offset: 0,
+        last_offset: 1,
+    };
+    assert_eq!(log.aborted_transactions(0, 1), [aborted]);
+    // Out of the way again, the next start writes the file from the log.
+    log.close().unwrap();
+    std::fs::remove_dir(&txn_index).unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.aborted_transactions(0, 1), [aborted]);
+    assert_eq!(std::fs::metadata(&txn_index).unwrap().len(), 34);
+}
