@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from confluent_util import admin_client, consume_all, create_topic, wait_topic_ready
+from partita_compat import wait_until
 
 RECORDS_PER_BATCH = 5
 
@@ -97,18 +98,13 @@ def test_truncated_tail_is_cut_to_whole_batches(start_broker, topic_name):
 
 @pytest.mark.parametrize("where", ["last segment", "older segment"])
 def test_flipped_bit_truncates_before_the_damaged_batch(start_broker, topic_name, where):
+    """After a crash the start-up scan checks every CRC and truncates at the damage."""
     b = start_broker()
     # Small segments: several of them, a few batches each.
     create_topic(admin_client(b.bootstrap), topic_name, 1, config={"segment.bytes": "4096"})
     values = produce_batches(b.bootstrap, topic_name, 30)
-    b.stop()
-    segs = segments(b.data_dir / f"{topic_name}-0")
-    assert len(segs) >= 4, f"expected several segments, got {len(segs)}"
-    seg = segs[-1] if where == "last segment" else segs[1]
-    batches = batches_in(seg)
-    assert len(batches) >= 3
-    pos, base, size = batches[len(batches) // 2]
-    flip_bit(seg, pos + 61 + size // 3)  # in the records, which only the CRC covers
+    b.kill()
+    segs, seg, base = damage_a_batch(b, topic_name, where)
 
     b.start()
     assert read_back(b, topic_name) == values[:base]
@@ -121,6 +117,50 @@ def test_flipped_bit_truncates_before_the_damaged_batch(start_broker, topic_name
         assert f"base_offset={int(s.stem)}" in log, f"dropping {s.name} is not logged"
     more = produce_batches(b.bootstrap, topic_name, 2, first=1000)
     assert read_back(b, topic_name) == values[:base] + more
+
+
+def damage_a_batch(b, topic_name, where):
+    """Flips a bit in the records of a batch in the middle of the last or of an older
+    segment; returns the segments, the damaged one and the damaged batch's base offset."""
+    segs = segments(b.data_dir / f"{topic_name}-0")
+    assert len(segs) >= 4, f"expected several segments, got {len(segs)}"
+    seg = segs[-1] if where == "last segment" else segs[1]
+    batches = batches_in(seg)
+    assert len(batches) >= 3
+    pos, base, size = batches[len(batches) // 2]
+    flip_bit(seg, pos + 61 + size // 3)  # in the records, which only the CRC covers
+    return segs, seg, base
+
+
+@pytest.mark.parametrize("where", ["last segment", "older segment"])
+def test_a_flipped_bit_after_a_clean_stop_is_never_served(start_broker, topic_name, where):
+    """After a clean stop the start reads no batch, so damage made while the broker was down
+    is not found then: the damaged batch is refused when read (its CRC is checked on every
+    read), what precedes it is served, and nothing is truncated."""
+    b = start_broker()
+    create_topic(admin_client(b.bootstrap), topic_name, 1, config={"segment.bytes": "4096"})
+    values = produce_batches(b.bootstrap, topic_name, 30)
+    assert b.stop() == 0
+    segs, _, base = damage_a_batch(b, topic_name, where)
+    sizes = [s.stat().st_size for s in segs]
+
+    b.start()
+    assert "truncated damaged log segment" not in log_since_last_start(b)
+    assert [s.stat().st_size for s in segments(b.data_dir / f"{topic_name}-0")] == sizes
+    wait_topic_ready(admin_client(b.bootstrap), topic_name, 1)
+    consumer = Consumer({"bootstrap.servers": b.bootstrap, "group.id": topic_name,
+                         "enable.auto.commit": False, "check.crcs": True})
+    consumer.assign([TopicPartition(topic_name, 0, 0)])
+    got: list = []
+    try:
+        def refused_after_what_precedes():
+            got.extend(m.value() for m in consumer.consume(100, timeout=0.5)
+                       if m.error() is None)
+            return len(got) >= base and "refusing to serve a damaged batch" in b.log_text()
+        wait_until(refused_after_what_precedes, 60, "the damaged batch refused")
+    finally:
+        consumer.close()
+    assert got == values[:base]
 
 
 def test_missing_and_corrupt_indexes_are_rebuilt(start_broker, topic_name):

@@ -204,7 +204,7 @@ impl Broker {
 
     /// Flushes and closes everything, and leaves the cluster; called once at shutdown.
     pub async fn shutdown(&self) {
-        self.topics.flush_all().await;
+        self.topics.close_all().await;
         if let Some(cluster) = &self.cluster {
             cluster.leave().await;
         }

@@ -149,6 +149,11 @@ impl Partition {
         self.storage.flush().await
     }
 
+    /// Makes everything durable as the broker stops (see [`PartitionStorage::close`]).
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.storage.close().await
+    }
+
     /// Asks to be notified on the next append. The permit is kept if the append comes
     /// before the waiter starts waiting, so no wake-up is lost.
     pub fn register_waiter(&self, waiter: &Arc<Notify>) {

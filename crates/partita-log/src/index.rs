@@ -16,6 +16,16 @@ pub(crate) trait IndexEntry: Copy + PartialEq {
     /// Bytes per entry on disk.
     const SIZE: usize;
     fn encode(&self, out: &mut Vec<u8>);
+    /// The entry in `bytes`, which hold exactly [`IndexEntry::SIZE`] of them.
+    fn decode(bytes: &[u8]) -> Self;
+}
+
+fn be_u32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"))
+}
+
+fn be_i64(bytes: &[u8]) -> i64 {
+    i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
 /// `.index` entry: a batch's base offset relative to the segment's, and its file position.
@@ -30,6 +40,12 @@ impl IndexEntry for OffsetEntry {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.relative_offset.to_be_bytes());
         out.extend_from_slice(&self.position.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        OffsetEntry {
+            relative_offset: be_u32(bytes),
+            position: be_u32(&bytes[4..]),
+        }
     }
 }
 
@@ -46,6 +62,12 @@ impl IndexEntry for TimeEntry {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        TimeEntry {
+            timestamp: be_i64(bytes),
+            relative_offset: be_u32(&bytes[8..]),
+        }
     }
 }
 
@@ -66,6 +88,16 @@ impl IndexEntry for TxnEntry {
         out.extend_from_slice(&self.txn.first_offset.to_be_bytes());
         out.extend_from_slice(&self.txn.last_offset.to_be_bytes());
         out.extend_from_slice(&self.last_stable_offset.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Self {
+        TxnEntry {
+            txn: AbortedTxn {
+                producer_id: be_i64(&bytes[2..]),
+                first_offset: be_i64(&bytes[10..]),
+                last_offset: be_i64(&bytes[18..]),
+            },
+            last_stable_offset: be_i64(&bytes[26..]),
+        }
     }
 }
 
@@ -106,6 +138,26 @@ impl<E: IndexEntry> Index<E> {
             index.file.write_all_at(&expected, 0)?;
         }
         Ok(index)
+    }
+
+    /// Opens the file at `path` trusting what it holds, if it holds exactly `count` entries
+    /// (a clean shutdown recorded how many): `None` if it does not.
+    pub(crate) fn load(path: &Path, count: usize) -> io::Result<Option<Index<E>>> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if bytes.len() != count * E::SIZE {
+            return Ok(None);
+        }
+        let entries = bytes.chunks_exact(E::SIZE).map(E::decode).collect();
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Some(Index {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        }))
     }
 
     fn encoded(&self) -> Vec<u8> {

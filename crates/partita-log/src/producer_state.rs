@@ -229,6 +229,28 @@ impl ProducerStateTable {
         self.ongoing_by_offset.first().map(|(offset, _)| *offset)
     }
 
+    /// Every producer's epoch and last batches, and the transactions under way, for a clean
+    /// shutdown to record: (producer id, epoch, batches) by producer id, and (producer id,
+    /// first offset) by producer id.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn snapshot(&self) -> (Vec<(i64, i16, Vec<BatchMetadata>)>, Vec<(i64, i64)>) {
+        let mut producers: Vec<(i64, i16, Vec<BatchMetadata>)> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| (*id, entry.epoch, entry.batches.iter().copied().collect()))
+            .collect();
+        producers.sort_by_key(|(id, _, _)| *id);
+        let mut ongoing: Vec<(i64, i64)> = self.ongoing.iter().map(|(p, o)| (*p, *o)).collect();
+        ongoing.sort_unstable();
+        (producers, ongoing)
+    }
+
+    /// Puts back a transaction under way, as [`ProducerStateTable::snapshot`] gave it.
+    pub(crate) fn restore_ongoing(&mut self, producer_id: i64, first_offset: i64) {
+        self.ongoing.insert(producer_id, first_offset);
+        self.ongoing_by_offset.insert((first_offset, producer_id));
+    }
+
     /// One producer's epoch and last batches, as stored elsewhere (cluster mode).
     pub fn entry(&self, producer_id: i64) -> Option<(i16, Vec<BatchMetadata>)> {
         self.producers

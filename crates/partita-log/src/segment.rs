@@ -87,6 +87,23 @@ impl Tracker {
     }
 }
 
+/// What a clean shutdown records of a segment, to open it again without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    pub(crate) base_offset: i64,
+    pub(crate) size: u64,
+    pub(crate) next_offset: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) offset_of_max_timestamp: i64,
+    pub(crate) bytes_since_index_entry: u64,
+    pub(crate) last_indexed_timestamp: i64,
+    /// -1 for none.
+    pub(crate) rolling_base_ms: i64,
+    pub(crate) offset_entries: u32,
+    pub(crate) time_entries: u32,
+    pub(crate) txn_entries: u32,
+}
+
 /// A segment of the log. Offsets in it are `base_offset..next_offset`.
 pub(crate) struct Segment {
     dir: PathBuf,
@@ -243,6 +260,89 @@ impl Segment {
     pub(crate) fn inherit_aborted(&mut self, previous: &mut Segment) {
         self.aborted = std::mem::take(&mut previous.aborted);
         self.txn_index = previous.txn_index.take();
+    }
+
+    /// What a clean shutdown records of this segment (its files synced).
+    pub(crate) fn meta(&self) -> SegmentMeta {
+        let t = &self.tracker;
+        SegmentMeta {
+            base_offset: t.base_offset,
+            size: t.size,
+            next_offset: t.next_offset,
+            max_timestamp: t.max_timestamp,
+            offset_of_max_timestamp: t.offset_of_max_timestamp,
+            bytes_since_index_entry: t.bytes_since_index_entry,
+            last_indexed_timestamp: t.last_indexed_timestamp,
+            rolling_base_ms: self.rolling_base_ms.unwrap_or(-1),
+            offset_entries: self.offset_index.len() as u32,
+            time_entries: self.time_index.len() as u32,
+            txn_entries: self.aborted.len() as u32,
+        }
+    }
+
+    /// Opens a segment as a clean shutdown left it, reading none of its batches: its indexes
+    /// are taken from their files. `None` if the files do not match `meta` (the caller then
+    /// scans the log instead).
+    pub(crate) fn open_clean(dir: &Path, meta: &SegmentMeta) -> io::Result<Option<Segment>> {
+        let base_offset = meta.base_offset;
+        let file = open_rw(&segment_path(dir, base_offset, "log"))?;
+        if file.metadata()?.len() != meta.size {
+            return Ok(None);
+        }
+        let path = |extension| segment_path(dir, base_offset, extension);
+        let Some(offset_index) =
+            Index::<OffsetEntry>::load(&path("index"), meta.offset_entries as usize)?
+        else {
+            return Ok(None);
+        };
+        let Some(time_index) =
+            Index::<TimeEntry>::load(&path("timeindex"), meta.time_entries as usize)?
+        else {
+            return Ok(None);
+        };
+        let txn_path = path("txnindex");
+        let txn_index = match meta.txn_entries {
+            0 => {
+                remove_if_present(&txn_path)?;
+                None
+            }
+            count => match Index::<TxnEntry>::load(&txn_path, count as usize)? {
+                Some(index) => Some(index),
+                None => return Ok(None),
+            },
+        };
+        let sane = offset_index
+            .entries()
+            .iter()
+            .all(|e| u64::from(e.position) < meta.size.max(1));
+        if !sane {
+            return Ok(None);
+        }
+        Ok(Some(Segment {
+            dir: dir.to_path_buf(),
+            file: Arc::new(file),
+            offset_index,
+            time_index,
+            aborted: txn_index
+                .as_ref()
+                .map_or_else(Vec::new, |index| index.entries().to_vec()),
+            txn_index,
+            tracker: Tracker {
+                base_offset,
+                size: meta.size,
+                next_offset: meta.next_offset,
+                max_timestamp: meta.max_timestamp,
+                offset_of_max_timestamp: meta.offset_of_max_timestamp,
+                bytes_since_index_entry: meta.bytes_since_index_entry,
+                last_indexed_timestamp: meta.last_indexed_timestamp,
+            },
+            rolling_base_ms: (meta.rolling_base_ms >= 0).then_some(meta.rolling_base_ms),
+        }))
+    }
+
+    /// The offset the segment starts at.
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.tracker.base_offset
     }
 
     /// Offset after the last batch (the base offset if empty).

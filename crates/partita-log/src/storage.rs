@@ -122,6 +122,12 @@ pub trait PartitionStorage: Send + Sync {
     /// Makes everything appended durable.
     async fn flush(&self) -> Result<(), LogError>;
 
+    /// Makes everything durable as the broker stops, recording a clean shutdown where the
+    /// storage keeps one (the local log: its next start then reads no batch).
+    async fn close(&self) -> Result<(), LogError> {
+        self.flush().await
+    }
+
     /// The leader epoch at which this broker serves the partition now, `None` when it does
     /// not: a single-node broker always does, at epoch 0; in cluster mode only the
     /// partition's leader does, and the others answer NOT_LEADER_OR_FOLLOWER.

@@ -299,6 +299,10 @@ impl PartitionStorage for LocalPartition {
     async fn flush(&self) -> Result<(), LogError> {
         self.with_log(|log| log.flush()).await
     }
+
+    async fn close(&self) -> Result<(), LogError> {
+        self.with_log(|log| log.write_clean_shutdown()).await
+    }
 }
 
 #[cfg(test)]

@@ -241,12 +241,13 @@ impl TopicRegistry {
         self.blocking(move |registry| registry.delete(&name)).await
     }
 
-    /// Flushes every partition to disk.
-    pub async fn flush_all(&self) {
+    /// Makes every partition durable as the broker stops, recording a clean shutdown of
+    /// each local log so that the next start reads none of their batches.
+    pub async fn close_all(&self) {
         for topic in self.all() {
             for partition in &topic.partitions {
-                if let Err(e) = partition.flush().await {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                if let Err(e) = partition.close().await {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "closing the partition failed");
                 }
             }
         }

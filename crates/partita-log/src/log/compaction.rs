@@ -151,6 +151,7 @@ impl Log {
 
     /// Puts a cleaned copy in place of its segment and opens it again.
     fn swap_in(&mut self, base_offset: i64, cleaned: AtomicWriteFile) -> Result<(), LogError> {
+        self.forget_clean_shutdown()?;
         cleaned.commit()?;
         let (segment, truncation) = Segment::open_existing(
             &self.dir,

@@ -1,5 +1,6 @@
 //! The partition log: an ordered set of segments with one active segment at the end.
 
+mod clean_shutdown;
 mod compaction;
 mod recovery;
 mod retention;
@@ -52,6 +53,8 @@ pub struct Log {
     /// When the next compaction has work even if no segment closes: a closed segment comes
     /// of age (`min.compaction.lag.ms`) or a tombstone expires (`delete.retention.ms`).
     compaction_due_ms: Option<i64>,
+    /// A clean-shutdown record describes the log as it is: the next change deletes it first.
+    clean_shutdown_written: bool,
 }
 
 /// The `.txnindex` entry of a transaction just aborted: with the last stable offset as it
@@ -90,6 +93,7 @@ impl Log {
     /// segment first when the active one is full or old enough. `batch` is modified in place.
     pub fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let header = check_appendable(batch, &self.config)?;
+        self.forget_clean_shutdown()?;
         let marker = match header.is_control() {
             true => {
                 let (kind, _) = batch::marker_of(&header, batch).ok_or_else(|| {
@@ -371,14 +375,16 @@ impl Log {
     /// Rolls to a new segment if the active one is older than `segment_ms`.
     pub fn roll_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
         if self.roll_due(0, self.log_end_offset, now_ms) {
+            self.forget_clean_shutdown()?;
             self.roll()?;
         }
         Ok(())
     }
 
-    /// Flushes and closes the log.
+    /// Syncs and closes the log, leaving a clean-shutdown record so that the next open
+    /// reads no batch.
     pub fn close(mut self) -> Result<(), LogError> {
-        self.flush()
+        self.write_clean_shutdown()
     }
 
     /// Closes the log and removes its directory with everything in it.

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use super::compaction::CLEANED_EXTENSION;
-use super::Log;
+use super::{clean_shutdown, Log};
 use crate::batch;
 use crate::config::LogConfig;
 use crate::error::LogError;
@@ -19,7 +19,9 @@ const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 impl Log {
     /// Opens the log in `dir`, creating the directory if missing.
     ///
-    /// Every segment is scanned batch by batch, checking each batch's length, offsets and CRC,
+    /// After a clean shutdown (see [`Log::write_clean_shutdown`]) no batch is read: the
+    /// segments, indexes and producer state are as the shutdown recorded them. Otherwise
+    /// every segment is scanned batch by batch, checking each batch's length, offsets and CRC,
     /// to rebuild the indexes (offsets, times and aborted transactions) and the idempotent
     /// producer state. At the first torn or corrupt
     /// batch the file is truncated and any later segments are deleted (as Kafka's recovery
@@ -31,6 +33,41 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
         fs::create_dir_all(dir)?;
         let base_offsets = list_segments(dir)?;
+        let clean = match clean_shutdown::read_record(dir)? {
+            Some(record) => clean_shutdown::open_segments(dir, &base_offsets, &record)?,
+            None => None,
+        };
+        // Gone before anything can be appended: after a crash from here on, the next start
+        // scans.
+        clean_shutdown::remove_record(dir)?;
+        let (segments, producers) = match clean {
+            Some((segments, producers)) => {
+                let segments = segments.into_iter().map(|s| (s.base_offset(), s)).collect();
+                (segments, producers)
+            }
+            None => {
+                let scanned = Self::scan(dir, &config, &base_offsets)?;
+                let bytes: u64 = scanned.0.values().map(Segment::size).sum();
+                if bytes > 0 {
+                    tracing::info!(
+                        dir = %dir.display(),
+                        segments = scanned.0.len(),
+                        bytes,
+                        "recovered the log by reading every batch: it was not shut down cleanly"
+                    );
+                }
+                scanned
+            }
+        };
+        Self::assemble(dir, config, segments, producers)
+    }
+
+    /// Scans every segment, truncating at the first damaged batch (see [`Log::open`]).
+    fn scan(
+        dir: &Path,
+        config: &LogConfig,
+        base_offsets: &[i64],
+    ) -> Result<(BTreeMap<i64, Segment>, ProducerStateTable), LogError> {
         let mut producers = ProducerStateTable::default();
         let mut segments = BTreeMap::new();
         let mut min_offset = 0;
@@ -70,6 +107,16 @@ impl Log {
             }
             segments.insert(base_offset, segment);
         }
+        Ok((segments, producers))
+    }
+
+    /// The log over `segments` (possibly none yet) and their producer state.
+    fn assemble(
+        dir: &Path,
+        config: LogConfig,
+        mut segments: BTreeMap<i64, Segment>,
+        producers: ProducerStateTable,
+    ) -> Result<Log, LogError> {
         let persisted_start = read_log_start_offset(dir)?;
         if segments.is_empty() {
             let base_offset = persisted_start.unwrap_or(0).max(0);
@@ -96,6 +143,7 @@ impl Log {
             last_flush_ms: None,
             compacted_through: None,
             compaction_due_ms: None,
+            clean_shutdown_written: false,
         })
     }
 

@@ -18,14 +18,22 @@ fn last_segment_path(log: &Log) -> PathBuf {
     log.active().log_path()
 }
 
-/// A log of `batches` batches of 2 records, closed; returns its last segment file.
-fn closed_log(dir: &Path, batches: usize) -> PathBuf {
+/// Stops `log` as a crash would once everything was written: synced, but without the
+/// clean-shutdown record, so that the next open scans every batch.
+fn crash(mut log: Log) {
+    log.flush().unwrap();
+    drop(log);
+}
+
+/// A log of `batches` batches of 2 records, synced and dropped as by a crash; returns its
+/// last segment file.
+fn crashed_log(dir: &Path, batches: usize) -> PathBuf {
     let mut log = open(dir, small_segments());
     for _ in 0..batches {
         log.append(&mut batch_of(2, 50, 0), 0).unwrap();
     }
     let path = last_segment_path(&log);
-    log.close().unwrap();
+    crash(log);
     path
 }
 
@@ -54,7 +62,7 @@ fn reopen_after_close_keeps_everything() {
 #[test]
 fn torn_tail_is_truncated_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let path = closed_log(dir.path(), 12);
+    let path = crashed_log(dir.path(), 12);
     let good_len = fs::metadata(&path).unwrap().len();
     // Half a batch, as a crash in the middle of a write leaves it.
     let partial = batch_of(2, 50, 0);
@@ -75,7 +83,7 @@ fn torn_tail_is_truncated_and_appends_continue() {
 #[test]
 fn garbage_tail_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let path = closed_log(dir.path(), 3);
+    let path = crashed_log(dir.path(), 3);
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&[0xab; 100]).unwrap();
     drop(file);
@@ -96,7 +104,7 @@ fn crc_damage_in_the_last_segment_truncates_from_there() {
         log.append(&mut batch_of(2, 50, 0), 0).unwrap();
     }
     let path = last_segment_path(&log);
-    log.close().unwrap();
+    crash(log);
     let mut bytes = fs::read(&path).unwrap();
     bytes[2 * batch_len + 70] ^= 0xff; // inside the third batch's records
     fs::write(&path, &bytes).unwrap();
@@ -113,7 +121,7 @@ fn crc_damage_in_the_last_segment_truncates_from_there() {
 #[test]
 fn segments_after_a_damaged_one_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    closed_log(dir.path(), 20);
+    crashed_log(dir.path(), 20);
     let mut bases: Vec<PathBuf> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -142,7 +150,7 @@ fn segments_after_a_damaged_one_are_dropped() {
 #[test]
 fn missing_or_corrupt_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    closed_log(dir.path(), 20);
+    crashed_log(dir.path(), 20);
     let first_index = dir.path().join("00000000000000000000.index");
     let first_time_index = dir.path().join("00000000000000000000.timeindex");
     let good_index = fs::read(&first_index).unwrap();
@@ -199,7 +207,7 @@ fn flip_bit(path: &Path, position: usize) {
 #[test]
 fn crc_damage_in_an_older_segment_truncates_there_and_drops_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    closed_log(dir.path(), 20);
+    crashed_log(dir.path(), 20);
     let files = segment_files(dir.path());
     assert!(files.len() >= 3);
     let batch_len = batch_of(2, 50, 0).len();
@@ -256,7 +264,7 @@ fn an_abort_marker_cut_off_by_a_crash_leaves_its_transaction_open() {
     let txn_index = dir.path().join(format!("{:020}.txnindex", 0));
     assert!(txn_index.exists());
     let segment = last_segment_path(&log);
-    log.close().unwrap();
+    crash(log);
     // The marker's last bytes never reached the disk.
     let len = fs::metadata(&segment).unwrap().len();
     OpenOptions::new()
@@ -270,4 +278,175 @@ fn an_abort_marker_cut_off_by_a_crash_leaves_its_transaction_open() {
     assert_eq!(log.last_stable_offset(), 0, "the transaction is open again");
     assert_eq!(log.aborted_transactions(0, 1), []);
     assert!(!txn_index.exists());
+}
+
+/// A log with a bit of everything: plain batches with rising timestamps across several
+/// segments, two idempotent producers, a committed, an aborted and an open transaction.
+fn varied_log(dir: &Path) -> Log {
+    use crate::batch::{build_idempotent_batch, build_marker, build_transactional_batch};
+    let mut log = open(dir, small_segments());
+    let value = [b'v'; 60];
+    let records: Vec<crate::batch::KeyValue> = vec![(Some(b"k"), Some(&value[..])); 2];
+    for i in 0..40i64 {
+        let ts = 1_000 + i * 10;
+        let mut batch = match i % 8 {
+            0 => build_idempotent_batch(&records, ts, 7, 0, (i / 8 * 2) as i32),
+            1 => build_idempotent_batch(&records, ts, 8, 2, (i / 8 * 2) as i32),
+            2 => build_transactional_batch(&records, ts, 9, 0, (i / 8 * 2) as i32),
+            3 => build_marker(9, 0, i % 16 == 3, 0, ts),
+            _ => batch_of(2, 60, ts),
+        };
+        log.append(&mut batch, ts).unwrap();
+    }
+    log.append(
+        &mut build_transactional_batch(&records, 2_000, 10, 0, 0),
+        2_000,
+    )
+    .unwrap();
+    log
+}
+
+/// Everything a reader or writer of `log` can observe.
+fn observe(log: &Log) -> String {
+    let mut seen = format!(
+        "start {} end {} stable {} size {} producers {:?} aborted {:?} marks {:?} max {:?}",
+        log.log_start_offset(),
+        log.log_end_offset(),
+        log.last_stable_offset(),
+        log.size_bytes(),
+        log.producers(),
+        log.aborted_transactions(i64::MIN, i64::MAX),
+        log.timestamp_marks(1_000),
+        log.max_timestamp().unwrap(),
+    );
+    for producer_id in [7, 8, 9, 10] {
+        seen += &format!(" entry {:?}", log.producers.entry(producer_id));
+    }
+    for ts in [0, 1_000, 1_155, 1_390, 5_000] {
+        seen += &format!(" ts {ts} {:?}", log.offset_for_timestamp(ts).unwrap());
+    }
+    for offset in 0..log.log_end_offset() {
+        seen += &format!(
+            " {offset}:{:?}",
+            base_offsets(&log.read(offset, 1).unwrap())
+        );
+        let committed = log.read_committed(offset, 200).unwrap();
+        seen += &format!("/{}/{:?}", committed.0.len(), committed.1);
+    }
+    for segment in log.segments.values() {
+        let meta = segment.meta();
+        seen += &format!(" {meta:?}");
+    }
+    seen
+}
+
+#[test]
+fn a_clean_restart_opens_the_log_as_a_scan_would_without_reading_it() {
+    let clean = tempfile::tempdir().unwrap();
+    let log = varied_log(clean.path());
+    let before = observe(&log);
+    log.close().unwrap();
+    assert!(clean.path().join("clean-shutdown").exists());
+    // The same files, without the record: opened by a scan.
+    let scanned = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(clean.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "clean-shutdown" {
+            fs::copy(entry.path(), scanned.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let mut from_record = open(clean.path(), small_segments());
+    let mut from_scan = open(scanned.path(), small_segments());
+    assert!(!clean.path().join("clean-shutdown").exists(), "used once");
+    assert_eq!(observe(&from_record), before);
+    assert_eq!(observe(&from_scan), before);
+    // And they go on alike: the duplicate check, the open transaction, new index entries.
+    for log in [&mut from_record, &mut from_scan] {
+        let value = [b'w'; 60];
+        let records: Vec<crate::batch::KeyValue> = vec![(None, Some(&value[..])); 3];
+        let duplicate = crate::batch::build_idempotent_batch(&records[..2], 3_000, 8, 2, 8);
+        let again = log.append(&mut duplicate.clone(), 3_000);
+        log.append(
+            &mut crate::batch::build_marker(10, 0, false, 0, 3_000),
+            3_000,
+        )
+        .unwrap();
+        for _ in 0..6 {
+            log.append(&mut batch_of(3, 60, 3_100), 3_100).unwrap();
+        }
+        assert!(again.is_err() || again.unwrap().duplicate);
+    }
+    assert_eq!(observe(&from_record), observe(&from_scan));
+}
+
+#[test]
+fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_segments());
+    for _ in 0..20 {
+        log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    }
+    log.close().unwrap();
+    let files = segment_files(dir.path());
+    let batch_len = batch_of(2, 50, 0).len();
+    let second_base: i64 = files[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Inside the records of the second batch of the second segment: only the CRC tells.
+    flip_bit(&files[1], batch_len + 70);
+
+    // Nothing was read, so nothing was truncated...
+    let log = open(dir.path(), small_segments());
+    assert_eq!(log.log_end_offset(), 40);
+    assert_eq!(segment_files(dir.path()), files);
+    // ...but the damaged batch is refused when read, and what precedes it served.
+    assert!(matches!(
+        log.read(second_base + 2, 1),
+        Err(LogError::Corrupt(_))
+    ));
+    let before = log.read(0, usize::MAX).unwrap();
+    assert_eq!(
+        base_offsets(&before),
+        (0..second_base + 2).step_by(2).collect::<Vec<_>>()
+    );
+    // After a crash (no record), the scan truncates there as before.
+    crash(log);
+    let log = open(dir.path(), small_segments());
+    assert_eq!(log.log_end_offset(), second_base + 2);
+}
+
+#[test]
+fn any_change_after_a_clean_shutdown_record_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("clean-shutdown");
+    let mut log = open(dir.path(), small_segments());
+    log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    log.write_clean_shutdown().unwrap();
+    assert!(record.exists());
+    log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    assert!(!record.exists());
+    crash(log);
+    // The scan sees both batches.
+    assert_eq!(open(dir.path(), small_segments()).log_end_offset(), 4);
+
+    // A record that does not match the files is ignored.
+    let mut log = open(dir.path(), small_segments());
+    log.write_clean_shutdown().unwrap();
+    drop(log);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let mut file = OpenOptions::new().append(true).open(&active).unwrap();
+    let mut batch = batch_of(2, 50, 0);
+    batch::set_base_offset(&mut batch, 4);
+    file.write_all(&batch).unwrap();
+    let log = open(dir.path(), small_segments());
+    assert_eq!(
+        log.log_end_offset(),
+        6,
+        "scanned: the appended batch is found"
+    );
+    assert!(!record.exists());
 }

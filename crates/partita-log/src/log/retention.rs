@@ -68,6 +68,7 @@ impl Log {
             if !deletable(segment) {
                 break;
             }
+            self.forget_clean_shutdown()?;
             let segment = self.segments.remove(&base_offset).expect("present");
             tracing::info!(
                 file = %segment.log_path().display(),
