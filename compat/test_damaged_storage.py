@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from confluent_util import admin_client, consume_all, create_topic, wait_topic_ready
-from partita_compat import wait_until
+from partita_compat import free_port, wait_until
 
 RECORDS_PER_BATCH = 5
 
@@ -135,9 +136,11 @@ def damage_a_batch(b, topic_name, where):
 @pytest.mark.parametrize("where", ["last segment", "older segment"])
 def test_a_flipped_bit_after_a_clean_stop_is_never_served(start_broker, topic_name, where):
     """After a clean stop the start reads no batch, so damage made while the broker was down
-    is not found then: the damaged batch is refused when read (its CRC is checked on every
-    read), what precedes it is served, and nothing is truncated."""
-    b = start_broker()
+    is not found then: the scrub that follows reports it (a log line and a metric), the
+    damaged batch is refused when read (its CRC is checked on every read), what precedes it
+    is served, and nothing is truncated."""
+    http_port = free_port()
+    b = start_broker({"http.listen": f"127.0.0.1:{http_port}"})
     create_topic(admin_client(b.bootstrap), topic_name, 1, config={"segment.bytes": "4096"})
     values = produce_batches(b.bootstrap, topic_name, 30)
     assert b.stop() == 0
@@ -161,6 +164,16 @@ def test_a_flipped_bit_after_a_clean_stop_is_never_served(start_broker, topic_na
     finally:
         consumer.close()
     assert got == values[:base]
+    # The scrub went through every segment opened unread and reported the damage once.
+    wait_until(lambda: "scrub checked the segments opened without reading" in b.log_text(), 60,
+               "the scrub done")
+    found = [line for line in log_since_last_start(b).splitlines()
+             if "the scrub found a damaged batch" in line]
+    assert len(found) == 1 and f"topic={topic_name}" in found[0], found
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as r:
+        metrics = r.read().decode()
+    assert (f'partita_log_damaged_batches_total{{topic="{topic_name}",partition="0"}} 1'
+            in metrics), [l for l in metrics.splitlines() if "damaged" in l]
 
 
 def test_missing_and_corrupt_indexes_are_rebuilt(start_broker, topic_name):

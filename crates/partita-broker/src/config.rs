@@ -59,6 +59,9 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// How often logs with a `flush.ms` policy are flushed by the background task.
     pub log_flush_scheduler_interval_ms: u64,
+    /// How fast the scrub reads segments opened after a clean shutdown without being read,
+    /// checking every batch's CRC (`log.scrub.bytes.per.second`); 0 turns it off.
+    pub log_scrub_bytes_per_second: u64,
     /// Whether DeleteTopics is allowed.
     pub delete_topic_enable: bool,
     /// The group coordinator's settings.
@@ -110,6 +113,7 @@ impl Default for BrokerConfig {
             connections_max_reauth_ms: 0,
             fetch_max_bytes: 57_671_680,
             fetch_memory_max_bytes: Some(268_435_456),
+            log_scrub_bytes_per_second: 50 * 1024 * 1024,
             log: LogConfig::default(),
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 1_000,
@@ -290,6 +294,9 @@ impl BrokerConfig {
             }
             "log.flush.scheduler.interval.ms" => {
                 self.log_flush_scheduler_interval_ms = positive()? as u64
+            }
+            "log.scrub.bytes.per.second" => {
+                self.log_scrub_bytes_per_second = non_negative()? as u64
             }
             "group.initial.rebalance.delay.ms" => {
                 self.groups.initial_rebalance_delay_ms = int()?.max(0)

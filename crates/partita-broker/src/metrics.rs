@@ -161,6 +161,13 @@ struct TopicFamilies {
     records_out: Family<TopicLabels, Counter>,
 }
 
+/// A topic-partition, as a label set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
 /// The broker's hot-path metrics, shared by every connection.
 pub struct BrokerMetrics {
     requests: Family<ApiLabels, Counter>,
@@ -175,6 +182,8 @@ pub struct BrokerMetrics {
     /// Client connections accepted since start.
     pub connections_accepted: Counter,
     connections_closed: Family<ReasonLabels, Counter>,
+    scrubbed_bytes: Counter,
+    damaged_batches: Family<PartitionLabels, Counter>,
 }
 
 impl Default for BrokerMetrics {
@@ -195,6 +204,8 @@ impl Default for BrokerMetrics {
             open_connections: Gauge::default(),
             connections_accepted: Counter::default(),
             connections_closed,
+            scrubbed_bytes: Counter::default(),
+            damaged_batches: Family::default(),
         }
     }
 }
@@ -223,6 +234,20 @@ impl BrokerMetrics {
             error: ErrorName(code),
         };
         self.errors.get_or_create(&labels).inc();
+    }
+
+    /// Counts bytes the scrub read and checked.
+    pub fn scrubbed(&self, bytes: u64) {
+        self.scrubbed_bytes.inc_by(bytes);
+    }
+
+    /// Counts a damaged batch the scrub found in `topic`-`partition`.
+    pub fn damaged_batch(&self, topic: &str, partition: i32) {
+        let labels = PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.damaged_batches.get_or_create(&labels).inc();
     }
 
     /// Counts a connection closed at once: its address had `max.connections.per.ip` open.
@@ -386,6 +411,16 @@ impl BrokerMetrics {
             "partita_connections_open",
             "Kafka client connections open now",
             self.open_connections.clone(),
+        );
+        registry.register(
+            "partita_log_scrubbed_bytes",
+            "Bytes of segments opened after a clean shutdown that the scrub has read and checked",
+            self.scrubbed_bytes.clone(),
+        );
+        registry.register(
+            "partita_log_damaged_batches",
+            "Damaged batches the scrub found (never served), by partition",
+            self.damaged_batches.clone(),
         );
         registry.register(
             "partita_connections_accepted",

@@ -1,5 +1,6 @@
 //! One topic-partition: its storage, and the fetches waiting for it to grow.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -7,7 +8,7 @@ use partita_log::{AppendInfo, LogConfig, LogError};
 use tokio::sync::Notify;
 
 pub use crate::storage::PartitionOffsets;
-use crate::storage::{Appending, Maintenance, PartitionStorage};
+use crate::storage::{Appending, Maintenance, PartitionStorage, Scrubbed};
 use partita_log::producer_state::{AbortedTxn, ActiveProducer};
 
 /// A partition of a topic, shared by every connection that produces to or fetches from it.
@@ -147,6 +148,16 @@ impl Partition {
     /// Makes everything appended durable.
     pub async fn flush(&self) -> Result<(), LogError> {
         self.storage.flush().await
+    }
+
+    /// Checks the next segment not read since start-up (see
+    /// [`PartitionStorage::scrub_next`]).
+    pub async fn scrub_next(
+        &self,
+        bytes_per_second: u64,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Option<Scrubbed>, LogError> {
+        self.storage.scrub_next(bytes_per_second, stop).await
     }
 
     /// Makes everything durable as the broker stops (see [`PartitionStorage::close`]).

@@ -1,6 +1,7 @@
 //! The accept loop and clean shutdown.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ pub async fn serve(
     let (done_sender, mut done_receiver) = mpsc::channel::<()>(1);
     let shutdown = broker.shutdown_signal();
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&broker), shutdown.clone()));
+    let scrub = tokio::spawn(scrub(Arc::clone(&broker), shutdown.clone()));
     crate::transactions::TransactionCoordinator::start_markers(&broker);
     let http = crate::http::start(&broker, shutdown.clone()).await;
 
@@ -81,6 +83,7 @@ pub async fn serve(
         tracing::warn!("connections still open after 30 s; closing anyway");
     }
     let _ = housekeeping.await;
+    let _ = scrub.await;
     for task in http {
         let _ = task.await;
     }
@@ -175,6 +178,62 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
             _ = tls_files.tick(), if !broker.tls_files.is_empty() => reload_tls_files(&broker),
             _ = shutdown.recv() => return,
         }
+    }
+}
+
+/// Reads every segment that start-up opened without reading (after a clean shutdown), once,
+/// at `log.scrub.bytes.per.second`, checking every batch's CRC: damage made while the broker
+/// was stopped is reported (a log line and `partita_log_damaged_batches_total`) before a
+/// consumer meets it; the damaged batch itself is never served, as reads check every CRC.
+async fn scrub(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let rate = broker.config.log_scrub_bytes_per_second;
+    if rate == 0 {
+        return;
+    }
+    // Set at shutdown: a segment being read stops at its next chunk.
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = async {
+        let (mut segments, mut bytes) = (0u64, 0u64);
+        for topic in broker.topics.all() {
+            for partition in &topic.partitions {
+                loop {
+                    match partition.scrub_next(rate, Arc::clone(&stop)).await {
+                        Ok(None) => break,
+                        Ok(Some(done)) => {
+                            segments += 1;
+                            bytes += done.bytes;
+                            broker.metrics.scrubbed(done.bytes);
+                            if let Some(damage) = done.damage {
+                                broker.metrics.damaged_batch(&topic.name, partition.index);
+                                tracing::error!(
+                                    topic = %topic.name,
+                                    partition = partition.index,
+                                    file = %damage.path.display(),
+                                    position = damage.position,
+                                    reason = %damage.reason,
+                                    "the scrub found a damaged batch: it is not served"
+                                );
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(topic = %topic.name, partition = partition.index, %error, "scrub failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if segments > 0 {
+            tracing::info!(
+                segments,
+                bytes,
+                "scrub checked the segments opened without reading"
+            );
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = shutdown.recv() => stop.store(true, Ordering::Relaxed),
     }
 }
 

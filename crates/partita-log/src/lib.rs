@@ -19,5 +19,6 @@ pub mod storage;
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::LogError;
 pub use log::{
-    check_appendable, AppendInfo, Cleaner, CompactionOutput, CompactionPlan, CompactionStats, Log,
+    check_appendable, AppendInfo, Cleaner, CompactionOutput, CompactionPlan, CompactionStats,
+    Damage, Log, ScrubTarget,
 };

@@ -119,6 +119,9 @@ pub(crate) struct Segment {
     tracker: Tracker,
     /// Wall-clock (or first batch) time the segment's age is measured from, for time rolls.
     pub(crate) rolling_base_ms: Option<i64>,
+    /// Every batch's CRC has been checked since the broker started (by the start-up scan or
+    /// the scrub), or the segment was written since.
+    pub(crate) verified: bool,
 }
 
 impl Segment {
@@ -136,6 +139,7 @@ impl Segment {
             txn_index: None,
             tracker: Tracker::new(base_offset),
             rolling_base_ms: None,
+            verified: true,
         })
     }
 
@@ -208,6 +212,7 @@ impl Segment {
             txn_index: None,
             tracker,
             rolling_base_ms: first_batch_timestamp.filter(|ts| *ts >= 0),
+            verified: verify_crc,
         };
         Ok((segment, truncation))
     }
@@ -337,6 +342,7 @@ impl Segment {
                 last_indexed_timestamp: meta.last_indexed_timestamp,
             },
             rolling_base_ms: (meta.rolling_base_ms >= 0).then_some(meta.rolling_base_ms),
+            verified: false,
         }))
     }
 
@@ -555,6 +561,43 @@ impl SegmentFile {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, position)?;
         Ok(buf)
+    }
+
+    /// Checks every batch's length and CRC, reading `chunk` bytes at a time and calling
+    /// `pace` with the bytes of each chunk checked (to keep a rate; it returns false to stop
+    /// early, which returns `Ok(None)` too). Returns the position of the first damaged batch
+    /// and why, if there is one.
+    pub(crate) fn verify(
+        &self,
+        chunk: usize,
+        pace: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<Option<(u64, String)>, LogError> {
+        let mut position = 0u64;
+        while position < self.size {
+            let len = (self.size - position).min(chunk as u64) as usize;
+            let mut bytes = self.read_at(position, len)?;
+            let mut whole = crate::log::whole_batches_len(&bytes);
+            if whole == 0 {
+                // A batch larger than a chunk, or a length that cannot be right.
+                let Some(header) = self.header_at(position).ok().flatten() else {
+                    return Ok(Some((
+                        position,
+                        "a batch cut off or with a bad length".into(),
+                    )));
+                };
+                bytes = self.read_at(position, header.total_size())?;
+                whole = bytes.len();
+            }
+            let (intact, damage) = crate::log::intact_batches_len(&bytes[..whole]);
+            if let Some(reason) = damage {
+                return Ok(Some((position + intact as u64, reason)));
+            }
+            position += whole as u64;
+            if !pace(whole as u64) {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 }
 

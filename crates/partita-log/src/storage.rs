@@ -10,6 +10,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -26,6 +29,15 @@ pub struct PartitionOffsets {
     /// The last stable offset: the first record of the oldest transaction still under way,
     /// or the log end. A `read_committed` consumer reads below it.
     pub last_stable_offset: i64,
+}
+
+/// What checking one segment found.
+#[derive(Debug, Clone)]
+pub struct Scrubbed {
+    /// Bytes read and checked.
+    pub bytes: u64,
+    /// The first damaged batch, if any: it is never served (reads check every CRC).
+    pub damage: Option<crate::Damage>,
 }
 
 /// What one round of maintenance did to a partition.
@@ -121,6 +133,18 @@ pub trait PartitionStorage: Send + Sync {
 
     /// Makes everything appended durable.
     async fn flush(&self) -> Result<(), LogError>;
+
+    /// Checks the next segment not read since start-up (see [`crate::Log::next_to_scrub`]),
+    /// at most `bytes_per_second`, until `stop` is set: `None` when every segment has been
+    /// checked (and for storage that needs no scrub), else the bytes checked and any damage
+    /// found.
+    async fn scrub_next(
+        &self,
+        _bytes_per_second: u64,
+        _stop: Arc<AtomicBool>,
+    ) -> Result<Option<Scrubbed>, LogError> {
+        Ok(None)
+    }
 
     /// Makes everything durable as the broker stops, recording a clean shutdown where the
     /// storage keeps one (the local log: its next start then reads no batch).

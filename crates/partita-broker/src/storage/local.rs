@@ -4,7 +4,7 @@
 //! a disk.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use partita_log::producer_state::{AbortedTxn, ActiveProducer};
 use partita_log::{batch, AppendInfo, CleanupPolicy, Log, LogConfig, LogError};
 
-use super::{Appending, Maintenance, PartitionOffsets, PartitionStorage};
+use super::{Appending, Maintenance, PartitionOffsets, PartitionStorage, Scrubbed};
 
 /// Marks an append clock keeps at most.
 const CLOCK_MARKS: usize = 16;
@@ -107,6 +107,9 @@ fn offsets_of(log: &Log) -> PartitionOffsets {
         last_stable_offset: log.last_stable_offset(),
     }
 }
+
+/// Bytes the scrub reads at once.
+const SCRUB_CHUNK: usize = 1024 * 1024;
 
 /// One partition's segmented log on the local disk.
 pub struct LocalPartition {
@@ -302,6 +305,48 @@ impl PartitionStorage for LocalPartition {
 
     async fn close(&self) -> Result<(), LogError> {
         self.with_log(|log| log.write_clean_shutdown()).await
+    }
+
+    async fn scrub_next(
+        &self,
+        bytes_per_second: u64,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Option<Scrubbed>, LogError> {
+        let Some(target) = self.with_log(|log| Ok(log.next_to_scrub())).await? else {
+            return Ok(None);
+        };
+        let base_offset = target.base_offset();
+        let checked = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let mut bytes = 0u64;
+            // Sleep off any lead over `bytes_per_second`.
+            let mut pace = |chunk: u64| {
+                bytes += chunk;
+                let due =
+                    std::time::Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
+                if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+                !stop.load(Ordering::Relaxed)
+            };
+            let damage = target.check(SCRUB_CHUNK, &mut pace)?;
+            let stopped = stop.load(Ordering::Relaxed);
+            Ok::<_, LogError>((!stopped).then(|| Scrubbed {
+                bytes: target.size(),
+                damage,
+            }))
+        })
+        .await
+        .unwrap_or_else(|error| Err(LogError::Io(std::io::Error::other(error))))?;
+        let Some(checked) = checked else {
+            return Ok(None);
+        };
+        self.with_log(move |log| {
+            log.scrubbed(base_offset);
+            Ok(())
+        })
+        .await?;
+        Ok(Some(checked))
     }
 }
 

@@ -3,4 +3,6 @@
 mod local;
 
 pub use local::LocalPartition;
-pub use partita_log::storage::{Appending, Maintenance, PartitionOffsets, PartitionStorage};
+pub use partita_log::storage::{
+    Appending, Maintenance, PartitionOffsets, PartitionStorage, Scrubbed,
+};

@@ -15,7 +15,51 @@ use crate::config::{LogConfig, TimestampType};
 use crate::error::LogError;
 use crate::index::TxnEntry;
 use crate::producer_state::{AbortedTxn, ActiveProducer, ProducerStateTable, SequenceCheck};
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentFile};
+
+/// A segment whose batches the scrub is to check (see [`Log::next_to_scrub`]).
+pub struct ScrubTarget(SegmentFile);
+
+/// A damaged batch found by the scrub.
+#[derive(Debug, Clone)]
+pub struct Damage {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Where in it the damaged batch starts.
+    pub position: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ScrubTarget {
+    /// The segment's first offset.
+    pub fn base_offset(&self) -> i64 {
+        self.0.base_offset
+    }
+
+    /// Its size in bytes, as it was when chosen.
+    pub fn size(&self) -> u64 {
+        self.0.size
+    }
+
+    /// Checks every batch, `chunk` bytes read at a time, calling `pace` with the bytes of
+    /// each chunk checked; `pace` returns false to stop before the end (the result then
+    /// says nothing). Blocking.
+    pub fn check(
+        &self,
+        chunk: usize,
+        pace: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<Option<Damage>, LogError> {
+        Ok(self
+            .0
+            .verify(chunk, pace)?
+            .map(|(position, reason)| Damage {
+                path: self.0.path.clone(),
+                position,
+                reason,
+            }))
+    }
+}
 
 pub use compaction::{Cleaner, CompactionOutput, CompactionPlan, CompactionStats};
 
@@ -395,6 +439,23 @@ impl Log {
         Ok(())
     }
 
+    /// The first segment whose batches have not been checked since the broker started (it
+    /// opened after a clean shutdown without reading them), as it is now, for the scrub to
+    /// read without the log.
+    pub fn next_to_scrub(&self) -> Option<ScrubTarget> {
+        self.segments
+            .values()
+            .find(|segment| !segment.verified)
+            .map(|segment| ScrubTarget(segment.file_view()))
+    }
+
+    /// Marks the segment starting at `base_offset` checked by the scrub.
+    pub fn scrubbed(&mut self, base_offset: i64) {
+        if let Some(segment) = self.segments.get_mut(&base_offset) {
+            segment.verified = true;
+        }
+    }
+
     /// The directory holding this log's files.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -449,7 +510,7 @@ impl Log {
 
 /// The length of the batches at the start of `bytes` (whole batches, as cut by
 /// [`whole_batches_len`]) that pass [`batch::validate`], and why the next one does not.
-fn intact_batches_len(bytes: &[u8]) -> (usize, Option<String>) {
+pub(crate) fn intact_batches_len(bytes: &[u8]) -> (usize, Option<String>) {
     let mut end = 0;
     while end < bytes.len() {
         let rest = &bytes[end..];
@@ -463,7 +524,7 @@ fn intact_batches_len(bytes: &[u8]) -> (usize, Option<String>) {
 }
 
 /// The length of the whole batches at the start of `bytes`, judged by their length fields.
-fn whole_batches_len(bytes: &[u8]) -> usize {
+pub(crate) fn whole_batches_len(bytes: &[u8]) -> usize {
     let mut end = 0;
     while let Some(length) = bytes.get(end + 8..end + 12) {
         let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);

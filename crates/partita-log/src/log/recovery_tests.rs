@@ -413,6 +413,25 @@ fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
         base_offsets(&before),
         (0..second_base + 2).step_by(2).collect::<Vec<_>>()
     );
+    // The scrub goes through the segments opened unread and finds the damage.
+    let mut log = log;
+    let mut found = Vec::new();
+    let mut checked = 0u64;
+    while let Some(target) = log.next_to_scrub() {
+        if let Some(damage) = target
+            .check(100, &mut |bytes| {
+                checked += bytes;
+                true
+            })
+            .unwrap()
+        {
+            found.push((target.base_offset(), damage.position));
+        }
+        log.scrubbed(target.base_offset());
+    }
+    assert_eq!(found, [(second_base, batch_len as u64)]);
+    assert!(checked > 0);
+    assert!(log.next_to_scrub().is_none());
     // After a crash (no record), the scan truncates there as before.
     crash(log);
     let log = open(dir.path(), small_segments());
