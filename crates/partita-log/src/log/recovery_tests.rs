@@ -204,22 +204,28 @@ fn flip_bit(path: &Path, position: usize) {
     fs::write(path, &bytes).unwrap();
 }
 
-#[test]
-fn crc_damage_in_an_older_segment_truncates_there_and_drops_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    crashed_log(dir.path(), 20);
-    let files = segment_files(dir.path());
-    assert!(files.len() >= 3);
-    let batch_len = batch_of(2, 50, 0).len();
-    let first_base: i64 = files[1]
+/// Flips a bit inside the records of the second batch of the second segment (only the CRC
+/// tells); returns the segment files and the damaged segment's base offset.
+fn damage_second_segment(dir: &Path) -> (Vec<PathBuf>, i64) {
+    let files = segment_files(dir);
+    let base: i64 = files[1]
         .file_stem()
         .unwrap()
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    // Inside the records of the second batch of the second segment: only the CRC tells.
-    flip_bit(&files[1], batch_len + 70);
+    flip_bit(&files[1], batch_of(2, 50, 0).len() + 70);
+    (files, base)
+}
+
+#[test]
+fn crc_damage_in_an_older_segment_truncates_there_and_drops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_log(dir.path(), 20);
+    let (files, first_base) = damage_second_segment(dir.path());
+    assert!(files.len() >= 3);
+    let batch_len = batch_of(2, 50, 0).len();
 
     let log = open(dir.path(), small_segments());
     assert_eq!(log.log_end_offset(), first_base + 2);
@@ -387,17 +393,8 @@ fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
         log.append(&mut batch_of(2, 50, 0), 0).unwrap();
     }
     log.close().unwrap();
-    let files = segment_files(dir.path());
+    let (files, second_base) = damage_second_segment(dir.path());
     let batch_len = batch_of(2, 50, 0).len();
-    let second_base: i64 = files[1]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // Inside the records of the second batch of the second segment: only the CRC tells.
-    flip_bit(&files[1], batch_len + 70);
 
     // Nothing was read, so nothing was truncated...
     let log = open(dir.path(), small_segments());
