@@ -316,10 +316,18 @@ impl Segment {
                 None => return Ok(None),
             },
         };
-        let sane = offset_index
-            .entries()
+        // Entries as the segment writes them: offsets and positions rising, inside the file.
+        let offsets = offset_index.entries();
+        let sane = offsets
             .iter()
-            .all(|e| u64::from(e.position) < meta.size.max(1));
+            .all(|e| u64::from(e.position) < meta.size.max(1))
+            && offsets.windows(2).all(|w| {
+                w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
+            })
+            && time_index
+                .entries()
+                .windows(2)
+                .all(|w| w[0].timestamp < w[1].timestamp);
         if !sane {
             return Ok(None);
         }
@@ -519,6 +527,11 @@ impl Segment {
             size: self.tracker.size,
             path: self.log_path(),
         }
+    }
+
+    /// Whether `view` was taken of this segment (not of one since put in its place).
+    pub(crate) fn is_viewed_by(&self, view: &SegmentFile) -> bool {
+        Arc::ptr_eq(&self.file, &view.file)
     }
 
     /// Modification time of the `.log` file in milliseconds since the epoch, if known.

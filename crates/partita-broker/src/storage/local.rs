@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -315,34 +316,39 @@ impl PartitionStorage for LocalPartition {
         let Some(target) = self.with_log(|log| Ok(log.next_to_scrub())).await? else {
             return Ok(None);
         };
-        let base_offset = target.base_offset();
         let checked = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let mut bytes = 0u64;
-            // Sleep off any lead over `bytes_per_second`.
+            // Sleep off any lead over `bytes_per_second`, a little at a time so that a stop
+            // is seen soon.
             let mut pace = |chunk: u64| {
                 bytes += chunk;
-                let due =
-                    std::time::Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
-                if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(ahead);
+                let due = Duration::from_secs_f64(bytes as f64 / bytes_per_second as f64);
+                while let Some(ahead) = due.checked_sub(started.elapsed()) {
+                    if stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    std::thread::sleep(ahead.min(Duration::from_millis(50)));
                 }
                 !stop.load(Ordering::Relaxed)
             };
             let damage = target.check(SCRUB_CHUNK, &mut pace)?;
             let stopped = stop.load(Ordering::Relaxed);
-            Ok::<_, LogError>((!stopped).then(|| Scrubbed {
-                bytes: target.size(),
-                damage,
+            Ok::<_, LogError>((!stopped).then(|| {
+                let scrubbed = Scrubbed {
+                    bytes: target.size(),
+                    damage,
+                };
+                (target, scrubbed)
             }))
         })
         .await
         .unwrap_or_else(|error| Err(LogError::Io(std::io::Error::other(error))))?;
-        let Some(checked) = checked else {
+        let Some((target, checked)) = checked else {
             return Ok(None);
         };
         self.with_log(move |log| {
-            log.scrubbed(base_offset);
+            log.scrubbed(&target);
             Ok(())
         })
         .await?;

@@ -34,6 +34,11 @@ impl Log {
     /// Syncs the log and writes its clean-shutdown record: the next start reads no batch.
     /// Anything that changes the log afterwards deletes the record first.
     pub fn write_clean_shutdown(&mut self) -> Result<(), LogError> {
+        // Every segment with its indexes: an index rewritten at start-up or by compaction may
+        // still be in the page cache only, and the next start will trust it.
+        for segment in self.segments.values() {
+            segment.sync()?;
+        }
         self.flush()?;
         let (producers, ongoing) = self.producers.snapshot();
         let record = CleanShutdown {
@@ -42,8 +47,10 @@ impl Log {
             producers,
             ongoing,
         };
-        crate::files::replace(&self.dir.join(CLEAN_SHUTDOWN_FILE), &record.encode())?;
+        // Set first: a record renamed into place by a write that then reports an error must
+        // still be deleted by the next change.
         self.clean_shutdown_written = true;
+        crate::files::replace(&self.dir.join(CLEAN_SHUTDOWN_FILE), &record.encode())?;
         Ok(())
     }
 

@@ -105,6 +105,12 @@ impl Log {
             if segment.next_offset() > stable {
                 break;
             }
+            if !segment.verified {
+                // Opened after a clean shutdown and not yet checked by the scrub: cleaning
+                // would rewrite a damaged batch with a valid CRC. Later, once it is.
+                due = Some(now_ms);
+                break;
+            }
             let newest = segment.max_timestamp().map(|(_, timestamp)| timestamp);
             let newest = newest.or_else(|| segment.modified_ms()).unwrap_or(i64::MIN);
             if lag_ms > 0 && newest.saturating_add(lag_ms) > now_ms {
@@ -170,6 +176,8 @@ impl Log {
         let mut segment = segment;
         if let Some(previous) = self.segments.get_mut(&base_offset) {
             segment.inherit_aborted(previous);
+            // Cleaned from batches whose CRCs were checked (only such segments are planned).
+            segment.verified = previous.verified;
         }
         self.segments.insert(base_offset, segment);
         Ok(())

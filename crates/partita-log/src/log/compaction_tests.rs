@@ -331,3 +331,23 @@ fn aborted_records_are_removed_and_open_transactions_are_left_alone() {
     assert_eq!(value_of(&log, b"open-key"), vec![b"old".to_vec()]);
     assert_eq!(log.last_stable_offset(), log.log_end_offset());
 }
+
+#[test]
+fn segments_opened_unread_are_compacted_only_once_the_scrub_has_checked_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    for i in 0..60u8 {
+        let key = [b'k', b'0' + i % 3];
+        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
+            .unwrap();
+    }
+    log.close().unwrap();
+    // A clean start reads no batch: a damaged one must not be rewritten with a valid CRC.
+    let mut log = open(dir.path(), compacted_config());
+    assert_eq!(log.compact(0).unwrap().segments_cleaned, 0);
+    while let Some(target) = log.next_to_scrub() {
+        assert!(target.check(4096, &mut |_| true).unwrap().is_none());
+        log.scrubbed(&target);
+    }
+    assert!(log.compact(0).unwrap().segments_cleaned > 0);
+}

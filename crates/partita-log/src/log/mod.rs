@@ -449,10 +449,13 @@ impl Log {
             .map(|segment| ScrubTarget(segment.file_view()))
     }
 
-    /// Marks the segment starting at `base_offset` checked by the scrub.
-    pub fn scrubbed(&mut self, base_offset: i64) {
-        if let Some(segment) = self.segments.get_mut(&base_offset) {
-            segment.verified = true;
+    /// Marks the segment `target` was taken of checked by the scrub (not one that compaction
+    /// has put in its place meanwhile).
+    pub fn scrubbed(&mut self, target: &ScrubTarget) {
+        if let Some(segment) = self.segments.get_mut(&target.base_offset()) {
+            if segment.is_viewed_by(&target.0) {
+                segment.verified = true;
+            }
         }
     }
 

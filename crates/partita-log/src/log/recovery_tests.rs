@@ -424,7 +424,7 @@ fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
         {
             found.push((target.base_offset(), damage.position));
         }
-        log.scrubbed(target.base_offset());
+        log.scrubbed(&target);
     }
     assert_eq!(found, [(second_base, batch_len as u64)]);
     assert!(checked > 0);
