@@ -101,10 +101,10 @@ def run(gigabytes: float, root: Path) -> dict:
         on_disk = sum(p.stat().st_size for p in (root / "data").rglob("*.log"))
         assert broker.stop() == 0
         clean, cold = timed_start(broker, topic)
-        scanned_clean = broker.log_text().count("reading every batch")
+        scanned_clean = broker.log_text().count("recovered the log by reading")
         broker.kill()
         crash, _ = timed_start(broker, topic)
-        scanned_crash = broker.log_text().count("reading every batch") - scanned_clean
+        scanned_crash = broker.log_text().count("recovered the log by reading") - scanned_clean
         return dict(gigabytes=gigabytes, records=count, bytes=on_disk, fill_s=fill_s,
                     clean_s=clean, crash_s=crash, cold=cold, scanned_clean=scanned_clean,
                     scanned_crash=scanned_crash)

@@ -144,3 +144,50 @@ def consume_all(bootstrap: str, topic: str, partitions: Iterable[int],
     finally:
         c.close()
     return out
+
+
+def group_reads_all(bootstrap: str, topics: List[str], expected: set, group: str,
+                    members: int = 10, timeout: float = 300.0) -> float:
+    """`members` consumers of `group` (one thread each) subscribe to `topics` and read until
+    every value in `expected` is seen. Returns the seconds that took; raises AssertionError
+    with what is missing if it takes over `timeout`."""
+    import threading
+    seen: set = set()
+    lock = threading.Lock()
+    done = threading.Event()
+    failures: list = []
+    started = time.monotonic()
+
+    def member():
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                      "auto.offset.reset": "earliest", "enable.partition.eof": False,
+                      "topic.metadata.refresh.interval.ms": 600_000})
+        try:
+            c.subscribe(topics)
+            while not done.is_set():
+                for msg in c.consume(num_messages=1000, timeout=0.5):
+                    if msg.error():
+                        continue
+                    with lock:
+                        seen.add(msg.value())
+                        if expected <= seen:
+                            done.set()
+        except Exception as e:  # reported by the caller
+            failures.append(e)
+            done.set()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=member, daemon=True) for _ in range(members)]
+    for t in threads:
+        t.start()
+    done.wait(timeout)
+    elapsed = time.monotonic() - started
+    done.set()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    missing = expected - seen
+    assert not missing, (f"group {group} read {len(expected) - len(missing)} of {len(expected)} "
+                         f"records in {timeout:.0f} s; missing e.g. {sorted(missing)[:5]}")
+    return elapsed

@@ -5,7 +5,9 @@
   (their latencies are printed; the assertions are generous and about completion);
 - 2,000 idle connections are held, and the broker still answers;
 - the broker raises its soft open-file limit to the hard one, so the common soft limit of 1,024
-  does not cap it at a few hundred partitions.
+  does not cap it at a few hundred partitions;
+- segment and index files are kept open in a bounded cache (`log.open.files.max`): partitions
+  needing more files than the process may open are created, written and read by a group.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import statistics
 import struct
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from confluent_util import admin_client, consume_all, create_topic, produce
-from partita_compat import wait_until
+from confluent_kafka.admin import NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from confluent_util import admin_client, consume_all, create_topic, group_reads_all, produce
+from partita_compat import free_port, unique_name, wait_until
 
 COMPAT = Path(__file__).resolve().parent
 REPO = COMPAT.parent
@@ -416,3 +422,56 @@ def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(start_broker, t
     delivered = produce(broker.bootstrap, topic_name, records)
     assert len(delivered) == partitions
     assert all(d.err is None for d in delivered), [d.err for d in delivered if d.err][:3]
+
+
+def open_file_metrics(http_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=60) as response:
+        text = response.read().decode()
+    wanted = {"partita_log_open_files", "partita_log_open_files_max",
+              "partita_log_file_opens_total"}
+    return {sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name in wanted}
+
+
+def test_partitions_needing_more_files_than_the_process_may_open_are_served(start_broker):
+    """2,000 partitions need 6,000 segment and index files, more than the 4,096 the broker may
+    open: with `log.open.files.max=64` they are created, produced to and read by a group of 10
+    members, the broker keeping at most 64 of those files open between uses. The same after
+    kill -9 (the restart reads every segment) and after a clean stop (it reads none)."""
+    if os.geteuid() != 0 and resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4096:
+        pytest.skip("raising the hard open-file limit to 4,096 needs root here")
+    http_port = free_port()
+    broker = start_broker({"http.listen": f"127.0.0.1:{http_port}", "log.open.files.max": 64},
+                          prefix=["prlimit", "--nofile=1024:4096", "--"])
+    assert "files=64" in broker.log_path.read_text()
+    topics = [unique_name("files") for _ in range(20)]
+    admin = admin_client(broker.bootstrap)
+    for future in admin.create_topics([NewTopic(t, 100, 1) for t in topics],
+                                      request_timeout=120).values():
+        future.result()
+    values = set()
+    for topic in topics:
+        records = [{"value": f"{topic}/{p}".encode(), "partition": p} for p in range(100)]
+        delivered = produce(broker.bootstrap, topic, records)
+        assert all(d.err is None for d in delivered), [d.err for d in delivered if d.err][:3]
+        values |= {r["value"] for r in records}
+    assert len(values) == 2000
+
+    def read_all_and_check(group: str) -> None:
+        seconds = group_reads_all(broker.bootstrap, topics, values, group, members=10,
+                                  timeout=300)
+        metrics = open_file_metrics(http_port)
+        descriptors = len(os.listdir(f"/proc/{broker.proc.pid}/fd"))
+        print(f"{group}: read in {seconds:.1f} s, {metrics}, {descriptors} descriptors")
+        assert metrics["partita_log_open_files_max"] == 64, metrics
+        assert metrics["partita_log_open_files"] <= 64, metrics
+        # Connections, listeners and the runtime's own descriptors, plus at most 64 files.
+        assert descriptors < 1024, descriptors
+
+    read_all_and_check(unique_name("files-group"))
+    assert open_file_metrics(http_port)["partita_log_file_opens_total"] > 6000
+    broker.restart(kill=True)
+    read_all_and_check(unique_name("files-after-kill"))
+    broker.restart()
+    read_all_and_check(unique_name("files-after-stop"))

@@ -59,9 +59,13 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// How often logs with a `flush.ms` policy are flushed by the background task.
     pub log_flush_scheduler_interval_ms: u64,
-    /// How fast the scrub reads segments opened after a clean shutdown without being read,
-    /// checking every batch's CRC (`log.scrub.bytes.per.second`); 0 turns it off.
+    /// How fast the scrub reads segments opened without being read (after a clean shutdown, or
+    /// before the recovery point after a crash), checking every batch's CRC
+    /// (`log.scrub.bytes.per.second`); 0 turns it off.
     pub log_scrub_bytes_per_second: u64,
+    /// Segment and index files kept open between uses, at most (`log.open.files.max`);
+    /// `None` derives it from the open-file limit the process has (see `partita_log::open_files`).
+    pub log_open_files_max: Option<usize>,
     /// Whether DeleteTopics is allowed.
     pub delete_topic_enable: bool,
     /// The group coordinator's settings.
@@ -114,6 +118,7 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 57_671_680,
             fetch_memory_max_bytes: Some(268_435_456),
             log_scrub_bytes_per_second: 50 * 1024 * 1024,
+            log_open_files_max: None,
             log: LogConfig::default(),
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 1_000,
@@ -298,6 +303,7 @@ impl BrokerConfig {
             "log.scrub.bytes.per.second" => {
                 self.log_scrub_bytes_per_second = non_negative()? as u64
             }
+            "log.open.files.max" => self.log_open_files_max = Some(positive()? as usize),
             "group.initial.rebalance.delay.ms" => {
                 self.groups.initial_rebalance_delay_ms = int()?.max(0)
             }

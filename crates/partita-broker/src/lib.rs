@@ -35,5 +35,6 @@ pub use broker::Broker;
 pub use config::{BrokerConfig, ConfigError, SetOutcome};
 pub use http::HttpAuth;
 /// SCRAM's mechanisms and exchanges (the partita-scram crate).
+pub use partita_log::open_files;
 pub use partita_scram as scram;
 pub use server::{serve, Shutdown};

@@ -414,7 +414,7 @@ impl BrokerMetrics {
         );
         registry.register(
             "partita_log_scrubbed_bytes",
-            "Bytes of segments opened after a clean shutdown that the scrub has read and checked",
+            "Bytes of segments opened unread (after a clean shutdown or before the recovery point) that the scrub has read and checked",
             self.scrubbed_bytes.clone(),
         );
         registry.register(

@@ -181,7 +181,8 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: Shutdown) {
     }
 }
 
-/// Reads every segment that start-up opened without reading (after a clean shutdown), once,
+/// Reads every segment that start-up opened without reading (after a clean shutdown, or
+/// before a crashed partition's recovery point), once,
 /// at `log.scrub.bytes.per.second`, checking every batch's CRC: damage made while the broker
 /// was stopped is reported (a log line and `partita_log_damaged_batches_total`) before a
 /// consumer meets it; the damaged batch itself is never served, as reads check every CRC.

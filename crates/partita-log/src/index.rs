@@ -4,11 +4,11 @@
 //! The entries live in memory; the files are a cache written alongside, rebuilt from the
 //! segment's batches whenever they disagree with it (see `Segment::open_existing`).
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::open_files::CachedFile;
 use crate::producer_state::AbortedTxn;
 
 /// One fixed-size entry of an index file.
@@ -101,10 +101,9 @@ impl IndexEntry for TxnEntry {
     }
 }
 
-/// An index: sorted entries in memory, mirrored to a file.
+/// An index: sorted entries in memory, mirrored to a file (opened only to write it).
 pub(crate) struct Index<E: IndexEntry> {
-    path: PathBuf,
-    file: File,
+    file: CachedFile,
     entries: Vec<E>,
 }
 
@@ -112,15 +111,8 @@ impl<E: IndexEntry> Index<E> {
     /// Opens the file at `path` with the authoritative `entries` rebuilt from the segment,
     /// rewriting the file if it does not hold exactly those entries.
     pub(crate) fn open(path: &Path, entries: Vec<E>) -> io::Result<Index<E>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
         let index = Index {
-            path: path.to_path_buf(),
-            file,
+            file: CachedFile::create(path, false)?,
             entries,
         };
         let expected = index.encoded();
@@ -134,8 +126,9 @@ impl<E: IndexEntry> Index<E> {
                     "rebuilt index file from the segment"
                 );
             }
-            index.file.set_len(0)?;
-            index.file.write_all_at(&expected, 0)?;
+            let file = index.file.get()?;
+            file.set_len(0)?;
+            file.write_all_at(&expected, 0)?;
         }
         Ok(index)
     }
@@ -152,10 +145,8 @@ impl<E: IndexEntry> Index<E> {
             return Ok(None);
         }
         let entries = bytes.chunks_exact(E::SIZE).map(E::decode).collect();
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Some(Index {
-            path: path.to_path_buf(),
-            file,
+            file: CachedFile::existing(path),
             entries,
         }))
     }
@@ -172,7 +163,7 @@ impl<E: IndexEntry> Index<E> {
         let mut bytes = Vec::with_capacity(E::SIZE);
         entry.encode(&mut bytes);
         let position = (self.entries.len() * E::SIZE) as u64;
-        self.file.write_all_at(&bytes, position)?;
+        self.file.get()?.write_all_at(&bytes, position)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -193,11 +184,11 @@ impl<E: IndexEntry> Index<E> {
     }
 
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.get()?.sync_data()
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 }
 

@@ -12,6 +12,7 @@ mod error;
 pub mod files;
 mod index;
 mod log;
+pub mod open_files;
 pub mod producer_state;
 mod segment;
 pub mod storage;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::error::LogError;
 use crate::index::{Index, OffsetEntry, TimeEntry, TxnEntry};
+use crate::open_files::CachedFile;
 
 /// Path of a segment file: the base offset in 20 digits, as Kafka names them.
 /// Bytes read at once when scanning batch headers.
@@ -107,8 +108,8 @@ pub(crate) struct SegmentMeta {
 /// A segment of the log. Offsets in it are `base_offset..next_offset`.
 pub(crate) struct Segment {
     dir: PathBuf,
-    /// Shared with [`SegmentFile`]s, which read it outside the log's lock.
-    file: Arc<File>,
+    /// The `.log` file; [`SegmentFile`]s share it open to read outside the log's lock.
+    file: CachedFile,
     offset_index: Index<OffsetEntry>,
     time_index: Index<TimeEntry>,
     /// Transactions whose ABORT marker is in this segment, in the markers' order.
@@ -127,12 +128,10 @@ pub(crate) struct Segment {
 impl Segment {
     /// Creates an empty segment, replacing any files of the same name.
     pub(crate) fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
-        let path = segment_path(dir, base_offset, "log");
-        let file = open_rw(&path)?;
-        file.set_len(0)?;
+        let file = CachedFile::create(&segment_path(dir, base_offset, "log"), true)?;
         Ok(Segment {
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file,
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), Vec::new())?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), Vec::new())?,
             aborted: Vec::new(),
@@ -203,9 +202,10 @@ impl Segment {
             }
             None => None,
         };
+        drop(file);
         let segment = Segment {
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file: CachedFile::existing(&path),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), offset_entries)?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), time_entries)?,
             aborted: Vec::new(),
@@ -290,9 +290,12 @@ impl Segment {
     /// scans the log instead).
     pub(crate) fn open_clean(dir: &Path, meta: &SegmentMeta) -> io::Result<Option<Segment>> {
         let base_offset = meta.base_offset;
-        let file = open_rw(&segment_path(dir, base_offset, "log"))?;
-        if file.metadata()?.len() != meta.size {
-            return Ok(None);
+        let log_path = segment_path(dir, base_offset, "log");
+        match fs::metadata(&log_path) {
+            Ok(metadata) if metadata.len() == meta.size => {}
+            Ok(_) => return Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
         }
         let path = |extension| segment_path(dir, base_offset, extension);
         let Some(offset_index) =
@@ -333,7 +336,7 @@ impl Segment {
         }
         Ok(Some(Segment {
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file: CachedFile::existing(&log_path),
             offset_index,
             time_index,
             aborted: txn_index
@@ -409,7 +412,7 @@ impl Segment {
     ) -> io::Result<()> {
         let mut tracker = self.tracker.clone();
         let (offset_entry, time_entry) = tracker.observe(header, index_interval_bytes);
-        self.file.write_all_at(batch, self.tracker.size)?;
+        self.file.get()?.write_all_at(batch, self.tracker.size)?;
         let offset_entries = self.offset_index.len();
         if let Some(entry) = offset_entry {
             self.offset_index.append(entry)?;
@@ -455,6 +458,7 @@ impl Segment {
         wanted: impl Fn(&BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let size = self.tracker.size;
+        let file = self.file.get()?;
         let mut window = Vec::new();
         let mut window_start = position;
         while position + HEADER_SIZE as u64 <= size {
@@ -462,7 +466,7 @@ impl Segment {
             if position + HEADER_SIZE as u64 > window_end {
                 let len = (size - position).min(SCAN_WINDOW as u64) as usize;
                 window.resize(len, 0);
-                self.file.read_exact_at(&mut window, position)?;
+                file.read_exact_at(&mut window, position)?;
                 window_start = position;
             }
             let at = (position - window_start) as usize;
@@ -484,13 +488,13 @@ impl Segment {
     /// Reads `len` bytes at `position`.
     pub(crate) fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, position)?;
+        self.file.get()?.read_exact_at(&mut buf, position)?;
         Ok(buf)
     }
 
     /// Fsyncs the data and its indexes.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()?;
+        self.file.get()?.sync_data()?;
         self.offset_index.sync()?;
         self.time_index.sync()?;
         match &self.txn_index {
@@ -500,7 +504,7 @@ impl Segment {
     }
 
     pub(crate) fn log_path(&self) -> PathBuf {
-        segment_path(&self.dir, self.tracker.base_offset, "log")
+        self.file.path().to_path_buf()
     }
 
     /// Removes the segment's files.
@@ -519,24 +523,25 @@ impl Segment {
     }
 
     /// The segment's bytes as they are now, to read without the log (a closed segment's
-    /// bytes do not change).
-    pub(crate) fn file_view(&self) -> SegmentFile {
-        SegmentFile {
+    /// bytes do not change). The view keeps the file open, whatever the cache evicts.
+    pub(crate) fn file_view(&self) -> io::Result<SegmentFile> {
+        Ok(SegmentFile {
             base_offset: self.tracker.base_offset,
-            file: Arc::clone(&self.file),
+            file: self.file.get()?,
+            file_id: self.file.id(),
             size: self.tracker.size,
             path: self.log_path(),
-        }
+        })
     }
 
     /// Whether `view` was taken of this segment (not of one since put in its place).
     pub(crate) fn is_viewed_by(&self, view: &SegmentFile) -> bool {
-        Arc::ptr_eq(&self.file, &view.file)
+        self.file.id() == view.file_id
     }
 
     /// Modification time of the `.log` file in milliseconds since the epoch, if known.
     pub(crate) fn modified_ms(&self) -> Option<i64> {
-        let modified = self.file.metadata().ok()?.modified().ok()?;
+        let modified = fs::metadata(self.file.path()).ok()?.modified().ok()?;
         let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
         i64::try_from(since_epoch.as_millis()).ok()
     }
@@ -547,6 +552,8 @@ impl Segment {
 pub(crate) struct SegmentFile {
     pub(crate) base_offset: i64,
     file: Arc<File>,
+    /// The [`CachedFile::id`] of the segment's file.
+    file_id: u64,
     pub(crate) size: u64,
     pub(crate) path: PathBuf,
 }

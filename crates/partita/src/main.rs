@@ -175,40 +175,64 @@ fn broker_config(args: &BrokerArgs) -> anyhow::Result<partita_broker::BrokerConf
 }
 
 /// Raises the soft limit on open files to the hard limit, as a broker with many partitions
-/// needs (every segment keeps its files open), and logs both. Nothing stops the broker if it
-/// cannot: it runs with the limit it has.
-fn raise_open_file_limit() {
+/// and connections needs, and logs both. Nothing stops the broker if it cannot: it runs with
+/// the limit it has. Returns the soft limit in force, if known.
+fn raise_open_file_limit() -> Option<u64> {
     use rlimit::Resource;
     let (soft, hard) = match Resource::NOFILE.get() {
         Ok(limits) => limits,
         Err(error) => {
             tracing::warn!(%error, "cannot read the open-file limit (RLIMIT_NOFILE)");
-            return;
+            return None;
         }
     };
     if soft >= hard {
         tracing::info!(soft, hard, "open-file limit (RLIMIT_NOFILE)");
-        return;
+        return Some(soft);
     }
     match Resource::NOFILE.set(hard, hard) {
-        Ok(()) => tracing::info!(
-            was = soft,
-            soft = hard,
-            hard,
-            "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
-        ),
-        Err(error) => tracing::warn!(
-            soft,
-            hard,
-            %error,
-            "cannot raise the open-file limit (RLIMIT_NOFILE) to its hard limit"
-        ),
+        Ok(()) => {
+            tracing::info!(
+                was = soft,
+                soft = hard,
+                hard,
+                "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+            );
+            Some(hard)
+        }
+        Err(error) => {
+            tracing::warn!(
+                soft,
+                hard,
+                %error,
+                "cannot raise the open-file limit (RLIMIT_NOFILE) to its hard limit"
+            );
+            Some(soft)
+        }
     }
+}
+
+/// Bounds the segment and index files kept open: `log.open.files.max` if set, else half the
+/// open-file limit (the other half is for connections, sockets to the engines and the rest).
+fn size_open_file_cache(configured: Option<usize>, limit: Option<u64>) {
+    use partita_broker::open_files;
+    let capacity = configured.unwrap_or_else(|| match limit {
+        Some(limit) => usize::try_from(limit / 2)
+            .unwrap_or(usize::MAX)
+            .min(1 << 20),
+        None => open_files::DEFAULT_CAPACITY,
+    });
+    open_files::set_capacity(capacity);
+    tracing::info!(
+        files = open_files::capacity(),
+        "segment and index files kept open at most (log.open.files.max)"
+    );
 }
 
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     let config = broker_config(&args)?;
-    raise_open_file_limit();
+    let limit = raise_open_file_limit();
+    size_open_file_cache(config.log_open_files_max, limit);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -73,6 +73,7 @@ pub(crate) fn render(observer: &Observer) -> String {
     let mut registry = Registry::default();
     broker.metrics.register(&mut registry);
     register_memory(&mut registry, broker);
+    register_open_files(&mut registry);
     register_partitions(&mut registry, &snapshot::topics(broker));
     register_groups(&mut registry, &groups);
     register_group_lag(&mut registry, &groups);
@@ -107,6 +108,36 @@ fn register_memory(registry: &mut Registry, broker: &Broker) {
         "partita_memory_in_use_bytes",
         "Bytes claimed from a memory budget now, by responses or requests not yet answered",
         in_use,
+    );
+}
+
+/// The cache of open segment and index files: its size, what it holds, how often it opens.
+fn register_open_files(registry: &mut Registry) {
+    use partita_log::open_files;
+    let gauges = [
+        (
+            "partita_log_open_files",
+            "Segment and index files kept open now",
+            open_files::open_count(),
+        ),
+        (
+            "partita_log_open_files_max",
+            "Segment and index files kept open at most (log.open.files.max)",
+            open_files::capacity(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(value as i64);
+        registry.register(name, help, gauge);
+    }
+    let opens = prometheus_client::metrics::counter::Counter::<u64>::default();
+    opens.inc_by(open_files::opens_total());
+    registry.register(
+        "partita_log_file_opens",
+        "Segment and index files opened since the broker started: growing fast under steady \
+         load, the files in use do not fit log.open.files.max",
+        opens,
     );
 }
 

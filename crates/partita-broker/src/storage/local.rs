@@ -313,7 +313,7 @@ impl PartitionStorage for LocalPartition {
         bytes_per_second: u64,
         stop: Arc<AtomicBool>,
     ) -> Result<Option<Scrubbed>, LogError> {
-        let Some(target) = self.with_log(|log| Ok(log.next_to_scrub())).await? else {
+        let Some(target) = self.with_log(|log| log.next_to_scrub()).await? else {
             return Ok(None);
         };
         let checked = tokio::task::spawn_blocking(move || {

@@ -1,5 +1,8 @@
 //! The clean-shutdown record: what a log closed cleanly leaves beside its segments so that the
-//! next start opens it without reading a batch (Kafka's clean-shutdown marker, per partition).
+//! next start opens it without reading a batch (Kafka's clean-shutdown marker, per partition);
+//! and the recovery point, the same record written at every roll for the closed segments, so
+//! that the next start after a crash reads only the segments written since (Kafka's recovery
+//! point).
 //!
 //! Written once every segment is synced, when the broker stops; it describes each segment (its
 //! size, offsets, largest timestamp and index entry counts) and the producer state, and ends
@@ -19,6 +22,8 @@ use crate::segment::{Segment, SegmentMeta};
 
 /// The file, in the log's directory.
 pub(super) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// The recovery point's file, in the log's directory.
+pub(super) const RECOVERY_POINT_FILE: &str = "recovery-point";
 const VERSION: u16 = 1;
 
 /// What the record holds.
@@ -49,40 +54,77 @@ impl Log {
         };
         // Set first: a record renamed into place by a write that then reports an error must
         // still be deleted by the next change.
-        self.clean_shutdown_written = true;
+        self.clean_shutdown_pending = true;
         crate::files::replace(&self.dir.join(CLEAN_SHUTDOWN_FILE), &record.encode())?;
         Ok(())
     }
 
+    /// Records the segments closed by a roll (synced by it) and the producer state at their
+    /// end: after a crash, the next start trusts them as it would after a clean shutdown and
+    /// reads only the segments from the active one on. Their batches are checked later by the
+    /// scrub. A record that cannot be written is reported and left as it was: an older one
+    /// still holds (the crash restart reads more).
+    pub(super) fn write_recovery_point(&mut self) {
+        let active_base = self.active().base_offset();
+        let (producers, ongoing) = self.producers.snapshot();
+        let record = CleanShutdown {
+            log_end_offset: active_base,
+            segments: self
+                .segments
+                .range(..active_base)
+                .map(|(_, segment)| segment.meta())
+                .collect(),
+            producers,
+            ongoing,
+        };
+        let path = self.dir.join(RECOVERY_POINT_FILE);
+        if let Err(error) = crate::files::replace(&path, &record.encode()) {
+            tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot write the recovery point; a restart after a crash will read more"
+            );
+        }
+    }
+
+    /// Deletes the recovery point before a closed segment changes (compaction): it describes
+    /// the segment as it was. The next roll writes a new one.
+    pub(super) fn forget_recovery_point(&self) -> io::Result<()> {
+        crate::segment::remove_if_present(&self.dir.join(RECOVERY_POINT_FILE))
+    }
+
     /// Deletes the clean-shutdown record before the log changes, if there is one.
     pub(super) fn forget_clean_shutdown(&mut self) -> Result<(), LogError> {
-        if self.clean_shutdown_written {
-            remove_record(&self.dir)?;
-            self.clean_shutdown_written = false;
+        if self.clean_shutdown_pending {
+            unlink_record(&self.dir)?;
+            std::fs::File::open(&self.dir)?.sync_all()?;
+            self.clean_shutdown_pending = false;
         }
         Ok(())
     }
 }
 
-/// Deletes the record in `dir`, durably (the directory is synced).
-pub(super) fn remove_record(dir: &Path) -> io::Result<()> {
+/// Deletes the record in `dir`, if there is one (not durably: the directory is not synced);
+/// whether there was one.
+pub(super) fn unlink_record(dir: &Path) -> io::Result<bool> {
     match std::fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE)) {
-        Ok(()) => std::fs::File::open(dir)?.sync_all(),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(error),
     }
 }
 
-/// The record in `dir`, if there is a readable one. A damaged one is reported and ignored.
-pub(super) fn read_record(dir: &Path) -> io::Result<Option<CleanShutdown>> {
-    let bytes = match std::fs::read(dir.join(CLEAN_SHUTDOWN_FILE)) {
+/// The record in `file` of `dir` ([`CLEAN_SHUTDOWN_FILE`] or [`RECOVERY_POINT_FILE`]), if
+/// there is a readable one. A damaged one is reported and ignored.
+pub(super) fn read_record(dir: &Path, file: &str) -> io::Result<Option<CleanShutdown>> {
+    let bytes = match std::fs::read(dir.join(file)) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
     let decoded = CleanShutdown::decode(&bytes);
     if decoded.is_none() {
-        tracing::warn!(dir = %dir.display(), "ignoring a damaged clean-shutdown record");
+        tracing::warn!(dir = %dir.display(), file, "ignoring a damaged record");
     }
     Ok(decoded)
 }
@@ -107,17 +149,58 @@ pub(super) fn open_segments(
     if segments.last().map(Segment::next_offset) != Some(record.log_end_offset) {
         return Ok(None);
     }
-    let mut producers = ProducerStateTable::default();
-    for (producer_id, epoch, batches) in &record.producers {
-        producers.restore(*producer_id, *epoch, batches.clone());
+    Ok(Some((segments, record.producer_state())))
+}
+
+/// What a crashed log's start may trust of a recovery point `record`: its segments still on
+/// disk (retention may have deleted the oldest since), opened without reading them, and the
+/// producer state at their end. The segments of `base_offsets` from the returned index on
+/// come after the recovery point and must be scanned. `None` if the files do not match it.
+pub(super) fn open_recovered(
+    dir: &Path,
+    base_offsets: &[i64],
+    record: &CleanShutdown,
+) -> io::Result<Option<(Vec<Segment>, ProducerStateTable, usize)>> {
+    let kept = base_offsets.partition_point(|&base| base < record.log_end_offset);
+    let Some(first) = record.segments.len().checked_sub(kept) else {
+        return Ok(None);
+    };
+    let trusted = &record.segments[first..];
+    if !trusted
+        .iter()
+        .map(|s| s.base_offset)
+        .eq(base_offsets[..kept].iter().copied())
+    {
+        return Ok(None);
     }
-    for &(producer_id, first_offset) in &record.ongoing {
-        producers.restore_ongoing(producer_id, first_offset);
+    let mut segments = Vec::with_capacity(kept);
+    for meta in trusted {
+        match Segment::open_clean(dir, meta)? {
+            Some(segment) => segments.push(segment),
+            None => return Ok(None),
+        }
     }
-    Ok(Some((segments, producers)))
+    if segments
+        .last()
+        .is_some_and(|last| last.next_offset() != record.log_end_offset)
+    {
+        return Ok(None);
+    }
+    Ok(Some((segments, record.producer_state(), kept)))
 }
 
 impl CleanShutdown {
+    fn producer_state(&self) -> ProducerStateTable {
+        let mut producers = ProducerStateTable::default();
+        for (producer_id, epoch, batches) in &self.producers {
+            producers.restore(*producer_id, *epoch, batches.clone());
+        }
+        for &(producer_id, first_offset) in &self.ongoing {
+            producers.restore_ongoing(producer_id, first_offset);
+        }
+        producers
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&VERSION.to_be_bytes());

@@ -117,7 +117,18 @@ impl Log {
                 due = Some(newest.saturating_add(lag_ms));
                 break;
             }
-            segments.push(segment.file_view());
+            match segment.file_view() {
+                Ok(view) => segments.push(view),
+                Err(error) => {
+                    tracing::warn!(
+                        path = %segment.log_path().display(),
+                        %error,
+                        "cannot open a segment to compact it; trying again later"
+                    );
+                    due = Some(now_ms);
+                    break;
+                }
+            }
         }
         Some(CompactionPlan {
             segments,
@@ -158,6 +169,7 @@ impl Log {
     /// Puts a cleaned copy in place of its segment and opens it again.
     fn swap_in(&mut self, base_offset: i64, cleaned: AtomicWriteFile) -> Result<(), LogError> {
         self.forget_clean_shutdown()?;
+        self.forget_recovery_point()?;
         cleaned.commit()?;
         let (segment, truncation) = Segment::open_existing(
             &self.dir,
@@ -174,6 +186,8 @@ impl Log {
             )));
         }
         let mut segment = segment;
+        // The indexes were just rebuilt: synced, as a later recovery point will trust them.
+        segment.sync()?;
         if let Some(previous) = self.segments.get_mut(&base_offset) {
             segment.inherit_aborted(previous);
             // Cleaned from batches whose CRCs were checked (only such segments are planned).

@@ -41,11 +41,15 @@ fn newest_record_per_key_survives_with_its_offset() {
             .unwrap();
     }
     let size_before = log.size_bytes();
+    let recovery_point = dir.path().join("recovery-point");
+    assert!(recovery_point.exists());
     let stats = log.compact(0).unwrap();
     assert!(stats.segments_cleaned > 0);
     assert!(stats.records_removed > 0);
     assert!(log.size_bytes() < size_before);
     assert_eq!(log.log_end_offset(), 60);
+    // It described the segments as they were: a crash now must scan them.
+    assert!(!recovery_point.exists());
 
     let active_base = *log.segments.keys().next_back().unwrap();
     let records = all_records(&log);
@@ -61,9 +65,13 @@ fn newest_record_per_key_survives_with_its_offset() {
         log.read(offset, 1).unwrap();
     }
     log.close().unwrap();
-    let log = open(dir.path(), compacted_config());
+    let mut log = open(dir.path(), compacted_config());
     assert_eq!(all_records(&log), records);
     assert_eq!(log.log_end_offset(), 60);
+    log.flush().unwrap();
+    drop(log);
+    let log = open(dir.path(), compacted_config());
+    assert_eq!(all_records(&log), records, "after a crash");
 }
 
 #[test]
@@ -345,7 +353,7 @@ fn segments_opened_unread_are_compacted_only_once_the_scrub_has_checked_them() {
     // A clean start reads no batch: a damaged one must not be rewritten with a valid CRC.
     let mut log = open(dir.path(), compacted_config());
     assert_eq!(log.compact(0).unwrap().segments_cleaned, 0);
-    while let Some(target) = log.next_to_scrub() {
+    while let Some(target) = log.next_to_scrub().unwrap() {
         assert!(target.check(4096, &mut |_| true).unwrap().is_none());
         log.scrubbed(&target);
     }

@@ -97,8 +97,9 @@ pub struct Log {
     /// When the next compaction has work even if no segment closes: a closed segment comes
     /// of age (`min.compaction.lag.ms`) or a tombstone expires (`delete.retention.ms`).
     compaction_due_ms: Option<i64>,
-    /// A clean-shutdown record describes the log as it is: the next change deletes it first.
-    clean_shutdown_written: bool,
+    /// A clean-shutdown record describes the log as it is, or its deletion at open is not
+    /// synced yet: the next change deletes it durably first.
+    clean_shutdown_pending: bool,
 }
 
 /// The `.txnindex` entry of a transaction just aborted: with the last stable offset as it
@@ -440,13 +441,13 @@ impl Log {
     }
 
     /// The first segment whose batches have not been checked since the broker started (it
-    /// opened after a clean shutdown without reading them), as it is now, for the scrub to
-    /// read without the log.
-    pub fn next_to_scrub(&self) -> Option<ScrubTarget> {
-        self.segments
-            .values()
-            .find(|segment| !segment.verified)
-            .map(|segment| ScrubTarget(segment.file_view()))
+    /// opened without reading them: after a clean shutdown, or before the recovery point), as
+    /// it is now, for the scrub to read without the log.
+    pub fn next_to_scrub(&self) -> Result<Option<ScrubTarget>, LogError> {
+        match self.segments.values().find(|segment| !segment.verified) {
+            Some(segment) => Ok(Some(ScrubTarget(segment.file_view()?))),
+            None => Ok(None),
+        }
     }
 
     /// Marks the segment `target` was taken of checked by the scrub (not one that compaction
@@ -496,6 +497,7 @@ impl Log {
         let segment = Segment::create(&self.dir, self.log_end_offset)?;
         tracing::debug!(path = %segment.log_path().display(), "rolled new segment");
         self.segments.insert(self.log_end_offset, segment);
+        self.write_recovery_point();
         Ok(())
     }
 

@@ -5,8 +5,9 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use super::clean_shutdown::{self, CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE};
 use super::compaction::CLEANED_EXTENSION;
-use super::{clean_shutdown, Log};
+use super::Log;
 use crate::batch;
 use crate::config::LogConfig;
 use crate::error::LogError;
@@ -20,57 +21,93 @@ impl Log {
     /// Opens the log in `dir`, creating the directory if missing.
     ///
     /// After a clean shutdown (see [`Log::write_clean_shutdown`]) no batch is read: the
-    /// segments, indexes and producer state are as the shutdown recorded them. Otherwise
-    /// every segment is scanned batch by batch, checking each batch's length, offsets and CRC,
-    /// to rebuild the indexes (offsets, times and aborted transactions) and the idempotent
-    /// producer state. At the first torn or corrupt
-    /// batch the file is truncated and any later segments are deleted (as Kafka's recovery
-    /// does: offsets past a hole would no longer connect), with a warning saying which file,
-    /// byte range and offsets were dropped. Older segments were fsynced when rolled, so a torn
-    /// write can only be in the last one, but a flipped bit can be anywhere: checking every CRC
-    /// costs one sequential read of the log at start-up and guarantees that no damaged batch
-    /// is served afterwards.
+    /// segments, indexes and producer state are as the shutdown recorded them. After a crash,
+    /// the segments closed before the last roll are trusted the same way, from the recovery
+    /// point that roll wrote (they were fsynced by it), and only the later segments are
+    /// scanned batch by batch, checking each batch's length, offsets and CRC, to rebuild
+    /// their indexes (offsets, times and aborted transactions) and the idempotent producer
+    /// state from the recovery point's. Without a recovery point matching the files, every
+    /// segment is scanned. At the first torn or corrupt batch the file is truncated and any
+    /// later segments are deleted (as Kafka's recovery does: offsets past a hole would no
+    /// longer connect), with a warning saying which file, byte range and offsets were
+    /// dropped. Segments opened without being read are checked later by the scrub
+    /// ([`Log::next_to_scrub`]), and a damaged batch is never served: reads check every CRC.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
         fs::create_dir_all(dir)?;
         let base_offsets = list_segments(dir)?;
-        let clean = match clean_shutdown::read_record(dir)? {
+        let clean = match clean_shutdown::read_record(dir, CLEAN_SHUTDOWN_FILE)? {
             Some(record) => clean_shutdown::open_segments(dir, &base_offsets, &record)?,
             None => None,
         };
         // Gone before anything can be appended: after a crash from here on, the next start
-        // scans.
-        clean_shutdown::remove_record(dir)?;
+        // scans. The deletion is made durable by the first change (one directory fsync per
+        // partition at open would make a start with many partitions slow).
+        let clean_shutdown_pending = clean_shutdown::unlink_record(dir)?;
         let (segments, producers) = match clean {
             Some((segments, producers)) => {
                 let segments = segments.into_iter().map(|s| (s.base_offset(), s)).collect();
                 (segments, producers)
             }
-            None => {
-                let scanned = Self::scan(dir, &config, &base_offsets)?;
-                let bytes: u64 = scanned.0.values().map(Segment::size).sum();
-                if bytes > 0 {
-                    tracing::info!(
-                        dir = %dir.display(),
-                        segments = scanned.0.len(),
-                        bytes,
-                        "recovered the log by reading every batch: it was not shut down cleanly"
-                    );
-                }
-                scanned
-            }
+            None => Self::recover(dir, &config, &base_offsets)?,
         };
-        Self::assemble(dir, config, segments, producers)
+        let mut log = Self::assemble(dir, config, segments, producers)?;
+        log.clean_shutdown_pending = clean_shutdown_pending;
+        Ok(log)
     }
 
-    /// Scans every segment, truncating at the first damaged batch (see [`Log::open`]).
-    fn scan(
+    /// Opens a log that was not shut down cleanly: the segments before its recovery point
+    /// unread, the others scanned (see [`Log::open`]).
+    fn recover(
         dir: &Path,
         config: &LogConfig,
         base_offsets: &[i64],
     ) -> Result<(BTreeMap<i64, Segment>, ProducerStateTable), LogError> {
-        let mut producers = ProducerStateTable::default();
+        let recovered = match clean_shutdown::read_record(dir, RECOVERY_POINT_FILE)? {
+            Some(record) => clean_shutdown::open_recovered(dir, base_offsets, &record)?
+                .map(|(segments, producers, first)| (segments, producers, first, record)),
+            None => None,
+        };
+        let (mut segments, producers, first_scanned, min_offset) = match recovered {
+            Some((trusted, producers, first, record)) => {
+                let trusted = trusted.into_iter().map(|s| (s.base_offset(), s)).collect();
+                (trusted, producers, first, record.log_end_offset)
+            }
+            None => (BTreeMap::new(), ProducerStateTable::default(), 0, 0),
+        };
+        let trusted = segments.len();
+        let (scanned, producers) = Self::scan(
+            dir,
+            config,
+            &base_offsets[first_scanned..],
+            producers,
+            min_offset,
+        )?;
+        let bytes: u64 = scanned.values().map(Segment::size).sum();
+        if bytes > 0 {
+            tracing::info!(
+                dir = %dir.display(),
+                segments = scanned.len(),
+                bytes,
+                trusted_segments = trusted,
+                "recovered the log by reading the segments past its recovery point: it was \
+                 not shut down cleanly"
+            );
+        }
+        segments.extend(scanned);
+        Ok((segments, producers))
+    }
+
+    /// Scans the segments at `base_offsets`, whose batches start at `min_offset` or later,
+    /// from the producer state before them, truncating at the first damaged batch (see
+    /// [`Log::open`]).
+    fn scan(
+        dir: &Path,
+        config: &LogConfig,
+        base_offsets: &[i64],
+        mut producers: ProducerStateTable,
+        mut min_offset: i64,
+    ) -> Result<(BTreeMap<i64, Segment>, ProducerStateTable), LogError> {
         let mut segments = BTreeMap::new();
-        let mut min_offset = 0;
         for (i, &base_offset) in base_offsets.iter().enumerate() {
             let mut aborted = Vec::new();
             let (mut segment, truncation) = Segment::open_existing(
@@ -143,7 +180,7 @@ impl Log {
             last_flush_ms: None,
             compacted_through: None,
             compaction_due_ms: None,
-            clean_shutdown_written: false,
+            clean_shutdown_pending: false,
         })
     }
 

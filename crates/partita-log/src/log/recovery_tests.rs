@@ -19,7 +19,7 @@ fn last_segment_path(log: &Log) -> PathBuf {
 }
 
 /// Stops `log` as a crash would once everything was written: synced, but without the
-/// clean-shutdown record, so that the next open scans every batch.
+/// clean-shutdown record, so that the next open scans every batch past the recovery point.
 fn crash(mut log: Log) {
     log.flush().unwrap();
     drop(log);
@@ -219,10 +219,17 @@ fn damage_second_segment(dir: &Path) -> (Vec<PathBuf>, i64) {
     (files, base)
 }
 
+/// A log without its recovery point, as one written by an earlier version or just compacted:
+/// the next open scans every segment.
+fn forget_recovery_point(dir: &Path) {
+    fs::remove_file(dir.join("recovery-point")).unwrap();
+}
+
 #[test]
 fn crc_damage_in_an_older_segment_truncates_there_and_drops_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     crashed_log(dir.path(), 20);
+    forget_recovery_point(dir.path());
     let (files, first_base) = damage_second_segment(dir.path());
     assert!(files.len() >= 3);
     let batch_len = batch_of(2, 50, 0).len();
@@ -414,7 +421,7 @@ fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
     let mut log = log;
     let mut found = Vec::new();
     let mut checked = 0u64;
-    while let Some(target) = log.next_to_scrub() {
+    while let Some(target) = log.next_to_scrub().unwrap() {
         if let Some(damage) = target
             .check(100, &mut |bytes| {
                 checked += bytes;
@@ -428,11 +435,123 @@ fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
     }
     assert_eq!(found, [(second_base, batch_len as u64)]);
     assert!(checked > 0);
-    assert!(log.next_to_scrub().is_none());
-    // After a crash (no record), the scan truncates there as before.
+    assert!(log.next_to_scrub().unwrap().is_none());
+    // After a crash, a segment before the recovery point is not read either; without the
+    // recovery point, the scan truncates there as before.
     crash(log);
+    assert_eq!(open(dir.path(), small_segments()).log_end_offset(), 40);
+    forget_recovery_point(dir.path());
     let log = open(dir.path(), small_segments());
     assert_eq!(log.log_end_offset(), second_base + 2);
+}
+
+/// Copies the files of `from` to a new directory, without those named in `leave`.
+fn copy_log(from: &Path, leave: &[&str]) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if !leave.iter().any(|name| entry.file_name() == *name) {
+            fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+#[test]
+fn a_crash_restart_reads_only_past_the_recovery_point_and_opens_the_log_as_a_full_scan_would() {
+    let crashed = tempfile::tempdir().unwrap();
+    let log = varied_log(crashed.path());
+    let before = observe(&log);
+    let segments = log.segments.len();
+    assert!(segments > 3, "{segments} segments");
+    crash(log);
+    assert!(crashed.path().join("recovery-point").exists());
+    let scanned = copy_log(crashed.path(), &["recovery-point"]);
+    let mut from_point = open(crashed.path(), small_segments());
+    let mut from_scan = open(scanned.path(), small_segments());
+    assert_eq!(observe(&from_point), before);
+    assert_eq!(observe(&from_scan), before);
+    // Only the active segment was read: the scrub has every other one to check.
+    let mut unread = Vec::new();
+    while let Some(target) = from_point.next_to_scrub().unwrap() {
+        assert!(target.check(1 << 20, &mut |_| true).unwrap().is_none());
+        unread.push(target.base_offset());
+        from_point.scrubbed(&target);
+    }
+    assert_eq!(unread.len(), segments - 1);
+    assert!(from_scan.next_to_scrub().unwrap().is_none());
+    // And they go on alike: the duplicate check, the open transaction, new segments.
+    for log in [&mut from_point, &mut from_scan] {
+        let value = [b'w'; 60];
+        let records: Vec<crate::batch::KeyValue> = vec![(None, Some(&value[..])); 3];
+        let duplicate = crate::batch::build_idempotent_batch(&records[..2], 3_000, 8, 2, 8);
+        let again = log.append(&mut duplicate.clone(), 3_000);
+        log.append(
+            &mut crate::batch::build_marker(10, 0, false, 0, 3_000),
+            3_000,
+        )
+        .unwrap();
+        for _ in 0..6 {
+            log.append(&mut batch_of(3, 60, 3_100), 3_100).unwrap();
+        }
+        assert!(again.is_err() || again.unwrap().duplicate);
+    }
+    assert_eq!(observe(&from_point), observe(&from_scan));
+}
+
+#[test]
+fn a_torn_active_segment_is_truncated_after_the_recovery_point_as_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let active = crashed_log(dir.path(), 20);
+    let len = fs::metadata(&active).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let without = copy_log(dir.path(), &["recovery-point"]);
+    let log = open(dir.path(), small_segments());
+    assert_eq!(log.log_end_offset(), 38, "the torn last batch is dropped");
+    assert_eq!(
+        observe_offsets(&log),
+        observe_offsets(&open(without.path(), small_segments()))
+    );
+}
+
+fn observe_offsets(log: &Log) -> (i64, i64, Vec<i64>) {
+    let all = log.read(log.log_start_offset(), usize::MAX).unwrap();
+    (
+        log.log_start_offset(),
+        log.log_end_offset(),
+        base_offsets(&all),
+    )
+}
+
+#[test]
+fn segments_deleted_by_retention_leave_the_recovery_point_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_segments());
+    for _ in 0..20 {
+        log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    }
+    log.delete_records_before(12).unwrap();
+    let start = log.log_start_offset();
+    let files = segment_files(dir.path());
+    crash(log);
+    let (_, second_base) = damage_second_segment(dir.path());
+    let log = open(dir.path(), small_segments());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, 40));
+    assert_eq!(
+        segment_files(dir.path()),
+        files,
+        "nothing truncated: not read"
+    );
+    assert!(log.next_to_scrub().unwrap().is_some());
+    assert!(matches!(
+        log.read(second_base + 2, 1),
+        Err(LogError::Corrupt(_))
+    ));
 }
 
 #[test]
