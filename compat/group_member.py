@@ -162,6 +162,14 @@ def run_kafka_python(args, cmds: Commands) -> None:
         while not c.partitions_for_topic(topic) and time.time() < deadline:
             time.sleep(0.1)
     c.subscribe(args.topics, listener=Listener())
+    # The leader keeps the metadata snapshot it assigned with and rejoins when a later metadata
+    # response differs from it. The coordinator takes its first snapshot only from a response
+    # that arrives after subscribe(): without one before the first poll(), the leader may assign
+    # from an empty snapshot and start a second rebalance right after the first.
+    update = c._client.cluster.request_update()  # noqa: SLF001 - no public way to await metadata
+    deadline = time.time() + 30
+    while not update.is_done and time.time() < deadline:
+        time.sleep(0.02)  # the client's I/O thread sends the request and completes the future
     emit("ready")
     last = None
     while not cmds.close.is_set():
