@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -47,7 +47,13 @@ pub(crate) async fn handle(
             FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         return (response, broker.fetch_memory.claim(0).await);
     }
-    note_reader(broker, &request, version, client);
+    // Resolved once: a topic deleted while the fetch waits answers as it did when asked.
+    let topics: Vec<Option<Arc<Topic>>> = request
+        .topics
+        .iter()
+        .map(|wanted| resolve_topic(broker, version, &wanted.topic, wanted.topic_id))
+        .collect();
+    note_reader(broker, &request, &topics, client);
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
@@ -57,7 +63,7 @@ pub(crate) async fn handle(
         let mut memory = broker.fetch_memory.claim(max_bytes).await;
         // Register before reading, so an append between the read and the wait still wakes us.
         let (responses, bytes, errors) =
-            read_all(broker, &request, max_bytes, version, Some(&waiter)).await;
+            read_all(&request, &topics, max_bytes, version, Some(&waiter)).await;
         let done = bytes >= min_bytes || errors || Instant::now() >= deadline;
         if done || stopping.is_shutdown() {
             memory.shrink_to(bytes);
@@ -72,7 +78,7 @@ pub(crate) async fn handle(
             _ = stopping.recv() => {}
         }
         let mut memory = broker.fetch_memory.claim(max_bytes).await;
-        let (responses, bytes, _) = read_all(broker, &request, max_bytes, version, None).await;
+        let (responses, bytes, _) = read_all(&request, &topics, max_bytes, version, None).await;
         memory.shrink_to(bytes);
         return (respond(broker, version, responses), memory);
     }
@@ -80,17 +86,17 @@ pub(crate) async fn handle(
 
 /// Remembers the isolation level this client reads each fetched topic with and where it reads
 /// each partition, from which its group's lag is counted (see [`crate::readers`]).
-fn note_reader(broker: &Broker, request: &FetchRequest, version: i16, client: &ClientContext) {
-    let topics: Vec<(&FetchTopic, Arc<Topic>)> = request
+fn note_reader(
+    broker: &Broker,
+    request: &FetchRequest,
+    topics: &[Option<Arc<Topic>>],
+    client: &ClientContext,
+) {
+    let fetches: Vec<TopicFetch<'_>> = request
         .topics
         .iter()
-        .filter_map(|wanted| {
-            let topic = resolve_topic(broker, version, &wanted.topic, wanted.topic_id)?;
-            Some((wanted, topic))
-        })
-        .collect();
-    let fetches: Vec<TopicFetch<'_>> = topics
-        .iter()
+        .zip(topics)
+        .filter_map(|(wanted, topic)| Some((wanted, topic.as_ref()?)))
         .map(|(wanted, topic)| TopicFetch {
             topic: &topic.name,
             offsets: wanted
@@ -146,28 +152,24 @@ fn respond(broker: &Broker, version: i16, responses: Vec<FetchableTopicResponse>
 /// Partitions of one fetch read at the same time, at most.
 const READ_AHEAD: usize = 8;
 
-/// Reads every requested partition. Returns the per-topic results, the bytes gathered and
+/// Reads every requested partition (of `topics`, the request's topics resolved, `None` for
+/// unknown ones). Returns the per-topic results, the bytes gathered and
 /// whether any partition had an error (which ends the wait, as in Kafka).
 ///
 /// Partitions are read [`READ_AHEAD`] at a time (a read from an object store takes a while),
 /// in the request's order, until `max_bytes` are gathered; the rest are answered with their
 /// offsets and no records.
 async fn read_all(
-    broker: &Broker,
     request: &FetchRequest,
+    topics: &[Option<Arc<Topic>>],
     max_bytes: usize,
     version: i16,
     waiter: Option<&Arc<Notify>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let topics: Vec<Option<Arc<Topic>>> = request
-        .topics
-        .iter()
-        .map(|wanted| resolve_topic(broker, version, &wanted.topic, wanted.topic_id))
-        .collect();
     let wanted: Vec<(usize, &FetchPartition, Option<Arc<Partition>>)> = request
         .topics
         .iter()
-        .zip(&topics)
+        .zip(topics)
         .enumerate()
         .flat_map(|(t, (wanted, topic))| {
             wanted.partitions.iter().map(move |p| {
@@ -264,7 +266,7 @@ async fn read_all(
     let responses = request
         .topics
         .iter()
-        .zip(&topics)
+        .zip(topics)
         .zip(answers)
         .map(|((wanted, topic), partitions)| {
             FetchableTopicResponse::default()

@@ -122,15 +122,34 @@ impl TopicRegistry {
         let registry = Registry::new(config);
         let meta_dir = registry.meta_dir();
         fs::create_dir_all(&meta_dir)?;
-        let mut topics = Topics::default();
+        let mut files = Vec::new();
         for entry in fs::read_dir(&meta_dir)? {
             let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("properties") {
-                continue;
+            if path.extension().and_then(|e| e.to_str()) == Some("properties") {
+                files.push(registry.read_topic_file(&path)?);
             }
-            let topic = registry.load_topic(&path)?;
-            tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "loaded topic");
-            topics.insert(Arc::new(topic));
+        }
+        // Every partition of every topic, opened a few at a time: an open waits mostly on the
+        // disk, and a broker may hold many thousands.
+        let jobs: Vec<(&TopicFile, i32)> = files
+            .iter()
+            .flat_map(|file| (0..file.partitions).map(move |p| (file, p)))
+            .collect();
+        let mut opened = in_parallel(&jobs, |(file, p)| {
+            registry.open_partition(&file.name, *p, file.log_config.clone())
+        })?
+        .into_iter();
+        let mut topics = Topics::default();
+        for file in files {
+            let partitions: Vec<_> = opened.by_ref().take(file.partitions as usize).collect();
+            tracing::info!(topic = %file.name, partitions = partitions.len(), "loaded topic");
+            topics.insert(Arc::new(Topic {
+                name: file.name,
+                id: file.id,
+                leaders: registry.local_leaders(partitions.len()),
+                partitions,
+                overrides: file.overrides,
+            }));
         }
         *registry.write() = topics;
         registry.refresh_image();
@@ -471,7 +490,7 @@ impl Registry {
         self.open_partition(name, index, config)
     }
 
-    fn load_topic(&self, path: &Path) -> Result<Topic, BrokerError> {
+    fn read_topic_file(&self, path: &Path) -> Result<TopicFile, BrokerError> {
         let text = fs::read_to_string(path)?;
         let mut id = None;
         let mut name = None;
@@ -498,15 +517,11 @@ impl Registry {
                 path.display()
             )));
         };
-        let log_config = topic_config::log_config(&self.config, &overrides);
-        let partitions = (0..count)
-            .map(|p| self.open_partition(&name, p, log_config.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Topic {
+        Ok(TopicFile {
+            log_config: topic_config::log_config(&self.config, &overrides),
             name,
             id,
-            leaders: self.local_leaders(partitions.len()),
-            partitions,
+            partitions: count.max(0),
             overrides,
         })
     }
@@ -580,6 +595,51 @@ pub(super) fn check_growth(current: i32, count: i32) -> Result<(), BrokerError> 
         )));
     }
     Ok(())
+}
+
+/// What a topic's file in the metadata directory says.
+struct TopicFile {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    overrides: TopicOverrides,
+    log_config: partita_log::LogConfig,
+}
+
+/// `work` done on every job on a few threads, the results in the jobs' order; the first error
+/// (in any order) is returned.
+fn in_parallel<J: Sync, T: Send>(
+    jobs: &[J],
+    work: impl Fn(&J) -> Result<T, BrokerError> + Sync,
+) -> Result<Vec<T>, BrokerError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+        * 2;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(jobs.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, work(job)?));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a partition opener panicked"))
+            .collect::<Result<Vec<Vec<(usize, T)>>, BrokerError>>()
+    })?;
+    let mut done: Vec<(usize, T)> = done.into_iter().flatten().collect();
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, result)| result).collect())
 }
 
 #[cfg(test)]

@@ -30,16 +30,21 @@ fn all_records(log: &Log) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
     out
 }
 
+/// Appends records `from..to`, one batch each, cycling through keys `k0`, `k1`, `k2`; each
+/// record's value is its number.
+fn fill_three_keys(log: &mut Log, from: u8, to: u8) {
+    for i in from..to {
+        let key = [b'k', b'0' + i % 3];
+        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
+            .unwrap();
+    }
+}
+
 #[test]
 fn newest_record_per_key_survives_with_its_offset() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted_config());
-    for i in 0..60u8 {
-        let key = [b'k', b'0' + i % 3];
-        let value = [i];
-        log.append(&mut build_batch(&[(Some(&key), Some(&value))], 0), 0)
-            .unwrap();
-    }
+    fill_three_keys(&mut log, 0, 60);
     let size_before = log.size_bytes();
     let recovery_point = dir.path().join("recovery-point");
     assert!(recovery_point.exists());
@@ -78,17 +83,10 @@ fn newest_record_per_key_survives_with_its_offset() {
 fn compaction_reads_the_closed_segments_again_only_after_another_one_closes() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted_config());
-    let append = |log: &mut Log, from: u8, to: u8| {
-        for i in from..to {
-            let key = [b'k', b'0' + i % 3];
-            log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
-                .unwrap();
-        }
-    };
-    append(&mut log, 0, 60);
+    fill_three_keys(&mut log, 0, 60);
     assert!(log.compact(0).unwrap().records_removed > 0);
     // Nothing closed since: nothing read, nothing rewritten.
-    append(&mut log, 60, 61);
+    fill_three_keys(&mut log, 60, 61);
     assert_eq!(log.compact(0).unwrap(), CompactionStats::default());
     // Once a segment closes, the older ones are cleaned against its keys.
     log.roll().unwrap();
@@ -219,11 +217,7 @@ fn compressed_batches_are_compacted_too() {
 fn a_run_reads_and_writes_without_the_log_while_appends_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted_config());
-    for i in 0..60u8 {
-        let key = [b'k', b'0' + i % 3];
-        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
-            .unwrap();
-    }
+    fill_three_keys(&mut log, 0, 60);
     let plan = log.compaction_plan(0).expect("closed segments to clean");
     // The log takes more records while the plan runs without it.
     for i in 60..80u8 {
@@ -254,11 +248,7 @@ fn a_run_reads_and_writes_without_the_log_while_appends_go_on() {
 fn a_cleaned_copy_of_a_segment_deleted_meanwhile_is_thrown_away() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted_config());
-    for i in 0..60u8 {
-        let key = [b'k', b'0' + i % 3];
-        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
-            .unwrap();
-    }
+    fill_three_keys(&mut log, 0, 60);
     let plan = log.compaction_plan(0).unwrap();
     let output = plan.run().unwrap();
     let first = *log.segments.keys().next().unwrap();
@@ -344,11 +334,7 @@ fn aborted_records_are_removed_and_open_transactions_are_left_alone() {
 fn segments_opened_unread_are_compacted_only_once_the_scrub_has_checked_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted_config());
-    for i in 0..60u8 {
-        let key = [b'k', b'0' + i % 3];
-        log.append(&mut build_batch(&[(Some(&key), Some(&[i]))], 0), 0)
-            .unwrap();
-    }
+    fill_three_keys(&mut log, 0, 60);
     log.close().unwrap();
     // A clean start reads no batch: a damaged one must not be rewritten with a valid CRC.
     let mut log = open(dir.path(), compacted_config());
