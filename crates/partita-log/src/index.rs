@@ -5,7 +5,6 @@
 //! segment's batches whenever they disagree with it (see `Segment::open_existing`).
 
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::open_files::CachedFile;
@@ -126,9 +125,8 @@ impl<E: IndexEntry> Index<E> {
                     "rebuilt index file from the segment"
                 );
             }
-            let file = index.file.get()?;
-            file.set_len(0)?;
-            file.write_all_at(&expected, 0)?;
+            index.file.set_len(0)?;
+            index.file.write_all_at(&expected, 0)?;
         }
         Ok(index)
     }
@@ -146,7 +144,8 @@ impl<E: IndexEntry> Index<E> {
         }
         let entries = bytes.chunks_exact(E::SIZE).map(E::decode).collect();
         Ok(Some(Index {
-            file: CachedFile::existing(path),
+            // Loaded as a clean shutdown or a recovery point left it: synced then.
+            file: CachedFile::existing(path, true),
             entries,
         }))
     }
@@ -163,7 +162,7 @@ impl<E: IndexEntry> Index<E> {
         let mut bytes = Vec::with_capacity(E::SIZE);
         entry.encode(&mut bytes);
         let position = (self.entries.len() * E::SIZE) as u64;
-        self.file.get()?.write_all_at(&bytes, position)?;
+        self.file.write_all_at(&bytes, position)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -183,8 +182,9 @@ impl<E: IndexEntry> Index<E> {
         self.entries.truncate(len);
     }
 
+    /// Fsyncs the file, if it changed since its last sync.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.get()?.sync_data()
+        self.file.sync_data()
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -13,8 +13,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 type Cache = quick_cache::sync::Cache<u64, Arc<File>>;
@@ -83,11 +84,14 @@ fn cache() -> &'static Cache {
 }
 
 /// A file of the log, opened on use through the process-wide cache. Dropping it closes the
-/// file (once no reader holds it).
+/// file (once no reader holds it). It knows whether it was written since its last fsync, so
+/// that syncing a partition whose files did not change (a clean shutdown of many idle
+/// partitions) costs no fsync.
 #[derive(Debug)]
 pub(crate) struct CachedFile {
     id: u64,
     path: PathBuf,
+    unsynced: AtomicBool,
 }
 
 impl CachedFile {
@@ -101,17 +105,42 @@ impl CachedFile {
             .truncate(truncate)
             .open(path)?;
         OPENS.fetch_add(1, Ordering::Relaxed);
-        let cached = CachedFile::existing(path);
+        let cached = CachedFile::existing(path, false);
         cache().insert(cached.id, Arc::new(file));
         Ok(cached)
     }
 
-    /// Names the existing file at `path`, to be opened when first used.
-    pub(crate) fn existing(path: &Path) -> CachedFile {
+    /// Names the existing file at `path`, to be opened when first used; `synced` if its
+    /// contents are known to be on disk (else the next [`CachedFile::sync_data`] syncs it).
+    pub(crate) fn existing(path: &Path, synced: bool) -> CachedFile {
         CachedFile {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             path: path.to_path_buf(),
+            unsynced: AtomicBool::new(!synced),
         }
+    }
+
+    /// Writes `bytes` at `position`.
+    pub(crate) fn write_all_at(&self, bytes: &[u8], position: u64) -> io::Result<()> {
+        self.unsynced.store(true, Ordering::Relaxed);
+        self.get()?.write_all_at(bytes, position)
+    }
+
+    /// Truncates or extends the file to `len` bytes.
+    pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
+        self.unsynced.store(true, Ordering::Relaxed);
+        self.get()?.set_len(len)
+    }
+
+    /// Fsyncs the file's data if it changed since it was last synced (or opened unsynced).
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        if self.unsynced.swap(false, Ordering::Relaxed) {
+            if let Err(error) = self.get().and_then(|file| file.sync_data()) {
+                self.unsynced.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// The open file. It is never created here: a file removed behind the broker's back is
@@ -177,10 +206,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_file_written_since_its_last_sync_is_synced_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CachedFile::create(&dir.path().join("dirty"), true).unwrap();
+        let unsynced = |file: &CachedFile| file.unsynced.load(Ordering::Relaxed);
+        assert!(unsynced(&file), "a new file is not on disk yet");
+        file.sync_data().unwrap();
+        assert!(!unsynced(&file));
+        file.write_all_at(b"x", 0).unwrap();
+        assert!(unsynced(&file));
+        file.sync_data().unwrap();
+        assert!(!unsynced(&file));
+        assert!(!unsynced(&CachedFile::existing(file.path(), true)));
+        assert!(unsynced(&CachedFile::existing(file.path(), false)));
+    }
+
+    #[test]
     fn a_file_held_by_a_reader_stays_readable_after_eviction_and_drop() {
         let dir = tempfile::tempdir().unwrap();
         let file = CachedFile::create(&dir.path().join("held"), true).unwrap();
-        file.get().unwrap().write_all_at(b"kept", 0).unwrap();
+        file.write_all_at(b"kept", 0).unwrap();
         let held = file.get().unwrap();
         drop(file);
         let mut bytes = [0u8; 4];
@@ -193,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gone");
         std::fs::write(&path, b"x").unwrap();
-        let file = CachedFile::existing(&path);
+        let file = CachedFile::existing(&path, true);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
             file.get().unwrap_err().kind(),

@@ -205,7 +205,8 @@ impl Segment {
         drop(file);
         let segment = Segment {
             dir: dir.to_path_buf(),
-            file: CachedFile::existing(&path),
+            // Read, not necessarily synced: written by a process that did not stop cleanly.
+            file: CachedFile::existing(&path, false),
             offset_index: Index::open(&segment_path(dir, base_offset, "index"), offset_entries)?,
             time_index: Index::open(&segment_path(dir, base_offset, "timeindex"), time_entries)?,
             aborted: Vec::new(),
@@ -336,7 +337,8 @@ impl Segment {
         }
         Ok(Some(Segment {
             dir: dir.to_path_buf(),
-            file: CachedFile::existing(&log_path),
+            // As a clean shutdown or a roll left it: synced then.
+            file: CachedFile::existing(&log_path, true),
             offset_index,
             time_index,
             aborted: txn_index
@@ -412,7 +414,7 @@ impl Segment {
     ) -> io::Result<()> {
         let mut tracker = self.tracker.clone();
         let (offset_entry, time_entry) = tracker.observe(header, index_interval_bytes);
-        self.file.get()?.write_all_at(batch, self.tracker.size)?;
+        self.file.write_all_at(batch, self.tracker.size)?;
         let offset_entries = self.offset_index.len();
         if let Some(entry) = offset_entry {
             self.offset_index.append(entry)?;
@@ -492,9 +494,9 @@ impl Segment {
         Ok(buf)
     }
 
-    /// Fsyncs the data and its indexes.
+    /// Fsyncs the data and its indexes: those of their files that changed since last synced.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.get()?.sync_data()?;
+        self.file.sync_data()?;
         self.offset_index.sync()?;
         self.time_index.sync()?;
         match &self.txn_index {

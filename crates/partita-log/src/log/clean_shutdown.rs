@@ -66,6 +66,21 @@ impl Log {
     /// still holds (the crash restart reads more).
     pub(super) fn write_recovery_point(&mut self) {
         let active_base = self.active().base_offset();
+        let path = self.dir.join(RECOVERY_POINT_FILE);
+        // Older segments too: one scanned at start-up after a crash may not be on disk yet
+        // (a segment synced already costs nothing).
+        let synced = self
+            .segments
+            .range(..active_base)
+            .try_for_each(|(_, segment)| segment.sync());
+        if let Err(error) = synced {
+            tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot sync the closed segments; the recovery point is left as it was"
+            );
+            return;
+        }
         let (producers, ongoing) = self.producers.snapshot();
         let record = CleanShutdown {
             log_end_offset: active_base,
@@ -77,7 +92,6 @@ impl Log {
             producers,
             ongoing,
         };
-        let path = self.dir.join(RECOVERY_POINT_FILE);
         if let Err(error) = crate::files::replace(&path, &record.encode()) {
             tracing::warn!(
                 path = %path.display(),
