@@ -374,22 +374,7 @@ fn a_clean_restart_opens_the_log_as_a_scan_would_without_reading_it() {
     assert_eq!(observe(&from_record), before);
     assert_eq!(observe(&from_scan), before);
     // And they go on alike: the duplicate check, the open transaction, new index entries.
-    for log in [&mut from_record, &mut from_scan] {
-        let value = [b'w'; 60];
-        let records: Vec<crate::batch::KeyValue> = vec![(None, Some(&value[..])); 3];
-        let duplicate = crate::batch::build_idempotent_batch(&records[..2], 3_000, 8, 2, 8);
-        let again = log.append(&mut duplicate.clone(), 3_000);
-        log.append(
-            &mut crate::batch::build_marker(10, 0, false, 0, 3_000),
-            3_000,
-        )
-        .unwrap();
-        for _ in 0..6 {
-            log.append(&mut batch_of(3, 60, 3_100), 3_100).unwrap();
-        }
-        assert!(again.is_err() || again.unwrap().duplicate);
-    }
-    assert_eq!(observe(&from_record), observe(&from_scan));
+    assert_go_on_alike(&mut from_record, &mut from_scan);
 }
 
 #[test]
@@ -481,22 +466,7 @@ fn a_crash_restart_reads_only_past_the_recovery_point_and_opens_the_log_as_a_ful
     assert_eq!(unread.len(), segments - 1);
     assert!(from_scan.next_to_scrub().unwrap().is_none());
     // And they go on alike: the duplicate check, the open transaction, new segments.
-    for log in [&mut from_point, &mut from_scan] {
-        let value = [b'w'; 60];
-        let records: Vec<crate::batch::KeyValue> = vec![(None, Some(&value[..])); 3];
-        let duplicate = crate::batch::build_idempotent_batch(&records[..2], 3_000, 8, 2, 8);
-        let again = log.append(&mut duplicate.clone(), 3_000);
-        log.append(
-            &mut crate::batch::build_marker(10, 0, false, 0, 3_000),
-            3_000,
-        )
-        .unwrap();
-        for _ in 0..6 {
-            log.append(&mut batch_of(3, 60, 3_100), 3_100).unwrap();
-        }
-        assert!(again.is_err() || again.unwrap().duplicate);
-    }
-    assert_eq!(observe(&from_point), observe(&from_scan));
+    assert_go_on_alike(&mut from_point, &mut from_scan);
 }
 
 #[test]
@@ -584,4 +554,26 @@ fn any_change_after_a_clean_shutdown_record_deletes_it() {
         "scanned: the appended batch is found"
     );
     assert!(!record.exists());
+}
+
+/// Appends the same to both logs (a duplicate of producer 8's last batch, the commit of
+/// producer 10's open transaction, enough batches for new index entries and segments) and
+/// checks they answer alike and end alike.
+fn assert_go_on_alike(a: &mut Log, b: &mut Log) {
+    for log in [&mut *a, &mut *b] {
+        let value = [b'w'; 60];
+        let records: Vec<crate::batch::KeyValue> = vec![(None, Some(&value[..])); 3];
+        let duplicate = crate::batch::build_idempotent_batch(&records[..2], 3_000, 8, 2, 8);
+        let again = log.append(&mut duplicate.clone(), 3_000);
+        log.append(
+            &mut crate::batch::build_marker(10, 0, false, 0, 3_000),
+            3_000,
+        )
+        .unwrap();
+        for _ in 0..6 {
+            log.append(&mut batch_of(3, 60, 3_100), 3_100).unwrap();
+        }
+        assert!(again.is_err() || again.unwrap().duplicate);
+    }
+    assert_eq!(observe(a), observe(b));
 }
