@@ -187,6 +187,13 @@ def heartbeat_p99_ms(broker: Broker) -> str:
     return f"<= {bound * 1000:g}"
 
 
+def started_since(log: Path, offset: int) -> bool:
+    """Whether the broker logged that it started after byte `offset` of its log."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return b"partita broker started" in f.read()
+
+
 def run_size(topics: int, workdir: Path) -> dict:
     data = workdir / f"data-{topics}"
     port = free_port()
@@ -211,11 +218,19 @@ def run_size(topics: int, workdir: Path) -> dict:
         row["rss"] = rss_mib(pid)
         row["fds"] = descriptors(pid)
         broker.stop(timeout=600)
+        # Timed to the broker's "started" line: it binds its port before it opens the
+        # partitions, and a client that connects meanwhile waits out its own request timeout
+        # (librdkafka's ApiVersions, 10 s) before it asks again.
+        logged = broker.log_path.stat().st_size
         t = time.monotonic()
         broker.start()
-        AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(
-            names[-1], timeout=600)
+        while not started_since(broker.log_path, logged):
+            assert time.monotonic() - t < 600, "no restart within 600 s"
+            time.sleep(0.01)
         row["restart_s"] = time.monotonic() - t
+        metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(
+            names[-1], timeout=600)
+        assert len(metadata.topics[names[-1]].partitions) == PER_TOPIC
         row["rss_restarted"] = rss_mib(broker.proc.pid)
     finally:
         broker.kill()
