@@ -39,6 +39,11 @@ impl Log {
     /// Syncs the log and writes its clean-shutdown record: the next start reads no batch.
     /// Anything that changes the log afterwards deletes the record first.
     pub fn write_clean_shutdown(&mut self) -> Result<(), LogError> {
+        if self.clean_shutdown_current {
+            // Opened from a record and unchanged since: it is still exact, and its segments
+            // were synced before it was written. A partition left idle stops without an fsync.
+            return Ok(());
+        }
         // Every segment with its indexes: an index rewritten at start-up or by compaction may
         // still be in the page cache only, and the next start will trust it.
         for segment in self.segments.values() {
@@ -56,6 +61,7 @@ impl Log {
         // still be deleted by the next change.
         self.clean_shutdown_pending = true;
         crate::files::replace(&self.dir.join(CLEAN_SHUTDOWN_FILE), &record.encode())?;
+        self.clean_shutdown_current = true;
         Ok(())
     }
 
@@ -109,6 +115,7 @@ impl Log {
 
     /// Deletes the clean-shutdown record before the log changes, if there is one.
     pub(super) fn forget_clean_shutdown(&mut self) -> Result<(), LogError> {
+        self.clean_shutdown_current = false;
         if self.clean_shutdown_pending {
             unlink_record(&self.dir)?;
             std::fs::File::open(&self.dir)?.sync_all()?;

@@ -100,6 +100,9 @@ pub struct Log {
     /// A clean-shutdown record describes the log as it is, or its deletion at open is not
     /// synced yet: the next change deletes it durably first.
     clean_shutdown_pending: bool,
+    /// The clean-shutdown record on disk describes the log as it is (it was opened from it,
+    /// or has just written it, and nothing changed since): a clean stop has nothing to write.
+    clean_shutdown_current: bool,
 }
 
 /// The `.txnindex` entry of a transaction just aborted: with the last stable offset as it

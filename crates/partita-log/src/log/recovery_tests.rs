@@ -370,11 +370,20 @@ fn a_clean_restart_opens_the_log_as_a_scan_would_without_reading_it() {
     }
     let mut from_record = open(clean.path(), small_segments());
     let mut from_scan = open(scanned.path(), small_segments());
-    assert!(!clean.path().join("clean-shutdown").exists(), "used once");
     assert_eq!(observe(&from_record), before);
     assert_eq!(observe(&from_scan), before);
+    // Kept while nothing changed: the files are still as it says, and a crash now would
+    // trust it again, rightly.
+    assert!(clean.path().join("clean-shutdown").exists());
+    let still = open(clean.path(), small_segments());
+    assert_eq!(observe(&still), before);
+    drop(still);
     // And they go on alike: the duplicate check, the open transaction, new index entries.
     assert_go_on_alike(&mut from_record, &mut from_scan);
+    assert!(
+        !clean.path().join("clean-shutdown").exists(),
+        "deleted by the first change"
+    );
 }
 
 #[test]
@@ -421,9 +430,12 @@ fn a_clean_restart_reads_no_batch_and_still_serves_no_damaged_one() {
     assert_eq!(found, [(second_base, batch_len as u64)]);
     assert!(checked > 0);
     assert!(log.next_to_scrub().unwrap().is_none());
-    // After a crash, a segment before the recovery point is not read either; without the
-    // recovery point, the scan truncates there as before.
+    // After a crash with nothing changed, the record still holds. Without it (a change
+    // would have deleted it), a segment before the recovery point is not read either; without
+    // the recovery point, the scan truncates there as before.
     crash(log);
+    assert_eq!(open(dir.path(), small_segments()).log_end_offset(), 40);
+    fs::remove_file(dir.path().join("clean-shutdown")).unwrap();
     assert_eq!(open(dir.path(), small_segments()).log_end_offset(), 40);
     forget_recovery_point(dir.path());
     let log = open(dir.path(), small_segments());
@@ -576,4 +588,27 @@ fn assert_go_on_alike(a: &mut Log, b: &mut Log) {
         assert!(again.is_err() || again.unwrap().duplicate);
     }
     assert_eq!(observe(a), observe(b));
+}
+
+#[test]
+fn a_log_opened_from_its_record_and_left_unchanged_stops_without_writing_it_again() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("clean-shutdown");
+    let mut log = open(dir.path(), small_segments());
+    log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    log.close().unwrap();
+    // The record is replaced by a rename when written: a new inode, while a second link
+    // keeps the old one (and its number) taken.
+    let witness = dir.path().join("witness");
+    fs::hard_link(&record, &witness).unwrap();
+    let inode = |path: &Path| fs::metadata(path).unwrap().ino();
+    open(dir.path(), small_segments()).close().unwrap();
+    assert_eq!(inode(&record), inode(&witness), "not written again");
+    // Changed, it is written anew, and describes the change.
+    let mut log = open(dir.path(), small_segments());
+    log.append(&mut batch_of(2, 50, 0), 0).unwrap();
+    log.close().unwrap();
+    assert_ne!(inode(&record), inode(&witness));
+    assert_eq!(open(dir.path(), small_segments()).log_end_offset(), 4);
 }
