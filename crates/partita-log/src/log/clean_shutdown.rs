@@ -6,10 +6,12 @@
 //!
 //! Written once every segment is synced, when the broker stops; it describes each segment (its
 //! size, offsets, largest timestamp and index entry counts) and the producer state, and ends
-//! with a CRC-32C of the rest. Opening the log reads and deletes it before anything can be
-//! appended, so it never outlives the state it describes: after a crash there is none, and
-//! the log is scanned as before. Any mismatch with the files (a size, an index length, a CRC)
-//! also means a scan. The damage a scan would find in older batches is caught when they are
+//! with a CRC-32C of the rest. Opening the log reads it; it stays while the files are as it
+//! says, and the first change to the log deletes it (durably) before making the change, so it
+//! never outlives the state it describes: a crash before any change finds it still exact, a
+//! crash after one finds none and the log is scanned past its recovery point. A log opened
+//! from it and left unchanged does not write it again at the next stop. Any mismatch with the
+//! files (a size, an index length, a CRC) means a scan, and the record is deleted at open. The damage a scan would find in older batches is caught when they are
 //! read instead: a batch that fails its CRC is never served.
 
 use std::io;

@@ -97,8 +97,9 @@ pub struct Log {
     /// When the next compaction has work even if no segment closes: a closed segment comes
     /// of age (`min.compaction.lag.ms`) or a tombstone expires (`delete.retention.ms`).
     compaction_due_ms: Option<i64>,
-    /// A clean-shutdown record describes the log as it is, or its deletion at open is not
-    /// synced yet: the next change deletes it durably first.
+    /// A clean-shutdown record may be on disk (one the log was opened from, one just written,
+    /// or one deleted at open without a directory sync): the next change deletes it durably
+    /// first.
     clean_shutdown_pending: bool,
     /// The clean-shutdown record on disk describes the log as it is (it was opened from it,
     /// or has just written it, and nothing changed since): a clean stop has nothing to write.

@@ -21,7 +21,9 @@ impl Log {
     /// Opens the log in `dir`, creating the directory if missing.
     ///
     /// After a clean shutdown (see [`Log::write_clean_shutdown`]) no batch is read: the
-    /// segments, indexes and producer state are as the shutdown recorded them. After a crash,
+    /// segments, indexes and producer state are as the shutdown recorded them, also after a
+    /// crash that came before any change to the log (the record stays until then). After a
+    /// crash that followed a change,
     /// the segments closed before the last roll are trusted the same way, from the recovery
     /// point that roll wrote (they were fsynced by it), and only the later segments are
     /// scanned batch by batch, checking each batch's length, offsets and CRC, to rebuild

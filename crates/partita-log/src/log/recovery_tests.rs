@@ -18,8 +18,9 @@ fn last_segment_path(log: &Log) -> PathBuf {
     log.active().log_path()
 }
 
-/// Stops `log` as a crash would once everything was written: synced, but without the
-/// clean-shutdown record, so that the next open scans every batch past the recovery point.
+/// Stops `log` as a crash would once everything was written: synced, without writing a
+/// clean-shutdown record. A log opened from one and left unchanged still has it, and the next
+/// open trusts it; otherwise that open scans every batch past the recovery point.
 fn crash(mut log: Log) {
     log.flush().unwrap();
     drop(log);
