@@ -33,7 +33,6 @@ import collections
 import datetime as dt
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -405,7 +404,8 @@ def main() -> None:
             r.get("server_hb_p99", "n/a"),
             ", ".join(f"{n:,} x error {code}" for code, n in r["hb_errors"].items()) or "0",
             f"{fmt(r, 'list_groups_s', '.3f')} ({r['listed']:,} listed)",
-            f"{fmt(r, 'describe_s', '.2f')} ({r['stable']:,} Stable)", fmt(r, "rss_empty", ".0f"), fmt(r, "rss", ".0f"),
+            f"{fmt(r, 'describe_s', '.2f')} ({r['stable']:,} Stable)",
+            fmt(r, "rss_empty", ".0f"), fmt(r, "rss", ".0f"),
             fmt(r, "restart_s", ".2f"), fmt(r, "rss_restarted", ".0f")])
     out = args.out or HERE / "results" / f"groups-{dt.date.today().isoformat()}.md"
     out.write_text(

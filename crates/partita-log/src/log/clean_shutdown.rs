@@ -11,8 +11,9 @@
 //! never outlives the state it describes: a crash before any change finds it still exact, a
 //! crash after one finds none and the log is scanned past its recovery point. A log opened
 //! from it and left unchanged does not write it again at the next stop. Any mismatch with the
-//! files (a size, an index length, a CRC) means a scan, and the record is deleted at open. The damage a scan would find in older batches is caught when they are
-//! read instead: a batch that fails its CRC is never served.
+//! files (a size, an index length, a CRC) means a scan, and the record is deleted at open.
+//! The damage a scan would find in older batches is caught when they are read instead: a
+//! batch that fails its CRC is never served.
 
 use std::io;
 use std::path::Path;
