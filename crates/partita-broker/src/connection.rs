@@ -205,6 +205,8 @@ impl Connection {
         let reading = tokio::spawn(reader.read_frames(frames, shutdown));
         let mut in_flight = FuturesOrdered::new();
         let mut open = true;
+        // What the client said it is (ApiVersions v3+), for the log.
+        let mut software: Option<Arc<ClientSoftware>> = None;
         // Who is asking, for ACLs: the subject of its TLS certificate, or anonymous until
         // SASL authenticates someone (a SASL principal wins over a certificate's, as in Kafka).
         let mut asking = Session::anonymous(peer.ip());
@@ -247,7 +249,10 @@ impl Connection {
                             break;
                         }
                     }
-                    let mut request = Request::of(&frame, memory);
+                    if let Some(named) = ClientSoftware::named_by(&frame) {
+                        software = Some(named);
+                    }
+                    let mut request = Request::of(&frame, memory, software.clone());
                     // A re-authentication (KIP-368) starts with a SaslHandshake; an
                     // authentication run out (connections.max.reauth.ms) without one ends the
                     // connection at the next request, as in Kafka.
@@ -312,12 +317,15 @@ struct Request {
     version: i16,
     correlation_id: i32,
     started: Instant,
+    /// The request, whose header names the client if the connection must be closed.
+    frame: Bytes,
+    software: Option<Arc<ClientSoftware>>,
     /// Request memory held until the request is answered.
     _memory: MemoryClaim,
 }
 
 impl Request {
-    fn of(frame: &Bytes, memory: MemoryClaim) -> Request {
+    fn of(frame: &Bytes, memory: MemoryClaim, software: Option<Arc<ClientSoftware>>) -> Request {
         // A frame is at least 8 bytes long: key, version, correlation id.
         let mut peek = frame.clone();
         Request {
@@ -325,8 +333,45 @@ impl Request {
             version: peek.get_i16(),
             correlation_id: peek.get_i32(),
             started: Instant::now(),
+            frame: frame.clone(),
+            software,
             _memory: memory,
         }
+    }
+
+    /// The client id of the request's header, if it can be read.
+    fn client_id(&self) -> String {
+        let mut frame = self.frame.clone();
+        kafka_protocol::protocol::decode_request_header_from_buffer(&mut frame)
+            .ok()
+            .and_then(|header| header.client_id)
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// The client's software name and version, as ApiVersions v3 and later carry them (KIP-511).
+struct ClientSoftware(String);
+
+impl ClientSoftware {
+    /// The software an ApiVersions request names, if `frame` is one that does.
+    fn named_by(frame: &Bytes) -> Option<Arc<ClientSoftware>> {
+        use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+        use kafka_protocol::protocol::Decodable;
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let is_api_versions =
+            i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::ApiVersions as i16;
+        if !is_api_versions || !(3..=4).contains(&version) {
+            return None;
+        }
+        let mut body = frame.clone();
+        kafka_protocol::protocol::decode_request_header_from_buffer(&mut body).ok()?;
+        let request = ApiVersionsRequest::decode(&mut body, version).ok()?;
+        Some(Arc::new(ClientSoftware(format!(
+            "{} {}",
+            request.client_software_name.as_str(),
+            request.client_software_version.as_str()
+        ))))
     }
 }
 
@@ -348,10 +393,24 @@ async fn write_reply(
             Ok(()) => writer.flush().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
-        Err(DispatchError::Close(reason)) => Err(format!(
-            "api key {} v{} (correlation id {}): {reason}",
-            request.api_key, request.version, request.correlation_id
-        )),
+        Err(DispatchError::Close(reason)) => {
+            // Name the client, so that an operator can find which application sent it.
+            let software = request
+                .software
+                .as_ref()
+                .map_or("unknown", |s| s.0.as_str());
+            tracing::warn!(
+                peer = %peer,
+                client_id = %request.client_id(),
+                client_software = %software,
+                reason = %format!(
+                    "api key {} v{} (correlation id {}): {reason}",
+                    request.api_key, request.version, request.correlation_id
+                ),
+                "closing connection"
+            );
+            return false;
+        }
     };
     if let Err(reason) = &written {
         tracing::warn!(peer = %peer, %reason, "closing connection");

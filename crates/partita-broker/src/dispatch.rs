@@ -20,16 +20,17 @@ use crate::memory::MemoryClaim;
 /// The APIs served and the versions of each, as advertised by ApiVersions.
 ///
 /// A version is listed only when its every field is honoured; clients fall back to the
-/// highest version both sides know.
+/// highest version both sides know. Versions below the codec's floor are served through
+/// crate::legacy.
 pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 16),
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 0, 16),
     (ApiKey::ListOffsets, 0, 9),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreateTopics, 0, 7),
+    (ApiKey::DeleteTopics, 0, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
@@ -39,9 +40,9 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
-    (ApiKey::WriteTxnMarkers, 1, 1),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::OffsetForLeaderEpoch, 0, 4),
+    (ApiKey::DescribeConfigs, 0, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -50,8 +51,8 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetCommit, 0, 9),
+    (ApiKey::OffsetFetch, 0, 9),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 5),
@@ -63,9 +64,9 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
-    (ApiKey::DescribeAcls, 1, 3),
-    (ApiKey::CreateAcls, 1, 3),
-    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeAcls, 0, 3),
+    (ApiKey::CreateAcls, 0, 3),
+    (ApiKey::DeleteAcls, 0, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     // Answered by the connection before authentication (crate::sasl); here, out of place.
@@ -116,8 +117,9 @@ pub(crate) async fn stage(
     mut frame: Bytes,
 ) -> Result<PendingReply, DispatchError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
+    // Versions below the codec's floor go through crate::legacy, in `dispatch`.
     let served = supported_versions(ApiKey::Produce)
-        .is_some_and(|(min, max)| (min..=max).contains(&version));
+        .is_some_and(|(_, max)| (ApiKey::Produce.valid_versions().min..=max).contains(&version));
     if !(is_produce(&frame) && served) {
         let reply = dispatch(broker, peer, (listener, session), frame).await;
         return Ok(Box::pin(std::future::ready(reply)));
@@ -150,6 +152,35 @@ pub(crate) async fn stage(
 /// Decodes one request frame, runs its handler and encodes the response. `Ok(None)` means
 /// no response is due (a produce with `acks=0`).
 pub(crate) async fn dispatch(
+    broker: &Broker,
+    peer: SocketAddr,
+    asking: (&str, &Session),
+    frame: Bytes,
+) -> Result<Option<Reply>, DispatchError> {
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let Some((api_key, floor)) = ApiKey::try_from(raw_key)
+        .ok()
+        .and_then(|key| Some((key, crate::legacy::floor(key, version)?)))
+    else {
+        return serve(broker, peer, asking, frame).await;
+    };
+    // A version older than the codec knows: served as its oldest, answered as asked.
+    let frame = crate::legacy::upgrade_request(api_key, version, floor, frame).map_err(|e| {
+        DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
+    })?;
+    let Some(reply) = serve(broker, peer, asking, frame).await? else {
+        return Ok(None);
+    };
+    let frame =
+        crate::legacy::downgrade_response(api_key, version, floor, reply.frame).map_err(|e| {
+            DispatchError::Close(format!("could not answer {api_key:?} v{version}: {e}"))
+        })?;
+    Ok(Some(Reply { frame, ..reply }))
+}
+
+/// [`dispatch`] for a version the codec knows.
+async fn serve(
     broker: &Broker,
     peer: SocketAddr,
     (listener, session): (&str, &Session),

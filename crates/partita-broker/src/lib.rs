@@ -16,6 +16,7 @@ pub mod group_events;
 pub mod groups;
 mod handlers;
 mod http;
+mod legacy;
 pub mod listeners;
 mod memory;
 pub mod metrics;

@@ -97,63 +97,43 @@ async fn lookup(
     }
 }
 
-/// ListOffsets v0, which the protocol codec no longer knows but older tools (Burrow 1.2, old
-/// sarama) still send: for each partition, a list of offsets (`old_style_offsets`). Decoded
-/// and encoded here by hand; every length is checked, so a short frame is refused.
+/// ListOffsets v0, which Kafka 4 dropped but older tools (Burrow 1.2, old sarama) still send:
+/// for each partition, a list of offsets (`old_style_offsets`), which no later version has, so
+/// it is answered here rather than through crate::legacy. Read and written with Kafka 3.9's
+/// codec.
 pub(crate) async fn handle_v0(
     broker: &Broker,
     body: &mut bytes::Bytes,
 ) -> Result<bytes::BytesMut, String> {
-    use bytes::{Buf, BufMut};
-    fn need(body: &bytes::Bytes, n: usize) -> Result<(), String> {
-        (body.remaining() >= n)
-            .then_some(())
-            .ok_or_else(|| "truncated ListOffsets v0 request".to_string())
-    }
-    fn string(body: &mut bytes::Bytes) -> Result<String, String> {
-        need(body, 2)?;
-        let len = usize::try_from(body.get_i16()).map_err(|_| "null topic name".to_string())?;
-        need(body, len)?;
-        String::from_utf8(body.split_to(len).to_vec())
-            .map_err(|_| "topic name is not UTF-8".to_string())
-    }
-    fn count(body: &mut bytes::Bytes, item_size: usize) -> Result<usize, String> {
-        need(body, 4)?;
-        let n = usize::try_from(body.get_i32()).unwrap_or(0);
-        need(body, n.saturating_mul(item_size))?;
-        Ok(n)
-    }
-    need(body, 4)?;
-    let _replica_id = body.get_i32();
-    let mut out = bytes::BytesMut::new();
-    let topics = count(body, 6)?;
-    out.put_i32(topics as i32);
-    for _ in 0..topics {
-        let name = string(body)?;
-        let topic = broker.topics.get(&name);
-        out.put_i16(name.len() as i16);
-        out.put_slice(name.as_bytes());
-        let partitions = count(body, 16)?;
-        out.put_i32(partitions as i32);
-        for _ in 0..partitions {
-            let index = body.get_i32();
-            let timestamp = body.get_i64();
-            let max_offsets = usize::try_from(body.get_i32()).unwrap_or(0);
-            out.put_i32(index);
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
-                out.put_i16(ResponseError::UnknownTopicOrPartition.code());
-                out.put_i32(0);
+    use kafka_protocol_3_9::messages::list_offsets_response::{
+        ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+    };
+    use kafka_protocol_3_9::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    use kafka_protocol_3_9::protocol::{Decodable, Encodable};
+    let request = ListOffsetsRequest::decode(body, 0).map_err(|e| e.to_string())?;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for wanted in request.topics {
+        let topic = broker.topics.get(wanted.name.as_str());
+        let mut partitions = Vec::with_capacity(wanted.partitions.len());
+        for asked in wanted.partitions {
+            let answer =
+                ListOffsetsPartitionResponse::default().with_partition_index(asked.partition_index);
+            let Some(partition) = topic
+                .as_ref()
+                .and_then(|t| t.partition(asked.partition_index))
+            else {
+                partitions
+                    .push(answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
             let now = match partition.current_offsets().await {
                 Ok(now) => now,
                 Err(error) => {
-                    out.put_i16(crate::error::log_error(&error).code());
-                    out.put_i32(0);
+                    partitions.push(answer.with_error_code(crate::error::log_error(&error).code()));
                     continue;
                 }
             };
-            let mut offsets = match timestamp {
+            let mut offsets = match asked.timestamp {
                 LATEST => vec![now.log_end_offset, now.log_start_offset],
                 EARLIEST => vec![now.log_start_offset],
                 ts => partition
@@ -165,13 +145,17 @@ pub(crate) async fn handle_v0(
                     .unwrap_or_default(),
             };
             offsets.dedup();
-            offsets.truncate(max_offsets);
-            out.put_i16(0);
-            out.put_i32(offsets.len() as i32);
-            for offset in offsets {
-                out.put_i64(offset);
-            }
+            offsets.truncate(usize::try_from(asked.max_num_offsets).unwrap_or(0));
+            partitions.push(answer.with_old_style_offsets(offsets));
         }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(wanted.name)
+                .with_partitions(partitions),
+        );
     }
+    let response = ListOffsetsResponse::default().with_topics(topics);
+    let mut out = bytes::BytesMut::new();
+    response.encode(&mut out, 0).map_err(|e| e.to_string())?;
     Ok(out)
 }
