@@ -42,6 +42,7 @@ from kafka.protocol.consumer.group import (OffsetCommitRequest, OffsetCommitResp
 from kafka.protocol.consumer.offsets import (OffsetForLeaderEpochRequest,
                                              OffsetForLeaderEpochResponse)
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
+from kafka.protocol.producer import TxnOffsetCommitRequest, TxnOffsetCommitResponse
 
 from confluent_util import admin_client, create_topic
 from partita_compat import broker_binary, unique_name, wait_until
@@ -265,6 +266,25 @@ def test_offset_commit_for_an_unknown_topic_or_partition_is_refused_and_stores_n
     # The topic created later starts with nothing committed.
     create_topic(admin_client(broker.bootstrap), missing, 1)
     assert committed(broker.bootstrap, group, [TopicPartition(missing, 0)])[(missing, 0)] < 0
+
+    # TxnOffsetCommit alike: unknown partitions are answered before the transaction is looked
+    # at (this producer has none, which the partition that exists is told).
+    other = unique_name("no-such-topic")
+
+    def partition(index):
+        return {"partition_index": index, "committed_offset": 1, "committed_leader_epoch": -1,
+                "committed_metadata": ""}
+    answer = wire.send(TxnOffsetCommitRequest, TxnOffsetCommitResponse, 3,
+                       transactional_id=unique_name("no-such-txn"), group_id=group,
+                       producer_id=4242, producer_epoch=0, generation_id=-1, member_id="",
+                       group_instance_id=None, topics=[
+                           {"name": topic, "partitions": [partition(1), partition(9)]},
+                           {"name": other, "partitions": [partition(0)]}])
+    codes = {(t.name, p.partition_index): p.error_code
+             for t in answer.topics for p in t.partitions}
+    assert codes.keys() == {(topic, 1), (topic, 9), (other, 0)}, codes
+    assert codes[(topic, 9)] == codes[(other, 0)] == UNKNOWN_TOPIC_OR_PARTITION, codes
+    assert codes[(topic, 1)] not in (0, UNKNOWN_TOPIC_OR_PARTITION), codes
 
 
 def test_a_version_not_served_closes_the_connection_and_the_log_names_the_client(broker):

@@ -6,7 +6,6 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::ResponseError;
 use partita_groups::shard::OffsetFetchGroup;
 use partita_groups::{ClientContext, Request, Response};
 
@@ -144,7 +143,7 @@ pub(crate) async fn offset_commit(
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
     let mut request = request;
-    let unknown = take_unknown_partitions(broker, &mut request.topics);
+    let unknown = super::unknown_partitions::take(broker, &mut request.topics);
     let fallback = request.clone();
     let answered = if request.topics.is_empty() && !unknown.is_empty() {
         // As Kafka: with nothing left to commit, the coordinator is not asked.
@@ -160,7 +159,7 @@ pub(crate) async fn offset_commit(
     };
     match answered {
         Ok(Response::OffsetCommit(mut response)) => {
-            answer_unknown_partitions(&mut response, unknown);
+            super::unknown_partitions::answer(&mut response, unknown);
             response
         }
         other => {
@@ -184,58 +183,8 @@ pub(crate) async fn offset_commit(
                 })
                 .collect();
             let mut response = OffsetCommitResponse::default().with_topics(topics);
-            answer_unknown_partitions(&mut response, unknown);
+            super::unknown_partitions::answer(&mut response, unknown);
             response
-        }
-    }
-}
-
-/// The partitions of an OffsetCommit that no topic has, taken out of it: Kafka answers them
-/// UNKNOWN_TOPIC_OR_PARTITION and stores nothing for them, whatever becomes of the rest.
-fn take_unknown_partitions(
-    broker: &Broker,
-    topics: &mut Vec<offset_commit_request::OffsetCommitRequestTopic>,
-) -> Vec<(TopicName, Vec<i32>)> {
-    let mut unknown = Vec::new();
-    for topic in topics.iter_mut() {
-        let known = broker.topics.get(topic.name.as_str());
-        let (kept, taken): (Vec<_>, Vec<_>) = std::mem::take(&mut topic.partitions)
-            .into_iter()
-            .partition(|p| {
-                known
-                    .as_ref()
-                    .is_some_and(|t| t.partition(p.partition_index).is_some())
-            });
-        topic.partitions = kept;
-        if !taken.is_empty() {
-            let indexes = taken.iter().map(|p| p.partition_index).collect();
-            unknown.push((topic.name.clone(), indexes));
-        }
-    }
-    topics.retain(|t| !t.partitions.is_empty());
-    unknown
-}
-
-/// Puts the partitions [`take_unknown_partitions`] took back into the answer, each with
-/// UNKNOWN_TOPIC_OR_PARTITION, beside the topic's other partitions.
-fn answer_unknown_partitions(
-    response: &mut OffsetCommitResponse,
-    unknown: Vec<(TopicName, Vec<i32>)>,
-) {
-    use offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-    for (name, indexes) in unknown {
-        let partitions = indexes.into_iter().map(|index| {
-            OffsetCommitResponsePartition::default()
-                .with_partition_index(index)
-                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-        });
-        match response.topics.iter_mut().find(|t| t.name == name) {
-            Some(topic) => topic.partitions.extend(partitions),
-            None => response.topics.push(
-                OffsetCommitResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(partitions.collect()),
-            ),
         }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) mod produce;
 pub(crate) mod scram_credentials;
 pub(crate) mod share;
 pub(crate) mod transactions;
+pub(crate) mod unknown_partitions;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

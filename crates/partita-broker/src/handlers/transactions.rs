@@ -378,6 +378,25 @@ pub(crate) async fn add_offsets(
 pub(crate) async fn txn_offset_commit(
     broker: &Broker,
     client: &ClientContext,
+    mut request: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    // As KafkaApis: partitions no topic has are answered before anything else is asked.
+    let unknown = super::unknown_partitions::take(broker, &mut request.topics);
+    let mut response = if request.topics.is_empty() && !unknown.is_empty() {
+        TxnOffsetCommitResponse::default()
+    } else {
+        commit_known_partitions(broker, client, request, version).await
+    };
+    super::unknown_partitions::answer(&mut response, unknown);
+    response
+}
+
+/// [`txn_offset_commit`] of partitions that exist: checked with the transaction coordinator,
+/// then handed to the group's shard.
+async fn commit_known_partitions(
+    broker: &Broker,
+    client: &ClientContext,
     request: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
@@ -431,13 +450,6 @@ pub(crate) async fn txn_offset_commit(
             other => other,
         };
         return every(&request, error.code());
-    }
-    let unknown = request
-        .topics
-        .iter()
-        .any(|t| broker.topics.get(t.name.as_str()).is_none());
-    if unknown {
-        return every(&request, ResponseError::UnknownTopicOrPartition.code());
     }
     let group_id = group_id.to_string();
     match broker
