@@ -38,6 +38,7 @@ from kafka.protocol.admin import (CreateTopicsRequest, CreateTopicsResponse, Del
                                   DescribeConfigsRequest, DescribeConfigsResponse,
                                   DescribeGroupsRequest)
 from kafka.protocol.consumer.group import (OffsetCommitRequest, OffsetCommitResponse,
+                                           OffsetDeleteRequest, OffsetDeleteResponse,
                                            OffsetFetchRequest, OffsetFetchResponse)
 from kafka.protocol.consumer.offsets import (OffsetForLeaderEpochRequest,
                                              OffsetForLeaderEpochResponse)
@@ -285,6 +286,17 @@ def test_offset_commit_for_an_unknown_topic_or_partition_is_refused_and_stores_n
     assert codes.keys() == {(topic, 1), (topic, 9), (other, 0)}, codes
     assert codes[(topic, 9)] == codes[(other, 0)] == UNKNOWN_TOPIC_OR_PARTITION, codes
     assert codes[(topic, 1)] not in (0, UNKNOWN_TOPIC_OR_PARTITION), codes
+
+    # And OffsetDelete.
+    answer = wire.send(OffsetDeleteRequest, OffsetDeleteResponse, 0, group_id=group, topics=[
+        {"name": topic, "partitions": [{"partition_index": 0}, {"partition_index": 9}]},
+        {"name": other, "partitions": [{"partition_index": 0}]}])
+    assert answer.error_code == 0
+    codes = {(t.name, p.partition_index): p.error_code
+             for t in answer.topics for p in t.partitions}
+    assert codes == {(topic, 0): 0, (topic, 9): UNKNOWN_TOPIC_OR_PARTITION,
+                     (other, 0): UNKNOWN_TOPIC_OR_PARTITION}, codes
+    assert committed(broker.bootstrap, group, [TopicPartition(topic, 0)])[(topic, 0)] < 0
 
 
 def test_a_version_not_served_closes_the_connection_and_the_log_names_the_client(broker):

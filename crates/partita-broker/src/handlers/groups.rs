@@ -278,14 +278,21 @@ async fn fetch_group(
 pub(crate) async fn offset_delete(
     broker: &Broker,
     client: &ClientContext,
-    request: OffsetDeleteRequest,
+    mut request: OffsetDeleteRequest,
     _version: i16,
 ) -> OffsetDeleteResponse {
     let group_id = request.group_id.to_string();
-    match call(broker, &group_id, client, Request::OffsetDelete(request)).await {
-        Ok(Response::OffsetDelete(response)) => response,
-        other => OffsetDeleteResponse::default().with_error_code(CoordinatorError::of(other)),
-    }
+    let unknown = super::unknown_partitions::take(broker, &mut request.topics);
+    let mut response = if request.topics.is_empty() && !unknown.is_empty() {
+        OffsetDeleteResponse::default()
+    } else {
+        match call(broker, &group_id, client, Request::OffsetDelete(request)).await {
+            Ok(Response::OffsetDelete(response)) => response,
+            other => OffsetDeleteResponse::default().with_error_code(CoordinatorError::of(other)),
+        }
+    };
+    super::unknown_partitions::answer(&mut response, unknown);
+    response
 }
 
 pub(crate) async fn describe_groups(

@@ -1,11 +1,12 @@
 //! Offsets committed for a partition no topic has: Kafka answers each such partition
 //! UNKNOWN_TOPIC_OR_PARTITION and stores nothing for it, whatever becomes of the rest of the
 //! request (KafkaApis checks the metadata before the group coordinator sees the request).
-//! Shared by OffsetCommit and TxnOffsetCommit.
+//! Shared by OffsetCommit, TxnOffsetCommit and OffsetDelete.
 
 use kafka_protocol::messages::{
-    offset_commit_request, offset_commit_response, txn_offset_commit_request,
-    txn_offset_commit_response, OffsetCommitResponse, TopicName, TxnOffsetCommitResponse,
+    offset_commit_request, offset_commit_response, offset_delete_request, offset_delete_response,
+    txn_offset_commit_request, txn_offset_commit_response, OffsetCommitResponse,
+    OffsetDeleteResponse, TopicName, TxnOffsetCommitResponse,
 };
 use kafka_protocol::ResponseError;
 
@@ -57,68 +58,61 @@ pub(crate) fn answer(response: &mut impl CommitAnswer, unknown: Vec<(TopicName, 
     }
 }
 
-impl CommitTopic for offset_commit_request::OffsetCommitRequestTopic {
-    type Partition = offset_commit_request::OffsetCommitRequestPartition;
-    fn name(&self) -> &TopicName {
-        &self.name
-    }
-    fn partitions(&mut self) -> &mut Vec<Self::Partition> {
-        &mut self.partitions
-    }
-    fn index(partition: &Self::Partition) -> i32 {
-        partition.partition_index
-    }
-}
-
-impl CommitTopic for txn_offset_commit_request::TxnOffsetCommitRequestTopic {
-    type Partition = txn_offset_commit_request::TxnOffsetCommitRequestPartition;
-    fn name(&self) -> &TopicName {
-        &self.name
-    }
-    fn partitions(&mut self) -> &mut Vec<Self::Partition> {
-        &mut self.partitions
-    }
-    fn index(partition: &Self::Partition) -> i32 {
-        partition.partition_index
-    }
-}
-
-impl CommitAnswer for OffsetCommitResponse {
-    fn refuse(&mut self, name: TopicName, indexes: Vec<i32>, code: i16) {
-        use offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-        let partitions = indexes.into_iter().map(|index| {
-            OffsetCommitResponsePartition::default()
-                .with_partition_index(index)
-                .with_error_code(code)
-        });
-        match self.topics.iter_mut().find(|t| t.name == name) {
-            Some(topic) => topic.partitions.extend(partitions),
-            None => self.topics.push(
-                OffsetCommitResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(partitions.collect()),
-            ),
+/// The two traits for one API: its request topic and partition, its response, and the
+/// response's topic and partition.
+macro_rules! commit_api {
+    ($topic:ty, $partition:ty, $response:ty, $answer_topic:ty, $answer_partition:ty) => {
+        impl CommitTopic for $topic {
+            type Partition = $partition;
+            fn name(&self) -> &TopicName {
+                &self.name
+            }
+            fn partitions(&mut self) -> &mut Vec<Self::Partition> {
+                &mut self.partitions
+            }
+            fn index(partition: &Self::Partition) -> i32 {
+                partition.partition_index
+            }
         }
-    }
+
+        impl CommitAnswer for $response {
+            fn refuse(&mut self, name: TopicName, indexes: Vec<i32>, code: i16) {
+                let partitions = indexes.into_iter().map(|index| {
+                    <$answer_partition>::default()
+                        .with_partition_index(index)
+                        .with_error_code(code)
+                });
+                match self.topics.iter_mut().find(|t| t.name == name) {
+                    Some(topic) => topic.partitions.extend(partitions),
+                    None => self.topics.push(
+                        <$answer_topic>::default()
+                            .with_name(name)
+                            .with_partitions(partitions.collect()),
+                    ),
+                }
+            }
+        }
+    };
 }
 
-impl CommitAnswer for TxnOffsetCommitResponse {
-    fn refuse(&mut self, name: TopicName, indexes: Vec<i32>, code: i16) {
-        use txn_offset_commit_response::{
-            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-        };
-        let partitions = indexes.into_iter().map(|index| {
-            TxnOffsetCommitResponsePartition::default()
-                .with_partition_index(index)
-                .with_error_code(code)
-        });
-        match self.topics.iter_mut().find(|t| t.name == name) {
-            Some(topic) => topic.partitions.extend(partitions),
-            None => self.topics.push(
-                TxnOffsetCommitResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(partitions.collect()),
-            ),
-        }
-    }
-}
+commit_api!(
+    offset_commit_request::OffsetCommitRequestTopic,
+    offset_commit_request::OffsetCommitRequestPartition,
+    OffsetCommitResponse,
+    offset_commit_response::OffsetCommitResponseTopic,
+    offset_commit_response::OffsetCommitResponsePartition
+);
+commit_api!(
+    txn_offset_commit_request::TxnOffsetCommitRequestTopic,
+    txn_offset_commit_request::TxnOffsetCommitRequestPartition,
+    TxnOffsetCommitResponse,
+    txn_offset_commit_response::TxnOffsetCommitResponseTopic,
+    txn_offset_commit_response::TxnOffsetCommitResponsePartition
+);
+commit_api!(
+    offset_delete_request::OffsetDeleteRequestTopic,
+    offset_delete_request::OffsetDeleteRequestPartition,
+    OffsetDeleteResponse,
+    offset_delete_response::OffsetDeleteResponseTopic,
+    offset_delete_response::OffsetDeleteResponsePartition
+);
