@@ -417,9 +417,11 @@ def first(consumer, count: int, shape) -> list:
     return got
 
 
-def read_modern(bootstrap: str, topic: str, count: int) -> list:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("modern-reader"),
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+def read_librdkafka(bootstrap: str, topic: str, count: int, **conf) -> list:
+    """The first `count` records of partition 0, as (offset, key, value), read by librdkafka
+    (the newest versions it knows, unless `conf` says otherwise)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("reader"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, **conf})
     c.assign([TopicPartition(topic, 0, 0)])
     got = []
     try:
@@ -428,7 +430,7 @@ def read_modern(bootstrap: str, topic: str, count: int) -> list:
             if m is not None and m.error() is None:
                 got.append((m.offset(), m.key(), m.value()))
             return len(got) >= count
-        wait_until(more, msg=f"{count} records read by a modern client")
+        wait_until(more, msg=f"{count} records read")
     finally:
         c.close()
     return got
@@ -453,7 +455,7 @@ def test_kafka_python_on_the_old_message_formats(broker, api_version, compressio
     c.close()
     expected = [(i, b"k%d" % i, b"v%d" % i) for i in range(20)]
     assert got == expected
-    assert read_modern(broker.bootstrap, topic, 20) == expected
+    assert read_librdkafka(broker.bootstrap, topic, 20) == expected
 
 
 @pytest.mark.parametrize("api_version", [(0, 10), (1, 0)])
@@ -492,22 +494,10 @@ def test_librdkafka_without_api_versions_on_the_v0_format(broker, compression):
     for i in range(20):
         p.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=0)
     assert p.flush(30) == 0
-    c = Consumer(dict(old, **{"group.id": unique_name("rdk-fallback-g"),
-                              "auto.offset.reset": "earliest", "enable.auto.commit": False}))
-    c.assign([TopicPartition(topic, 0, 0)])
-    got = []
-    try:
-        def more():
-            m = c.poll(0.5)
-            if m is not None and m.error() is None:
-                got.append((m.offset(), m.key(), m.value()))
-            return len(got) >= 20
-        wait_until(more, msg="20 records read over Fetch v1")
-    finally:
-        c.close()
+    got = read_librdkafka(broker.bootstrap, topic, 20, **old)
     expected = [(i, b"k%d" % i, b"v%d" % i) for i in range(20)]
     assert got == expected
-    assert read_modern(broker.bootstrap, topic, 20) == expected
+    assert read_librdkafka(broker.bootstrap, topic, 20) == expected
 
 
 def test_an_old_reader_gets_a_transactions_records_without_its_markers(broker):
