@@ -613,3 +613,39 @@ fn a_log_opened_from_its_record_and_left_unchanged_stops_without_writing_it_agai
     assert_ne!(inode(&record), inode(&witness));
     assert_eq!(open(dir.path(), small_segments()).log_end_offset(), 4);
 }
+
+#[test]
+fn roll_retention_and_delete_records_on_a_log_opened_from_its_record_delete_it_first() {
+    type Change = fn(&mut Log);
+    let changes: [(&str, Change); 3] = [
+        ("roll by time", |log| log.roll_if_due(i64::MAX / 2).unwrap()),
+        ("retention", |log| {
+            assert!(log.enforce_retention(i64::MAX / 2).unwrap() > 0);
+        }),
+        ("delete records", |log| {
+            log.delete_records_before(8).unwrap()
+        }),
+    ];
+    for (what, change) in changes {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("clean-shutdown");
+        let config = LogConfig {
+            retention_ms: 1,
+            segment_ms: 1,
+            ..small_segments()
+        };
+        let mut log = open(dir.path(), config.clone());
+        for _ in 0..8 {
+            log.append(&mut batch_of(2, 100, 0), 0).unwrap();
+        }
+        log.close().unwrap();
+        let mut log = open(dir.path(), config.clone());
+        assert!(record.exists(), "{what}: opened from its record");
+        change(&mut log);
+        assert!(!record.exists(), "{what}: the record outlived the change");
+        let expected = observe_offsets(&log);
+        crash(log);
+        let reopened = open(dir.path(), config);
+        assert_eq!(observe_offsets(&reopened), expected, "{what}");
+    }
+}
