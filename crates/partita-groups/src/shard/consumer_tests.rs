@@ -551,3 +551,41 @@ fn offsets_of_a_topic_a_live_consumer_group_subscribes_to_cannot_be_deleted() {
     // A topic nobody subscribes to may go.
     assert_eq!(code(h.send(delete("archive"))), 0);
 }
+
+#[test]
+fn a_commit_without_an_epoch_is_taken_once_the_group_is_empty_whatever_member_it_names() {
+    // As Kafka's ConsumerGroup.validateOffsetCommit: librdkafka's KIP-848 consumers that
+    // assign partitions themselves send their member id with epoch -1.
+    let mut h = Harness::new(2);
+    h.join("m1");
+    let commit = |member: &str| {
+        Request::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(GROUP)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(s(member))
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("orders")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5),
+                        ]),
+                ]),
+            9,
+        )
+    };
+    let code = |response: Response| match response {
+        Response::OffsetCommit(r) => r.topics[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        code(h.send(commit("assigner"))),
+        ResponseError::UnknownMemberId.code(),
+        "the group has a member"
+    );
+    h.beat("m1", -1, &set(&[]));
+    assert!(h.group().members.is_empty());
+    assert_eq!(code(h.send(commit("assigner"))), 0);
+}

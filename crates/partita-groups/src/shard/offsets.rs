@@ -141,9 +141,11 @@ impl GroupShard {
             Some(Group::Classic(group)) => group,
             Some(Group::Share(_)) => return Some(ResponseError::GroupIdNotFound),
             Some(Group::Consumer(consumer)) => {
-                if generation < 0 && member_id.is_empty() && instance.is_none() {
-                    return (!consumer.members.is_empty())
-                        .then_some(ResponseError::UnknownMemberId);
+                // As Kafka: a commit without an epoch (the admin client, or a consumer that
+                // assigns itself partitions, whatever member id it names) is accepted while
+                // the group has no members.
+                if generation < 0 && consumer.members.is_empty() {
+                    return None;
                 }
                 let Some(member) = consumer.members.get(member_id) else {
                     return Some(ResponseError::UnknownMemberId);
@@ -171,8 +173,13 @@ impl GroupShard {
         if group.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
+        // As Kafka: without a generation, accepted while the group is empty, whatever member
+        // the request names; otherwise only from a member.
+        if generation < 0 && group.state == GroupState::Empty {
+            return None;
+        }
         if generation < 0 && member_id.is_empty() && instance.is_none() {
-            return (!group.members.is_empty()).then_some(ResponseError::UnknownMemberId);
+            return Some(ResponseError::UnknownMemberId);
         }
         if let Some(error) = check_member(group, member_id, instance) {
             return Some(error);

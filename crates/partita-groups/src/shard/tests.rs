@@ -518,6 +518,23 @@ fn commits_are_checked_and_journaled_before_they_are_answered() {
 }
 
 #[test]
+fn a_commit_without_a_generation_is_taken_while_the_group_is_empty_whatever_member_it_names() {
+    // As Kafka's ClassicGroup.validateOffsetCommit: librdkafka's consumers that assign
+    // partitions themselves name their member id with generation -1.
+    let mut h = Harness::new();
+    let (a, b, _) = h.stable_pair();
+    assert_eq!(
+        h.commit("someone", -1, 5, ""),
+        ResponseError::UnknownMemberId.code()
+    );
+    h.leave(&a, None);
+    h.leave(&b, None);
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.commit("someone", -1, 7, ""), 0);
+    assert_eq!(h.committed(), 7);
+}
+
+#[test]
 fn commits_during_completing_rebalance_are_refused() {
     let mut h = Harness::new();
     let (a, join_a) = h.join_new();
