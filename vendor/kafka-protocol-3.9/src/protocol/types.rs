@@ -988,7 +988,10 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                 // Partita: every element takes at least one byte, so a count beyond the bytes
                 // left is malformed; never let it size an allocation (upstream PR #152).
                 if n as usize > buf.remaining() {
-                    bail!("Array length {n} exceeds the {} bytes left", buf.remaining());
+                    bail!(
+                        "Array length {n} exceeds the {} bytes left",
+                        buf.remaining()
+                    );
                 }
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -1100,7 +1103,11 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             n => {
                 // Partita: see `Array` above.
                 if (n - 1) as usize > buf.remaining() {
-                    bail!("Compact array length {} exceeds the {} bytes left", n - 1, buf.remaining());
+                    bail!(
+                        "Compact array length {} exceeds the {} bytes left",
+                        n - 1,
+                        buf.remaining()
+                    );
                 }
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
