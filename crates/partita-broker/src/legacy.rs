@@ -20,6 +20,11 @@
 //! - Fetch v0-3 answer in the v0 (Fetch v0-1) or v1 (Fetch v2-3) format (down-conversion):
 //!   uncompressed, without headers, and without the control records of transactions, which
 //!   these formats cannot carry.
+//!
+//! Converting means holding every record decompressed: one request may decompress at most
+//! 64 MiB (`MAX_DECOMPRESSED_BYTES`, as for one batch elsewhere). A produce past it is refused
+//! as unreadable; a fetch answer stops at the batch that would pass it, and the client asks
+//! again from there.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -124,12 +129,17 @@ fn transcode_request(
     fn nothing<M>(_: &mut M) {}
     match api_key {
         ApiKey::Produce => transcode(body, from, to, |r: &mut ProduceRequest| {
+            let budget = Budget::new();
             for partition in r
                 .topic_data
                 .iter_mut()
                 .flat_map(|t| t.partition_data.iter_mut())
             {
-                if let Some(converted) = partition.records.as_ref().and_then(up_convert) {
+                let converted = partition
+                    .records
+                    .as_ref()
+                    .and_then(|r| up_convert(r, &budget));
+                if let Some(converted) = converted {
                     partition.records = Some(converted);
                 }
             }
@@ -174,9 +184,10 @@ fn transcode_response(
         ApiKey::Fetch => transcode(body, from, to, |r: &mut FetchResponse| {
             // Fetch v0 and v1 read the v0 format, v2 and v3 the v1 format.
             let magic = if to < 2 { 0 } else { 1 };
+            let budget = Budget::new();
             for partition in r.responses.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
                 if let Some(records) = partition.records.as_ref() {
-                    partition.records = Some(down_convert(records, magic));
+                    partition.records = Some(down_convert(records, magic, &budget));
                 }
             }
         }),
@@ -203,30 +214,50 @@ fn transcode_response(
     }
 }
 
-/// Opens a compressed records section for the older codec.
-fn decompress(data: &mut Bytes, codec: kafka39::records::Compression) -> anyhow::Result<Bytes> {
-    use kafka39::records::Compression as Codec;
-    use partita_log::batch::compression::{self, MAX_DECOMPRESSED_BYTES};
-    use partita_log::batch::Compression;
-    let codec = match codec {
-        Codec::None => return Ok(std::mem::take(data)),
-        Codec::Gzip => Compression::Gzip,
-        Codec::Snappy => Compression::Snappy,
-        Codec::Lz4 => Compression::Lz4,
-        Codec::Zstd => Compression::Zstd,
-    };
-    let plain = compression::decompress(codec, data, MAX_DECOMPRESSED_BYTES)?;
-    Ok(Bytes::from(plain))
+/// What decompression may still produce while one request is converted: the records of a
+/// converted message set or fetch answer are all held at once, so a few kilobytes of
+/// compressed bombs must not become gigabytes.
+struct Budget(std::cell::Cell<usize>);
+
+impl Budget {
+    fn new() -> Budget {
+        Budget(std::cell::Cell::new(
+            partita_log::batch::compression::MAX_DECOMPRESSED_BYTES,
+        ))
+    }
+
+    /// Opens a compressed records section for the older codec, within what is left.
+    fn decompress(
+        &self,
+        data: &mut Bytes,
+        codec: kafka39::records::Compression,
+    ) -> anyhow::Result<Bytes> {
+        use kafka39::records::Compression as Codec;
+        use partita_log::batch::{compression, Compression};
+        let codec = match codec {
+            Codec::None => return Ok(std::mem::take(data)),
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        };
+        let plain = compression::decompress(codec, data, self.0.get())?;
+        self.0.set(self.0.get() - plain.len());
+        Ok(Bytes::from(plain))
+    }
 }
 
 /// A v0 or v1 message set as one uncompressed v2 batch; `None` if it cannot be read (or is
 /// not a message set), to be refused downstream as it is.
-fn up_convert(records: &Bytes) -> Option<Bytes> {
+fn up_convert(records: &Bytes, budget: &Budget) -> Option<Bytes> {
     use kafka39::records::{
         Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     };
     let mut set = records.clone();
-    let mut records = RecordBatchDecoder::decode_legacy_message_set(&mut set, &decompress).ok()?;
+    let mut records = RecordBatchDecoder::decode_legacy_message_set(&mut set, &|data, codec| {
+        budget.decompress(data, codec)
+    })
+    .ok()?;
     if records.is_empty() {
         return None;
     }
@@ -248,7 +279,7 @@ fn up_convert(records: &Bytes) -> Option<Bytes> {
 
 /// v2 batches as a message set of the `magic` format, as far as they can be read (a fetch may
 /// end in the middle of a batch, and a client skips a partial message anyway).
-fn down_convert(batches: &Bytes, magic: i8) -> Bytes {
+fn down_convert(batches: &Bytes, magic: i8, budget: &Budget) -> Bytes {
     use kafka39::records::{
         Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     };
@@ -257,7 +288,7 @@ fn down_convert(batches: &Bytes, magic: i8) -> Bytes {
     while rest.has_remaining() {
         let Ok(set) = RecordBatchDecoder::decode_with_custom_compression(
             &mut rest,
-            Some(|data: &mut Bytes, codec| decompress(data, codec)),
+            Some(|data: &mut Bytes, codec| budget.decompress(data, codec)),
         ) else {
             break;
         };
@@ -393,7 +424,7 @@ mod tests {
             compression: Compression::None,
         };
         RecordBatchEncoder::encode(&mut set, records.iter(), &options).unwrap();
-        let batch = up_convert(&set.freeze()).expect("a v2 batch");
+        let batch = up_convert(&set.freeze(), &Budget::new()).expect("a v2 batch");
         partita_log::batch::validate(&batch).expect("a valid batch");
         let read = partita_log::batch::decode_records(&batch).unwrap();
         let got: Vec<_> = read
@@ -407,7 +438,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         // Not a message set: left for the handler to refuse.
-        assert!(up_convert(&batch).is_none());
+        assert!(up_convert(&batch, &Budget::new()).is_none());
     }
 
     #[test]
@@ -426,9 +457,12 @@ mod tests {
         // A fetch may end inside a batch.
         batches.extend_from_slice(&second[..10]);
         for magic in [0, 1] {
-            let mut set = down_convert(&batches.clone().freeze(), magic);
-            let read =
-                RecordBatchDecoder::decode_legacy_message_set(&mut set, &decompress).unwrap();
+            let mut set = down_convert(&batches.clone().freeze(), magic, &Budget::new());
+            let budget = Budget::new();
+            let read = RecordBatchDecoder::decode_legacy_message_set(&mut set, &|data, codec| {
+                budget.decompress(data, codec)
+            })
+            .unwrap();
             let got: Vec<_> = read
                 .iter()
                 .map(|r| (r.offset, r.value.clone().unwrap()))
@@ -441,5 +475,23 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn decompression_for_one_request_stops_at_its_budget() {
+        use flate2::{write::GzEncoder, Compression as Level};
+        use std::io::Write;
+        let mut bomb = GzEncoder::new(Vec::new(), Level::best());
+        bomb.write_all(&vec![0u8; 40 << 20]).unwrap();
+        let bomb = Bytes::from(bomb.finish().unwrap());
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let budget = Budget::new();
+        let gzip = kafka39::records::Compression::Gzip;
+        assert_eq!(
+            budget.decompress(&mut bomb.clone(), gzip).unwrap().len(),
+            40 << 20
+        );
+        // 40 MiB more would pass the 64 MiB a request may take.
+        assert!(budget.decompress(&mut bomb.clone(), gzip).is_err());
     }
 }
