@@ -171,9 +171,14 @@ pub async fn describe_group(
     let coordinator_id = client.group_coordinator(group).await?;
     let described = describe_raw(client, coordinator_id, group).await?;
     let committed = offsets::committed_offsets(client, group).await?;
-    // Kafka says `Dead` for a group it does not know. A group it knows with neither members
-    // nor offsets (Empty) is described as kafka-consumer-groups.sh does: no active members.
-    if described.group_state.as_str() == "Dead" {
+    // Kafka says `Dead` for a group it does not know, other brokers (Tansu) `Empty`. A group
+    // with neither members nor offsets that ListGroups lists exists, and is described as
+    // kafka-consumer-groups.sh does: no active members.
+    let unknown = described.group_state.as_str() == "Dead"
+        || (described.members.is_empty()
+            && committed.is_empty()
+            && !list_groups(client).await?.iter().any(|g| g.group == group));
+    if unknown {
         return Err(AdminError::GroupNotFound(group.to_string()));
     }
     let is_consumer = described.protocol_type.as_str() == "consumer";
