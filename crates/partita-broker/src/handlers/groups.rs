@@ -138,55 +138,31 @@ pub(crate) async fn leave_group(
 pub(crate) async fn offset_commit(
     broker: &Broker,
     client: &ClientContext,
-    request: OffsetCommitRequest,
+    mut request: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
+    use super::unknown_partitions::{answer, indexes, refuse_all, take};
     let group_id = request.group_id.to_string();
-    let mut request = request;
-    let unknown = super::unknown_partitions::take(broker, &mut request.topics);
-    let fallback = request.clone();
-    let answered = if request.topics.is_empty() && !unknown.is_empty() {
+    let unknown = take(broker, &mut request.topics);
+    let asked = indexes(&request.topics);
+    let mut response = if request.topics.is_empty() && !unknown.is_empty() {
         // As Kafka: with nothing left to commit, the coordinator is not asked.
-        Ok(Response::OffsetCommit(OffsetCommitResponse::default()))
+        OffsetCommitResponse::default()
     } else {
-        call(
+        match call(
             broker,
             &group_id,
             client,
             Request::OffsetCommit(request, version),
         )
         .await
+        {
+            Ok(Response::OffsetCommit(response)) => response,
+            other => refuse_all(asked, CoordinatorError::of(other)),
+        }
     };
-    match answered {
-        Ok(Response::OffsetCommit(mut response)) => {
-            super::unknown_partitions::answer(&mut response, unknown);
-            response
-        }
-        other => {
-            let code = CoordinatorError::of(other);
-            let topics = fallback
-                .topics
-                .into_iter()
-                .map(|t| {
-                    offset_commit_response::OffsetCommitResponseTopic::default()
-                        .with_name(t.name)
-                        .with_partitions(
-                            t.partitions
-                                .into_iter()
-                                .map(|p| {
-                                    offset_commit_response::OffsetCommitResponsePartition::default()
-                                        .with_partition_index(p.partition_index)
-                                        .with_error_code(code)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            let mut response = OffsetCommitResponse::default().with_topics(topics);
-            super::unknown_partitions::answer(&mut response, unknown);
-            response
-        }
-    }
+    answer(&mut response, unknown);
+    response
 }
 
 pub(crate) async fn offset_fetch(

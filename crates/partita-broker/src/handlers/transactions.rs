@@ -11,9 +11,6 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
-use kafka_protocol::messages::txn_offset_commit_response::{
-    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -400,33 +397,15 @@ async fn commit_known_partitions(
     request: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
-    let every = |request: &TxnOffsetCommitRequest, code: i16| {
-        let topics = request
-            .topics
-            .iter()
-            .map(|t| {
-                TxnOffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                TxnOffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        TxnOffsetCommitResponse::default().with_topics(topics)
-    };
+    use super::unknown_partitions::{indexes, refuse_all};
+    let asked = indexes(&request.topics);
+    let every = |code: i16| refuse_all(asked.clone(), code);
     let Some(coordinator) = broker.transactions.as_ref() else {
-        return every(&request, ResponseError::UnsupportedVersion.code());
+        return every(ResponseError::UnsupportedVersion.code());
     };
     let group_id = request.group_id.as_str();
     if group_id.is_empty() {
-        return every(&request, ResponseError::InvalidGroupId.code());
+        return every(ResponseError::InvalidGroupId.code());
     }
     let shard = partition_for_group(group_id, broker.groups.shard_count() as i32);
     let id = request.transactional_id.to_string();
@@ -449,7 +428,7 @@ async fn commit_known_partitions(
             ResponseError::InvalidTxnState if version >= 4 => ResponseError::TransactionAbortable,
             other => other,
         };
-        return every(&request, error.code());
+        return every(error.code());
     }
     let group_id = group_id.to_string();
     match broker
@@ -457,12 +436,12 @@ async fn commit_known_partitions(
         .call(
             &group_id,
             client,
-            Request::TxnOffsetCommit(request.clone(), version),
+            Request::TxnOffsetCommit(request, version),
         )
         .await
     {
         Ok(Response::TxnOffsetCommit(response)) => response,
-        other => every(&request, CoordinatorError::of(other)),
+        other => every(CoordinatorError::of(other)),
     }
 }
 

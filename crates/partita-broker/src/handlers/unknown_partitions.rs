@@ -1,7 +1,8 @@
 //! Offsets committed for a partition no topic has: Kafka answers each such partition
 //! UNKNOWN_TOPIC_OR_PARTITION and stores nothing for it, whatever becomes of the rest of the
 //! request (KafkaApis checks the metadata before the group coordinator sees the request).
-//! Shared by OffsetCommit, TxnOffsetCommit and OffsetDelete.
+//! Shared by OffsetCommit, TxnOffsetCommit and OffsetDelete, with [`refuse_all`] for an answer
+//! that gives every partition of a request one error.
 
 use kafka_protocol::messages::{
     offset_commit_request, offset_commit_response, offset_delete_request, offset_delete_response,
@@ -16,7 +17,8 @@ use crate::broker::Broker;
 pub(crate) trait CommitTopic {
     type Partition;
     fn name(&self) -> &TopicName;
-    fn partitions(&mut self) -> &mut Vec<Self::Partition>;
+    fn partitions(&self) -> &[Self::Partition];
+    fn partitions_mut(&mut self) -> &mut Vec<Self::Partition>;
     fn index(partition: &Self::Partition) -> i32;
 }
 
@@ -35,16 +37,41 @@ pub(crate) fn take<T: CommitTopic>(
     for topic in topics.iter_mut() {
         let known = broker.topics.get(topic.name().as_str());
         let exists = |index: i32| known.as_ref().is_some_and(|t| t.partition(index).is_some());
-        let (kept, taken): (Vec<_>, Vec<_>) = std::mem::take(topic.partitions())
+        let (kept, taken): (Vec<_>, Vec<_>) = std::mem::take(topic.partitions_mut())
             .into_iter()
             .partition(|p| exists(T::index(p)));
-        *topic.partitions() = kept;
+        *topic.partitions_mut() = kept;
         if !taken.is_empty() {
             unknown.push((topic.name().clone(), taken.iter().map(T::index).collect()));
         }
     }
-    topics.retain_mut(|t| !t.partitions().is_empty());
+    topics.retain(|t| !t.partitions().is_empty());
     unknown
+}
+
+/// Each topic of a request with the indexes of its partitions.
+pub(crate) fn indexes<T: CommitTopic>(topics: &[T]) -> Vec<(TopicName, Vec<i32>)> {
+    topics
+        .iter()
+        .map(|t| {
+            (
+                t.name().clone(),
+                t.partitions().iter().map(T::index).collect(),
+            )
+        })
+        .collect()
+}
+
+/// An answer that gives every partition of `partitions` (from [`indexes`]) the error `code`.
+pub(crate) fn refuse_all<R: CommitAnswer + Default>(
+    partitions: Vec<(TopicName, Vec<i32>)>,
+    code: i16,
+) -> R {
+    let mut response = R::default();
+    for (topic, indexes) in partitions {
+        response.refuse(topic, indexes, code);
+    }
+    response
 }
 
 /// Puts what [`take`] took back into the answer, with UNKNOWN_TOPIC_OR_PARTITION.
@@ -67,7 +94,10 @@ macro_rules! commit_api {
             fn name(&self) -> &TopicName {
                 &self.name
             }
-            fn partitions(&mut self) -> &mut Vec<Self::Partition> {
+            fn partitions(&self) -> &[Self::Partition] {
+                &self.partitions
+            }
+            fn partitions_mut(&mut self) -> &mut Vec<Self::Partition> {
                 &mut self.partitions
             }
             fn index(partition: &Self::Partition) -> i32 {

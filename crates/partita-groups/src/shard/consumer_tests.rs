@@ -505,17 +505,12 @@ fn bad_heartbeats_are_refused_before_anything_changes() {
     assert!(!h.driver.shard.groups.contains_key(GROUP));
 }
 
-#[test]
-fn offsets_of_a_topic_a_live_consumer_group_subscribes_to_cannot_be_deleted() {
-    use kafka_protocol::messages::offset_delete_request::{
-        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-    };
-    let mut h = Harness::new(2);
-    h.join("m1");
-    let commit = OffsetCommitRequest::default()
+/// An OffsetCommit of offset 5 on orders-0 with epoch -1, naming `member`.
+fn commit_without_epoch(member: &str) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
         .with_group_id(GroupId(s(GROUP)))
         .with_generation_id_or_member_epoch(-1)
-        .with_member_id(s(""))
+        .with_member_id(s(member))
         .with_topics(vec![
             offset_commit_request::OffsetCommitRequestTopic::default()
                 .with_name(TopicName(s("orders")))
@@ -524,8 +519,17 @@ fn offsets_of_a_topic_a_live_consumer_group_subscribes_to_cannot_be_deleted() {
                         .with_partition_index(0)
                         .with_committed_offset(5),
                 ]),
-        ]);
-    h.send(Request::OffsetCommit(commit, 8));
+        ])
+}
+
+#[test]
+fn offsets_of_a_topic_a_live_consumer_group_subscribes_to_cannot_be_deleted() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let mut h = Harness::new(2);
+    h.join("m1");
+    h.send(Request::OffsetCommit(commit_without_epoch(""), 8));
     let delete = |topic: &str| {
         Request::OffsetDelete(
             OffsetDeleteRequest::default()
@@ -558,24 +562,7 @@ fn a_commit_without_an_epoch_is_taken_once_the_group_is_empty_whatever_member_it
     // assign partitions themselves send their member id with epoch -1.
     let mut h = Harness::new(2);
     h.join("m1");
-    let commit = |member: &str| {
-        Request::OffsetCommit(
-            OffsetCommitRequest::default()
-                .with_group_id(GroupId(s(GROUP)))
-                .with_generation_id_or_member_epoch(-1)
-                .with_member_id(s(member))
-                .with_topics(vec![
-                    offset_commit_request::OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s("orders")))
-                        .with_partitions(vec![
-                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                .with_partition_index(0)
-                                .with_committed_offset(5),
-                        ]),
-                ]),
-            9,
-        )
-    };
+    let commit = |member: &str| Request::OffsetCommit(commit_without_epoch(member), 9);
     let code = |response: Response| match response {
         Response::OffsetCommit(r) => r.topics[0].partitions[0].error_code,
         other => panic!("{other:?}"),
