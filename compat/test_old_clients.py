@@ -12,6 +12,16 @@
   protocol classes (its codec covers every version) and its answer decoded by them; what it
   says is checked: offsets committed with v0 and v1 are stored like the others, CreateTopics
   v0 creates, DescribeConfigs v0 says which values are defaults, and so on.
+- kcat from Debian with api.version.request=false and broker.version.fallback=0.10.0 (the
+  oldest versions of the group APIs, the v1 message format): produces, and a `-G` group
+  member reads half, commits as it closes, and the next member reads the other half.
+- A v0/v1 message set that cannot be read (a bad CRC) is answered CORRUPT_MESSAGE and stores
+  nothing; one sent with Produce v3 or later is INVALID_RECORD, as Kafka 3.9 answers both.
+- The group APIs answer unusual input as Kafka 3.9 does (an audit of its KafkaApis and group
+  coordinators): LeaveGroup v3+ of a group that does not exist, SyncGroup v5 without a
+  protocol type, FindCoordinator with an unknown key type, DeleteGroups naming a group twice
+  or an Empty group with a member id handed out, OffsetCommit to the group id "", OffsetFetch
+  naming a member of a classic group.
 - OffsetCommit of a partition no topic has is answered UNKNOWN_TOPIC_OR_PARTITION and stores
   nothing (librdkafka's test 0030 expects this), while the rest of the request is committed.
 - A version the broker does not serve closes the connection, and the log line names the client:
@@ -33,17 +43,24 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from kafka.protocol.admin import (CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-                                  DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
+from kafka.protocol.admin import (CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
+                                  DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+                                  DescribeAclsRequest, DescribeAclsResponse,
                                   DescribeConfigsRequest, DescribeConfigsResponse,
                                   DescribeGroupsRequest)
-from kafka.protocol.consumer.group import (OffsetCommitRequest, OffsetCommitResponse,
+from kafka.protocol.consumer.group import (JoinGroupRequest, JoinGroupResponse,
+                                           LeaveGroupRequest, LeaveGroupResponse,
+                                           OffsetCommitRequest, OffsetCommitResponse,
                                            OffsetDeleteRequest, OffsetDeleteResponse,
-                                           OffsetFetchRequest, OffsetFetchResponse)
+                                           OffsetFetchRequest, OffsetFetchResponse,
+                                           SyncGroupRequest, SyncGroupResponse)
 from kafka.protocol.consumer.offsets import (OffsetForLeaderEpochRequest,
                                              OffsetForLeaderEpochResponse)
-from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
-from kafka.protocol.producer import TxnOffsetCommitRequest, TxnOffsetCommitResponse
+from kafka.protocol.metadata import (ApiVersionsRequest, ApiVersionsResponse,
+                                     FindCoordinatorRequest, FindCoordinatorResponse)
+from kafka.protocol.producer import (ProduceRequest, ProduceResponse, TxnOffsetCommitRequest,
+                                     TxnOffsetCommitResponse)
+from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
 from confluent_util import admin_client, create_topic
 from partita_compat import broker_binary, unique_name, wait_until
@@ -51,7 +68,13 @@ from partita_compat import broker_binary, unique_name, wait_until
 HERE = Path(__file__).resolve().parent
 GO = shutil.which("go")
 SARAMA = Path("/usr/share/gocode/src/github.com/Shopify/sarama")
+CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_REQUEST = 42
+INCONSISTENT_GROUP_PROTOCOL = 23
+UNKNOWN_MEMBER_ID = 25
+MEMBER_ID_REQUIRED = 79
+INVALID_RECORD = 87
 SECURITY_DISABLED = 54
 
 # The oldest version of each API Kafka 3.9 serves (its ApiVersions answer), for the APIs this
@@ -299,6 +322,72 @@ def test_offset_commit_for_an_unknown_topic_or_partition_is_refused_and_stores_n
     assert committed(broker.bootstrap, group, [TopicPartition(topic, 0)])[(topic, 0)] < 0
 
 
+def test_group_apis_answer_unusual_input_as_kafka_does(broker, wire):
+    topic, group = unique_name("audit"), unique_name("audit-g")
+    create_topic(admin_client(broker.bootstrap), topic, 1)
+    missing = unique_name("no-such-group")
+
+    # LeaveGroup: a batch (v3+) is answered member by member; v0-2 at the top.
+    answer = wire.send(LeaveGroupRequest, LeaveGroupResponse, 3, group_id=missing,
+                       members=[{"member_id": "m1", "group_instance_id": None}])
+    assert answer.error_code == 0
+    assert [(m.member_id, m.error_code) for m in answer.members] == [("m1", UNKNOWN_MEMBER_ID)]
+    answer = wire.send(LeaveGroupRequest, LeaveGroupResponse, 1, group_id=missing,
+                       member_id="m1")
+    assert answer.error_code == UNKNOWN_MEMBER_ID
+
+    # SyncGroup v5 must name the protocol type and name.
+    answer = wire.send(SyncGroupRequest, SyncGroupResponse, 5, group_id=missing,
+                       generation_id=1, member_id="m1", group_instance_id=None,
+                       protocol_type=None, protocol_name="range", assignments=[])
+    assert answer.error_code == INCONSISTENT_GROUP_PROTOCOL
+
+    # FindCoordinator: key types 0 (group) and 1 (transaction) only; 2 (share) from v6.
+    answer = wire.send(FindCoordinatorRequest, FindCoordinatorResponse, 3, key=group,
+                       key_type=7)
+    assert (answer.error_code, answer.node_id) == (INVALID_REQUEST, -1)
+    for key_type in (7, 2):
+        answer = wire.send(FindCoordinatorRequest, FindCoordinatorResponse, 4,
+                           key_type=key_type, coordinator_keys=[group, missing])
+        assert [(c.key, c.error_code) for c in answer.coordinators] == [
+            (group, INVALID_REQUEST), (missing, INVALID_REQUEST)]
+    answer = wire.send(FindCoordinatorRequest, FindCoordinatorResponse, 4, key_type=0,
+                       coordinator_keys=[group])
+    assert answer.coordinators[0].error_code == 0
+
+    # OffsetCommit to the group id "" is a commit like any other.
+    def commit(group_id):
+        return wire.send(OffsetCommitRequest, OffsetCommitResponse, 8, group_id=group_id,
+                         generation_id_or_member_epoch=-1, member_id="", topics=[
+                             {"name": topic, "partitions": [
+                                 {"partition_index": 0, "committed_offset": 4,
+                                  "committed_metadata": ""}]}])
+    assert commit("").topics[0].partitions[0].error_code == 0
+
+    # OffsetFetch does not check the member of a classic group.
+    assert commit(group).topics[0].partitions[0].error_code == 0
+    answer = wire.send(OffsetFetchRequest, OffsetFetchResponse, 9, require_stable=False,
+                       groups=[{"group_id": gid, "member_id": "not-a-member",
+                                "member_epoch": 5,
+                                "topics": [{"name": topic, "partition_indexes": [0]}]}
+                               for gid in (group, "")])
+    fetched = [(g.group_id, g.error_code, g.topics[0].partitions[0].committed_offset)
+               for g in answer.groups]
+    assert fetched == [(group, 0, 4), ("", 0, 4)]
+
+    # DeleteGroups: a group named twice is answered once; an Empty group is deleted even
+    # when a member id was handed out and not used yet.
+    answer = wire.send(JoinGroupRequest, JoinGroupResponse, 4, group_id=group,
+                       session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
+                       protocol_type="consumer",
+                       protocols=[{"name": "range", "metadata": b""}])
+    assert answer.error_code == MEMBER_ID_REQUIRED
+    answer = wire.send(DeleteGroupsRequest, DeleteGroupsResponse, 2,
+                       groups_names=[group, group])
+    assert [(r.group_id, r.error_code) for r in answer.results] == [(group, 0)]
+    assert committed(broker.bootstrap, group, [TopicPartition(topic, 0)])[(topic, 0)] < 0
+
+
 def test_a_version_not_served_closes_the_connection_and_the_log_names_the_client(broker):
     w = Wire(broker.bootstrap, client_id="billing-consumer")
     try:
@@ -436,6 +525,32 @@ def read_librdkafka(bootstrap: str, topic: str, count: int, **conf) -> list:
     return got
 
 
+def test_an_unreadable_message_set_is_corrupt_and_stores_nothing(broker, wire):
+    topic = unique_name("corrupt-set")
+    create_topic(admin_client(broker.bootstrap), topic, 1)
+
+    def message_set(value: bytes) -> bytes:
+        builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+        builder.append(0, timestamp=1_700_000_000_000, key=b"k", value=value)
+        return bytes(builder.build())
+
+    def produce_answer(version: int, records: bytes):
+        fields = {"transactional_id": None} if version >= 3 else {}
+        answer = wire.send(ProduceRequest, ProduceResponse, version, acks=-1, timeout_ms=30000,
+                           topic_data=[{"name": topic, "partition_data": [
+                               {"index": 0, "records": records}]}], **fields)
+        partition = answer.responses[0].partition_responses[0]
+        return partition.error_code, partition.base_offset
+
+    bad = bytearray(message_set(b"lost"))
+    bad[-1] ^= 0xFF  # the value's last byte: the CRC no longer matches
+    assert produce_answer(2, bytes(bad))[0] == CORRUPT_MESSAGE
+    # Produce v3 and later carry v2 batches only.
+    assert produce_answer(3, message_set(b"lost"))[0] == INVALID_RECORD
+    assert produce_answer(2, message_set(b"kept")) == (0, 0), "something was stored before"
+    assert [v for _, _, v in read_librdkafka(broker.bootstrap, topic, 1)] == [b"kept"]
+
+
 @pytest.mark.parametrize("api_version,compression", [
     ((0, 9), None), ((0, 9), "gzip"), ((0, 10), None), ((0, 10), "gzip"), ((1, 0), "gzip")])
 def test_kafka_python_on_the_old_message_formats(broker, api_version, compression):
@@ -498,6 +613,29 @@ def test_librdkafka_without_api_versions_on_the_v0_format(broker, compression):
     expected = [(i, b"k%d" % i, b"v%d" % i) for i in range(20)]
     assert got == expected
     assert read_librdkafka(broker.bootstrap, topic, 20) == expected
+
+
+KCAT = shutil.which("kcat") or shutil.which("kafkacat")
+
+
+@pytest.mark.skipif(KCAT is None, reason="kcat not found (scripts/setup installs it)")
+def test_kcat_on_the_oldest_versions_produces_and_a_group_resumes(broker):
+    topic, group = unique_name("kcat-old"), unique_name("kcat-old-g")
+    create_topic(admin_client(broker.bootstrap), topic, 1)
+    old = ["-b", broker.bootstrap, "-X", "api.version.request=false",
+           "-X", "broker.version.fallback=0.10.0"]
+
+    def kcat(*args, stdin=None):
+        proc = subprocess.run([KCAT, *old, *args], input=stdin, capture_output=True, text=True,
+                              timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    kcat("-P", "-t", topic, "-p", "0", "-K:", stdin="".join(f"k{i}:v{i}\n" for i in range(10)))
+    halves = [kcat("-G", group, "-c", "5", "-q", "-f", "%o:%s\n",
+                   "-X", "auto.offset.reset=earliest", topic).split() for _ in range(2)]
+    assert halves == [[f"{i}:v{i}" for i in range(5)], [f"{i}:v{i}" for i in range(5, 10)]]
+    assert committed(broker.bootstrap, group, [TopicPartition(topic, 0)])[(topic, 0)] == 10
 
 
 def test_an_old_reader_gets_a_transactions_records_without_its_markers(broker):

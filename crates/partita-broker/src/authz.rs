@@ -478,13 +478,17 @@ impl Guard for FindCoordinatorRequest {
     type Response = FindCoordinatorResponse;
     fn guard(self, check: &Check<'_>, version: i16) -> Guarded<Self, FindCoordinatorResponse> {
         let key_type = self.key_type;
+        // Share keys (KIP-932) are the brokers' own: CLUSTER_ACTION, as in Kafka. Unknown key
+        // types are refused by the handler.
         let allowed = |key: &str| match key_type {
             0 => check.group(Operation::Describe, key),
             1 => check.allowed(Operation::Describe, ResourceType::TransactionalId, key),
+            2 => version < 6 || check.cluster(Operation::ClusterAction),
             _ => true,
         };
         let error = match self.key_type {
             1 => TRANSACTIONAL_ID_DENIED,
+            2 => CLUSTER_DENIED,
             _ => GROUP_DENIED,
         };
         if version < 4 {

@@ -166,16 +166,20 @@ pub(crate) async fn dispatch(
         return serve(broker, peer, asking, frame).await;
     };
     // A version older than the codec knows: served as its oldest, answered as asked.
-    let frame = crate::legacy::upgrade_request(api_key, version, floor, frame).map_err(|e| {
+    let upgraded = crate::legacy::upgrade_request(api_key, version, floor, frame).map_err(|e| {
         DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
     })?;
-    let Some(reply) = serve(broker, peer, asking, frame).await? else {
+    let Some(reply) = serve(broker, peer, asking, upgraded.frame).await? else {
         return Ok(None);
     };
-    let frame =
-        crate::legacy::downgrade_response(api_key, version, floor, reply.frame).map_err(|e| {
-            DispatchError::Close(format!("could not answer {api_key:?} v{version}: {e}"))
-        })?;
+    let frame = crate::legacy::downgrade_response(
+        api_key,
+        version,
+        floor,
+        reply.frame,
+        &upgraded.unreadable,
+    )
+    .map_err(|e| DispatchError::Close(format!("could not answer {api_key:?} v{version}: {e}")))?;
     Ok(Some(Reply { frame, ..reply }))
 }
 

@@ -16,7 +16,8 @@
 //! - OffsetForLeaderEpoch v0 answers no leader epoch.
 //! - Produce v0-2 carry message sets of the v0 and v1 formats: their records are put in one
 //!   uncompressed v2 batch (up-conversion), which is then stored like any other. A message
-//!   set that cannot be read is passed on as it came, and refused as a v2 batch would be.
+//!   set that cannot be read (a bad CRC, a truncated message) is passed on as it came, which
+//!   stores nothing, and answered CORRUPT_MESSAGE, as Kafka 3.9 answers it.
 //! - Fetch v0-3 answer in the v0 (Fetch v0-1) or v1 (Fetch v2-3) format (down-conversion):
 //!   uncompressed, without headers, and without the control records of transactions, which
 //!   these formats cannot carry.
@@ -29,6 +30,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable as _, Encodable as _};
+use kafka_protocol::ResponseError;
 use kafka_protocol_3_9 as kafka39;
 use kafka_protocol_3_9::protocol::{Decodable, Encodable};
 
@@ -60,21 +62,41 @@ pub(crate) fn floor(api_key: ApiKey, version: i16) -> Option<i16> {
     (oldest..floor).contains(&version).then_some(floor)
 }
 
-/// A request at an old version, rewritten as the same request at `floor`: header and body.
+/// A request rewritten at the floor, and what its answer must say that the floor's cannot.
+pub(crate) struct Upgraded {
+    /// The request at the floor: header and body.
+    pub frame: Bytes,
+    /// Produce partitions whose message set could not be read, with why: the handler
+    /// refuses them as records of an old format, and their answer says CORRUPT_MESSAGE.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A produce partition whose message set could not be read.
+pub(crate) struct Unreadable {
+    topic: String,
+    partition: i32,
+    reason: String,
+}
+
+/// A request at an old version, rewritten as the same request at `floor`.
 pub(crate) fn upgrade_request(
     api_key: ApiKey,
     version: i16,
     floor: i16,
     mut frame: Bytes,
-) -> anyhow::Result<Bytes> {
+) -> anyhow::Result<Upgraded> {
     let header = kafka_protocol::protocol::decode_request_header_from_buffer(&mut frame)?;
-    let body = transcode_request(api_key, &mut frame, version, floor)?;
+    let mut unreadable = Vec::new();
+    let body = transcode_request(api_key, &mut frame, version, floor, &mut unreadable)?;
     let header = header.with_request_api_version(floor);
     let header_version = api_key.request_header_version(floor);
     let mut out = BytesMut::with_capacity(header.compute_size(header_version)? + body.len());
     header.encode(&mut out, header_version)?;
     out.put_slice(&body);
-    Ok(out.freeze())
+    Ok(Upgraded {
+        frame: out.freeze(),
+        unreadable,
+    })
 }
 
 /// An answer encoded at `floor` (size, header, body), rewritten for the `version` asked.
@@ -83,6 +105,7 @@ pub(crate) fn downgrade_response(
     version: i16,
     floor: i16,
     frame: BytesMut,
+    unreadable: &[Unreadable],
 ) -> anyhow::Result<BytesMut> {
     let mut frame = frame.freeze();
     frame.advance(4);
@@ -90,7 +113,7 @@ pub(crate) fn downgrade_response(
         &mut frame,
         api_key.response_header_version(floor),
     )?;
-    let body = transcode_response(api_key, &mut frame, floor, version)?;
+    let body = transcode_response(api_key, &mut frame, floor, version, unreadable)?;
     let header_version = api_key.response_header_version(version);
     let header_size = header.compute_size(header_version)?;
     let mut out = BytesMut::with_capacity(4 + header_size + body.len());
@@ -120,6 +143,7 @@ fn transcode_request(
     body: &mut Bytes,
     from: i16,
     to: i16,
+    unreadable: &mut Vec<Unreadable>,
 ) -> anyhow::Result<BytesMut> {
     use kafka39::messages::{
         CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteTopicsRequest,
@@ -130,17 +154,19 @@ fn transcode_request(
     match api_key {
         ApiKey::Produce => transcode(body, from, to, |r: &mut ProduceRequest| {
             let budget = Budget::new();
-            for partition in r
-                .topic_data
-                .iter_mut()
-                .flat_map(|t| t.partition_data.iter_mut())
-            {
-                let converted = partition
-                    .records
-                    .as_ref()
-                    .and_then(|r| up_convert(r, &budget));
-                if let Some(converted) = converted {
-                    partition.records = Some(converted);
+            for topic in r.topic_data.iter_mut() {
+                for partition in topic.partition_data.iter_mut() {
+                    let Some(records) = partition.records.as_ref() else {
+                        continue;
+                    };
+                    match up_convert(records, &budget) {
+                        Ok(converted) => partition.records = Some(converted),
+                        Err(reason) => unreadable.push(Unreadable {
+                            topic: topic.name.to_string(),
+                            partition: partition.index,
+                            reason,
+                        }),
+                    }
                 }
             }
         }),
@@ -171,6 +197,7 @@ fn transcode_response(
     body: &mut Bytes,
     from: i16,
     to: i16,
+    unreadable: &[Unreadable],
 ) -> anyhow::Result<BytesMut> {
     use kafka39::messages::{
         CreateAclsResponse, CreateTopicsResponse, DeleteAclsResponse, DeleteTopicsResponse,
@@ -180,7 +207,21 @@ fn transcode_response(
     };
     fn nothing<M>(_: &mut M) {}
     match api_key {
-        ApiKey::Produce => transcode(body, from, to, nothing::<ProduceResponse>),
+        ApiKey::Produce => transcode(body, from, to, |r: &mut ProduceResponse| {
+            // Refused as records of an old format; Kafka 3.9 says why it could not read them.
+            for topic in r.responses.iter_mut() {
+                for partition in topic.partition_responses.iter_mut() {
+                    let refused = partition.error_code == ResponseError::InvalidRecord.code();
+                    let why = unreadable
+                        .iter()
+                        .find(|u| u.topic == topic.name.as_str() && u.partition == partition.index);
+                    if let Some(why) = why.filter(|_| refused) {
+                        partition.error_code = ResponseError::CorruptMessage.code();
+                        partition.error_message = Some(why.reason.clone().into());
+                    }
+                }
+            }
+        }),
         ApiKey::Fetch => transcode(body, from, to, |r: &mut FetchResponse| {
             // Fetch v0 and v1 read the v0 format, v2 and v3 the v1 format.
             let magic = if to < 2 { 0 } else { 1 };
@@ -247,9 +288,9 @@ impl Budget {
     }
 }
 
-/// A v0 or v1 message set as one uncompressed v2 batch; `None` if it cannot be read (or is
-/// not a message set), to be refused downstream as it is.
-fn up_convert(records: &Bytes, budget: &Budget) -> Option<Bytes> {
+/// A v0 or v1 message set as one uncompressed v2 batch; why not if it cannot be read (or
+/// is not a message set, or is empty).
+fn up_convert(records: &Bytes, budget: &Budget) -> Result<Bytes, String> {
     use kafka39::records::{
         Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     };
@@ -257,9 +298,9 @@ fn up_convert(records: &Bytes, budget: &Budget) -> Option<Bytes> {
     let mut records = RecordBatchDecoder::decode_legacy_message_set(&mut set, &|data, codec| {
         budget.decompress(data, codec)
     })
-    .ok()?;
+    .map_err(|e| format!("Record is corrupt: {e}"))?;
     if records.is_empty() {
-        return None;
+        return Err("Record is corrupt: the message set holds no message".to_string());
     }
     // The broker numbers the batch; inside it, offsets follow one another. The encoder keeps
     // records in one batch while offset minus sequence stays the same, and takes the base
@@ -273,8 +314,9 @@ fn up_convert(records: &Bytes, budget: &Budget) -> Option<Bytes> {
         version: 2,
         compression: Compression::None,
     };
-    RecordBatchEncoder::encode(&mut batch, records.iter(), &options).ok()?;
-    Some(batch.freeze())
+    RecordBatchEncoder::encode(&mut batch, records.iter(), &options)
+        .map_err(|e| format!("Record is corrupt: {e}"))?;
+    Ok(batch.freeze())
 }
 
 /// v2 batches as a message set of the `magic` format, as far as they can be read (a fetch may
@@ -348,9 +390,10 @@ mod tests {
         let mut body = BytesMut::new();
         request.encode(&mut body, 1).unwrap();
         let mut body = body.freeze();
-        let mut upgraded = transcode_request(ApiKey::OffsetCommit, &mut body, 1, 2)
-            .unwrap()
-            .freeze();
+        let mut upgraded =
+            transcode_request(ApiKey::OffsetCommit, &mut body, 1, 2, &mut Vec::new())
+                .unwrap()
+                .freeze();
         let served =
             kafka_protocol::messages::OffsetCommitRequest::decode(&mut upgraded, 2).unwrap();
         assert_eq!(served.group_id.as_str(), "g");
@@ -387,7 +430,7 @@ mod tests {
         let mut body = BytesMut::new();
         response.encode(&mut body, 1).unwrap();
         let mut body = body.freeze();
-        let mut old = transcode_response(ApiKey::DescribeConfigs, &mut body, 1, 0)
+        let mut old = transcode_response(ApiKey::DescribeConfigs, &mut body, 1, 0, &[])
             .unwrap()
             .freeze();
         let old = kafka39::messages::DescribeConfigsResponse::decode(&mut old, 0).unwrap();
@@ -438,7 +481,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         // Not a message set: left for the handler to refuse.
-        assert!(up_convert(&batch, &Budget::new()).is_none());
+        assert!(up_convert(&batch, &Budget::new()).is_err());
     }
 
     #[test]

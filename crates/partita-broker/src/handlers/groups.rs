@@ -385,8 +385,13 @@ pub(crate) async fn delete_groups(
     _version: i16,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
+    let mut seen = std::collections::HashSet::new();
     for group_id in request.groups_names {
         let id = group_id.to_string();
+        // A group named twice is deleted and answered once, as in Kafka.
+        if !seen.insert(id.clone()) {
+            continue;
+        }
         let code = match call(broker, &id, client, Request::DeleteGroup(id.clone())).await {
             Ok(Response::DeleteGroup(code)) => code,
             other => CoordinatorError::of(other),

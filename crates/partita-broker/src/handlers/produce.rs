@@ -288,9 +288,12 @@ fn require_keys(batch: &[u8], partition: i32) -> Result<(), (ResponseError, Stri
 
 fn batch_error(error: BatchError) -> (ResponseError, String) {
     match error {
-        BatchError::UnsupportedMagic(magic) => (
-            ResponseError::UnsupportedForMessageFormat,
-            format!("record batch magic {magic} is not supported; only v2 batches are"),
+        // Kafka's check of a produce request of v3 or later (the older ones are converted).
+        BatchError::UnsupportedMagic(0 | 1) => (
+            ResponseError::InvalidRecord,
+            "Produce requests with version 3 or later are only allowed to contain record \
+             batches with magic version 2"
+                .to_string(),
         ),
         other => (ResponseError::CorruptMessage, other.to_string()),
     }

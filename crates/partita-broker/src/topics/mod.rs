@@ -471,7 +471,8 @@ impl Registry {
                 (t.name.clone(), image)
             })
             .collect();
-        *self.image.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(TopicsImage { by_name });
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(TopicsImage::new(by_name));
     }
 
     fn open_partition(

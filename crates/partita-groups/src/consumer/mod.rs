@@ -6,6 +6,7 @@ pub mod assignor;
 pub mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -18,6 +19,9 @@ pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
 pub struct TopicsImage {
     /// Topics by name.
     pub by_name: BTreeMap<String, TopicImage>,
+    /// Distinguishes this image from every other built in this process (0 for the empty
+    /// default): a regular expression resolved against an older image is resolved again.
+    pub version: u64,
 }
 
 /// One topic in a [`TopicsImage`].
@@ -30,6 +34,13 @@ pub struct TopicImage {
 }
 
 impl TopicsImage {
+    /// An image of these topics, with a version of its own.
+    pub fn new(by_name: BTreeMap<String, TopicImage>) -> TopicsImage {
+        static VERSIONS: AtomicU64 = AtomicU64::new(1);
+        let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
+        TopicsImage { by_name, version }
+    }
+
     /// The name of the topic with this id.
     pub fn name_of(&self, id: Uuid) -> Option<&str> {
         self.by_name
@@ -143,6 +154,51 @@ pub struct ConsumerGroup {
     pub assignor: String,
     /// When the reconciliation in progress started, and why.
     pub rebalance: Option<(i64, crate::events::RebalanceCause)>,
+    /// The topics each subscribed regular expression matched when last resolved. Derived
+    /// state, not in the records: after a replay a pattern is resolved again when first
+    /// needed.
+    pub regexes: BTreeMap<String, ResolvedRegex>,
+    /// Patterns a member has just brought to the group: resolved after its heartbeat is
+    /// answered, as Kafka resolves them in the background, so the member gets its named
+    /// topics first and the matched ones at a later heartbeat.
+    pub pending_regexes: BTreeSet<String>,
+}
+
+/// Kafka's `REGEX_BATCH_REFRESH_MIN_INTERVAL_MS`: the regular expressions of a group are
+/// resolved again at most this often, all together, so topics created one after the other
+/// reach every member in the same rebalance.
+pub const REGEX_REFRESH_MIN_INTERVAL_MS: i64 = 10_000;
+
+/// What a subscribed regular expression matched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvedRegex {
+    /// The names of the matched topics.
+    pub topics: BTreeSet<String>,
+    /// The version of the image it was resolved against.
+    pub image_version: u64,
+    /// When it was resolved.
+    pub resolved_at: i64,
+}
+
+impl ResolvedRegex {
+    /// Resolves `pattern` (matched as a whole name, internal topics left out) against
+    /// `topics`. A pattern that does not compile matches nothing: heartbeats validate it.
+    pub fn resolve(pattern: &str, topics: &TopicsImage, now: i64) -> ResolvedRegex {
+        let matched = match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => topics
+                .by_name
+                .keys()
+                .filter(|name| !name.starts_with("__") && regex.is_match(name))
+                .cloned()
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        ResolvedRegex {
+            topics: matched,
+            image_version: topics.version,
+            resolved_at: now,
+        }
+    }
 }
 
 impl ConsumerGroup {
@@ -186,9 +242,98 @@ impl ConsumerGroup {
     pub fn subscribed_topic_names(&self, topics: &TopicsImage) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
         for member in self.members.values() {
-            names.extend(member_topics(member, topics));
+            names.extend(self.member_topics(member, topics));
         }
         names
+    }
+
+    /// The topics one member subscribes to that exist: its named topics, and what its
+    /// regular expression matched when last resolved.
+    pub fn member_topics(&self, member: &ConsumerMember, topics: &TopicsImage) -> BTreeSet<String> {
+        let matched = member
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|pattern| self.regexes.get(pattern))
+            .into_iter()
+            .flat_map(|resolved| &resolved.topics);
+        member
+            .subscribed_topic_names
+            .iter()
+            .chain(matched)
+            .filter(|name| topics.by_name.contains_key(*name))
+            .cloned()
+            .collect()
+    }
+
+    /// The regular expressions the members subscribe to.
+    pub fn subscribed_regexes(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.clone())
+            .collect()
+    }
+
+    /// Forgets the patterns no member subscribes to any more, and resolves at once those
+    /// that members hold but that were never resolved here and are not pending (after a
+    /// replay): what the members were assigned before stays theirs.
+    pub fn restore_regexes(&mut self, topics: &TopicsImage) {
+        let subscribed = self.subscribed_regexes();
+        self.regexes
+            .retain(|pattern, _| subscribed.contains(pattern));
+        self.pending_regexes
+            .retain(|pattern| subscribed.contains(pattern));
+        for pattern in subscribed {
+            if !self.regexes.contains_key(&pattern) && !self.pending_regexes.contains(&pattern) {
+                // Restored, not refreshed: it does not hold the next refresh back.
+                let resolved = ResolvedRegex::resolve(&pattern, topics, i64::MIN);
+                self.regexes.insert(pattern, resolved);
+            }
+        }
+    }
+
+    /// Marks the pattern of `member_id` pending when it is new to the group: it was not its
+    /// pattern before (`before`), no other member subscribes to it, and it is not resolved.
+    pub fn note_new_regex(&mut self, member_id: &str, before: Option<&str>) {
+        let Some(pattern) = self
+            .members
+            .get(member_id)
+            .and_then(|m| m.subscribed_topic_regex.clone())
+        else {
+            return;
+        };
+        let held_by_others = self.members.values().any(|m| {
+            m.member_id != member_id && m.subscribed_topic_regex.as_ref() == Some(&pattern)
+        });
+        if before != Some(pattern.as_str())
+            && !held_by_others
+            && !self.regexes.contains_key(&pattern)
+        {
+            self.pending_regexes.insert(pattern);
+        }
+    }
+
+    /// Resolves every subscribed pattern again when one is pending or the topics changed
+    /// since the last resolution, unless that was less than
+    /// [`REGEX_REFRESH_MIN_INTERVAL_MS`] ago. Returns whether it resolved them.
+    pub fn refresh_regexes(&mut self, topics: &TopicsImage, now: i64) -> bool {
+        self.restore_regexes(topics);
+        let last = self.regexes.values().map(|r| r.resolved_at).max();
+        if last.is_some_and(|last| now < last.saturating_add(REGEX_REFRESH_MIN_INTERVAL_MS)) {
+            return false;
+        }
+        let stale = self
+            .regexes
+            .values()
+            .any(|r| r.image_version != topics.version);
+        if self.pending_regexes.is_empty() && !stale {
+            return false;
+        }
+        for pattern in self.subscribed_regexes() {
+            let resolved = ResolvedRegex::resolve(&pattern, topics, now);
+            self.regexes.insert(pattern, resolved);
+        }
+        self.pending_regexes.clear();
+        true
     }
 
     /// The hash of the subscribed topics as `topics` has them (FNV-1a, stable across runs).
@@ -222,28 +367,6 @@ impl ConsumerGroup {
         }
         owned
     }
-}
-
-/// The topics one member subscribes to that exist.
-pub fn member_topics(member: &ConsumerMember, topics: &TopicsImage) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = member
-        .subscribed_topic_names
-        .iter()
-        .filter(|name| topics.by_name.contains_key(*name))
-        .cloned()
-        .collect();
-    if let Some(pattern) = &member.subscribed_topic_regex {
-        if let Ok(regex) = regex::Regex::new(&format!("^(?:{pattern})$")) {
-            names.extend(
-                topics
-                    .by_name
-                    .keys()
-                    .filter(|name| !name.starts_with("__") && regex.is_match(name))
-                    .cloned(),
-            );
-        }
-    }
-    names
 }
 
 /// Counts the partitions in an assignment.

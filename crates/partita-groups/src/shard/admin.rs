@@ -99,7 +99,14 @@ impl GroupShard {
             Some(group) if group.state_name() == GroupState::Dead.name() => {
                 Some(ResponseError::GroupIdNotFound)
             }
-            Some(group) if !group.is_empty() => Some(ResponseError::NonEmptyGroup),
+            // A classic group counts by its state, as in Kafka: one still Empty is deleted
+            // even if a member id was handed out (MEMBER_ID_REQUIRED) and not used yet.
+            Some(Group::Classic(group)) if group.state != GroupState::Empty => {
+                Some(ResponseError::NonEmptyGroup)
+            }
+            Some(Group::Consumer(_) | Group::Share(_)) if !self.groups[group_id].is_empty() => {
+                Some(ResponseError::NonEmptyGroup)
+            }
             Some(_) => None,
         };
         if error.is_none() {

@@ -65,7 +65,7 @@ impl Harness {
                 },
             );
         }
-        self.topics = Arc::new(TopicsImage { by_name });
+        self.topics = Arc::new(TopicsImage::new(by_name));
     }
 
     fn send(&mut self, request: Request) -> Response {
@@ -575,4 +575,156 @@ fn a_commit_without_an_epoch_is_taken_once_the_group_is_empty_whatever_member_it
     h.beat("m1", -1, &set(&[]));
     assert!(h.group().members.is_empty());
     assert_eq!(code(h.send(commit("assigner"))), 0);
+}
+
+const LOGS_A: Uuid = Uuid::from_u128(0xA1);
+const LOGS_B: Uuid = Uuid::from_u128(0xB1);
+const LOGS_C: Uuid = Uuid::from_u128(0xC1);
+
+/// An image of `orders` (two partitions) and the named `logs-*` topics (two each).
+fn image_with_logs(logs: &[(&str, Uuid)]) -> SharedTopics {
+    let mut by_name = BTreeMap::from([(
+        "orders".to_string(),
+        TopicImage {
+            id: TOPIC,
+            partitions: 2,
+        },
+    )]);
+    for (name, id) in logs {
+        let image = TopicImage {
+            id: *id,
+            partitions: 2,
+        };
+        by_name.insert(name.to_string(), image);
+    }
+    Arc::new(TopicsImage::new(by_name))
+}
+
+impl Harness {
+    /// A heartbeat of a member subscribed to `orders` by name and to `logs-.*`; returns the
+    /// response, and `owned` becomes what it was sent.
+    fn pattern_beat(
+        &mut self,
+        member: &str,
+        epoch: i32,
+        owned: &mut Owned,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let join = epoch == 0;
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(if join { 30_000 } else { -1 })
+            .with_subscribed_topic_names(join.then(|| vec![TopicName(s("orders"))]))
+            .with_subscribed_topic_regex(join.then(|| s("logs-.*")))
+            .with_topic_partitions(Some(
+                owned
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        TopicPartitions::default()
+                            .with_topic_id(*topic)
+                            .with_partitions(partitions.iter().copied().collect())
+                    })
+                    .collect(),
+            ));
+        let topics = self.topics.clone();
+        let Response::ConsumerGroupHeartbeat(response) =
+            self.send(Request::ConsumerGroupHeartbeat(request, 1, topics))
+        else {
+            panic!("expected a heartbeat response");
+        };
+        assert_eq!(response.error_code, 0, "{response:?}");
+        if let Some(assignment) = &response.assignment {
+            *owned = assignment
+                .topic_partitions
+                .iter()
+                .map(|tp| (tp.topic_id, tp.partitions.iter().copied().collect()))
+                .collect();
+        }
+        response
+    }
+}
+
+fn topic_ids(owned: &Owned) -> Vec<Uuid> {
+    owned
+        .iter()
+        .filter(|(_, partitions)| !partitions.is_empty())
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+#[test]
+fn a_new_pattern_is_resolved_after_the_heartbeat_that_brings_it() {
+    // As Kafka resolves regular expressions in the background: the member gets its named
+    // topics at once, and what its pattern matches at its next heartbeat, which it is told
+    // to send soon.
+    let mut h = Harness::new(0);
+    h.topics = image_with_logs(&[("logs-a", LOGS_A)]);
+    let mut owned = Owned::new();
+    let first = h.pattern_beat("m1", 0, &mut owned);
+    assert_eq!(topic_ids(&owned), vec![TOPIC]);
+    assert!(first.heartbeat_interval_ms <= 200, "{first:?}");
+    let second = h.pattern_beat("m1", first.member_epoch, &mut owned);
+    assert!(second.member_epoch > first.member_epoch);
+    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC]);
+    assert_eq!(h.group().state_name(), "Stable");
+}
+
+#[test]
+fn topics_created_one_after_the_other_reach_a_pattern_together() {
+    let mut h = Harness::new(0);
+    h.topics = image_with_logs(&[("logs-a", LOGS_A)]);
+    let mut owned = Owned::new();
+    let mut epoch = h.pattern_beat("m1", 0, &mut owned).member_epoch;
+    epoch = h.pattern_beat("m1", epoch, &mut owned).member_epoch;
+    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC]);
+
+    // Two topics created a second apart, each seen by a heartbeat: the resolution of the
+    // first heartbeat stands for 10 s, then both are matched at once.
+    h.advance(1_000);
+    h.topics = image_with_logs(&[("logs-a", LOGS_A), ("logs-b", LOGS_B)]);
+    let beat = h.pattern_beat("m1", epoch, &mut owned);
+    assert_eq!((beat.member_epoch, topic_ids(&owned).len()), (epoch, 2));
+    h.advance(1_000);
+    h.topics = image_with_logs(&[("logs-a", LOGS_A), ("logs-b", LOGS_B), ("logs-c", LOGS_C)]);
+    let beat = h.pattern_beat("m1", epoch, &mut owned);
+    assert_eq!((beat.member_epoch, topic_ids(&owned).len()), (epoch, 2));
+    assert_eq!(h.group().state_name(), "Stable");
+
+    h.advance(5_000);
+    let beat = h.pattern_beat("m1", epoch, &mut owned);
+    assert_eq!((beat.member_epoch, topic_ids(&owned).len()), (epoch, 2));
+    h.advance(crate::consumer::REGEX_REFRESH_MIN_INTERVAL_MS - 7_000);
+    h.pattern_beat("m1", epoch, &mut owned);
+    assert_eq!(h.group().state_name(), "Assigning", "both topics matched");
+    let beat = h.pattern_beat("m1", epoch, &mut owned);
+    assert!(beat.member_epoch > epoch);
+    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC, LOGS_B, LOGS_C]);
+    epoch = beat.member_epoch;
+
+    // A deleted topic leaves at once: it no longer exists, whatever was last matched.
+    h.topics = image_with_logs(&[("logs-b", LOGS_B), ("logs-c", LOGS_C)]);
+    h.pattern_beat("m1", epoch, &mut owned);
+    assert!(h.group().group_epoch > epoch);
+    assert_eq!(topic_ids(&owned), vec![TOPIC, LOGS_B, LOGS_C]);
+}
+
+#[test]
+fn a_restarted_coordinator_keeps_what_a_pattern_matched() {
+    let mut h = Harness::new(0);
+    h.topics = image_with_logs(&[("logs-a", LOGS_A)]);
+    let mut owned = Owned::new();
+    let mut epoch = h.pattern_beat("m1", 0, &mut owned).member_epoch;
+    epoch = h.pattern_beat("m1", epoch, &mut owned).member_epoch;
+    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC]);
+
+    let mut restarted = Harness::new(0);
+    restarted.topics = h.topics.clone();
+    restarted.driver.now = h.driver.now;
+    restarted.driver.shard = h.driver.rebuilt(h.config.clone());
+    let before = owned.clone();
+    let beat = restarted.pattern_beat("m1", epoch, &mut owned);
+    assert_eq!(beat.member_epoch, epoch, "no new epoch after a restart");
+    assert_eq!(owned, before, "nothing revoked");
+    assert_eq!(restarted.group().state_name(), "Stable");
 }

@@ -124,9 +124,8 @@ impl GroupShard {
         version: i16,
         request: &OffsetCommitRequest,
     ) -> Option<ResponseError> {
-        if group_id.is_empty() {
-            return Some(ResponseError::InvalidGroupId);
-        }
+        // An empty group id is a group like any other for commits, as in Kafka (not for
+        // TxnOffsetCommit).
         let member_id = request.member_id.as_str();
         let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
         let generation = request.generation_id_or_member_epoch;
@@ -292,12 +291,8 @@ impl GroupShard {
                 }
                 Some(_) => None,
             },
-            Group::Classic(_) if *epoch < 0 && member_id.is_empty() => None,
-            Group::Classic(group) => match group.members.get(member_id) {
-                None => Some(ResponseError::UnknownMemberId),
-                Some(_) if *epoch != group.generation_id => Some(ResponseError::IllegalGeneration),
-                Some(_) => None,
-            },
+            // Kafka does not check a classic group's member on a fetch.
+            Group::Classic(_) => None,
         }
     }
 

@@ -266,7 +266,7 @@ impl World {
             partitions,
         };
         let by_name = BTreeMap::from([("orders".to_string(), image)]);
-        self.topics = Arc::new(TopicsImage { by_name });
+        self.topics = Arc::new(TopicsImage::new(by_name));
     }
 
     fn send(&mut self, request: Request) -> Token {
@@ -333,7 +333,7 @@ impl World {
             .with_generation_id(client.generation)
             .with_member_id(s(&client.member_id))
             .with_assignments(assignments);
-        let token = self.send(Request::SyncGroup(request, 5));
+        let token = self.send(Request::SyncGroup(request, 4));
         self.classic[member].sync = Some(token);
     }
 

@@ -23,9 +23,10 @@ fn topics() -> SharedTopics {
         id: T,
         partitions: 1,
     };
-    Arc::new(TopicsImage {
-        by_name: BTreeMap::from([("jobs".to_string(), image)]),
-    })
+    Arc::new(TopicsImage::new(BTreeMap::from([(
+        "jobs".to_string(),
+        image,
+    )])))
 }
 
 fn driver() -> Driver {

@@ -135,7 +135,7 @@ impl Harness {
                     })
                     .collect(),
             );
-        self.send(Request::SyncGroup(request, 5))
+        self.send(Request::SyncGroup(request, 4))
     }
 
     fn heartbeat(&mut self, member_id: &str, instance: Option<&str>, generation: i32) -> i16 {

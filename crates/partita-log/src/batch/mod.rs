@@ -190,16 +190,20 @@ fn read_i64(buf: &[u8], at: usize) -> i64 {
 /// Checks that the header is complete, the magic is 2 and `batchLength` covers at least the
 /// header; `buf` may extend past the batch.
 pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    // The magic first: the messages of the older formats are shorter than this header, and
+    // keep their magic at the same place.
+    if let Some(&magic) = buf.get(MAGIC_AT) {
+        if magic as i8 != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic as i8));
+        }
+    }
     if buf.len() < HEADER_SIZE {
         return Err(BatchError::Corrupt(format!(
             "{} bytes is shorter than the {HEADER_SIZE}-byte batch header",
             buf.len()
         )));
     }
-    let magic = buf[MAGIC_AT] as i8;
-    if magic != MAGIC_V2 {
-        return Err(BatchError::UnsupportedMagic(magic));
-    }
+    let magic = MAGIC_V2;
     let header = BatchHeader {
         base_offset: read_i64(buf, BASE_OFFSET_AT),
         batch_length: read_i32(buf, BATCH_LENGTH_AT),

@@ -74,7 +74,10 @@ impl GroupShard {
         } else {
             self.error_for_missing_classic_group(&group_id)
         };
-        if let Some(error) = top_error {
+        // A group that does not exist has none of the members: each is told so in v3+, as
+        // Kafka answers a batch; v0-2 fold the one member's error into the top level.
+        let group_exists = top_error != Some(ResponseError::UnknownMemberId);
+        if let Some(error) = top_error.filter(|_| version < 3 || group_exists) {
             return self.respond(
                 token,
                 Response::LeaveGroup(LeaveGroupResponse::default().with_error_code(error.code())),
@@ -83,7 +86,11 @@ impl GroupShard {
         let mut results = Vec::new();
         let mut removed_any = false;
         for (member_id, instance) in leaving {
-            let error = self.remove_leaving_member(now, &group_id, &member_id, instance.as_deref());
+            let error = if group_exists {
+                self.remove_leaving_member(now, &group_id, &member_id, instance.as_deref())
+            } else {
+                Some(ResponseError::UnknownMemberId)
+            };
             removed_any |= error.is_none();
             results.push(
                 MemberResponse::default()

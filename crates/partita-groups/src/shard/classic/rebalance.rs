@@ -206,6 +206,10 @@ impl GroupShard {
     ) {
         let group_id = request.group_id.to_string();
         let member_id = request.member_id.to_string();
+        // From v5 the protocol type and name are mandatory (Kafka checks before anything).
+        if version >= 5 && (request.protocol_type.is_none() || request.protocol_name.is_none()) {
+            return self.respond(token, sync_error(ResponseError::InconsistentGroupProtocol));
+        }
         if group_id.is_empty() {
             return self.respond(token, sync_error(ResponseError::InvalidGroupId));
         }

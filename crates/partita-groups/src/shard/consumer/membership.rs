@@ -15,7 +15,7 @@ use super::{
 };
 use crate::consumer::assignor::{self, MemberSpec};
 use crate::consumer::reconcile::reconcile;
-use crate::consumer::{member_topics, Assignment, ConsumerGroup, ConsumerMember, MemberState};
+use crate::consumer::{Assignment, ConsumerGroup, ConsumerMember, MemberState};
 use crate::events::{GroupEventKind, RebalanceCause, RemovalReason};
 use crate::records::RecordKey;
 use crate::shard::{ClientContext, Group, GroupShard};
@@ -28,6 +28,8 @@ pub(super) struct Admitted {
     is_new: bool,
     /// Its assigned partitions before this heartbeat.
     assigned_before: Assignment,
+    /// Its regular expression before this heartbeat.
+    regex_before: Option<String>,
     /// Why the group epoch must move, if it must.
     pub(super) cause: Option<RebalanceCause>,
 }
@@ -144,6 +146,7 @@ impl GroupShard {
             member_id: member.member_id,
             is_new: true,
             assigned_before: Assignment::new(),
+            regex_before: None,
             cause: Some(RebalanceCause::MemberJoined),
         }
     }
@@ -174,6 +177,7 @@ impl GroupShard {
             member_id: member.member_id,
             is_new: false,
             assigned_before: member.assigned,
+            regex_before: subscriptions_before.1,
             cause: subscriptions_changed.then_some(RebalanceCause::MetadataChanged),
         }
     }
@@ -189,6 +193,7 @@ impl GroupShard {
     ) -> Admitted {
         let group = self.consumer_group_mut(&h.group_id);
         let mut member = group.members[old_member_id].clone();
+        let regex_before = member.subscribed_topic_regex.clone();
         let target = group.target.get(old_member_id).cloned().unwrap_or_default();
         member.member_id = h.member_id.clone();
         member.member_epoch = JOIN;
@@ -215,6 +220,7 @@ impl GroupShard {
             member_id: member.member_id,
             is_new: true,
             assigned_before: Assignment::new(),
+            regex_before,
             cause: None,
         }
     }
@@ -229,6 +235,7 @@ impl GroupShard {
     ) {
         let topics = self.topics.clone();
         let group = self.consumer_group_mut(group_id);
+        group.restore_regexes(&topics);
         if group.subscribed_metadata_hash(&topics) != group.metadata_hash {
             cause.get_or_insert(RebalanceCause::MetadataChanged);
         }
@@ -244,6 +251,7 @@ impl GroupShard {
     fn bump_group_epoch(&mut self, now: i64, group_id: &str, cause: RebalanceCause) {
         let topics = self.topics.clone();
         let group = self.consumer_group_mut(group_id);
+        group.restore_regexes(&topics);
         let epoch = group.group_epoch + 1;
         let hash = group.subscribed_metadata_hash(&topics);
         let started = group.rebalance.is_none() && !group.members.is_empty();
@@ -254,6 +262,26 @@ impl GroupShard {
             let generation = epoch - 1;
             let event = GroupEventKind::RebalanceStarted { generation, cause };
             self.emit(now, group_id, event);
+        }
+    }
+
+    /// Takes note of a pattern the heartbeat's member brought to the group: it is resolved
+    /// after the heartbeat is answered.
+    pub(super) fn note_new_regex(&mut self, group_id: &str, admitted: &Admitted) {
+        let group = self.consumer_group_mut(group_id);
+        group.note_new_regex(&admitted.member_id, admitted.regex_before.as_deref());
+    }
+
+    /// Resolves the group's regular expressions again when they are due (a pattern is
+    /// pending, or the topics changed and the last resolution is old enough), bumping the
+    /// group epoch if what they match changed.
+    pub(super) fn refresh_regexes(&mut self, now: i64, group_id: &str) {
+        let topics = self.topics.clone();
+        if self
+            .consumer_group_mut(group_id)
+            .refresh_regexes(&topics, now)
+        {
+            self.bump_group_epoch_if_needed(now, group_id, None);
         }
     }
 
@@ -276,7 +304,7 @@ impl GroupShard {
             .values()
             .map(|m| MemberSpec {
                 member_id: &m.member_id,
-                topics: member_topics(m, &topics),
+                topics: group.member_topics(m, &topics),
                 current: group.target.get(&m.member_id),
             })
             .collect();

@@ -248,10 +248,14 @@ impl GroupShard {
         let group_id = h.group_id.clone();
         self.prepare_consumer_group(now, &group_id, h.member_epoch)?;
         let admitted = self.admit_member(now, client, &h)?;
+        self.note_new_regex(&group_id, &admitted);
         self.bump_group_epoch_if_needed(now, &group_id, admitted.cause);
         self.refresh_target_assignment(now, &group_id);
         let member = self.reconcile_member(now, &h, &admitted);
         self.maybe_complete_consumer_rebalance(now, &group_id);
+        // What this member is sent is settled: a resolution now reaches it at its next
+        // heartbeat, which comes soon since the group is then assigning.
+        self.refresh_regexes(now, &group_id);
         // While partitions are moving, members heartbeat faster, so that a revoked partition
         // reaches its new owner in a fraction of the configured interval.
         let interval = self.config.consumer_heartbeat_interval_ms;
