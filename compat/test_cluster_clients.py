@@ -1,6 +1,7 @@
 """Unmodified clients against three brokers in cluster mode: the Java reference client's
-CompatTest (admin, idempotent producer, consumer, every codec), kcat, and a confluent-kafka
-consumer group whose members bootstrap from different brokers and commit after processing."""
+CompatTest (admin, idempotent producer, consumer, every codec), kcat (also on the oldest
+request versions and the v1 message format), and a confluent-kafka consumer group whose
+members bootstrap from different brokers and commit after processing."""
 
 from __future__ import annotations
 
@@ -55,6 +56,38 @@ def test_kcat_produces_through_one_broker_and_consumes_through_another(cluster):
         sent = [line for line in lines if line.startswith(key + ":")]
         got = [line for line in out.splitlines() if line.startswith(key + ":")]
         assert got == sent, key
+
+
+@pytest.mark.skipif(KCAT is None, reason="kcat not found (apt-get install -y kcat)")
+def test_kcat_on_the_oldest_versions_through_two_brokers(cluster):
+    """Requests older than the codec knows are bridged in front of the same handlers in
+    cluster mode: produce through one broker, a group member through the other reads half and
+    commits as it closes, the next member resumes there."""
+    brokers = [cluster.start_broker(n) for n in (1, 2)]
+    topic, group = unique_name("kcat-old"), unique_name("kcat-old-g")
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1,
+                                           replication_factor=1)]).values():
+        f.result(30)
+
+    def kcat(broker, *args, stdin=None):
+        proc = subprocess.run([KCAT, "-b", broker.bootstrap, "-X", "api.version.request=false",
+                               "-X", "broker.version.fallback=0.10.0", *args],
+                              input=stdin, capture_output=True, text=True, timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    kcat(brokers[0], "-P", "-t", topic, "-p", "0", "-K:",
+         stdin="".join(f"k{i}:v{i}\n" for i in range(10)))
+    halves = [kcat(b, "-G", group, "-c", "5", "-q", "-f", "%o:%s\n",
+                   "-X", "auto.offset.reset=earliest", topic).split()
+              for b in (brokers[1], brokers[0])]
+    assert halves == [[f"{i}:v{i}" for i in range(5)], [f"{i}:v{i}" for i in range(5, 10)]]
+    c = Consumer({"bootstrap.servers": brokers[1].bootstrap, "group.id": group})
+    try:
+        assert c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset == 10
+    finally:
+        c.close()
 
 
 def test_a_consumer_group_spread_over_the_brokers_commits_what_it_processed(cluster):

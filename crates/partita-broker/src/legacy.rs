@@ -8,7 +8,9 @@
 //! as that version; the answer makes the same trip back. Where the two versions differ in
 //! meaning, the difference is settled here, as Kafka 3.9 settles it:
 //!
-//! - OffsetCommit v0 (offsets once kept in ZooKeeper) and v1 are stored like the others. A v1
+//! - OffsetCommit v0 (offsets once kept in ZooKeeper) and v1 are stored like the others, and
+//!   OffsetFetch v0 reads them back (Kafka 3.9 in KRaft mode answers it UNSUPPORTED_VERSION
+//!   per partition, having no ZooKeeper to read from). A v1
 //!   commit timestamp is not kept: the offset is stamped when it is stored, and expires by
 //!   `offsets.retention.minutes` from then, as a v2 commit without a retention time does.
 //! - DescribeConfigs v0 says `is_default` where later versions give a source: a value is a
