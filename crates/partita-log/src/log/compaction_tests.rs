@@ -350,3 +350,33 @@ fn segments_opened_unread_are_compacted_only_once_the_scrub_has_checked_them() {
     }
     assert!(log.compact(0).unwrap().segments_cleaned > 0);
 }
+
+#[test]
+fn compaction_of_a_log_opened_from_its_clean_shutdown_record_deletes_the_record_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("clean-shutdown");
+    let mut log = open(dir.path(), compacted_config());
+    fill_three_keys(&mut log, 0, 60);
+    log.close().unwrap();
+    let mut log = open(dir.path(), compacted_config());
+    assert!(record.exists(), "opened from its record");
+    while let Some(target) = log.next_to_scrub().unwrap() {
+        assert!(target.check(4096, &mut |_| true).unwrap().is_none());
+        log.scrubbed(&target);
+    }
+    assert!(record.exists(), "the scrub changes nothing");
+    assert!(log.compact(0).unwrap().records_removed > 0);
+    assert!(
+        !record.exists(),
+        "the record describes segments compaction rewrote"
+    );
+    let kept = all_records(&log);
+    let end = log.log_end_offset();
+    // A crash now: the next start scans what compaction left, and finds the same records.
+    log.flush().unwrap();
+    drop(log);
+    let reopened = open(dir.path(), compacted_config());
+    assert_eq!(all_records(&reopened), kept);
+    assert_eq!(reopened.log_end_offset(), end);
+    assert_eq!(kept.last().map(|r| r.0), Some(59));
+}
