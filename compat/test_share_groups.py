@@ -110,11 +110,13 @@ def sentinel_check(bootstrap, topic, group, members, name, partitions=1):
     return [r for r in fresh.recs() if (r["p"], r["o"]) not in sentinels]
 
 
-def run_work_queue(start_broker, members, partitions: int, n_members: int, n_records: int):
+def run_work_queue(start_broker, members, partitions: int, n_members: int, n_records: int,
+                   delay_ms: float = 10, max_poll_records=5):
     b = start_broker()
     admin = admin_client(b.bootstrap)
     topic, group = share_group(admin, b.bootstrap, partitions)
-    ms = [members.spawn(f"m{i}", b.bootstrap, group, topic, delay_ms=10, max_poll_records=5)
+    ms = [members.spawn(f"m{i}", b.bootstrap, group, topic, delay_ms=delay_ms,
+                        max_poll_records=max_poll_records)
           for i in range(n_members)]
     described = wait_members(b.bootstrap, group, n_members)
     # Every member of a share group is assigned every partition of the topic.
@@ -154,6 +156,22 @@ def test_one_partition_three_consumers_share_the_work_exactly_once(start_broker,
 def test_four_partitions_five_consumers_all_get_work(start_broker, members):
     per_member = run_work_queue(start_broker, members, partitions=4, n_members=5, n_records=400)
     print("records per member:", per_member)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("partitions,n_members,n_records",
+                         [(1, 3, 600), (4, 5, 1000), (2, 8, 800)])
+def test_a_burst_is_spread_evenly_over_busy_members(start_broker, members, partitions,
+                                                     n_members, n_records):
+    """Members at the client's default batch size, 5 ms of work per record, a burst produced
+    once all have joined: each gets between 0.75 and 1.25 times its even part (one member
+    taking the whole burst while the others wait is what this rules out)."""
+    per_member = run_work_queue(start_broker, members, partitions, n_members, n_records,
+                                delay_ms=5, max_poll_records=None)
+    print("records per member:", per_member)
+    even = n_records / n_members
+    assert all(0.75 * even <= n <= 1.25 * even for n in per_member.values()), (
+        f"records per member {per_member}, even part {even:.0f}")
 
 
 @pytest.mark.timeout(90)

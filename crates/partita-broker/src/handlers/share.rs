@@ -327,6 +327,7 @@ async fn fetch_once(
         logs.insert((topic_id, index), partition);
         data.insert((topic_id, index), empty);
     }
+    let log_ends: BTreeMap<Key, i64> = offsets.iter().map(|&(key, _, end)| (key, end)).collect();
     let plan = SharePlan {
         group_id: fetch.group_id.clone(),
         partitions: offsets,
@@ -353,6 +354,7 @@ async fn fetch_once(
                     partition: key,
                     from,
                     covered_end,
+                    log_end_offset: log_ends.get(&key).copied().unwrap_or(covered_end),
                 });
                 read_bytes.insert(key, bytes);
             }

@@ -528,10 +528,14 @@ impl World {
         let reads = planned
             .reads
             .iter()
-            .map(|&(partition, from)| ShareRead {
-                partition,
-                from,
-                covered_end: self.log_ends.get(&partition.1).copied().unwrap_or(0),
+            .map(|&(partition, from)| {
+                let end = self.log_ends.get(&partition.1).copied().unwrap_or(0);
+                ShareRead {
+                    partition,
+                    from,
+                    covered_end: end,
+                    log_end_offset: end,
+                }
             })
             .collect();
         let acquire = ShareAcquire {

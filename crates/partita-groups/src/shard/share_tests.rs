@@ -84,6 +84,7 @@ fn fetch(d: &mut Driver, member: &str, log_end: i64, max_records: usize) -> Vec<
             partition,
             from,
             covered_end: log_end,
+            log_end_offset: log_end,
         })
         .collect();
     let acquire = ShareAcquire {
@@ -144,14 +145,38 @@ fn members_of_one_partition_share_its_records() {
 }
 
 #[test]
+fn a_burst_is_spread_over_the_members_that_share_the_partition() {
+    let mut d = driver();
+    earliest(&mut d);
+    for member in ["a", "b", "c"] {
+        heartbeat(&mut d, member, 0);
+        session(&mut d, member, 0).unwrap();
+    }
+    // Each may take a third of the 600, however many it asks for.
+    assert_eq!(fetch(&mut d, "a", 600, 500), vec![(0, 199, 1)]);
+    assert_eq!(fetch(&mut d, "a", 600, 500), vec![], "a holds its part");
+    assert_eq!(fetch(&mut d, "b", 600, 500), vec![(200, 399, 1)]);
+    // a is done with its part; 300 more come. Of the 700 outstanding (500 waiting, 200
+    // held by b), each may hold a third: b, still busy with its 200, gets the 32 left over.
+    assert_eq!(acknowledge(&mut d, "a", 0, 199), 0);
+    assert_eq!(fetch(&mut d, "a", 900, 500), vec![(400, 633, 1)]);
+    assert_eq!(fetch(&mut d, "c", 900, 500), vec![(634, 867, 1)]);
+    assert_eq!(fetch(&mut d, "b", 900, 500), vec![(868, 899, 1)]);
+}
+
+#[test]
 fn a_member_whose_session_times_out_gives_its_records_back() {
     let mut d = driver();
     earliest(&mut d);
     heartbeat(&mut d, "a", 0);
     let epoch = heartbeat(&mut d, "b", 0).member_epoch;
     session(&mut d, "a", 0).unwrap();
+    assert_eq!(
+        fetch(&mut d, "a", 3, 3),
+        vec![(0, 2, 1)],
+        "alone, it takes them all"
+    );
     session(&mut d, "b", 0).unwrap();
-    assert_eq!(fetch(&mut d, "a", 3, 3), vec![(0, 2, 1)]);
     // Only b heartbeats.
     d.advance(40_000);
     heartbeat(&mut d, "b", epoch);

@@ -267,6 +267,36 @@ impl SharePartition {
             .map_or(self.end_offset, |(offset, _)| *offset)
     }
 
+    /// Records `member` holds: acquired by it and not yet acknowledged.
+    pub fn held_by(&self, member: &str) -> usize {
+        self.records
+            .values()
+            .filter(|r| r.state == RecordState::Acquired && r.owner.as_deref() == Some(member))
+            .count()
+    }
+
+    /// How many more records `member` may acquire now, when `sharing` members fetch from
+    /// this share-partition and its log ends at `log_end_offset`: an even part of what is
+    /// acquirable or acquired, less what it holds already. A burst is so spread among the
+    /// members, a member that is slow to acknowledge gets less of the next one, and a lone
+    /// member may take everything.
+    pub fn fair_share(
+        &mut self,
+        member: &str,
+        now: i64,
+        log_end_offset: i64,
+        sharing: usize,
+    ) -> usize {
+        if sharing <= 1 {
+            return usize::MAX;
+        }
+        self.expire_locks(now);
+        let outstanding = self.available(log_end_offset) as usize + self.acquired();
+        outstanding
+            .div_ceil(sharing)
+            .saturating_sub(self.held_by(member))
+    }
+
     /// Acquires up to `max_records` records of `from..upper_bound` for `member` (the records
     /// a fetch read): first those offered before and available again, then new ones.
     pub fn acquire(

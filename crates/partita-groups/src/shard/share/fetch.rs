@@ -75,6 +75,8 @@ pub struct ShareRead {
     pub from: i64,
     /// The offset after the last record of the whole batches it read.
     pub covered_end: i64,
+    /// The partition's log end offset when it was read.
+    pub log_end_offset: i64,
 }
 
 /// Acquires, for a member, records a ShareFetch read.
@@ -226,16 +228,28 @@ impl GroupShard {
         now: i64,
         acquire: &ShareAcquire,
     ) -> Vec<((Uuid, i32), Vec<AcquiredRange>)> {
-        let is_member = matches!(
-            self.groups.get(&acquire.group_id),
-            Some(Group::Share(group)) if group.members.contains_key(&acquire.member_id)
-        );
         let mut acquired = Vec::new();
-        if !is_member {
-            return acquired;
-        }
+        let group = match self.groups.get(&acquire.group_id) {
+            Some(Group::Share(group)) if group.members.contains_key(&acquire.member_id) => group,
+            _ => return acquired,
+        };
+        // The members whose share sessions hold each partition: they share its records.
+        let sharing: Vec<usize> = acquire
+            .reads
+            .iter()
+            .map(|read| {
+                group
+                    .sessions
+                    .iter()
+                    .filter(|(member, session)| {
+                        group.members.contains_key(*member)
+                            && session.partitions.contains(&read.partition)
+                    })
+                    .count()
+            })
+            .collect();
         let mut records_left = acquire.max_records;
-        for read in &acquire.reads {
+        for (read, sharing) in acquire.reads.iter().zip(sharing) {
             if records_left == 0 {
                 break;
             }
@@ -243,12 +257,14 @@ impl GroupShard {
             else {
                 continue;
             };
+            let member = &acquire.member_id;
+            let fair = partition.fair_share(member, now, read.log_end_offset, sharing);
             let ranges = partition.acquire(
-                &acquire.member_id,
+                member,
                 now,
                 read.from,
                 read.covered_end,
-                records_left,
+                records_left.min(fair),
             );
             if ranges.is_empty() {
                 continue;
