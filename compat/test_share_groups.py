@@ -174,6 +174,32 @@ def test_a_burst_is_spread_evenly_over_busy_members(start_broker, members, parti
         f"records per member {per_member}, even part {even:.0f}")
 
 
+@pytest.mark.timeout(180)
+def test_a_slow_member_gets_less_than_a_fast_one(start_broker, members):
+    """Two members at the default batch size, one taking 20 ms a record and one 2 ms, a
+    burst of 1,000 records in 10 bursts: the fast one processes more, and nothing twice."""
+    b = start_broker()
+    admin = admin_client(b.bootstrap)
+    topic, group = share_group(admin, b.bootstrap, 1)
+    slow = members.spawn("slow", b.bootstrap, group, topic, delay_ms=20)
+    fast = members.spawn("fast", b.bootstrap, group, topic, delay_ms=2)
+    wait_members(b.bootstrap, group, 2)
+    produced = set()
+    for burst in range(10):
+        produced |= produce_values(b.bootstrap, topic,
+                                   [f"r{burst}-{i}" for i in range(100)])
+    wait_until(lambda: produced <= set(deliveries([slow, fast])), GROUP_DEADLINE,
+               "all 1,000 records delivered")
+    for m in (slow, fast):
+        assert m.close() == 0, m.describe()
+    check_no_errors([slow, fast])
+    d = deliveries([slow, fast])
+    assert not {k: v for k, v in d.items() if len(v) != 1}, "a record processed twice"
+    got = {m.name: len(m.recs()) for m in (slow, fast)}
+    print("records per member:", got)
+    assert got["fast"] > 2 * got["slow"], got
+
+
 @pytest.mark.timeout(90)
 def test_explicit_release_reject_and_delivery_limit(start_broker):
     limit = 3

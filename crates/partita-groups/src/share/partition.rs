@@ -276,10 +276,12 @@ impl SharePartition {
     }
 
     /// How many more records `member` may acquire now, when `sharing` members fetch from
-    /// this share-partition and its log ends at `log_end_offset`: an even part of what is
-    /// acquirable or acquired, less what it holds already. A burst is so spread among the
-    /// members, a member that is slow to acknowledge gets less of the next one, and a lone
-    /// member may take everything.
+    /// this share-partition and its log ends at `log_end_offset`. Of what is acquirable or
+    /// acquired, a member may hold an even part, and take at most half of that in one fetch
+    /// (so members come back for more at their own pace: a slow one ends with less than a
+    /// fast one, where taking the whole even part at once would split a burst half and half
+    /// between a member that needs a second for it and one that needs ten). A lone member
+    /// may take everything.
     pub fn fair_share(
         &mut self,
         member: &str,
@@ -292,9 +294,9 @@ impl SharePartition {
         }
         self.expire_locks(now);
         let outstanding = self.available(log_end_offset) as usize + self.acquired();
-        outstanding
-            .div_ceil(sharing)
-            .saturating_sub(self.held_by(member))
+        let part = outstanding.div_ceil(sharing);
+        let step = outstanding.div_ceil(2 * sharing);
+        part.saturating_sub(self.held_by(member)).min(step)
     }
 
     /// Acquires up to `max_records` records of `from..upper_bound` for `member` (the records
