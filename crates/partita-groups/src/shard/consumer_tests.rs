@@ -96,16 +96,7 @@ impl Harness {
             .with_member_epoch(epoch)
             .with_instance_id(instance.map(s))
             .with_rebalance_timeout_ms(if join { 30_000 } else { -1 })
-            .with_topic_partitions(owned.map(|owned| {
-                owned
-                    .iter()
-                    .map(|(topic, partitions)| {
-                        TopicPartitions::default()
-                            .with_topic_id(*topic)
-                            .with_partitions(partitions.iter().copied().collect())
-                    })
-                    .collect()
-            }));
+            .with_topic_partitions(owned.map(wire_owned));
         if join {
             request = request.with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
         }
@@ -175,6 +166,18 @@ impl Harness {
         }
         panic!("the group did not settle: {}", self.group().state_name());
     }
+}
+
+/// What a heartbeat says its member owns.
+fn wire_owned(owned: &Owned) -> Vec<TopicPartitions> {
+    owned
+        .iter()
+        .map(|(topic, partitions)| {
+            TopicPartitions::default()
+                .with_topic_id(*topic)
+                .with_partitions(partitions.iter().copied().collect())
+        })
+        .collect()
 }
 
 fn set(ps: &[i32]) -> BTreeSet<i32> {
@@ -617,16 +620,7 @@ impl Harness {
             .with_rebalance_timeout_ms(if join { 30_000 } else { -1 })
             .with_subscribed_topic_names(join.then(|| vec![TopicName(s("orders"))]))
             .with_subscribed_topic_regex(join.then(|| s("logs-.*")))
-            .with_topic_partitions(Some(
-                owned
-                    .iter()
-                    .map(|(topic, partitions)| {
-                        TopicPartitions::default()
-                            .with_topic_id(*topic)
-                            .with_partitions(partitions.iter().copied().collect())
-                    })
-                    .collect(),
-            ));
+            .with_topic_partitions(Some(wire_owned(owned)));
         let topics = self.topics.clone();
         let Response::ConsumerGroupHeartbeat(response) =
             self.send(Request::ConsumerGroupHeartbeat(request, 1, topics))
@@ -653,6 +647,18 @@ fn topic_ids(owned: &Owned) -> Vec<Uuid> {
         .collect()
 }
 
+/// A member subscribed to `orders` and `logs-.*`, settled with `logs-a`: the harness, its
+/// epoch and what it owns.
+fn settled_pattern_member() -> (Harness, i32, Owned) {
+    let mut h = Harness::new(0);
+    h.topics = image_with_logs(&[("logs-a", LOGS_A)]);
+    let mut owned = Owned::new();
+    let mut epoch = h.pattern_beat("m1", 0, &mut owned).member_epoch;
+    epoch = h.pattern_beat("m1", epoch, &mut owned).member_epoch;
+    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC]);
+    (h, epoch, owned)
+}
+
 #[test]
 fn a_new_pattern_is_resolved_after_the_heartbeat_that_brings_it() {
     // As Kafka resolves regular expressions in the background: the member gets its named
@@ -672,12 +678,7 @@ fn a_new_pattern_is_resolved_after_the_heartbeat_that_brings_it() {
 
 #[test]
 fn topics_created_one_after_the_other_reach_a_pattern_together() {
-    let mut h = Harness::new(0);
-    h.topics = image_with_logs(&[("logs-a", LOGS_A)]);
-    let mut owned = Owned::new();
-    let mut epoch = h.pattern_beat("m1", 0, &mut owned).member_epoch;
-    epoch = h.pattern_beat("m1", epoch, &mut owned).member_epoch;
-    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC]);
+    let (mut h, mut epoch, mut owned) = settled_pattern_member();
 
     // Two topics created a second apart, each seen by a heartbeat: the resolution of the
     // first heartbeat stands for 10 s, then both are matched at once.
@@ -711,12 +712,7 @@ fn topics_created_one_after_the_other_reach_a_pattern_together() {
 
 #[test]
 fn a_restarted_coordinator_keeps_what_a_pattern_matched() {
-    let mut h = Harness::new(0);
-    h.topics = image_with_logs(&[("logs-a", LOGS_A)]);
-    let mut owned = Owned::new();
-    let mut epoch = h.pattern_beat("m1", 0, &mut owned).member_epoch;
-    epoch = h.pattern_beat("m1", epoch, &mut owned).member_epoch;
-    assert_eq!(topic_ids(&owned), vec![LOGS_A, TOPIC]);
+    let (h, epoch, mut owned) = settled_pattern_member();
 
     let mut restarted = Harness::new(0);
     restarted.topics = h.topics.clone();
