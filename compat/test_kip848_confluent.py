@@ -16,6 +16,7 @@ import time
 
 import pytest
 from confluent_kafka import ConsumerGroupState, ConsumerGroupType, KafkaError
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 import kip848_scenarios as k
 from confluent_util import admin_client, create_topic
@@ -23,6 +24,7 @@ from group_scenarios import values_of, wait_consumed
 from group_util import (GROUP_DEADLINE, committed, describe_group, members_fixture,
                         produce_numbered, wait_stable)
 from partita_compat import unique_name, wait_until
+from share_util import group_config
 
 members = members_fixture("confluent")
 kbroker = k.broker_fixture()
@@ -248,6 +250,54 @@ def test_kip848_describe_groups_and_cli_show_consumer_group(kbroker, members, to
 @pytest.mark.timeout(120)
 def test_kip848_frozen_member_fenced_then_rejoins(kbroker, members, topic_name, group_name):
     k.zombie_member_rejoins(kbroker, members, topic_name, group_name)
+
+
+@pytest.mark.timeout(150)
+def test_kip848_group_configs_set_one_groups_session_timeout(start_broker, members, topic_name,
+                                                             group_name):
+    """Kafka 4's group configs on the GROUP resource: consumer.session.timeout.ms and
+    consumer.heartbeat.interval.ms, checked against the broker's group.consumer.min/max.*
+    bounds, described back, and applied: a killed member of the group is evicted after the
+    group's 8 s, where the broker's own setting is 45 s."""
+    b = start_broker({"group.consumer.min.session.timeout.ms": 5000,
+                      "group.consumer.min.heartbeat.interval.ms": 500})
+    admin = admin_client(b.bootstrap)
+
+    def alter(**configs):
+        entries = [ConfigEntry(name.replace("_", "."), str(value),
+                               incremental_operation=AlterConfigOpType.SET)
+                   for name, value in configs.items()]
+        resource = ConfigResource("GROUP", group_name, incremental_configs=entries)
+        for f in admin.incremental_alter_configs([resource], request_timeout=20).values():
+            f.result(timeout=30)
+
+    for refused in [dict(consumer_session_timeout_ms=1000),  # below the broker's minimum
+                    dict(consumer_session_timeout_ms=90000),  # above its maximum (60 s)
+                    dict(consumer_heartbeat_interval_ms=600, consumer_session_timeout_ms=500),
+                    dict(consumer_no_such_config=1)]:
+        with pytest.raises(Exception, match="INVALID_CONFIG|nvalid|nknown"):
+            alter(**refused)
+    assert group_config(admin, group_name)["consumer.session.timeout.ms"] == "45000"
+    alter(consumer_session_timeout_ms=8000, consumer_heartbeat_interval_ms=1000)
+    described = group_config(admin, group_name)
+    assert (described["consumer.session.timeout.ms"],
+            described["consumer.heartbeat.interval.ms"]) == ("8000", "1000"), described
+
+    create_topic(admin, topic_name, 4)
+    victim = k.spawn(members, "victim", b, group_name, topic_name)
+    survivor = k.spawn(members, "survivor", b, group_name, topic_name)
+    wait_stable(admin, group_name, topic_name, [victim, survivor], 4)
+    mark = k.log_mark(b, group_name)
+    victim_id = victim.member_id
+    victim.kill()
+    # The broker's 45 s would not be over by this deadline; the group's 8 s is.
+    wait_until(lambda: not k.member_by_id(admin, group_name, victim_id), 30,
+               "the killed member evicted by the group's session timeout")
+    removed = [line for line in k.events_named(b, group_name, "member_removed", mark)
+               if victim_id in line]
+    assert removed and 'reason="session_timeout"' in removed[0], k.show_events(b, group_name,
+                                                                                mark)
+    survivor.wait_for(lambda m: m.owned_now() == {0, 1, 2, 3}, "survivor owns every partition")
 
 
 @pytest.mark.timeout(120)

@@ -340,6 +340,22 @@ impl BrokerConfig {
             "group.consumer.session.timeout.ms" => {
                 self.groups.consumer_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
             }
+            "group.consumer.min.session.timeout.ms" => {
+                self.groups.consumer_session_timeout_bounds_ms.0 =
+                    positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.consumer.max.session.timeout.ms" => {
+                self.groups.consumer_session_timeout_bounds_ms.1 =
+                    positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.consumer.min.heartbeat.interval.ms" => {
+                self.groups.consumer_heartbeat_interval_bounds_ms.0 =
+                    positive()?.min(i32::MAX as i64) as i32
+            }
+            "group.consumer.max.heartbeat.interval.ms" => {
+                self.groups.consumer_heartbeat_interval_bounds_ms.1 =
+                    positive()?.min(i32::MAX as i64) as i32
+            }
             "group.consumer.max.size" => self.groups.consumer_max_size = positive()? as usize,
             "group.consumer.assignors" => {
                 let assignors: Vec<String> = value
@@ -469,7 +485,23 @@ impl BrokerConfig {
                 "group.consumer.heartbeat.interval.ms",
                 &g.consumer_heartbeat_interval_ms,
             ),
+            int(
+                "group.consumer.max.heartbeat.interval.ms",
+                &g.consumer_heartbeat_interval_bounds_ms.1,
+            ),
+            int(
+                "group.consumer.max.session.timeout.ms",
+                &g.consumer_session_timeout_bounds_ms.1,
+            ),
             int("group.consumer.max.size", &g.consumer_max_size),
+            int(
+                "group.consumer.min.heartbeat.interval.ms",
+                &g.consumer_heartbeat_interval_bounds_ms.0,
+            ),
+            int(
+                "group.consumer.min.session.timeout.ms",
+                &g.consumer_session_timeout_bounds_ms.0,
+            ),
             int(
                 "group.consumer.session.timeout.ms",
                 &g.consumer_session_timeout_ms,

@@ -26,6 +26,13 @@ pub struct GroupConfig {
     /// `group.consumer.session.timeout.ms`: how long a consumer-protocol member may go
     /// without a heartbeat.
     pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.min.session.timeout.ms` and `group.consumer.max.session.timeout.ms`:
+    /// the bounds of a group's `consumer.session.timeout.ms`.
+    pub consumer_session_timeout_bounds_ms: (i32, i32),
+    /// `group.consumer.min.heartbeat.interval.ms` and
+    /// `group.consumer.max.heartbeat.interval.ms`: the bounds of a group's
+    /// `consumer.heartbeat.interval.ms`.
+    pub consumer_heartbeat_interval_bounds_ms: (i32, i32),
     /// `group.consumer.assignors`: the server-side assignors, the first being the default.
     pub consumer_assignors: Vec<String>,
     /// `group.consumer.max.size`: members a consumer-protocol group may hold.
@@ -47,12 +54,21 @@ impl Default for GroupConfig {
             offsets_topic_num_partitions: 50,
             consumer_heartbeat_interval_ms: 5_000,
             consumer_session_timeout_ms: 45_000,
+            consumer_session_timeout_bounds_ms: (45_000, 60_000),
+            consumer_heartbeat_interval_bounds_ms: (5_000, 15_000),
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             consumer_max_size: i32::MAX as usize,
             share: crate::share::group::ShareConfig::default(),
         }
     }
 }
+
+/// Group configs (IncrementalAlterConfigs on a GROUP resource), as Kafka names them.
+pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+/// A consumer group's session timeout, over `group.consumer.session.timeout.ms`.
+pub const CONSUMER_SESSION_TIMEOUT_MS: &str = "consumer.session.timeout.ms";
+/// A consumer group's heartbeat interval, over `group.consumer.heartbeat.interval.ms`.
+pub const CONSUMER_HEARTBEAT_INTERVAL_MS: &str = "consumer.heartbeat.interval.ms";
 
 /// How long a member that joined during a rebalance may take to complete it before it is
 /// dropped, when it was admitted to the group by this very rebalance (Kafka's

@@ -1,6 +1,8 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and a read-only view
 //! of the broker's own settings).
 
+use std::collections::BTreeMap;
+
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -13,6 +15,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use partita_groups::config::{
+    CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, SHARE_AUTO_OFFSET_RESET,
+};
+
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::topic_config::{
@@ -24,8 +30,19 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_GROUP: i8 = 32;
 
-/// The group config this broker serves: where a share group starts reading.
-const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+/// Kafka's config source of a value set on a group.
+const SOURCE_GROUP_CONFIG: i8 = 8;
+
+/// The group configs this broker serves, with their types: a consumer group's session
+/// timeout and heartbeat interval, and where a share group starts reading.
+const GROUP_CONFIGS: &[(&str, i8)] = &[
+    (
+        CONSUMER_HEARTBEAT_INTERVAL_MS,
+        crate::config::config_type::INT,
+    ),
+    (CONSUMER_SESSION_TIMEOUT_MS, crate::config::config_type::INT),
+    (SHARE_AUTO_OFFSET_RESET, crate::config::config_type::STRING),
+];
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -37,12 +54,12 @@ pub(crate) async fn describe(
     request: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
-    let mut share_settings = std::collections::HashMap::new();
+    let mut group_settings = std::collections::HashMap::new();
     for resource in &request.resources {
         if resource.resource_type == RESOURCE_GROUP {
             let group_id = resource.resource_name.to_string();
-            let earliest = share_auto_offset_reset(broker, &group_id).await;
-            share_settings.insert(group_id, earliest);
+            let set = group_configs(broker, &group_id).await;
+            group_settings.insert(group_id, set);
         }
     }
     let results = request
@@ -79,26 +96,23 @@ pub(crate) async fn describe(
                     ),
                 },
                 RESOURCE_GROUP => {
-                    let earliest = share_settings
-                        .get(resource.resource_name.as_str())
-                        .copied()
-                        .unwrap_or(false);
-                    let value = if earliest { "earliest" } else { "latest" };
-                    let source = if earliest {
-                        SOURCE_TOPIC_OVERRIDE
-                    } else {
-                        SOURCE_DEFAULT
-                    };
-                    let configs = if wanted(SHARE_AUTO_OFFSET_RESET) {
-                        vec![entry(
-                            SHARE_AUTO_OFFSET_RESET,
-                            Some(value.to_string()),
-                            source,
-                            crate::config::config_type::STRING,
-                        )]
-                    } else {
-                        Vec::new()
-                    };
+                    let set = group_settings.remove(resource.resource_name.as_str());
+                    let set = set.unwrap_or_default();
+                    let configs = GROUP_CONFIGS
+                        .iter()
+                        .filter(|(name, _)| wanted(name))
+                        .map(|&(name, kind)| match set.get(name) {
+                            Some(value) => {
+                                entry(name, Some(value.clone()), SOURCE_GROUP_CONFIG, kind)
+                            }
+                            None => entry(
+                                name,
+                                Some(group_default(broker, name)),
+                                SOURCE_DEFAULT,
+                                kind,
+                            ),
+                        })
+                        .collect();
                     result.with_configs(configs)
                 }
                 // The cluster-wide default resource (""): no dynamic defaults are kept.
@@ -280,17 +294,29 @@ pub(crate) async fn alter(
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// A group's `share.auto.offset.reset`: whether it is `earliest`.
-async fn share_auto_offset_reset(broker: &Broker, group_id: &str) -> bool {
+/// The configs set on a group (none if its coordinator cannot be reached).
+async fn group_configs(broker: &Broker, group_id: &str) -> BTreeMap<String, String> {
     let client = partita_groups::ClientContext::default();
-    let ask = partita_groups::Request::ShareAutoOffsetReset(group_id.to_string());
-    matches!(
-        broker.groups.call(group_id, &client, ask).await,
-        Ok(partita_groups::Response::ShareAutoOffsetReset(Some(true)))
-    )
+    let ask = partita_groups::Request::GroupConfig(group_id.to_string());
+    match broker.groups.call(group_id, &client, ask).await {
+        Ok(partita_groups::Response::GroupConfig(configs)) => configs,
+        _ => BTreeMap::new(),
+    }
 }
 
-/// Group configs: `share.auto.offset.reset` (`earliest` or `latest`) of a share group.
+/// What a group config is when the group does not set it: the broker's setting.
+fn group_default(broker: &Broker, name: &str) -> String {
+    let groups = &broker.config.groups;
+    match name {
+        CONSUMER_HEARTBEAT_INTERVAL_MS => groups.consumer_heartbeat_interval_ms.to_string(),
+        CONSUMER_SESSION_TIMEOUT_MS => groups.consumer_session_timeout_ms.to_string(),
+        _ => "latest".to_string(),
+    }
+}
+
+/// Group configs, changed as IncrementalAlterConfigs asks and checked as Kafka checks them:
+/// known names only, numbers within the broker's `group.consumer.min/max.*` bounds, and a
+/// heartbeat interval shorter than the session timeout.
 async fn alter_group(
     broker: &Broker,
     group_id: &StrBytes,
@@ -298,32 +324,83 @@ async fn alter_group(
     changes: &[(String, i8, Option<String>)],
 ) -> Result<(), (i16, String)> {
     let invalid = |message: String| Err((ResponseError::InvalidConfig.code(), message));
-    let mut earliest = None;
+    let mut configs = group_configs(broker, group_id.as_str()).await;
     for (name, operation, value) in changes {
-        if name != SHARE_AUTO_OFFSET_RESET {
-            return invalid(format!("unknown group config {name}"));
+        if !GROUP_CONFIGS.iter().any(|(known, _)| known == name) {
+            return invalid(format!("Unknown group config name: {name}"));
         }
-        earliest = match (*operation, value.as_deref()) {
-            (OP_SET, Some("earliest")) => Some(true),
-            (OP_SET, Some("latest")) | (OP_DELETE, _) => Some(false),
-            _ => return invalid(format!("{name} must be earliest or latest")),
+        match (*operation, value) {
+            (OP_SET, Some(value)) => configs.insert(name.clone(), value.clone()),
+            (OP_DELETE, _) => configs.remove(name),
+            (OP_SET, None) => return invalid(format!("{name} needs a value")),
+            _ => return invalid(format!("{name} is not a list")),
         };
     }
-    if let (Some(earliest), false) = (earliest, validate_only) {
-        let client = partita_groups::ClientContext::default();
-        let set = partita_groups::Request::SetShareAutoOffsetReset(group_id.to_string(), earliest);
-        match broker.groups.call(group_id.as_str(), &client, set).await {
-            Ok(partita_groups::Response::Done(0)) => {}
-            Ok(partita_groups::Response::Done(code)) => {
-                return Err((code, "the setting could not be stored".to_string()))
-            }
-            other => {
-                let code = crate::groups::CoordinatorError::of(other);
-                return Err((code, "the group coordinator is not available".to_string()));
-            }
+    let groups = &broker.config.groups;
+    let number = |name: &str| -> Result<i32, (i16, String)> {
+        match configs.get(name) {
+            None => Ok(group_default(broker, name).parse().unwrap_or(0)),
+            Some(value) => value.parse::<i32>().map_err(|_| {
+                let message = format!("Invalid value {value} for configuration {name}");
+                (ResponseError::InvalidConfig.code(), message)
+            }),
+        }
+    };
+    let bounded = [
+        (
+            CONSUMER_SESSION_TIMEOUT_MS,
+            groups.consumer_session_timeout_bounds_ms,
+            "group.consumer.min.session.timeout.ms",
+            "group.consumer.max.session.timeout.ms",
+        ),
+        (
+            CONSUMER_HEARTBEAT_INTERVAL_MS,
+            groups.consumer_heartbeat_interval_bounds_ms,
+            "group.consumer.min.heartbeat.interval.ms",
+            "group.consumer.max.heartbeat.interval.ms",
+        ),
+    ];
+    for (name, (min, max), min_name, max_name) in bounded {
+        if !configs.contains_key(name) {
+            continue;
+        }
+        let value = number(name)?;
+        if value < min {
+            return invalid(format!(
+                "{name} must be greater than or equal to {min_name}"
+            ));
+        }
+        if value > max {
+            return invalid(format!("{name} must be less than or equal to {max_name}"));
         }
     }
-    Ok(())
+    if number(CONSUMER_HEARTBEAT_INTERVAL_MS)? >= number(CONSUMER_SESSION_TIMEOUT_MS)? {
+        return invalid(format!(
+            "{CONSUMER_HEARTBEAT_INTERVAL_MS} must be less than {CONSUMER_SESSION_TIMEOUT_MS}"
+        ));
+    }
+    if let Some(value) = configs.get(SHARE_AUTO_OFFSET_RESET) {
+        if value != "earliest" && value != "latest" {
+            return invalid(format!(
+                "{SHARE_AUTO_OFFSET_RESET} must be earliest or latest"
+            ));
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let client = partita_groups::ClientContext::default();
+    let set = partita_groups::Request::SetGroupConfig(group_id.to_string(), configs);
+    match broker.groups.call(group_id.as_str(), &client, set).await {
+        Ok(partita_groups::Response::Done(0)) => Ok(()),
+        Ok(partita_groups::Response::Done(code)) => {
+            Err((code, "the setting could not be stored".to_string()))
+        }
+        other => {
+            let code = crate::groups::CoordinatorError::of(other);
+            Err((code, "the group coordinator is not available".to_string()))
+        }
+    }
 }
 
 /// Applies `change` to a copy of a topic's overrides, validates the result and stores it.

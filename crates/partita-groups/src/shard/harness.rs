@@ -155,7 +155,8 @@ fn everything(shard: &GroupShard) -> String {
     let offsets: BTreeMap<&String, &GroupOffsets> = shard.offsets.iter().collect();
     let pending: BTreeMap<&i64, &PendingOffsets> = shard.pending_offsets.iter().collect();
     let shares: BTreeMap<&String, &SharePartitions> = shard.share_partitions.iter().collect();
-    let earliest: BTreeMap<&String, &bool> = shard.share_earliest.iter().collect();
+    let earliest: BTreeMap<&String, &BTreeMap<String, String>> =
+        shard.group_configs.iter().collect();
     format!("{groups:#?}\n{offsets:#?}\n{pending:#?}\n{shares:#?}\n{earliest:#?}")
 }
 

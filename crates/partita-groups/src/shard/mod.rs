@@ -82,7 +82,8 @@ pub struct GroupShard {
     /// Share-partitions by share group; changed only by replaying their snapshots.
     share_partitions: HashMap<String, SharePartitions>,
     /// `share.auto.offset.reset=earliest` by group; changed only by replaying a record.
-    share_earliest: HashMap<String, bool>,
+    /// Each group's configs set with IncrementalAlterConfigs, from `__share_group_state`.
+    group_configs: HashMap<String, BTreeMap<String, String>>,
     topics: SharedTopics,
     deadlines: Deadlines,
     /// The operation running now: what it wrote, answered and would undo.
@@ -111,7 +112,7 @@ impl GroupShard {
             pending_offsets: HashMap::new(),
             offset_records: 0,
             share_partitions: HashMap::new(),
-            share_earliest: HashMap::new(),
+            group_configs: HashMap::new(),
             topics: SharedTopics::default(),
             deadlines,
             transaction: Transaction::default(),
@@ -268,6 +269,22 @@ impl GroupShard {
     }
 
     /// The consumer group `group_id`, which the caller knows exists.
+    /// A config set on `group_id` with IncrementalAlterConfigs, if set.
+    fn group_config(&self, group_id: &str, name: &str) -> Option<&str> {
+        self.group_configs
+            .get(group_id)?
+            .get(name)
+            .map(String::as_str)
+    }
+
+    /// A numeric group config, or `default` when it is not set (or not a number, which
+    /// IncrementalAlterConfigs refuses).
+    fn group_config_i32(&self, group_id: &str, name: &str, default: i32) -> i32 {
+        self.group_config(group_id, name)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    }
+
     fn consumer_group_mut(&mut self, group_id: &str) -> &mut ConsumerGroup {
         match self.groups.get_mut(group_id) {
             Some(Group::Consumer(group)) => group,

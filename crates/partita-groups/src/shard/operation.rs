@@ -1,6 +1,6 @@
 //! What goes in and out of a shard: requests, responses, operations and the records they write.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::*;
 use uuid::Uuid;
@@ -72,10 +72,10 @@ pub enum Request {
     SharePlan(SharePlan),
     /// Acquires records a ShareFetch has read.
     ShareAcquire(ShareAcquire),
-    /// Sets a group's `share.auto.offset.reset` (`true`: earliest).
-    SetShareAutoOffsetReset(String, bool),
-    /// A group's `share.auto.offset.reset` (`true`: earliest).
-    ShareAutoOffsetReset(String),
+    /// Replaces a group's configs (name to value; none left deletes them).
+    SetGroupConfig(String, BTreeMap<String, String>),
+    /// A group's configs set with IncrementalAlterConfigs.
+    GroupConfig(String),
     /// A share group's members and share-partitions, for describing it.
     ShareGroupStatus(String),
     /// Makes the shard panic in the middle of an operation on the group (tests only).
@@ -100,8 +100,8 @@ impl Request {
             Request::ConsumerGroupDescribe(group_id, _) => Some(group_id),
             Request::ShareGroupHeartbeat(r, _) => Some(r.group_id.as_str()),
             Request::ShareGroupDescribe(group_id, _)
-            | Request::SetShareAutoOffsetReset(group_id, _)
-            | Request::ShareAutoOffsetReset(group_id)
+            | Request::SetGroupConfig(group_id, _)
+            | Request::GroupConfig(group_id)
             | Request::ShareGroupStatus(group_id) => Some(group_id),
             #[cfg(feature = "fault-injection")]
             Request::Panic(group_id) => Some(group_id),
@@ -159,8 +159,8 @@ pub enum Response {
     ShareAcquired(Vec<((Uuid, i32), Vec<AcquiredRange>)>),
     /// For a request that only changes something: its error code.
     Done(i16),
-    /// For [`Request::ShareAutoOffsetReset`]: `Some(true)` for earliest, `None` if not set.
-    ShareAutoOffsetReset(Option<bool>),
+    /// For [`Request::GroupConfig`]: the group's configs that were set.
+    GroupConfig(BTreeMap<String, String>),
     /// For [`Request::ShareGroupStatus`]: `None` if there is no such share group.
     ShareGroupStatus(Option<Box<ShareGroupStatus>>),
 }

@@ -416,10 +416,12 @@ impl World {
                 *self.log_ends.entry(partition).or_default() += records;
             }
             Step::SetEarliest { earliest } => {
-                self.send(Request::SetShareAutoOffsetReset(
-                    SHARE.to_string(),
-                    earliest,
-                ));
+                let value = if earliest { "earliest" } else { "latest" };
+                let configs = BTreeMap::from([(
+                    crate::config::SHARE_AUTO_OFFSET_RESET.to_string(),
+                    value.to_string(),
+                )]);
+                self.send(Request::SetGroupConfig(SHARE.to_string(), configs));
             }
         }
         self.collect();
@@ -708,7 +710,7 @@ struct Durable {
     pending: BTreeMap<i64, PendingOffsets>,
     /// Share-partitions, with acquired records given back as a restart does.
     shares: BTreeMap<String, SharePartitions>,
-    share_earliest: BTreeMap<String, bool>,
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
     classic: BTreeMap<String, Option<GroupMetadataValue>>,
     consumer: BTreeMap<String, DurableConsumerGroup>,
 }
@@ -735,10 +737,10 @@ fn durable(shard: &GroupShard) -> Durable {
             (id.clone(), partitions)
         })
         .collect();
-    let share_earliest = shard
-        .share_earliest
+    let group_configs = shard
+        .group_configs
         .iter()
-        .map(|(id, e)| (id.clone(), *e))
+        .map(|(id, c)| (id.clone(), c.clone()))
         .collect();
     let mut classic = BTreeMap::new();
     let mut consumer = BTreeMap::new();
@@ -782,7 +784,7 @@ fn durable(shard: &GroupShard) -> Durable {
         offsets,
         pending,
         shares,
-        share_earliest,
+        group_configs,
         classic,
         consumer,
     }

@@ -116,7 +116,11 @@ fn acknowledge(d: &mut Driver, member: &str, first: i64, last: i64) -> i16 {
 }
 
 fn earliest(d: &mut Driver) {
-    let request = Request::SetShareAutoOffsetReset(GROUP.to_string(), true);
+    let configs = BTreeMap::from([(
+        crate::config::SHARE_AUTO_OFFSET_RESET.to_string(),
+        "earliest".to_string(),
+    )]);
+    let request = Request::SetGroupConfig(GROUP.to_string(), configs);
     assert!(matches!(ask(d, request), Response::Done(0)));
 }
 

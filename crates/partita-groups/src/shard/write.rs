@@ -6,7 +6,7 @@
 //! [`GroupShard::complete`] then either lets the answers out (the records were appended) or
 //! puts every group and offset it touched back as it was (they were not).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use kafka_protocol::messages::*;
@@ -97,14 +97,14 @@ impl RequestKind {
             Request::ShareAcknowledge(..) => RequestKind::ShareAcknowledge,
             Request::SharePlan(..) => RequestKind::SharePlan,
             Request::ShareAcquire(..) => RequestKind::ShareAcquire,
-            Request::SetShareAutoOffsetReset(..) => RequestKind::Setting,
+            Request::SetGroupConfig(..) => RequestKind::Setting,
             Request::OffsetFetch(..)
             | Request::DescribeGroup(..)
             | Request::ListGroups(..)
             | Request::ConsumerGroupDescribe(..)
             | Request::ShareGroupDescribe(..)
             | Request::ShareSession(..)
-            | Request::ShareAutoOffsetReset(..)
+            | Request::GroupConfig(..)
             | Request::ShareGroupStatus(..) => RequestKind::ReadOnly,
             #[cfg(feature = "fault-injection")]
             Request::Panic(..) => RequestKind::ReadOnly,
@@ -124,7 +124,7 @@ struct Undo {
     /// Each share-partition it wrote, as it was before, in the order written.
     share_partitions: Vec<(SharePartitionKey, Option<SharePartition>)>,
     /// Each `share.auto.offset.reset` it wrote, as it was before.
-    share_earliest: Vec<(String, Option<bool>)>,
+    group_configs: Vec<(String, Option<BTreeMap<String, String>>)>,
 }
 
 /// The operation running now.
@@ -283,8 +283,8 @@ impl GroupShard {
                 undo.share_partitions.push((partition_key, before));
             }
             ShareStateKey::GroupConfig { group } => {
-                let before = self.share_earliest.get(group).copied();
-                undo.share_earliest.push((group.clone(), before));
+                let before = self.group_configs.get(group).cloned();
+                undo.group_configs.push((group.clone(), before));
             }
         }
         let group = match &key {
@@ -375,10 +375,10 @@ impl GroupShard {
                 self.share_partitions.remove(&group);
             }
         }
-        for (group, before) in undo.share_earliest.into_iter().rev() {
+        for (group, before) in undo.group_configs.into_iter().rev() {
             match before {
-                Some(earliest) => self.share_earliest.insert(group, earliest),
-                None => self.share_earliest.remove(&group),
+                Some(configs) => self.group_configs.insert(group, configs),
+                None => self.group_configs.remove(&group),
             };
         }
         for ((group, topic, partition), before) in undo.offsets.into_iter().rev() {

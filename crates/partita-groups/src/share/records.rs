@@ -2,6 +2,8 @@
 //! share-state records: one compacted record per share-partition holding its start offset and
 //! the state of every in-flight record, and one per group holding its configuration.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
 use super::partition::{RecordState, ShareSnapshot, SnapshotBatch};
@@ -180,8 +182,9 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<ShareSnapshot, ShareStateError> {
 pub enum ShareStateValue {
     /// For [`ShareStateKey::Snapshot`].
     Snapshot(ShareSnapshot),
-    /// For [`ShareStateKey::GroupConfig`]: whether `share.auto.offset.reset` is `earliest`.
-    GroupConfig(bool),
+    /// For [`ShareStateKey::GroupConfig`]: the group's configs set with
+    /// IncrementalAlterConfigs (name to value).
+    GroupConfig(BTreeMap<String, String>),
 }
 
 impl ShareStateValue {
@@ -189,7 +192,7 @@ impl ShareStateValue {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             ShareStateValue::Snapshot(snapshot) => encode_snapshot(snapshot),
-            ShareStateValue::GroupConfig(earliest) => encode_group_config(*earliest),
+            ShareStateValue::GroupConfig(configs) => encode_group_config(configs),
         }
     }
 
@@ -204,21 +207,40 @@ impl ShareStateValue {
     }
 }
 
-/// Encodes a group's `share.auto.offset.reset` (value version 0: 1 for earliest).
-pub fn encode_group_config(earliest: bool) -> Vec<u8> {
-    let mut out = 0i16.to_be_bytes().to_vec();
-    out.push(u8::from(earliest));
+/// Encodes a group's configs (value version 1: a count, then each name and value as an
+/// int16-length UTF-8 string).
+pub fn encode_group_config(configs: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut out = 1i16.to_be_bytes().to_vec();
+    out.extend_from_slice(&(configs.len() as i32).to_be_bytes());
+    for (name, value) in configs {
+        put_string(&mut out, name);
+        put_string(&mut out, value);
+    }
     out
 }
 
-/// Decodes a group's `share.auto.offset.reset`: whether it is `earliest`.
-pub fn decode_group_config(bytes: &[u8]) -> Result<bool, ShareStateError> {
+/// Decodes a group's configs. Version 0 held only `share.auto.offset.reset` (1 for earliest).
+pub fn decode_group_config(bytes: &[u8]) -> Result<BTreeMap<String, String>, ShareStateError> {
     let mut r = Reader(bytes);
-    if r.i16()? != 0 {
-        return Err(ShareStateError);
+    match r.i16()? {
+        0 => {
+            let [earliest] = r.take::<1>()?;
+            let value = if earliest == 1 { "earliest" } else { "latest" };
+            let name = crate::config::SHARE_AUTO_OFFSET_RESET.to_string();
+            Ok(BTreeMap::from([(name, value.to_string())]))
+        }
+        1 => {
+            let count = r.i32()?;
+            let mut configs = BTreeMap::new();
+            for _ in 0..count.max(0) {
+                let name = r.string()?;
+                let value = r.string()?;
+                configs.insert(name, value);
+            }
+            Ok(configs)
+        }
+        _ => Err(ShareStateError),
     }
-    let [earliest] = r.take::<1>()?;
-    Ok(earliest == 1)
 }
 
 #[cfg(test)]
@@ -254,7 +276,30 @@ mod tests {
             ],
         };
         assert_eq!(decode_snapshot(&encode_snapshot(&snapshot)), Ok(snapshot));
-        assert_eq!(decode_group_config(&encode_group_config(true)), Ok(true));
+        let configs = BTreeMap::from([
+            (
+                "consumer.session.timeout.ms".to_string(),
+                "10000".to_string(),
+            ),
+            (
+                "share.auto.offset.reset".to_string(),
+                "earliest".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            decode_group_config(&encode_group_config(&configs)),
+            Ok(configs)
+        );
+    }
+
+    #[test]
+    fn version_0_group_configs_are_read() {
+        let earliest = [0, 0, 1];
+        let got = decode_group_config(&earliest).unwrap();
+        assert_eq!(got["share.auto.offset.reset"], "earliest");
+        let latest = [0, 0, 0];
+        let got = decode_group_config(&latest).unwrap();
+        assert_eq!(got["share.auto.offset.reset"], "latest");
     }
 
     #[test]

@@ -330,7 +330,11 @@ impl GroupShard {
         h: &Heartbeat,
         admitted: &Admitted,
     ) -> Reconciled {
-        let session_timeout = i64::from(self.config.consumer_session_timeout_ms);
+        let session_timeout = i64::from(self.group_config_i32(
+            &h.group_id,
+            crate::config::CONSUMER_SESSION_TIMEOUT_MS,
+            self.config.consumer_session_timeout_ms,
+        ));
         let group = self.consumer_group_mut(&h.group_id);
         let member = group.members[&admitted.member_id].clone();
         let target = group.target.get(&member.member_id).cloned();

@@ -258,7 +258,11 @@ impl GroupShard {
         self.refresh_regexes(now, &group_id);
         // While partitions are moving, members heartbeat faster, so that a revoked partition
         // reaches its new owner in a fraction of the configured interval.
-        let interval = self.config.consumer_heartbeat_interval_ms;
+        let interval = self.group_config_i32(
+            &group_id,
+            crate::config::CONSUMER_HEARTBEAT_INTERVAL_MS,
+            self.config.consumer_heartbeat_interval_ms,
+        );
         let interval = if self.consumer_group_mut(&group_id).state_name() == "Stable" {
             interval
         } else {

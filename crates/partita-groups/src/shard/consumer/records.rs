@@ -242,7 +242,11 @@ impl GroupShard {
             let group = ConsumerGroup::new(&group_id, now);
             self.groups.insert(group_id.clone(), Group::Consumer(group));
         }
-        let session = i64::from(self.config.consumer_session_timeout_ms);
+        let session = i64::from(self.group_config_i32(
+            &group_id,
+            crate::config::CONSUMER_SESSION_TIMEOUT_MS,
+            self.config.consumer_session_timeout_ms,
+        ));
         let group = self.consumer_group_mut(&group_id);
         apply_to_group(group, key, value, now, session);
     }

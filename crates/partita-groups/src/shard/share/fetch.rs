@@ -180,11 +180,8 @@ impl GroupShard {
     /// group reads for the first time starts at the log end, or at the log start with
     /// `share.auto.offset.reset=earliest`.
     pub(super) fn share_plan(&mut self, now: i64, plan: &SharePlan) -> SharePlanned {
-        let earliest = self
-            .share_earliest
-            .get(&plan.group_id)
-            .copied()
-            .unwrap_or(false);
+        let earliest = self.group_config(&plan.group_id, crate::config::SHARE_AUTO_OFFSET_RESET)
+            == Some("earliest");
         let config = self.config.share.partition;
         let mut planned = SharePlanned {
             lock_duration_ms: config.lock_duration_ms,

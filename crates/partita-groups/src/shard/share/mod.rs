@@ -110,14 +110,18 @@ impl GroupShard {
             Request::ShareAcquire(acquire) => {
                 Response::ShareAcquired(self.share_acquire(now, &acquire))
             }
-            Request::SetShareAutoOffsetReset(group_id, earliest) => {
+            Request::SetGroupConfig(group_id, configs) => {
                 let key = ShareStateKey::GroupConfig { group: group_id };
-                self.write_share(now, key, Some(ShareStateValue::GroupConfig(earliest)));
+                let value = (!configs.is_empty()).then_some(ShareStateValue::GroupConfig(configs));
+                self.write_share(now, key, value);
                 Response::Done(0)
             }
-            Request::ShareAutoOffsetReset(group_id) => {
-                Response::ShareAutoOffsetReset(self.share_earliest.get(&group_id).copied())
-            }
+            Request::GroupConfig(group_id) => Response::GroupConfig(
+                self.group_configs
+                    .get(&group_id)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             Request::ShareGroupStatus(group_id) => {
                 Response::ShareGroupStatus(self.share_status(&group_id).map(Box::new))
             }
@@ -482,14 +486,11 @@ impl GroupShard {
                     }
                 }
             }
-            (
-                ShareStateKey::GroupConfig { group },
-                Some(ShareStateValue::GroupConfig(earliest)),
-            ) => {
-                self.share_earliest.insert(group, earliest);
+            (ShareStateKey::GroupConfig { group }, Some(ShareStateValue::GroupConfig(configs))) => {
+                self.group_configs.insert(group, configs);
             }
             (ShareStateKey::GroupConfig { group }, _) => {
-                self.share_earliest.remove(&group);
+                self.group_configs.remove(&group);
             }
         }
     }
