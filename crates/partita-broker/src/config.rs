@@ -205,6 +205,8 @@ impl BrokerConfig {
             n if n > 0 => Ok(n),
             _ => Err(bad("must be positive")),
         };
+        // A positive number for an int setting: larger values stand for Java's Integer.MAX_VALUE.
+        let positive_i32 = || positive().map(|n| n.min(i32::MAX as i64) as i32);
         let non_negative = || match int()? {
             n if n >= 0 => Ok(n),
             _ => Err(bad("must not be negative")),
@@ -307,12 +309,8 @@ impl BrokerConfig {
             "group.initial.rebalance.delay.ms" => {
                 self.groups.initial_rebalance_delay_ms = int()?.max(0)
             }
-            "group.min.session.timeout.ms" => {
-                self.groups.min_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
-            }
-            "group.max.session.timeout.ms" => {
-                self.groups.max_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
-            }
+            "group.min.session.timeout.ms" => self.groups.min_session_timeout_ms = positive_i32()?,
+            "group.max.session.timeout.ms" => self.groups.max_session_timeout_ms = positive_i32()?,
             "group.max.size" => self.groups.max_size = positive()? as usize,
             "offsets.topic.num.partitions" => {
                 self.groups.offsets_topic_num_partitions = positive()?.min(10_000) as i32
@@ -321,9 +319,7 @@ impl BrokerConfig {
             "transaction.state.log.num.partitions" => {
                 self.transaction_state_partitions = positive()?.min(10_000) as i32
             }
-            "transaction.max.timeout.ms" => {
-                self.transactions.max_timeout_ms = positive()?.min(i32::MAX as i64) as i32
-            }
+            "transaction.max.timeout.ms" => self.transactions.max_timeout_ms = positive_i32()?,
             "transactional.id.expiration.ms" => self.transactions.id_expiration_ms = positive()?,
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.transactions.abort_check_interval_ms = positive()?
@@ -335,26 +331,22 @@ impl BrokerConfig {
                 self.groups.offsets_retention_check_interval_ms = positive()?
             }
             "group.consumer.heartbeat.interval.ms" => {
-                self.groups.consumer_heartbeat_interval_ms = positive()?.min(i32::MAX as i64) as i32
+                self.groups.consumer_heartbeat_interval_ms = positive_i32()?
             }
             "group.consumer.session.timeout.ms" => {
-                self.groups.consumer_session_timeout_ms = positive()?.min(i32::MAX as i64) as i32
+                self.groups.consumer_session_timeout_ms = positive_i32()?
             }
             "group.consumer.min.session.timeout.ms" => {
-                self.groups.consumer_session_timeout_bounds_ms.0 =
-                    positive()?.min(i32::MAX as i64) as i32
+                self.groups.consumer_session_timeout_bounds_ms.0 = positive_i32()?
             }
             "group.consumer.max.session.timeout.ms" => {
-                self.groups.consumer_session_timeout_bounds_ms.1 =
-                    positive()?.min(i32::MAX as i64) as i32
+                self.groups.consumer_session_timeout_bounds_ms.1 = positive_i32()?
             }
             "group.consumer.min.heartbeat.interval.ms" => {
-                self.groups.consumer_heartbeat_interval_bounds_ms.0 =
-                    positive()?.min(i32::MAX as i64) as i32
+                self.groups.consumer_heartbeat_interval_bounds_ms.0 = positive_i32()?
             }
             "group.consumer.max.heartbeat.interval.ms" => {
-                self.groups.consumer_heartbeat_interval_bounds_ms.1 =
-                    positive()?.min(i32::MAX as i64) as i32
+                self.groups.consumer_heartbeat_interval_bounds_ms.1 = positive_i32()?
             }
             "group.consumer.max.size" => self.groups.consumer_max_size = positive()? as usize,
             "group.consumer.assignors" => {
@@ -373,7 +365,7 @@ impl BrokerConfig {
                 self.groups.consumer_assignors = assignors;
             }
             "group.share.heartbeat.interval.ms" => {
-                self.groups.share.heartbeat_interval_ms = positive()?.min(i32::MAX as i64) as i32
+                self.groups.share.heartbeat_interval_ms = positive_i32()?
             }
             "group.share.session.timeout.ms" => self.groups.share.session_timeout_ms = positive()?,
             "group.share.record.lock.duration.ms" => {

@@ -58,7 +58,8 @@ pub(crate) async fn describe(
     for resource in &request.resources {
         if resource.resource_type == RESOURCE_GROUP {
             let group_id = resource.resource_name.to_string();
-            let set = group_configs(broker, &group_id).await;
+            // Described as unset (the broker's defaults) if the coordinator cannot answer.
+            let set = group_configs(broker, &group_id).await.unwrap_or_default();
             group_settings.insert(group_id, set);
         }
     }
@@ -294,13 +295,13 @@ pub(crate) async fn alter(
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// The configs set on a group (none if its coordinator cannot be reached).
-async fn group_configs(broker: &Broker, group_id: &str) -> BTreeMap<String, String> {
+/// The configs set on a group, or the error of a coordinator that cannot answer.
+async fn group_configs(broker: &Broker, group_id: &str) -> Result<BTreeMap<String, String>, i16> {
     let client = partita_groups::ClientContext::default();
     let ask = partita_groups::Request::GroupConfig(group_id.to_string());
     match broker.groups.call(group_id, &client, ask).await {
-        Ok(partita_groups::Response::GroupConfig(configs)) => configs,
-        _ => BTreeMap::new(),
+        Ok(partita_groups::Response::GroupConfig(configs)) => Ok(configs),
+        other => Err(crate::groups::CoordinatorError::of(other)),
     }
 }
 
@@ -324,7 +325,12 @@ async fn alter_group(
     changes: &[(String, i8, Option<String>)],
 ) -> Result<(), (i16, String)> {
     let invalid = |message: String| Err((ResponseError::InvalidConfig.code(), message));
-    let mut configs = group_configs(broker, group_id.as_str()).await;
+    // The change applies to the configs the group has: unreadable, nothing is written (it
+    // would replace them all).
+    let unavailable = |code| (code, "the group coordinator is not available".to_string());
+    let mut configs = group_configs(broker, group_id.as_str())
+        .await
+        .map_err(unavailable)?;
     for (name, operation, value) in changes {
         if !GROUP_CONFIGS.iter().any(|(known, _)| known == name) {
             return invalid(format!("Unknown group config name: {name}"));
@@ -396,10 +402,7 @@ async fn alter_group(
         Ok(partita_groups::Response::Done(code)) => {
             Err((code, "the setting could not be stored".to_string()))
         }
-        other => {
-            let code = crate::groups::CoordinatorError::of(other);
-            Err((code, "the group coordinator is not available".to_string()))
-        }
+        other => Err(unavailable(crate::groups::CoordinatorError::of(other))),
     }
 }
 
