@@ -32,6 +32,7 @@ import re
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -456,6 +457,7 @@ class CaseResult:
     wall_s: float = 0.0
     workdir: Path | None = None
     notes: list = field(default_factory=list)
+    run: int = 1
 
 
 def group_snapshot(members: list[Member]) -> dict[int, int]:
@@ -622,9 +624,10 @@ def summarize_broker_lines(lines: list[str]) -> str:
     return ", ".join(counts) if counts else "-"
 
 
-def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path) -> CaseResult:
-    res = CaseResult(broker_name, partitions, mode)
-    workdir = rundir / f"{broker_name}-{partitions}p-{mode.name}"
+def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path,
+             run: int = 1) -> CaseResult:
+    res = CaseResult(broker_name, partitions, mode, run=run)
+    workdir = rundir / f"{broker_name}-{partitions}p-{mode.name}" / f"run{run}"
     res.workdir = workdir
     t_start = time.time()
     broker = make_broker(broker_name, workdir, args, mode)
@@ -638,9 +641,10 @@ def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path) 
     timeline: list[list] = [[] for _ in range(partitions)]
     rate = min(args.max_rate, args.rate_per_partition * partitions)
     res.rate = rate
-    for e in ("join", "kill"):
+    for e in args.events:
         res.events[e] = EventResult(e)
     broker_cpu0 = None
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         log(f"[{broker_name} {partitions}p {mode.name}] starting: {shlex.join(broker.argv)}")
         try:
@@ -726,7 +730,8 @@ def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path) 
                                    args.event_timeout_s, broker, "the join")
         except CaseFailed as exc:
             ev.reason = str(exc)
-            res.events["kill"].reason = "not run (the join did not settle)"
+            if "kill" in res.events:
+                res.events["kill"].reason = "not run (the join did not settle)"
             raise
         analyze(ev, members, partitions, timeline, ev.t_event, before,
                 group_snapshot(members), t_stable, args.baseline_s)
@@ -734,6 +739,9 @@ def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path) 
         ev.broker_events = broker_group_lines(broker, group, ev.t_event, t_stable)
         log(f"[{broker_name} {partitions}p {mode.name}] join: all consumed again after "
             f"{ev.resume_s:.2f} s, max gap {ev.max_gap_s:.2f} s, moved {ev.moved}")
+        if "kill" not in res.events:
+            res.ok = True
+            return res
         time.sleep(args.baseline_s)
 
         # ---- event 2: one of the original consumers is killed (SIGKILL, no LeaveGroup)
@@ -826,24 +834,35 @@ def fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def cell(res: CaseResult | None, event: str) -> str:
-    if res is None:
+def cell(runs: list[CaseResult] | None, event: str) -> str:
+    """One case's numbers; over several runs, the median of each (and the range of the first)."""
+    if not runs:
         return "not run"
-    ev = res.events[event]
-    if not ev.ok:
-        return f"failed: {ev.reason}"
-    return (f"{fmt_s(ev.resume_s)} / {fmt_s(ev.max_gap_s)} / {fmt_s(ev.unmoved_gap_s)} / "
-            f"{ev.moved}")
+    evs = [r.events[event] for r in runs if event in r.events]
+    ok = [ev for ev in evs if ev.ok]
+    if not ok:
+        return f"failed: {evs[0].reason}" if evs else "not run"
+    if len(evs) == 1:
+        ev = ok[0]
+        return (f"{fmt_s(ev.resume_s)} / {fmt_s(ev.max_gap_s)} / {fmt_s(ev.unmoved_gap_s)} / "
+                f"{ev.moved}")
+    resume = [ev.resume_s for ev in ok]
+    failed = len(evs) - len(ok)
+    return (f"{fmt_s(statistics.median(resume))} ({fmt_s(min(resume))}-{fmt_s(max(resume))}) / "
+            f"{fmt_s(statistics.median(ev.max_gap_s for ev in ok))} / "
+            f"{fmt_s(statistics.median(ev.unmoved_gap_s for ev in ok))} / "
+            f"{statistics.median(ev.moved for ev in ok):.0f}; median of {len(ok)}"
+            + (f", {failed} failed" if failed else ""))
 
 
 EVENT_LABEL = {"join": "11th consumer joins", "kill": "1 of 11 killed (SIGKILL)"}
 
 
 def main_table(results: dict, brokers: list[str], cases: list[tuple[int, Mode]],
-               client: str) -> str:
+               client: str, events: list[str]) -> str:
     rows = []
     for partitions, mode in cases:
-        for event in ("join", "kill"):
+        for event in events:
             rows.append([f"{partitions} partitions, {mode.label}, {CLIENTS[client]}: "
                          f"{EVENT_LABEL[event]}"] +
                         [cell(results.get((b, partitions, mode.name)), event) for b in brokers])
@@ -859,12 +878,12 @@ def detail_table(results: list[CaseResult]) -> str:
     for r in results:
         for name, ev in r.events.items():
             if not ev.ok:
-                rows.append([r.broker, str(r.partitions), r.mode.name, name,
+                rows.append([r.broker, str(r.partitions), f"{r.mode.name} #{r.run}", name,
                              f"failed: {ev.reason}"] + ["-"] * 7 +
                             [summarize_broker_lines(ev.broker_events)])
                 continue
             rows.append([
-                r.broker, str(r.partitions), r.mode.name, name,
+                r.broker, str(r.partitions), f"{r.mode.name} #{r.run}", name,
                 f"{fmt_s(ev.resume_s)} (p{ev.last_partition})",
                 f"{fmt_s(ev.max_gap_s)} (p{ev.max_gap_partition})",
                 fmt_s(ev.unmoved_gap_s), f"{ev.moved} / {ev.unmoved}",
@@ -880,7 +899,7 @@ def case_table(results: list[CaseResult]) -> str:
               "case wall s"]
     rows = []
     for r in results:
-        rows.append([r.broker, str(r.partitions), r.mode.name, f"{r.rate:.0f}",
+        rows.append([r.broker, str(r.partitions), f"{r.mode.name} #{r.run}", f"{r.rate:.0f}",
                      f"{r.produced} / {r.delivered} / {r.produce_failed}"
                      + (f" (dropped {r.produce_skipped})" if r.produce_skipped else ""),
                      fmt_s(r.form_s), fmt_s(r.broker_cpu_s), fmt_s(r.our_cpu_s),
@@ -901,6 +920,11 @@ def parse_args(argv):
     ap.add_argument("--tansu-partitions", default=None,
                     help="partition counts run on Tansu (default: the same as --partitions)")
     ap.add_argument("--consumers", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of every case, each on a fresh broker; the results table shows "
+                         "the median (and the range of the first number)")
+    ap.add_argument("--events", default="join,kill",
+                    help="events to run, in order: join, or join,kill (default)")
     ap.add_argument("--kill-index", type=int, default=5,
                     help="which of the original consumers (1-based) is killed")
     ap.add_argument("--rate-per-partition", type=float, default=30.0)
@@ -934,6 +958,9 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: Partita only, 100 partitions, both modes")
     args = ap.parse_args(argv)
+    args.events = [e for e in args.events.split(",") if e]
+    if args.events not in (["join"], ["join", "kill"]):
+        raise SystemExit("--events: join, or join,kill")
     if args.partita_set is None:
         args.partita_set = ["group.initial.rebalance.delay.ms=0"]
     if args.quick:
@@ -1013,24 +1040,25 @@ def main(argv) -> int:
     else:
         args.member_cmd = [sys.executable, str(Path(__file__).resolve()), "_member"]
     cases = [(p, m) for p in parts for m in modes]
-    plan = [(b, p, m) for p, m in cases for b in brokers
-            if b != "tansu" or p in tansu_parts]
+    plan = [(b, p, m, run) for p, m in cases for run in range(1, args.repeat + 1)
+            for b in brokers if b != "tansu" or p in tansu_parts]
     results: dict = {}
     ordered: list[CaseResult] = []
     t0 = time.time()
-    for b, p, m in plan:
+    for b, p, m, run in plan:
         elapsed = (time.time() - t0) / 60
         if elapsed > args.budget_min - 1.0:
-            r = CaseResult(b, p, m, reason=f"skipped: time budget of {args.budget_min:.0f} min")
-            for e in ("join", "kill"):
+            r = CaseResult(b, p, m, reason=f"skipped: time budget of {args.budget_min:.0f} min",
+                           run=run)
+            for e in args.events:
                 r.events[e] = EventResult(e, reason=r.reason)
         else:
-            r = run_case(b, p, m, args, rundir)
-        results[(b, p, m.name)] = r
+            r = run_case(b, p, m, args, rundir, run)
+        results.setdefault((b, p, m.name), []).append(r)
         ordered.append(r)
     total = time.time() - t0
 
-    table = main_table(results, brokers, cases, args.client)
+    table = main_table(results, brokers, cases, args.client, args.events)
     legend = ("Each cell: all consumed again s / max gap s / max gap of unmoved partitions s / "
               "partitions moved. `not run`: that broker was not run with that partition count.")
     print()

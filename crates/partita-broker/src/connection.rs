@@ -20,7 +20,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::acl::Session;
 use crate::admission::Admitted;
@@ -202,7 +202,11 @@ impl Connection {
             _done,
         } = self;
         let (frames, mut incoming) = mpsc::channel(1);
-        let reading = tokio::spawn(reader.read_frames(frames, shutdown));
+        let (arrivals, arrived) = watch::channel(0);
+        let reading = tokio::spawn(reader.read_frames(frames, arrivals, shutdown));
+        // How many frames have come out of the reader: the request being answered is the
+        // last of them.
+        let mut received = 0;
         let mut in_flight = FuturesOrdered::new();
         let mut open = true;
         // What the client said it is (ApiVersions v3+), for the log.
@@ -293,7 +297,12 @@ impl Connection {
                             }
                         }
                     }
-                    let staged = dispatch::stage(&broker, peer, (&listener, &asking), frame).await;
+                    received += 1;
+                    let next = NextRequest {
+                        arrivals: arrived.clone(),
+                        after: received,
+                    };
+                    let staged = dispatch::stage(&broker, peer, (&listener, &asking, &next), frame).await;
                     in_flight.push_back(async move {
                         let outcome = match staged {
                             Ok(pending) => pending.await,
@@ -308,6 +317,39 @@ impl Connection {
         broker.metrics.open_connections.dec();
         let _ = writer.shutdown().await;
         tracing::debug!(peer = %peer, "connection closed");
+    }
+}
+
+/// Whether the client has sent anything after the request being answered: a response the
+/// broker holds back until something changes (a KIP-848 heartbeat with nothing new) is due
+/// as soon as it has, since a connection's requests are answered in order.
+#[derive(Clone, Debug)]
+pub(crate) struct NextRequest {
+    /// How many frames the connection's reader has read, and whether it still reads.
+    arrivals: watch::Receiver<u64>,
+    /// The request's own place among them.
+    after: u64,
+}
+
+impl NextRequest {
+    /// For a request not read from a connection: nothing may wait for a later one.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn already_sent() -> NextRequest {
+        NextRequest {
+            arrivals: watch::channel(0).1,
+            after: 0,
+        }
+    }
+
+    /// Whether another request has come, or the connection stopped reading.
+    pub(crate) fn came(&self) -> bool {
+        *self.arrivals.borrow() > self.after || self.arrivals.has_changed().is_err()
+    }
+
+    /// Waits until [`NextRequest::came`].
+    pub(crate) async fn wait(&mut self) {
+        let after = self.after;
+        let _ = self.arrivals.wait_for(|read| *read > after).await;
     }
 }
 
@@ -434,9 +476,13 @@ fn log_end(broker: &Broker, peer: SocketAddr, end: Option<Result<ReadOutcome, St
 impl FrameReader {
     /// Reads frames until the client closes the connection or sends something unreadable, or
     /// the broker shuts down (no further request is read then).
+    /// Each frame read, and the end of the connection, is counted in `arrivals` before it is
+    /// passed on, so that a request held by the broker is answered once the client has sent
+    /// another ([`NextRequest`]).
     async fn read_frames(
         mut self,
         frames: mpsc::Sender<Result<ReadOutcome, String>>,
+        arrivals: watch::Sender<u64>,
         mut shutdown: Shutdown,
     ) {
         loop {
@@ -445,6 +491,7 @@ impl FrameReader {
                 _ = shutdown.recv() => return,
                 next = self.read_frame() => next,
             };
+            arrivals.send_modify(|read| *read += 1);
             let more = matches!(next, Ok(ReadOutcome::Frame(..)));
             if frames.send(next).await.is_err() || !more {
                 return;

@@ -14,6 +14,7 @@ use partita_groups::ClientContext;
 use crate::acl::Session;
 use crate::authz::{self, Guarded};
 use crate::broker::Broker;
+use crate::connection::NextRequest;
 use crate::handlers::{self, groups, share};
 use crate::memory::MemoryClaim;
 
@@ -113,7 +114,7 @@ pub(crate) fn is_produce(frame: &[u8]) -> bool {
 pub(crate) async fn stage(
     broker: &Arc<Broker>,
     peer: SocketAddr,
-    (listener, session): (&str, &Session),
+    (listener, session, next): (&str, &Session, &NextRequest),
     mut frame: Bytes,
 ) -> Result<PendingReply, DispatchError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -121,7 +122,7 @@ pub(crate) async fn stage(
     let served = supported_versions(ApiKey::Produce)
         .is_some_and(|(_, max)| (ApiKey::Produce.valid_versions().min..=max).contains(&version));
     if !(is_produce(&frame) && served) {
-        let reply = dispatch(broker, peer, (listener, session), frame).await;
+        let reply = dispatch(broker, peer, (listener, session, next), frame).await;
         return Ok(Box::pin(std::future::ready(reply)));
     }
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -154,7 +155,7 @@ pub(crate) async fn stage(
 pub(crate) async fn dispatch(
     broker: &Broker,
     peer: SocketAddr,
-    asking: (&str, &Session),
+    asking: (&str, &Session, &NextRequest),
     frame: Bytes,
 ) -> Result<Option<Reply>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -187,7 +188,7 @@ pub(crate) async fn dispatch(
 async fn serve(
     broker: &Broker,
     peer: SocketAddr,
-    (listener, session): (&str, &Session),
+    (listener, session, next): (&str, &Session, &NextRequest),
     mut frame: Bytes,
 ) -> Result<Option<Reply>, DispatchError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -262,12 +263,13 @@ async fn serve(
 
     // Group APIs also need to know who is asking.
     macro_rules! route_group {
-        ($request:ty, $handler:expr) => {{
+        ($request:ty, $handler:expr $(, $more:expr)*) => {{
             let request = <$request>::decode(&mut frame, version).map_err(|e| {
                 DispatchError::Close(format!("malformed {api_key:?} v{version} request: {e}"))
             })?;
             let (request, fixup) = checked!(request);
-            let response = authz::fix($handler(broker, &client, request, version).await, fixup);
+            let response = $handler(broker, &client, request, version $(, $more)*).await;
+            let response = authz::fix(response, fixup);
             for code in handlers::error_codes::ErrorCodes::error_codes(&response) {
                 broker.metrics.record_error(api_key, code);
             }
@@ -307,7 +309,8 @@ async fn serve(
         ApiKey::DeleteGroups => route_group!(DeleteGroupsRequest, groups::delete_groups),
         ApiKey::ConsumerGroupHeartbeat => route_group!(
             ConsumerGroupHeartbeatRequest,
-            groups::consumer_group_heartbeat
+            groups::consumer_group_heartbeat,
+            next
         ),
         ApiKey::ShareGroupHeartbeat => route_group!(ShareGroupHeartbeatRequest, share::heartbeat),
         ApiKey::ShareGroupDescribe => route_group!(ShareGroupDescribeRequest, share::describe),

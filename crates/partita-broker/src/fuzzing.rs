@@ -33,7 +33,8 @@ pub async fn answer_frame(broker: &Broker, frame: Bytes) -> FrameOutcome {
     }
     let peer = SocketAddr::from(([127, 0, 0, 1], 0));
     let session = crate::acl::Session::anonymous(peer.ip());
-    match dispatch(broker, peer, ("PLAINTEXT", &session), frame).await {
+    let next = crate::connection::NextRequest::already_sent();
+    match dispatch(broker, peer, ("PLAINTEXT", &session, &next), frame).await {
         Ok(Some(reply)) => FrameOutcome::Response(reply.frame),
         Ok(None) => FrameOutcome::NoResponse,
         Err(DispatchError::Close(reason)) => FrameOutcome::Close(reason),

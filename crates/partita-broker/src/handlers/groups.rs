@@ -10,6 +10,7 @@ use partita_groups::shard::OffsetFetchGroup;
 use partita_groups::{ClientContext, Request, Response};
 
 use crate::broker::Broker;
+use crate::connection::NextRequest;
 use crate::groups::CoordinatorError;
 
 /// OffsetFetch and DescribeGroups name several groups from these versions on.
@@ -339,17 +340,37 @@ pub(crate) async fn list_groups(
 }
 
 /// ConsumerGroupHeartbeat (KIP-848): the shard of the group decides, with the topics as this
-/// broker knows them now.
+/// broker knows them now. A heartbeat with nothing new for its member may be held by the
+/// shard until something changes for it; it is answered at once when the client sends
+/// another request on this connection, which must not wait behind it.
 pub(crate) async fn consumer_group_heartbeat(
     broker: &Broker,
     client: &ClientContext,
     request: ConsumerGroupHeartbeatRequest,
     version: i16,
+    next: &NextRequest,
 ) -> ConsumerGroupHeartbeatResponse {
     let group_id = request.group_id.to_string();
+    let member_id = request.member_id.to_string();
     let topics = broker.topics.image();
-    let request = Request::ConsumerGroupHeartbeat(request, version, topics);
-    match call(broker, &group_id, client, request).await {
+    let may_wait = !next.came();
+    let request = match may_wait {
+        true => Request::ConsumerGroupHeartbeatMayWait(request, version, topics),
+        false => Request::ConsumerGroupHeartbeat(request, version, topics),
+    };
+    let answer = call(broker, &group_id, client, request);
+    tokio::pin!(answer);
+    let mut next = next.clone();
+    let outcome = tokio::select! {
+        biased;
+        outcome = &mut answer => outcome,
+        () = next.wait(), if may_wait => {
+            let release = Request::ReleaseConsumerGroupHeartbeat(group_id.clone(), member_id);
+            let _ = call(broker, &group_id, client, release).await;
+            answer.await
+        }
+    };
+    match outcome {
         Ok(Response::ConsumerGroupHeartbeat(response)) => response,
         other => {
             ConsumerGroupHeartbeatResponse::default().with_error_code(CoordinatorError::of(other))

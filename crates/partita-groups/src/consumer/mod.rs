@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
 use uuid::Uuid;
+
+use crate::shard::{ClientContext, Token};
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -124,6 +127,8 @@ pub struct ConsumerMember {
     /// A static member that left temporarily (epoch -2), keeping its place until its
     /// session times out.
     pub left_temporarily: bool,
+    /// The heartbeat interval it was last told (0: none yet). Not in the records.
+    pub heartbeat_interval_ms: i32,
 }
 
 /// A consumer group's membership and assignments.
@@ -162,6 +167,26 @@ pub struct ConsumerGroup {
     /// answered, as Kafka resolves them in the background, so the member gets its named
     /// topics first and the matched ones at a later heartbeat.
     pub pending_regexes: BTreeSet<String>,
+    /// Heartbeats answered later, by member id: each had nothing new for its member when it
+    /// came, and is answered as soon as something changes for the member, or shortly before
+    /// the member's next heartbeat is due. Not in the records.
+    pub held: BTreeMap<String, HeldHeartbeat>,
+}
+
+/// A heartbeat held until something changes for its member (see
+/// [`ConsumerGroup::held`]).
+#[derive(Clone, Debug)]
+pub struct HeldHeartbeat {
+    /// Where its answer goes.
+    pub token: Token,
+    /// The request as it came, run again when it is answered.
+    pub request: ConsumerGroupHeartbeatRequest,
+    /// Its version.
+    pub version: i16,
+    /// Who sent it.
+    pub client: ClientContext,
+    /// When it is answered at the latest.
+    pub until: i64,
 }
 
 /// Kafka's `REGEX_BATCH_REFRESH_MIN_INTERVAL_MS`: the regular expressions of a group are
@@ -211,12 +236,15 @@ impl ConsumerGroup {
         }
     }
 
-    /// The next instant a member's session or rebalance timeout passes.
+    /// The next instant a member's session or rebalance timeout passes, or a held heartbeat
+    /// is due.
     pub fn next_deadline(&self) -> Option<i64> {
+        let held = self.held.values().map(|h| h.until);
         self.members
             .values()
             .flat_map(|m| [Some(m.session_deadline), m.rebalance_deadline])
             .flatten()
+            .chain(held)
             .min()
     }
 

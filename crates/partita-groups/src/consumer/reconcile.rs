@@ -124,6 +124,7 @@ mod tests {
             rebalance_deadline: None,
             last_sent: None,
             left_temporarily: false,
+            heartbeat_interval_ms: 0,
         }
     }
 

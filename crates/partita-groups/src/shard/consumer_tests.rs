@@ -101,19 +101,24 @@ impl Harness {
             request = request.with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
         }
         let topics = self.topics.clone();
-        match self.send(Request::ConsumerGroupHeartbeat(request, 1, topics)) {
-            Response::ConsumerGroupHeartbeat(r) => Beat {
-                error: r.error_code,
-                epoch: r.member_epoch,
-                assignment: r.assignment.map(|a| {
-                    a.topic_partitions
-                        .iter()
-                        .flat_map(|tp| tp.partitions.iter().copied())
-                        .collect()
-                }),
-            },
-            other => panic!("expected a heartbeat response, got {other:?}"),
-        }
+        beat_of(self.send(Request::ConsumerGroupHeartbeat(request, 1, topics)))
+    }
+
+    /// A regular heartbeat the shard may hold, reporting what the member owns; its token.
+    fn poll(&mut self, member: &str, epoch: i32, owned: &BTreeSet<i32>) -> Token {
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(Some(wire_owned(&Owned::from([(TOPIC, owned.clone())]))));
+        let request = Request::ConsumerGroupHeartbeatMayWait(request, 1, self.topics.clone());
+        self.driver.send_as(&ClientContext::default(), request)
+    }
+
+    /// The answer to a heartbeat sent with [`Harness::poll`], if it has been given.
+    fn answered(&mut self, token: Token) -> Option<Beat> {
+        self.driver.take(token).map(beat_of)
     }
 
     fn join(&mut self, member: &str) -> Beat {
@@ -165,6 +170,22 @@ impl Harness {
             }
         }
         panic!("the group did not settle: {}", self.group().state_name());
+    }
+}
+
+fn beat_of(response: Response) -> Beat {
+    match response {
+        Response::ConsumerGroupHeartbeat(r) => Beat {
+            error: r.error_code,
+            epoch: r.member_epoch,
+            assignment: r.assignment.map(|a| {
+                a.topic_partitions
+                    .iter()
+                    .flat_map(|tp| tp.partitions.iter().copied())
+                    .collect()
+            }),
+        },
+        other => panic!("expected a heartbeat response, got {other:?}"),
     }
 }
 
@@ -723,4 +744,93 @@ fn a_restarted_coordinator_keeps_what_a_pattern_matched() {
     assert_eq!(beat.member_epoch, epoch, "no new epoch after a restart");
     assert_eq!(owned, before, "nothing revoked");
     assert_eq!(restarted.group().state_name(), "Stable");
+}
+
+/// A member alone in a stable group, told the default heartbeat interval (5 s).
+fn stable_member() -> Harness {
+    let mut h = Harness::new(4);
+    let joined = h.join("m1");
+    assert_eq!(joined.assignment, Some(set(&[0, 1, 2, 3])));
+    assert_eq!(h.group().state_name(), "Stable");
+    h
+}
+
+#[test]
+fn a_heartbeat_with_nothing_new_waits_until_a_newcomer_needs_its_partitions() {
+    let mut h = stable_member();
+    let held = h.poll("m1", 1, &set(&[0, 1, 2, 3]));
+    h.advance(2_000);
+    assert!(h.answered(held).is_none(), "nothing changed for m1: held");
+
+    // m2 joins: m1 is told at once, not at its next heartbeat, to give up two partitions.
+    let joined = h.join("m2");
+    assert_eq!(joined.assignment, Some(BTreeSet::new()));
+    let told = h.answered(held).expect("answered by m2's join");
+    assert_eq!((told.error, told.epoch), (0, 1));
+    let kept = told.assignment.expect("a revocation");
+    assert_eq!(kept.len(), 2);
+
+    // A member with partitions to give up is answered at once: its client acknowledges the
+    // revocation only once this answer is in.
+    let acked = h.poll("m1", 1, &kept);
+    let acked = h
+        .answered(acked)
+        .expect("a revocation acknowledged is answered");
+    assert_eq!(acked.epoch, 2);
+    h.assert_single_owners();
+}
+
+#[test]
+fn a_held_heartbeat_is_answered_a_second_before_the_next_one_is_due() {
+    let mut h = stable_member();
+    let held = h.poll("m1", 1, &set(&[0, 1, 2, 3]));
+    h.advance(3_999);
+    assert!(h.answered(held).is_none());
+    h.advance(1);
+    let beat = h.answered(held).expect("answered 4 s after it came");
+    assert_eq!((beat.error, beat.epoch, beat.assignment), (0, 1, None));
+    assert!(h.group().held.is_empty());
+}
+
+#[test]
+fn a_held_heartbeat_is_answered_when_its_client_sends_anything_else() {
+    let mut h = stable_member();
+    let held = h.poll("m1", 1, &set(&[0, 1, 2, 3]));
+    let release = Request::ReleaseConsumerGroupHeartbeat(GROUP.into(), "m1".into());
+    assert!(matches!(h.send(release), Response::Done(0)));
+    let beat = h.answered(held).expect("released");
+    assert_eq!((beat.error, beat.epoch), (0, 1));
+
+    // A second heartbeat of the same member answers the first before it is served.
+    let first = h.poll("m1", 1, &set(&[0, 1, 2, 3]));
+    let second = h.beat("m1", 1, &set(&[0, 1, 2, 3]));
+    assert_eq!(second.error, 0);
+    assert_eq!(h.answered(first).map(|b| b.error), Some(0));
+}
+
+#[test]
+fn a_member_told_a_short_interval_is_never_held() {
+    let mut h = stable_member();
+    h.join("m2");
+    // While the group reconciles, members are told 200 ms: less than the margin.
+    let waiting = h.poll("m2", 2, &BTreeSet::new());
+    assert!(h.answered(waiting).is_some());
+}
+
+#[test]
+fn a_held_heartbeat_survives_a_failed_append_and_is_answered_by_the_next_change() {
+    let mut h = stable_member();
+    let held = h.poll("m1", 1, &set(&[0, 1, 2, 3]));
+    h.driver.failing = true;
+    let failed = h.join("m2");
+    assert_eq!(failed.error, ResponseError::CoordinatorNotAvailable.code());
+    assert!(
+        h.answered(held).is_none(),
+        "the join that would answer it was undone"
+    );
+    h.driver.failing = false;
+    h.advance(1_000);
+    h.join("m2");
+    let told = h.answered(held).expect("answered by the join that took");
+    assert_eq!(told.assignment.map(|a| a.len()), Some(2));
 }

@@ -144,6 +144,7 @@ impl GroupShard {
             }
             Operation::Deadline(key) => self.run_deadline(now, &key),
         }
+        self.settle_held_heartbeats(now);
         self.stage()
     }
 
@@ -168,7 +169,15 @@ impl GroupShard {
             Request::ListGroups(states, types) => self.list_groups(token, &states, &types),
             Request::ConsumerGroupHeartbeat(request, version, topics) => {
                 self.topics = topics;
-                self.consumer_heartbeat(now, token, version, client, request)
+                self.consumer_heartbeat(now, token, version, client, request, false)
+            }
+            Request::ConsumerGroupHeartbeatMayWait(request, version, topics) => {
+                self.topics = topics;
+                self.consumer_heartbeat(now, token, version, client, request, true)
+            }
+            Request::ReleaseConsumerGroupHeartbeat(group_id, member_id) => {
+                self.release_held_heartbeat(now, &group_id, &member_id);
+                self.respond(token, Response::Done(0));
             }
             Request::ConsumerGroupDescribe(group_id, topics) => {
                 self.topics = topics;

@@ -54,6 +54,12 @@ pub enum Request {
     ListGroups(Vec<String>, Vec<String>),
     /// ConsumerGroupHeartbeat at the given version, with the topics as the broker knows them.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest, i16, SharedTopics),
+    /// ConsumerGroupHeartbeat whose answer may wait until something changes for its member
+    /// (the client sent nothing after it yet); see [`crate::consumer::ConsumerGroup::held`].
+    ConsumerGroupHeartbeatMayWait(ConsumerGroupHeartbeatRequest, i16, SharedTopics),
+    /// The member's client sent another request on the connection of its held heartbeat:
+    /// the heartbeat is answered now (group id, member id).
+    ReleaseConsumerGroupHeartbeat(String, String),
     /// ConsumerGroupDescribe for one group.
     ConsumerGroupDescribe(String, SharedTopics),
     /// DeleteGroups for one group.
@@ -96,7 +102,9 @@ impl Request {
             Request::OffsetDelete(r) => Some(r.group_id.as_str()),
             Request::TxnOffsetCommit(r, _) => Some(r.group_id.as_str()),
             Request::DescribeGroup(group_id) | Request::DeleteGroup(group_id) => Some(group_id),
-            Request::ConsumerGroupHeartbeat(r, _, _) => Some(r.group_id.as_str()),
+            Request::ConsumerGroupHeartbeat(r, _, _)
+            | Request::ConsumerGroupHeartbeatMayWait(r, _, _) => Some(r.group_id.as_str()),
+            Request::ReleaseConsumerGroupHeartbeat(group_id, _) => Some(group_id),
             Request::ConsumerGroupDescribe(group_id, _) => Some(group_id),
             Request::ShareGroupHeartbeat(r, _) => Some(r.group_id.as_str()),
             Request::ShareGroupDescribe(group_id, _)

@@ -67,6 +67,9 @@ enum Step {
     ConsumerBeat {
         member: usize,
     },
+    ConsumerPoll {
+        member: usize,
+    },
     ConsumerLeave {
         member: usize,
         temporarily: bool,
@@ -147,7 +150,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|member| Step::ConsumerBeat { member }),
         member
             .clone()
-            .prop_map(|member| Step::ConsumerBeat { member }),
+            .prop_map(|member| Step::ConsumerPoll { member }),
         (member, any::<bool>()).prop_map(|(member, temporarily)| Step::ConsumerLeave {
             member,
             temporarily
@@ -243,6 +246,11 @@ struct World {
     topics: SharedTopics,
     /// Consumer members started so far: each start has a new member id, as clients do.
     starts: usize,
+    /// Heartbeats the shard may still hold: the member's slot and id, and the token.
+    polls: Vec<(usize, String, Token)>,
+    /// Held heartbeats whose client has moved on (left, or started again): the shard must
+    /// still answer them.
+    orphans: Vec<Token>,
 }
 
 impl World {
@@ -255,6 +263,8 @@ impl World {
             log_ends: BTreeMap::new(),
             topics: Arc::default(),
             starts: 0,
+            polls: Vec::new(),
+            orphans: Vec::new(),
         };
         world.repartition(4);
         world
@@ -277,6 +287,19 @@ impl World {
     /// a member given an id joins again with it; a member whose join completed syncs (the
     /// leader with an assignment for every member).
     fn collect(&mut self) {
+        for (slot, member_id, token) in std::mem::take(&mut self.polls) {
+            match self.driver.take(token) {
+                None => self.polls.push((slot, member_id, token)),
+                Some(Response::ConsumerGroupHeartbeat(r))
+                    if self.consumer[slot].member_id == member_id =>
+                {
+                    self.take_heartbeat_answer(slot, r)
+                }
+                Some(_) => {}
+            }
+        }
+        let driver = &mut self.driver;
+        self.orphans.retain(|token| driver.take(*token).is_none());
         let mut progress = true;
         while progress {
             progress = false;
@@ -364,6 +387,7 @@ impl World {
                 }));
             }
             Step::ConsumerJoin { member, instance } => {
+                self.orphan_polls(member);
                 self.starts += 1;
                 self.consumer[member] = ConsumerClient {
                     member_id: format!("consumer-{member}-{}", self.starts),
@@ -372,14 +396,23 @@ impl World {
                 };
                 self.consumer_heartbeat(member, 0, true);
             }
+            // A client sends one heartbeat at a time.
+            Step::ConsumerBeat { member } | Step::ConsumerPoll { member }
+                if self.polls.iter().any(|(slot, ..)| *slot == member) => {}
             Step::ConsumerBeat { member } => {
                 let epoch = self.consumer[member].epoch;
                 self.consumer_heartbeat(member, epoch, false);
+            }
+            Step::ConsumerPoll { member } => {
+                let epoch = self.consumer[member].epoch;
+                self.consumer_poll(member, epoch);
             }
             Step::ConsumerLeave {
                 member,
                 temporarily,
             } => {
+                // A leave goes out beside a heartbeat still held, whose answer is dropped.
+                self.orphan_polls(member);
                 let static_member = self.consumer[member].instance.is_some();
                 let epoch = if temporarily && static_member { -2 } else { -1 };
                 self.consumer_heartbeat(member, epoch, false);
@@ -662,9 +695,43 @@ impl World {
         }
         let topics = Arc::clone(&self.topics);
         let token = self.send(Request::ConsumerGroupHeartbeat(request, 1, topics));
-        let Some(Response::ConsumerGroupHeartbeat(r)) = self.driver.take(token) else {
-            return;
-        };
+        if let Some(Response::ConsumerGroupHeartbeat(r)) = self.driver.take(token) {
+            self.take_heartbeat_answer(member, r);
+        }
+    }
+
+    /// A regular heartbeat the shard may hold until it has something to say.
+    fn consumer_poll(&mut self, member: usize, epoch: i32) {
+        use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+        let client = self.consumer[member].clone();
+        let owned = TopicPartitions::default()
+            .with_topic_id(TOPIC)
+            .with_partitions(client.owned.iter().copied().collect());
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(CONSUMER)))
+            .with_member_id(s(&client.member_id))
+            .with_member_epoch(epoch)
+            .with_instance_id(client.instance.as_deref().map(s))
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(Some(vec![owned]));
+        let topics = Arc::clone(&self.topics);
+        let token = self.send(Request::ConsumerGroupHeartbeatMayWait(request, 1, topics));
+        self.polls.push((member, client.member_id, token));
+    }
+
+    /// The client of slot `member` has moved on: its held heartbeats are answered to nobody.
+    fn orphan_polls(&mut self, member: usize) {
+        let (gone, kept) = std::mem::take(&mut self.polls)
+            .into_iter()
+            .partition(|(slot, ..)| *slot == member);
+        self.polls = kept;
+        let gone: Vec<(usize, String, Token)> = gone;
+        self.orphans
+            .extend(gone.into_iter().map(|(.., token)| token));
+    }
+
+    /// A heartbeat's answer, taken as its client takes it.
+    fn take_heartbeat_answer(&mut self, member: usize, r: ConsumerGroupHeartbeatResponse) {
         let client = &mut self.consumer[member];
         if r.error_code != 0 {
             client.epoch = 0;
@@ -862,5 +929,10 @@ proptest! {
             acquired += world.share.iter().map(|c| c.held.len()).sum::<usize>();
         }
         let _ = acquired;
+        // No heartbeat is held for longer than its member's interval.
+        world.driver.advance(5_000);
+        world.collect();
+        prop_assert!(world.polls.is_empty(), "held for ever: {:?}", world.polls);
+        prop_assert!(world.orphans.is_empty(), "held for ever: {:?}", world.orphans);
     }
 }

@@ -6,7 +6,7 @@
 //! [`GroupShard::complete`] then either lets the answers out (the records were appended) or
 //! puts every group and offset it touched back as it was (they were not).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use kafka_protocol::messages::*;
@@ -90,7 +90,10 @@ impl RequestKind {
             Request::OffsetDelete(..) => RequestKind::OffsetDelete,
             Request::TxnOffsetCommit(..) => RequestKind::TxnOffsetCommit,
             Request::TxnMarker(..) => RequestKind::Setting,
-            Request::ConsumerGroupHeartbeat(..) => RequestKind::ConsumerGroupHeartbeat,
+            Request::ConsumerGroupHeartbeat(..) | Request::ConsumerGroupHeartbeatMayWait(..) => {
+                RequestKind::ConsumerGroupHeartbeat
+            }
+            Request::ReleaseConsumerGroupHeartbeat(..) => RequestKind::Setting,
             Request::DeleteGroup(..) => RequestKind::DeleteGroup,
             Request::TopicDeleted(..) => RequestKind::TopicDeleted,
             Request::ShareGroupHeartbeat(..) => RequestKind::ShareGroupHeartbeat,
@@ -139,6 +142,8 @@ pub(super) struct Transaction {
     pub(super) next_offsets_expiry: Option<i64>,
     /// How its `__consumer_offsets` records are appended.
     pub(super) batch: BatchKind,
+    /// The groups whose records other than committed offsets it wrote.
+    pub(super) regrouped: BTreeSet<String>,
     undo: Undo,
 }
 
@@ -172,6 +177,20 @@ impl GroupShard {
         }
         let before = self.groups.get(group_id).cloned();
         undo.groups.push((group_id.to_string(), before));
+    }
+
+    /// The groups the running operation has touched so far, each with the tokens of the
+    /// heartbeats it held when the operation began.
+    pub(super) fn touched_groups(&self) -> Vec<(String, Vec<Token>)> {
+        let held = |before: &Option<Group>| match before {
+            Some(Group::Consumer(group)) => group.held.values().map(|h| h.token).collect(),
+            _ => Vec::new(),
+        };
+        let undo = &self.transaction.undo;
+        undo.groups
+            .iter()
+            .map(|(group_id, before)| (group_id.clone(), held(before)))
+            .collect()
     }
 
     /// Writes one record: it is appended with the operation's others, and replayed now.
@@ -211,6 +230,9 @@ impl GroupShard {
             // Replaying may create or remove the group itself.
             let group = group.to_string();
             self.remember_group(&group);
+            if !matches!(key, RecordKey::OffsetCommit { .. }) {
+                self.transaction.regrouped.insert(group);
+            }
         }
         self.transaction.records.push(Record {
             log: RecordLog::ConsumerOffsets,

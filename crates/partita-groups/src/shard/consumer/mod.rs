@@ -6,6 +6,7 @@
 //! to a member) is set once the records are written.
 
 mod describe;
+mod held;
 mod membership;
 mod records;
 
@@ -24,7 +25,7 @@ pub(super) use records::group_tombstones;
 pub(super) use records::member_metadata_value;
 
 use super::{ClientContext, Group, GroupShard, Response, Token};
-use crate::consumer::{Assignment, ConsumerGroup, ConsumerMember, MemberState};
+use crate::consumer::{Assignment, ConsumerGroup, ConsumerMember, HeldHeartbeat, MemberState};
 use crate::events::GroupEventKind;
 use records::current_assignment_record;
 
@@ -106,11 +107,15 @@ impl GroupShard {
         version: i16,
         client: &ClientContext,
         request: ConsumerGroupHeartbeatRequest,
+        may_wait: bool,
     ) {
+        let kept = may_wait.then(|| request.clone());
         let mut heartbeat = Heartbeat::from_request(request);
         if let Err((error, message)) = self.validate_heartbeat(version, &heartbeat) {
             return self.respond(token, failure(error, &message));
         }
+        // A client sends one heartbeat at a time: one still held is answered first.
+        self.release_held_heartbeat(now, &heartbeat.group_id, &heartbeat.member_id);
         if heartbeat.member_epoch == LEAVE || heartbeat.member_epoch == LEAVE_TEMPORARILY {
             let response = self.consumer_leave(now, &heartbeat);
             return self.respond(token, response);
@@ -118,9 +123,23 @@ impl GroupShard {
         if heartbeat.member_id.trim().is_empty() {
             heartbeat.member_id = self.new_member_id("").trim_start_matches('-').to_string();
         }
-        let response = match self.consumer_join_or_heartbeat(now, client, heartbeat) {
-            Ok(response) => Response::ConsumerGroupHeartbeat(response),
-            Err((error, message)) => failure(error, &message),
+        let (group_id, member_id) = (heartbeat.group_id.clone(), heartbeat.member_id.clone());
+        let response = match (
+            self.consumer_join_or_heartbeat(now, client, heartbeat),
+            kept,
+        ) {
+            (Ok((_, Some(until))), Some(request)) => {
+                let held = HeldHeartbeat {
+                    token,
+                    request,
+                    version,
+                    client: client.clone(),
+                    until,
+                };
+                return self.hold_heartbeat(&group_id, &member_id, held);
+            }
+            (Ok((response, _)), _) => Response::ConsumerGroupHeartbeat(response),
+            (Err((error, message)), _) => failure(error, &message),
         };
         self.respond(token, response);
     }
@@ -238,13 +257,14 @@ impl GroupShard {
 
     /// A join, a rejoin or a heartbeat: the member is admitted or updated, the group epoch
     /// bumped if membership or subscriptions changed, the target assignment recomputed if
-    /// the group moved on, and the member moved a step towards its target.
+    /// the group moved on, and the member moved a step towards its target. With the answer,
+    /// until when it may be held, if it brings the member nothing new (see `held`).
     fn consumer_join_or_heartbeat(
         &mut self,
         now: i64,
         client: &ClientContext,
         h: Heartbeat,
-    ) -> Result<ConsumerGroupHeartbeatResponse, Refusal> {
+    ) -> Result<(ConsumerGroupHeartbeatResponse, Option<i64>), Refusal> {
         let group_id = h.group_id.clone();
         self.prepare_consumer_group(now, &group_id, h.member_epoch)?;
         let admitted = self.admit_member(now, client, &h)?;
@@ -268,6 +288,16 @@ impl GroupShard {
         } else {
             interval.min(RECONCILING_HEARTBEAT_INTERVAL_MS)
         };
+        let told_before = match self
+            .consumer_group_mut(&group_id)
+            .members
+            .get_mut(&member.member_id)
+        {
+            Some(stored) => std::mem::replace(&mut stored.heartbeat_interval_ms, interval),
+            None => 0,
+        };
+        let answer = (member.member_epoch, member.send.is_some());
+        let hold_until = self.may_hold_until(now, &h, answer, (told_before, interval));
         let mut response = ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(text(&member.member_id)))
             .with_member_epoch(member.member_epoch)
@@ -275,7 +305,7 @@ impl GroupShard {
         if let Some(assignment) = member.send {
             response = response.with_assignment(Some(wire_assignment(&assignment)));
         }
-        Ok(response)
+        Ok((response, hold_until))
     }
 }
 
@@ -300,6 +330,7 @@ pub(super) fn new_member(h: &Heartbeat, client: &ClientContext) -> ConsumerMembe
         rebalance_deadline: None,
         last_sent: None,
         left_temporarily: false,
+        heartbeat_interval_ms: 0,
     }
 }
 

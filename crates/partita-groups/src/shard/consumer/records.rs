@@ -212,6 +212,7 @@ fn blank_member(member_id: &str, session_deadline: i64) -> ConsumerMember {
         rebalance_deadline: None,
         last_sent: None,
         left_temporarily: false,
+        heartbeat_interval_ms: 0,
     }
 }
 

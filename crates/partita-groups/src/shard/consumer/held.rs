@@ -1,0 +1,150 @@
+//! Heartbeats answered when there is something to say.
+//!
+//! A KIP-848 member learns that it must give up a partition only from a heartbeat response.
+//! Answered at once, a stable member's heartbeat leaves it deaf to the group until its next
+//! one, up to `group.consumer.heartbeat.interval.ms` (5 s) later: a member joining a stable
+//! group waits that long for the partitions it is given. So a heartbeat that brings its
+//! member nothing new (same epoch, no assignment, nothing to revoke) may be held: it is
+//! answered as soon as an operation changes something for its member (a new target
+//! assignment, partitions it waits for released, the member removed), when the client sends
+//! another request on the same connection (Kafka answers a connection's requests in order),
+//! or shortly before the client's next heartbeat is due. A stable group still sends one
+//! heartbeat per member per interval; a change reaches its members within a round trip.
+//!
+//! Clients time a heartbeat out after the interval they were last given (librdkafka checks
+//! once a second, and a timeout closes the connection), so a heartbeat is held for at most
+//! that interval less [`HOLD_MARGIN_MS`], and never when the interval is shorter than the
+//! margin. A member that must revoke partitions is never held: its client acknowledges the
+//! revocation with its next heartbeat, which it sends only once the previous one is answered.
+
+use kafka_protocol::ResponseError;
+
+use super::{failure, Heartbeat, JOIN};
+use crate::consumer::{HeldHeartbeat, MemberState};
+use crate::shard::{Group, GroupShard, Response, Token};
+
+/// How much sooner than a member's heartbeat interval its held heartbeat is answered.
+pub(super) const HOLD_MARGIN_MS: i32 = 1_000;
+
+impl GroupShard {
+    /// Until when the heartbeat `h` of `member_id`, answered with `epoch` and no assignment
+    /// (`sends_assignment` false), may be held; `told_before` is the interval the member was
+    /// given by its previous response, `interval` the one it is given now.
+    pub(super) fn may_hold_until(
+        &self,
+        now: i64,
+        h: &Heartbeat,
+        (epoch, sends_assignment): (i32, bool),
+        (told_before, interval): (i32, i32),
+    ) -> Option<i64> {
+        let Some(Group::Consumer(group)) = self.groups.get(&h.group_id) else {
+            return None;
+        };
+        let member = group.members.get(&h.member_id)?;
+        let nothing_new = h.member_epoch != JOIN
+            && epoch == h.member_epoch
+            && !sends_assignment
+            && member.state != MemberState::UnrevokedPartitions;
+        let hold = told_before.min(interval) - HOLD_MARGIN_MS;
+        (nothing_new && hold > 0).then(|| now + i64::from(hold))
+    }
+
+    /// Holds a heartbeat until an operation answers it.
+    pub(super) fn hold_heartbeat(&mut self, group_id: &str, member_id: &str, held: HeldHeartbeat) {
+        let group = self.consumer_group_mut(group_id);
+        group.held.insert(member_id.to_string(), held);
+    }
+
+    /// Answers the held heartbeat of `member_id` now, if it has one.
+    pub(in crate::shard) fn release_held_heartbeat(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        member_id: &str,
+    ) {
+        let Some(Group::Consumer(group)) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if let Some(held) = group.held.remove(member_id) {
+            self.answer_held(now, held, true);
+        }
+    }
+
+    /// After an operation: answers the held heartbeats of the groups it touched that are due
+    /// or may have something new, and any its groups held that it dropped.
+    pub(in crate::shard) fn settle_held_heartbeats(&mut self, now: i64) {
+        let touched = self.touched_groups();
+        for (group_id, _) in &touched {
+            let changed = self.transaction.regrouped.contains(group_id);
+            self.revisit_held_heartbeats(now, group_id, changed);
+        }
+        let held_before = touched
+            .into_iter()
+            .flat_map(|(group_id, tokens)| tokens.into_iter().map(move |t| (group_id.clone(), t)))
+            .collect();
+        self.answer_dropped_heartbeats(held_before);
+    }
+
+    /// Answers the held heartbeats of `group_id` that are due at `now`, and those that may
+    /// have something new when `changed` (the operation wrote the group's records): of
+    /// members gone, of members behind the target assignment's epoch, and of members
+    /// waiting for partitions others release. A heartbeat run again that still has nothing
+    /// to say stays held.
+    fn revisit_held_heartbeats(&mut self, now: i64, group_id: &str, changed: bool) {
+        let Some(Group::Consumer(group)) = self.groups.get(group_id) else {
+            return;
+        };
+        let revisit: Vec<(String, bool)> = group
+            .held
+            .iter()
+            .filter_map(|(member_id, held)| {
+                let due = held.until <= now;
+                let stale = changed
+                    && group.members.get(member_id).is_none_or(|m| {
+                        m.member_epoch != group.assignment_epoch
+                            || m.state == MemberState::UnreleasedPartitions
+                    });
+                (due || stale).then(|| (member_id.clone(), due))
+            })
+            .collect();
+        for (member_id, due) in revisit {
+            let group = self.consumer_group_mut(group_id);
+            if let Some(held) = group.held.remove(&member_id) {
+                self.answer_held(now, held, due);
+            }
+        }
+    }
+
+    /// Runs a held heartbeat again, as if it came now: answered if it has something to say
+    /// or `now_or_never`, held again otherwise.
+    fn answer_held(&mut self, now: i64, held: HeldHeartbeat, now_or_never: bool) {
+        let heartbeat = Heartbeat::from_request(held.request.clone());
+        let (group_id, member_id) = (heartbeat.group_id.clone(), heartbeat.member_id.clone());
+        match self.consumer_join_or_heartbeat(now, &held.client, heartbeat) {
+            Ok((_, Some(_))) if !now_or_never && now < held.until => {
+                self.hold_heartbeat(&group_id, &member_id, held);
+            }
+            Ok((response, _)) => {
+                self.respond(held.token, Response::ConsumerGroupHeartbeat(response));
+            }
+            Err((error, message)) => self.respond(held.token, failure(error, &message)),
+        }
+    }
+
+    /// Answers every heartbeat an operation left neither held nor answered (its group was
+    /// deleted or converted under it): its member is gone. `before` are the tokens the
+    /// operation's groups held when it began.
+    fn answer_dropped_heartbeats(&mut self, before: Vec<(String, Token)>) {
+        for (group_id, token) in before {
+            let still_held = match self.groups.get(&group_id) {
+                Some(Group::Consumer(group)) => group.held.values().any(|h| h.token == token),
+                _ => false,
+            };
+            let answered = self.transaction.responses.iter().any(|(t, _)| *t == token);
+            if !still_held && !answered {
+                let message = "the member is no longer in the group";
+                self.respond(token, failure(ResponseError::UnknownMemberId, message));
+            }
+        }
+    }
+}
