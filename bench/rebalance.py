@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import random
 import signal
 import statistics
 import subprocess
@@ -713,7 +714,9 @@ def run_case(broker_name: str, partitions: int, mode: Mode, args, rundir: Path,
             f"{res.form_s:.1f} s; steady for {args.baseline_s:.0f} s")
         time.sleep(args.baseline_s)
 
-        # ---- event 1: an 11th consumer joins
+        # ---- event 1: an 11th consumer joins, at a random point of the members' heartbeat
+        # cycles (they started together, so their cycles are in step with this script's waits)
+        time.sleep(random.uniform(0, args.heartbeat_ms / 1000))
         ev = res.events["join"]
         before = group_snapshot(members)
         newcomer = spawn(args.consumers + 1)

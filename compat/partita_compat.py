@@ -43,6 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def metric_value(http_port: int, name: str, **labels) -> float:
+    """The sum of the samples of `name` on the broker's `/metrics` whose labels include
+    `labels` (0 if there are none)."""
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name
+               and all(sample.labels.get(k) == str(v) for k, v in labels.items()))
+
+
 def unique_name(prefix: str) -> str:
     """A topic/group name unique to this call: prefix plus a uuid suffix (legal Kafka name)."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

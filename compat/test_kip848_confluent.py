@@ -23,7 +23,7 @@ from confluent_util import admin_client, create_topic
 from group_scenarios import values_of, wait_consumed
 from group_util import (GROUP_DEADLINE, committed, describe_group, members_fixture,
                         produce_numbered, wait_stable)
-from partita_compat import unique_name, wait_until
+from partita_compat import free_port, metric_value, unique_name, wait_until
 from share_util import group_config
 
 members = members_fixture("confluent")
@@ -298,6 +298,50 @@ def test_kip848_group_configs_set_one_groups_session_timeout(start_broker, membe
     assert removed and 'reason="session_timeout"' in removed[0], k.show_events(b, group_name,
                                                                                 mark)
     survivor.wait_for(lambda m: m.owned_now() == {0, 1, 2, 3}, "survivor owns every partition")
+
+
+@pytest.mark.timeout(180)
+def test_kip848_heartbeats_wait_for_news_at_the_default_interval(start_broker, members,
+                                                                 topic_name, group_name):
+    """At the default heartbeat interval (5 s), a stable member's heartbeat that has nothing new
+    for it is held by the broker: a heartbeat nothing happens to is answered before the next is
+    due, a commit the member sends meanwhile on the same connection answers it first, and the
+    owner of every partition learns of a newcomer from its held heartbeat, which the join
+    answers, instead of at its next heartbeat. Counted in /metrics by why each was answered."""
+    http_port = free_port()
+    b = start_broker({"http.listen": f"127.0.0.1:{http_port}"})
+    admin = admin_client(b.bootstrap)
+    create_topic(admin, topic_name, 4)
+
+    def held(answered: str) -> float:
+        return metric_value(http_port, "partita_consumer_heartbeats_held_total",
+                            answered=answered)
+
+    owner = k.spawn(members, "owner", b, group_name, topic_name, commit_below=-1)
+    owner.wait_for(lambda m: m.owned_now() == {0, 1, 2, 3}, "the owner holds every partition")
+    wait_until(lambda: held("due") >= 2, 60, "heartbeats held until their next one is due")
+
+    # Commits go to the coordinator on the heartbeats' connection: one spaced a little more than
+    # a second from the next cannot all fall in the second between two held heartbeats.
+    released = held("released")
+    for i in range(6):
+        produce_numbered(b.bootstrap, topic_name, [i % 4], 1, start=i, tag="c")
+        owner.wait_for(lambda m, n=i + 1: len(m.events_of("commit")) >= n, "a commit")
+        time.sleep(1.1)
+    assert held("released") > released, "no commit answered a held heartbeat first"
+    assert not owner.events_of("error"), owner.events_of("error")
+
+    # A commit's answer leaves the member without a heartbeat held until its next one is due:
+    # wait for that one to be held and answered, so that the newcomer, started a second after
+    # (the next heartbeat is then held for 4.5 s), comes while the owner's heartbeat is held.
+    due = held("due")
+    wait_until(lambda: held("due") > due, 30, "a heartbeat held until due after the commits")
+    time.sleep(1)
+    changed = held("changed")
+    newcomer = k.spawn(members, "newcomer", b, group_name, topic_name)
+    wait_stable(admin, group_name, topic_name, [owner, newcomer], 4)
+    assert held("changed") > changed, "the owner was not told by its held heartbeat"
+    assert len(newcomer.owned_now()) == 2, newcomer.owned_now()
 
 
 @pytest.mark.timeout(120)

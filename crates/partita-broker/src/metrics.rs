@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
+use partita_groups::HeldAnswer;
 use partita_log::batch;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -92,6 +93,13 @@ pub struct TopicLabels {
 pub struct ReasonLabels {
     /// Why the broker closed it.
     pub reason: &'static str,
+}
+
+/// Labels of the held-heartbeat counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnsweredLabels {
+    /// Why the held heartbeat was answered.
+    pub answered: &'static str,
 }
 
 /// Traffic of one topic: what producers wrote and consumers read. Counting it counts the
@@ -182,6 +190,7 @@ pub struct BrokerMetrics {
     /// Client connections accepted since start.
     pub connections_accepted: Counter,
     connections_closed: Family<ReasonLabels, Counter>,
+    held_heartbeats: Family<AnsweredLabels, Counter>,
     scrubbed_bytes: Counter,
     damaged_batches: Family<PartitionLabels, Counter>,
 }
@@ -193,7 +202,14 @@ impl Default for BrokerMetrics {
         for reason in ["per_ip_limit", "idle"] {
             drop(connections_closed.get_or_create(&ReasonLabels { reason }));
         }
+        let held_heartbeats = Family::<AnsweredLabels, Counter>::default();
+        for why in [HeldAnswer::Changed, HeldAnswer::Released, HeldAnswer::Due] {
+            drop(held_heartbeats.get_or_create(&AnsweredLabels {
+                answered: why.name(),
+            }));
+        }
         BrokerMetrics {
+            held_heartbeats,
             requests: Family::default(),
             failures: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -248,6 +264,14 @@ impl BrokerMetrics {
             partition,
         };
         self.damaged_batches.get_or_create(&labels).inc();
+    }
+
+    /// Counts a KIP-848 heartbeat that was held, by why it was answered.
+    pub fn held_heartbeat_answered(&self, why: HeldAnswer) {
+        let labels = AnsweredLabels {
+            answered: why.name(),
+        };
+        self.held_heartbeats.get_or_create(&labels).inc();
     }
 
     /// Counts a connection closed at once: its address had `max.connections.per.ip` open.
@@ -426,6 +450,13 @@ impl BrokerMetrics {
             "partita_connections_accepted",
             "Kafka client connections accepted since the broker started",
             self.connections_accepted.clone(),
+        );
+        registry.register(
+            "partita_consumer_heartbeats_held",
+            "KIP-848 heartbeats held because they had nothing new for their member, by why they \
+             were answered: something changed for the member, its client sent another request, \
+             or its next heartbeat was about to be due",
+            self.held_heartbeats.clone(),
         );
         registry.register(
             "partita_connections_closed",

@@ -19,6 +19,6 @@ pub mod transactions;
 pub use config::{partition_for_group, GroupConfig};
 pub use events::{GroupEvent, GroupEventKind, RebalanceCause, RemovalReason};
 pub use shard::{
-    AppendError, ClientContext, Group, GroupShard, Operation, Record, Request, Response, Staged,
-    Token,
+    AppendError, ClientContext, Group, GroupShard, HeldAnswer, Operation, Record, Request,
+    Response, Staged, Token,
 };

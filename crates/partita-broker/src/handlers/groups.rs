@@ -372,6 +372,10 @@ pub(crate) async fn consumer_group_heartbeat(
     };
     match outcome {
         Ok(Response::ConsumerGroupHeartbeat(response)) => response,
+        Ok(Response::HeldConsumerGroupHeartbeat(response, why)) => {
+            broker.metrics.held_heartbeat_answered(why);
+            response
+        }
         other => {
             ConsumerGroupHeartbeatResponse::default().with_error_code(CoordinatorError::of(other))
         }

@@ -45,7 +45,8 @@ pub use deadlines::DeadlineKey;
 pub use group::Group;
 pub use offsets::OffsetFetchGroup;
 pub use operation::{
-    BatchKind, ClientContext, Operation, Record, RecordLog, Request, Response, Token, TxnMarker,
+    BatchKind, ClientContext, HeldAnswer, Operation, Record, RecordLog, Request, Response, Token,
+    TxnMarker,
 };
 pub use share::{
     AcknowledgementBatches, ShareAcknowledgements, ShareAcquire, ShareGroupStatus,

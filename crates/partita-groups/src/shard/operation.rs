@@ -25,6 +25,28 @@ pub struct ClientContext {
     pub client_host: String,
 }
 
+/// Why a held ConsumerGroupHeartbeat was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldAnswer {
+    /// Something changed for its member (or the member is gone).
+    Changed,
+    /// Its client sent another request, or another heartbeat.
+    Released,
+    /// The member's next heartbeat was about to be due.
+    Due,
+}
+
+impl HeldAnswer {
+    /// A stable, lower-case name for metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeldAnswer::Changed => "changed",
+            HeldAnswer::Released => "released",
+            HeldAnswer::Due => "due",
+        }
+    }
+}
+
 /// A request for this shard, decoded and normalised across API versions where that helps.
 #[derive(Clone, Debug)]
 pub enum Request {
@@ -151,6 +173,8 @@ pub enum Response {
     TopicDeleted(usize),
     /// For ConsumerGroupHeartbeat.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// For a ConsumerGroupHeartbeat that was held, and why it was answered.
+    HeldConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse, HeldAnswer),
     /// For one group of a ConsumerGroupDescribe.
     ConsumerGroupDescribe(consumer_group_describe_response::DescribedGroup),
     /// For ShareGroupHeartbeat.

@@ -290,9 +290,10 @@ impl World {
         for (slot, member_id, token) in std::mem::take(&mut self.polls) {
             match self.driver.take(token) {
                 None => self.polls.push((slot, member_id, token)),
-                Some(Response::ConsumerGroupHeartbeat(r))
-                    if self.consumer[slot].member_id == member_id =>
-                {
+                Some(
+                    Response::ConsumerGroupHeartbeat(r)
+                    | Response::HeldConsumerGroupHeartbeat(r, _),
+                ) if self.consumer[slot].member_id == member_id => {
                     self.take_heartbeat_answer(slot, r)
                 }
                 Some(_) => {}

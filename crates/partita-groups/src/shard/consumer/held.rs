@@ -11,20 +11,23 @@
 //! or shortly before the client's next heartbeat is due. A stable group still sends one
 //! heartbeat per member per interval; a change reaches its members within a round trip.
 //!
-//! Clients time a heartbeat out after the interval they were last given (librdkafka checks
-//! once a second, and a timeout closes the connection), so a heartbeat is held for at most
+//! Clients time a heartbeat out after the interval they were last given (librdkafka; it
+//! checks once a second, and a timeout closes the connection), and send the next one an
+//! interval after the last was sent (librdkafka and Java), so a heartbeat is held for at most
 //! that interval less [`HOLD_MARGIN_MS`], and never when the interval is shorter than the
-//! margin. A member that must revoke partitions is never held: its client acknowledges the
+//! margin. A change that comes in that margin waits for the member's next heartbeat. A member that must revoke partitions is never held: its client acknowledges the
 //! revocation with its next heartbeat, which it sends only once the previous one is answered.
 
+use kafka_protocol::messages::ConsumerGroupHeartbeatResponse;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{failure, Heartbeat, JOIN};
 use crate::consumer::{HeldHeartbeat, MemberState};
-use crate::shard::{Group, GroupShard, Response, Token};
+use crate::shard::{Group, GroupShard, HeldAnswer, Response, Token};
 
 /// How much sooner than a member's heartbeat interval its held heartbeat is answered.
-pub(super) const HOLD_MARGIN_MS: i32 = 1_000;
+pub(super) const HOLD_MARGIN_MS: i32 = 500;
 
 impl GroupShard {
     /// Until when the heartbeat `h` of `member_id`, answered with `epoch` and no assignment
@@ -66,7 +69,7 @@ impl GroupShard {
             return;
         };
         if let Some(held) = group.held.remove(member_id) {
-            self.answer_held(now, held, true);
+            self.answer_held(now, held, Some(HeldAnswer::Released));
         }
     }
 
@@ -110,25 +113,35 @@ impl GroupShard {
         for (member_id, due) in revisit {
             let group = self.consumer_group_mut(group_id);
             if let Some(held) = group.held.remove(&member_id) {
-                self.answer_held(now, held, due);
+                self.answer_held(now, held, due.then_some(HeldAnswer::Due));
             }
         }
     }
 
     /// Runs a held heartbeat again, as if it came now: answered if it has something to say
-    /// or `now_or_never`, held again otherwise.
-    fn answer_held(&mut self, now: i64, held: HeldHeartbeat, now_or_never: bool) {
+    /// or must be answered now (`forced`, and why), held again otherwise.
+    fn answer_held(&mut self, now: i64, held: HeldHeartbeat, forced: Option<HeldAnswer>) {
         let heartbeat = Heartbeat::from_request(held.request.clone());
         let (group_id, member_id) = (heartbeat.group_id.clone(), heartbeat.member_id.clone());
-        match self.consumer_join_or_heartbeat(now, &held.client, heartbeat) {
-            Ok((_, Some(_))) if !now_or_never && now < held.until => {
-                self.hold_heartbeat(&group_id, &member_id, held);
+        let response = match self.consumer_join_or_heartbeat(now, &held.client, heartbeat) {
+            Ok((_, Some(_))) if forced.is_none() && now < held.until => {
+                return self.hold_heartbeat(&group_id, &member_id, held);
             }
-            Ok((response, _)) => {
-                self.respond(held.token, Response::ConsumerGroupHeartbeat(response));
+            Ok((response, still_nothing_new)) => {
+                let why = match (still_nothing_new, forced) {
+                    (Some(_), Some(why)) => why,
+                    _ => HeldAnswer::Changed,
+                };
+                Response::HeldConsumerGroupHeartbeat(response, why)
             }
-            Err((error, message)) => self.respond(held.token, failure(error, &message)),
-        }
+            Err((error, message)) => match failure(error, &message) {
+                Response::ConsumerGroupHeartbeat(response) => {
+                    Response::HeldConsumerGroupHeartbeat(response, HeldAnswer::Changed)
+                }
+                other => other,
+            },
+        };
+        self.respond(held.token, response);
     }
 
     /// Answers every heartbeat an operation left neither held nor answered (its group was
@@ -142,8 +155,13 @@ impl GroupShard {
             };
             let answered = self.transaction.responses.iter().any(|(t, _)| *t == token);
             if !still_held && !answered {
-                let message = "the member is no longer in the group";
-                self.respond(token, failure(ResponseError::UnknownMemberId, message));
+                let response = ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(ResponseError::UnknownMemberId.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "the member is no longer in the group",
+                    )));
+                let answer = Response::HeldConsumerGroupHeartbeat(response, HeldAnswer::Changed);
+                self.respond(token, answer);
             }
         }
     }
