@@ -241,6 +241,8 @@ impl Connection {
                         }
                         break;
                     };
+                    // Counted as the reader counted it, whatever happens to it next.
+                    received += 1;
                     if !dispatch::is_produce(&frame) {
                         // Anything but a produce starts once every request before it is done.
                         while let Some((request, outcome)) = in_flight.next().await {
@@ -297,7 +299,6 @@ impl Connection {
                             }
                         }
                     }
-                    received += 1;
                     let next = NextRequest {
                         arrivals: arrived.clone(),
                         after: received,

@@ -365,9 +365,11 @@ pub(crate) async fn consumer_group_heartbeat(
         biased;
         outcome = &mut answer => outcome,
         () = next.wait(), if may_wait => {
+            // The heartbeat goes on being polled first, so that it reaches the shard before
+            // its release even when the shard's queue is full.
             let release = Request::ReleaseConsumerGroupHeartbeat(group_id.clone(), member_id);
-            let _ = call(broker, &group_id, client, release).await;
-            answer.await
+            let (outcome, _) = tokio::join!(answer, call(broker, &group_id, client, release));
+            outcome
         }
     };
     match outcome {

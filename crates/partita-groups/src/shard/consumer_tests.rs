@@ -834,3 +834,29 @@ fn a_held_heartbeat_survives_a_failed_append_and_is_answered_by_the_next_change(
     let told = h.answered(held).expect("answered by the join that took");
     assert_eq!(told.assignment.map(|a| a.len()), Some(2));
 }
+
+#[test]
+fn a_member_leaving_answers_the_others_held_heartbeats_with_its_partitions() {
+    let mut h = Harness::new(4);
+    h.join("m1");
+    h.join("m2");
+    let mut members = BTreeMap::from([
+        ("m1".to_string(), (1, BTreeSet::new())),
+        ("m2".to_string(), (2, BTreeSet::new())),
+    ]);
+    h.settle(&mut members);
+    // Once stable, each is told the default interval at its next heartbeat.
+    for (id, (epoch, owned)) in &members {
+        assert_eq!(h.beat(id, *epoch, owned).error, 0);
+    }
+    let (epoch, owned) = members["m2"].clone();
+    assert_eq!(owned.len(), 2);
+    let held = h.poll("m2", epoch, &owned);
+    assert!(h.answered(held).is_none());
+
+    let (m1_epoch, _) = members["m1"].clone();
+    let left = h.heartbeat_with("m1", -1, None, None, false);
+    assert_eq!((left.error, left.epoch), (0, -1), "{m1_epoch}");
+    let told = h.answered(held).expect("answered when m1 left");
+    assert_eq!(told.assignment, Some(set(&[0, 1, 2, 3])));
+}

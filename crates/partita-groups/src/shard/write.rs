@@ -179,17 +179,28 @@ impl GroupShard {
         undo.groups.push((group_id.to_string(), before));
     }
 
-    /// The groups the running operation has touched so far, each with the tokens of the
-    /// heartbeats it held when the operation began.
-    pub(super) fn touched_groups(&self) -> Vec<(String, Vec<Token>)> {
-        let held = |before: &Option<Group>| match before {
-            Some(Group::Consumer(group)) => group.held.values().map(|h| h.token).collect(),
-            _ => Vec::new(),
-        };
+    /// The groups the running operation has touched so far.
+    pub(super) fn touched_group_ids(&self) -> Vec<String> {
         let undo = &self.transaction.undo;
         undo.groups
             .iter()
-            .map(|(group_id, before)| (group_id.clone(), held(before)))
+            .map(|(group_id, _)| group_id.clone())
+            .collect()
+    }
+
+    /// The heartbeats held by consumer groups the running operation deleted or converted, and
+    /// not answered by it.
+    pub(super) fn dropped_heartbeats(&self) -> Vec<Token> {
+        let answered = |token: &Token| self.transaction.responses.iter().any(|(t, _)| t == token);
+        let undo = &self.transaction.undo;
+        undo.groups
+            .iter()
+            .filter(|(group_id, _)| !matches!(self.groups.get(group_id), Some(Group::Consumer(_))))
+            .flat_map(|(_, before)| match before {
+                Some(Group::Consumer(group)) => group.held.values().map(|h| h.token).collect(),
+                _ => Vec::new(),
+            })
+            .filter(|token| !answered(token))
             .collect()
     }
 

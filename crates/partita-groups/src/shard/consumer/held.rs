@@ -24,7 +24,7 @@ use kafka_protocol::ResponseError;
 
 use super::{failure, Heartbeat, JOIN};
 use crate::consumer::{HeldHeartbeat, MemberState};
-use crate::shard::{Group, GroupShard, HeldAnswer, Response, Token};
+use crate::shard::{Group, GroupShard, HeldAnswer, Response};
 
 /// How much sooner than a member's heartbeat interval its held heartbeat is answered.
 pub(super) const HOLD_MARGIN_MS: i32 = 500;
@@ -58,7 +58,8 @@ impl GroupShard {
         group.held.insert(member_id.to_string(), held);
     }
 
-    /// Answers the held heartbeat of `member_id` now, if it has one.
+    /// Answers the held heartbeat of `member_id` now, if it has one: its client sent
+    /// something else.
     pub(in crate::shard) fn release_held_heartbeat(
         &mut self,
         now: i64,
@@ -68,71 +69,82 @@ impl GroupShard {
         let Some(Group::Consumer(group)) = self.groups.get_mut(group_id) else {
             return;
         };
+        let gone = !group.members.contains_key(member_id);
         if let Some(held) = group.held.remove(member_id) {
-            self.answer_held(now, held, Some(HeldAnswer::Released));
+            match gone {
+                true => self.run_held(now, held),
+                false => self.answer_unchanged(group_id, held, HeldAnswer::Released),
+            }
         }
     }
 
     /// After an operation: answers the held heartbeats of the groups it touched that are due
-    /// or may have something new, and any its groups held that it dropped.
+    /// or may have something new, and those of groups it deleted or converted.
     pub(in crate::shard) fn settle_held_heartbeats(&mut self, now: i64) {
-        let touched = self.touched_groups();
-        for (group_id, _) in &touched {
-            let changed = self.transaction.regrouped.contains(group_id);
-            self.revisit_held_heartbeats(now, group_id, changed);
+        for group_id in self.touched_group_ids() {
+            let changed = self.transaction.regrouped.contains(&group_id);
+            self.revisit_held_heartbeats(now, &group_id, changed);
         }
-        let held_before = touched
-            .into_iter()
-            .flat_map(|(group_id, tokens)| tokens.into_iter().map(move |t| (group_id.clone(), t)))
-            .collect();
-        self.answer_dropped_heartbeats(held_before);
+        for token in self.dropped_heartbeats() {
+            let response = ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(ResponseError::UnknownMemberId.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "the member is no longer in the group",
+                )));
+            self.respond(
+                token,
+                Response::HeldConsumerGroupHeartbeat(response, HeldAnswer::Changed),
+            );
+        }
     }
 
-    /// Answers the held heartbeats of `group_id` that are due at `now`, and those that may
-    /// have something new when `changed` (the operation wrote the group's records): of
-    /// members gone, of members behind the target assignment's epoch, and of members
-    /// waiting for partitions others release. A heartbeat run again that still has nothing
-    /// to say stays held.
+    /// Answers the held heartbeats of `group_id` that are due at `now`, and runs again those
+    /// that may have something new when `changed` (the operation wrote the group's records):
+    /// of members gone, of members behind the target assignment's epoch or in a group whose
+    /// target is to be computed again, and of members waiting for partitions others release.
     fn revisit_held_heartbeats(&mut self, now: i64, group_id: &str, changed: bool) {
         let Some(Group::Consumer(group)) = self.groups.get(group_id) else {
             return;
         };
+        let reassigning = group.group_epoch > group.assignment_epoch;
         let revisit: Vec<(String, bool)> = group
             .held
             .iter()
             .filter_map(|(member_id, held)| {
-                let due = held.until <= now;
                 let stale = changed
-                    && group.members.get(member_id).is_none_or(|m| {
-                        m.member_epoch != group.assignment_epoch
-                            || m.state == MemberState::UnreleasedPartitions
-                    });
-                (due || stale).then(|| (member_id.clone(), due))
+                    && (reassigning
+                        || group.members.get(member_id).is_none_or(|m| {
+                            m.member_epoch != group.assignment_epoch
+                                || m.state == MemberState::UnreleasedPartitions
+                        }));
+                (stale || held.until <= now).then(|| (member_id.clone(), stale))
             })
             .collect();
-        for (member_id, due) in revisit {
+        for (member_id, stale) in revisit {
             let group = self.consumer_group_mut(group_id);
             if let Some(held) = group.held.remove(&member_id) {
-                self.answer_held(now, held, due.then_some(HeldAnswer::Due));
+                match stale {
+                    true => self.run_held(now, held),
+                    false => self.answer_unchanged(group_id, held, HeldAnswer::Due),
+                }
             }
         }
     }
 
     /// Runs a held heartbeat again, as if it came now: answered if it has something to say
-    /// or must be answered now (`forced`, and why), held again otherwise.
-    fn answer_held(&mut self, now: i64, held: HeldHeartbeat, forced: Option<HeldAnswer>) {
+    /// or is due, held again otherwise.
+    fn run_held(&mut self, now: i64, held: HeldHeartbeat) {
         let heartbeat = Heartbeat::from_request(held.request.clone());
         let (group_id, member_id) = (heartbeat.group_id.clone(), heartbeat.member_id.clone());
         let response = match self.consumer_join_or_heartbeat(now, &held.client, heartbeat) {
-            Ok((_, Some(_))) if forced.is_none() && now < held.until => {
+            Ok((_, Some(_))) if now < held.until => {
                 return self.hold_heartbeat(&group_id, &member_id, held);
             }
-            Ok((response, still_nothing_new)) => {
-                let why = match (still_nothing_new, forced) {
-                    (Some(_), Some(why)) => why,
-                    _ => HeldAnswer::Changed,
-                };
-                Response::HeldConsumerGroupHeartbeat(response, why)
+            Ok((response, Some(_))) => {
+                Response::HeldConsumerGroupHeartbeat(response, HeldAnswer::Due)
+            }
+            Ok((response, None)) => {
+                Response::HeldConsumerGroupHeartbeat(response, HeldAnswer::Changed)
             }
             Err((error, message)) => match failure(error, &message) {
                 Response::ConsumerGroupHeartbeat(response) => {
@@ -144,25 +156,24 @@ impl GroupShard {
         self.respond(held.token, response);
     }
 
-    /// Answers every heartbeat an operation left neither held nor answered (its group was
-    /// deleted or converted under it): its member is gone. `before` are the tokens the
-    /// operation's groups held when it began.
-    fn answer_dropped_heartbeats(&mut self, before: Vec<(String, Token)>) {
-        for (group_id, token) in before {
-            let still_held = match self.groups.get(&group_id) {
-                Some(Group::Consumer(group)) => group.held.values().any(|h| h.token == token),
-                _ => false,
-            };
-            let answered = self.transaction.responses.iter().any(|(t, _)| *t == token);
-            if !still_held && !answered {
-                let response = ConsumerGroupHeartbeatResponse::default()
-                    .with_error_code(ResponseError::UnknownMemberId.code())
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "the member is no longer in the group",
-                    )));
-                let answer = Response::HeldConsumerGroupHeartbeat(response, HeldAnswer::Changed);
-                self.respond(token, answer);
-            }
-        }
+    /// Answers a held heartbeat of a member still in the group, for which nothing changed
+    /// since it came (any change would have run it again): its epoch, nothing else. Nothing
+    /// is written, so the answer cannot be undone by a failed append.
+    fn answer_unchanged(&mut self, group_id: &str, held: HeldHeartbeat, why: HeldAnswer) {
+        let interval = match self.groups.get(group_id) {
+            Some(Group::Consumer(group)) => group
+                .members
+                .get(held.request.member_id.as_str())
+                .map_or(0, |m| m.heartbeat_interval_ms),
+            _ => 0,
+        };
+        let response = ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(held.request.member_id.clone()))
+            .with_member_epoch(held.request.member_epoch)
+            .with_heartbeat_interval_ms(interval);
+        self.respond(
+            held.token,
+            Response::HeldConsumerGroupHeartbeat(response, why),
+        );
     }
 }
